@@ -32,34 +32,34 @@ typedef struct pc_origin_conf {
     char *name;
     pc_hostport *servers;
     size_t nservers;
-    bool tls;         /* true when a `tls` map is present */
-    bool tls_verify;  /* default true */
-    char *tls_ca;     /* NULL: system store */
-    char *tls_sni;    /* NULL: server host */
-    uint32_t connect_timeout_ms;   /* default 2000 */
-    uint32_t max_connections;      /* per worker per server, default 4 */
-    uint32_t max_pending;          /* streams waiting for a connection slot, default 1024 */
-    uint32_t cooldown_ms;          /* a server that failed to connect is skipped this long, default 5000 */
+    bool tls;                    /* true when a `tls` map is present */
+    bool tls_verify;             /* default true */
+    char *tls_ca;                /* NULL: system store */
+    char *tls_sni;               /* NULL: server host */
+    uint32_t connect_timeout_ms; /* default 2000 */
+    uint32_t max_connections;    /* per worker per server, default 4 */
+    uint32_t max_pending;        /* streams waiting for a connection slot, default 1024 */
+    uint32_t cooldown_ms;        /* a server that failed to connect is skipped this long, default 5000 */
 } pc_origin_conf;
 
 typedef struct pc_zone_conf {
     char *name;
     char **hosts; /* exact names or "*.suffix" wildcards, lower-case */
     size_t nhosts;
-    char *origin;        /* origin name as written */
-    size_t origin_index; /* resolved index into pc_config.origins */
-    bool grpc;           /* default true */
+    char *origin;               /* origin name as written */
+    size_t origin_index;        /* resolved index into pc_config.origins */
+    bool grpc;                  /* default true */
     uint64_t max_message_bytes; /* default 4194304 */
 } pc_zone_conf;
 
 typedef struct pc_limits_conf {
-    uint32_t max_concurrent_streams; /* per client connection, default 100 */
-    uint32_t max_header_list_bytes;  /* default 65536 */
-    uint32_t stream_window_bytes;    /* initial per-stream window we advertise, default 262144 */
+    uint32_t max_concurrent_streams;  /* per client connection, default 100 */
+    uint32_t max_header_list_bytes;   /* default 65536 */
+    uint32_t stream_window_bytes;     /* initial per-stream window we advertise, default 262144 */
     uint32_t connection_window_bytes; /* default 1048576 */
-    uint32_t handshake_timeout_ms;   /* TLS handshake must finish within, default 10000 */
-    uint32_t header_timeout_ms;      /* a HEADERS block must complete within, default 10000 */
-    uint32_t idle_timeout_ms;        /* connection with no open stream, default 300000 */
+    uint32_t handshake_timeout_ms;    /* TLS handshake must finish within, default 10000 */
+    uint32_t header_timeout_ms;       /* a HEADERS block must complete within, default 10000 */
+    uint32_t idle_timeout_ms;         /* connection with no open stream, default 300000 */
 } pc_limits_conf;
 
 enum { PC_LOG_ERROR = 0, PC_LOG_WARN = 1, PC_LOG_INFO = 2, PC_LOG_DEBUG = 3 };
@@ -89,6 +89,11 @@ typedef struct pc_config {
 /* Load and validate `path`. On failure returns -1 and writes "file:line:col: what is wrong" to err. */
 int pc__config_load(const char *path, pc_config **out, char *err, size_t errlen);
 void pc__config_free(pc_config *cfg);
+
+/* The same for a document already in memory (fuzzing, tests): `name` is used in messages and relative
+ * paths resolve against `dir` (NULL: the current directory). */
+int pc__config_load_buffer(const char *name, const char *buf, size_t len, const char *dir, pc_config **out,
+                           char *err, size_t errlen);
 
 /* Zone for a host (the :authority without port, any case). Exact names win over wildcards;
  * among wildcards the longest suffix wins. NULL when no zone matches. */

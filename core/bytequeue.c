@@ -1,0 +1,77 @@
+/* Chunked byte FIFO. Chunks are 16 KiB, the HTTP/2 default frame size, so a DATA frame
+ * usually lands in one chunk and is read back out in one copy. */
+#include "bytequeue.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CHUNK_SIZE 16384
+
+struct pc_bq_chunk {
+    pc_bq_chunk *next;
+    size_t start, end;
+    uint8_t data[CHUNK_SIZE];
+};
+
+void pc__bq_init(pc_bytequeue *q) { memset(q, 0, sizeof *q); }
+
+void pc__bq_free(pc_bytequeue *q)
+{
+    pc_bq_chunk *c = q->head;
+    while (c) {
+        pc_bq_chunk *n = c->next;
+        free(c);
+        c = n;
+    }
+    memset(q, 0, sizeof *q);
+}
+
+int pc__bq_append(pc_bytequeue *q, const uint8_t *data, size_t len)
+{
+    while (len > 0) {
+        pc_bq_chunk *t = q->tail;
+        if (!t || t->end == CHUNK_SIZE) {
+            t = malloc(sizeof *t);
+            if (!t)
+                return -1;
+            t->next = NULL;
+            t->start = t->end = 0;
+            if (q->tail)
+                q->tail->next = t;
+            else
+                q->head = t;
+            q->tail = t;
+        }
+        size_t n = CHUNK_SIZE - t->end;
+        if (n > len)
+            n = len;
+        memcpy(t->data + t->end, data, n);
+        t->end += n;
+        data += n;
+        len -= n;
+        q->size += n;
+    }
+    return 0;
+}
+
+size_t pc__bq_read(pc_bytequeue *q, uint8_t *out, size_t len)
+{
+    size_t done = 0;
+    while (done < len && q->head) {
+        pc_bq_chunk *c = q->head;
+        size_t n = c->end - c->start;
+        if (n > len - done)
+            n = len - done;
+        memcpy(out + done, c->data + c->start, n);
+        c->start += n;
+        done += n;
+        if (c->start == c->end) {
+            q->head = c->next;
+            if (!q->head)
+                q->tail = NULL;
+            free(c);
+        }
+    }
+    q->size -= done;
+    return done;
+}

@@ -1,0 +1,357 @@
+/* Client-facing HTTP/2. nghttp2 callbacks turn frames into stream events for the proxy;
+ * window updates are manual so the proxy acknowledges bytes only once the origin took them. */
+#include "h2_server.h"
+
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "h2_output.h"
+#include "log.h"
+
+enum { TIMER_NONE, TIMER_HANDSHAKE, TIMER_HEADERS, TIMER_IDLE };
+
+static void update_timer(pc_h2conn *c)
+{
+    const pc_limits_conf *l = &c->worker->cfg->limits;
+    int mode;
+    uint64_t ms;
+    if (!c->t.ready) {
+        mode = TIMER_HANDSHAKE;
+        ms = l->handshake_timeout_ms;
+    } else if (c->headers_pending > 0) {
+        mode = TIMER_HEADERS;
+        ms = l->header_timeout_ms;
+    } else if (c->nstreams == 0) {
+        mode = TIMER_IDLE;
+        ms = c->worker->draining ? 1 : l->idle_timeout_ms;
+    } else {
+        mode = TIMER_NONE;
+        ms = 0;
+    }
+    if (mode == c->timer_mode)
+        return;
+    c->timer_mode = mode;
+    pc__transport_timer(&c->t, ms);
+}
+
+static void conn_flush(pc_flushable *f)
+{
+    pc_h2conn *c = (pc_h2conn *)((char *)f - offsetof(pc_h2conn, fl));
+    pc__h2_output(&c->t, c->sess);
+}
+
+void pc__h2conn_schedule(pc_h2conn *c) { pc__worker_schedule(c->worker, &c->fl); }
+
+void pc__h2conn_unlink_stream(pc_h2conn *c, pc_stream *st)
+{
+    if (st->cprev)
+        st->cprev->cnext = st->cnext;
+    else if (c->streams == st)
+        c->streams = st->cnext;
+    if (st->cnext)
+        st->cnext->cprev = st->cprev;
+    st->cprev = st->cnext = NULL;
+    st->client = NULL;
+    c->nstreams--;
+    update_timer(c);
+}
+
+/* ---- nghttp2 callbacks ---- */
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    pc_h2conn *c = ud;
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    pc_stream *st = pc__stream_new(c, f->hd.stream_id);
+    if (!st)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    st->cnext = c->streams;
+    if (c->streams)
+        c->streams->cprev = st;
+    c->streams = st;
+    c->nstreams++;
+    st->in_headers = true;
+    c->headers_pending++;
+    nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st);
+    update_timer(c);
+    return 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t nlen,
+                     const uint8_t *value, size_t vlen, uint8_t flags, void *ud)
+{
+    (void)flags;
+    pc_h2conn *c = ud;
+    pc_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (!st || f->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    if (f->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0; /* request trailers: gRPC has none; ignored */
+    if (st->headers_too_large)
+        return 0;
+    if (st->req.bytes + nlen + vlen + 32 > c->worker->cfg->limits.max_header_list_bytes) {
+        st->headers_too_large = true;
+        return 0;
+    }
+    if (pc__stream_add_header(&st->req, name, nlen, value, vlen) < 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return 0;
+}
+
+static void headers_finished(pc_h2conn *c, pc_stream *st)
+{
+    if (st->in_headers) {
+        st->in_headers = false;
+        c->headers_pending--;
+        update_timer(c);
+    }
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    pc_h2conn *c = ud;
+    if (f->hd.stream_id == 0)
+        return 0;
+    pc_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (!st)
+        return 0;
+    if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+        headers_finished(c, st);
+        if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
+            st->req_eof = true;
+        pc__stream_request_ready(st);
+        return 0;
+    }
+    if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        pc__stream_req_end(st);
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data, size_t len, void *ud)
+{
+    (void)flags;
+    (void)ud;
+    pc_stream *st = nghttp2_session_get_stream_user_data(s, sid);
+    if (!st) {
+        nghttp2_session_consume(s, sid, len);
+        return 0;
+    }
+    pc__stream_req_data(st, data, len);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code, void *ud)
+{
+    pc_h2conn *c = ud;
+    pc_stream *st = nghttp2_session_get_stream_user_data(s, sid);
+    if (!st)
+        return 0;
+    nghttp2_session_set_stream_user_data(s, sid, NULL);
+    headers_finished(c, st);
+    pc__stream_client_closed(st, error_code);
+    return 0;
+}
+
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+    (void)ud;
+    if (f->hd.stream_id == 0 || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
+        return 0;
+    pc_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (st)
+        pc__stream_client_sent_end(st);
+    return 0;
+}
+
+static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int lib_error, void *ud)
+{
+    (void)s;
+    pc_h2conn *c = ud;
+    pc_log_debug("h2: %s: invalid frame type %u on stream %d: %s", c->t.peer, f->hd.type, f->hd.stream_id,
+                 nghttp2_strerror(lib_error));
+    return 0;
+}
+
+static nghttp2_session_callbacks *server_callbacks(void)
+{
+    nghttp2_session_callbacks *cb;
+    nghttp2_session_callbacks_new(&cb);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, on_invalid_frame);
+    return cb;
+}
+
+/* ---- transport callbacks ---- */
+
+static void t_connect(pc_transport *t, int status)
+{
+    (void)t;
+    (void)status;
+}
+
+static void t_ready(pc_transport *t)
+{
+    pc_h2conn *c = (pc_h2conn *)t;
+    const pc_limits_conf *l = &c->worker->cfg->limits;
+    if (c->tls) {
+        const unsigned char *alpn;
+        unsigned alen;
+        SSL_get0_alpn_selected(t->ssl, &alpn, &alen);
+        if (alen != 2 || memcmp(alpn, "h2", 2) != 0) {
+            pc_log_info("tls: client %s did not negotiate h2: closed", t->peer);
+            pc__transport_close(t, true);
+            return;
+        }
+    }
+    nghttp2_session_callbacks *cb = server_callbacks();
+    nghttp2_option *opt;
+    nghttp2_option_new(&opt);
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_max_continuations(opt, 8);
+    /* Rapid reset (CVE-2023-44487): a burst of 1000 resets, then 33 per second. */
+    nghttp2_option_set_stream_reset_rate_limit(opt, 1000, 33);
+    int rv = nghttp2_session_server_new2(&c->sess, cb, c, opt);
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cb);
+    if (rv != 0) {
+        pc__transport_close(t, false);
+        return;
+    }
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, l->max_concurrent_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, l->stream_window_bytes},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, l->max_header_list_bytes},
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+    };
+    nghttp2_submit_settings(c->sess, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
+    nghttp2_session_set_local_window_size(c->sess, NGHTTP2_FLAG_NONE, 0, (int32_t)l->connection_window_bytes);
+    update_timer(c);
+    pc__h2conn_schedule(c);
+}
+
+static int t_read(pc_transport *t, const uint8_t *data, size_t len)
+{
+    pc_h2conn *c = (pc_h2conn *)t;
+    if (!c->sess)
+        return 0;
+    ssize_t n = nghttp2_session_mem_recv(c->sess, data, len);
+    if (n < 0) {
+        pc_log_info("h2: client %s: %s: closing", t->peer, nghttp2_strerror((int)n));
+        /* Send the GOAWAY nghttp2 queued, then close. */
+        c->fl.flush(&c->fl);
+        pc__transport_close(t, true);
+        return 0;
+    }
+    pc__h2conn_schedule(c);
+    return 0;
+}
+
+static void t_error(pc_transport *t, const char *why)
+{
+    pc_log_debug("conn: client %s: %s", t->peer, why);
+}
+
+static void t_drain(pc_transport *t) { pc__h2conn_schedule((pc_h2conn *)t); }
+
+static void t_timeout(pc_transport *t)
+{
+    pc_h2conn *c = (pc_h2conn *)t;
+    static const char *what[] = {"", "TLS handshake", "request headers", "idle"};
+    if (c->timer_mode != TIMER_IDLE || !c->worker->draining)
+        pc_log_debug("conn: client %s: %s timeout", t->peer, what[c->timer_mode]);
+    c->timer_mode = TIMER_NONE;
+    if (c->sess && !c->goaway_sent) {
+        c->goaway_sent = true;
+        nghttp2_submit_goaway(c->sess, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->sess),
+                              NGHTTP2_NO_ERROR, NULL, 0);
+        c->fl.flush(&c->fl);
+    }
+    pc__transport_close(t, true);
+}
+
+static void t_closed(pc_transport *t)
+{
+    pc_h2conn *c = (pc_h2conn *)t;
+    /* Streams still open: their client is gone. */
+    while (c->streams) {
+        pc_stream *st = c->streams;
+        pc__stream_client_closed(st, NGHTTP2_CANCEL);
+    }
+    if (c->sess)
+        nghttp2_session_del(c->sess);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        c->worker->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    pc_worker *w = c->worker;
+    free(c);
+    pc__worker_conn_closed(w);
+}
+
+static const pc_transport_cbs client_cbs = {
+    .on_connect = t_connect,
+    .on_ready = t_ready,
+    .on_read = t_read,
+    .on_error = t_error,
+    .on_drain = t_drain,
+    .on_timeout = t_timeout,
+    .on_closed = t_closed,
+};
+
+void pc__h2conn_accept(pc_worker *w, uv_stream_t *listener, size_t index)
+{
+    pc_h2conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    pc__transport_init(w, &c->t, &client_cbs);
+    c->worker = w;
+    c->listener = index;
+    c->fl.flush = conn_flush;
+    c->timer_mode = -1;
+    c->next = w->conns;
+    if (w->conns)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    if (uv_accept(listener, (uv_stream_t *)&c->t.tcp) != 0) {
+        pc__transport_close(&c->t, false);
+        return;
+    }
+    pc_tls_server *tls = w->rt->front_tls[index];
+    c->tls = tls != NULL;
+    if (pc__transport_accept(&c->t, tls ? pc__tls_server_ctx(tls) : NULL) != 0) {
+        pc__transport_close(&c->t, false);
+        return;
+    }
+    if (!c->t.closing)
+        update_timer(c);
+}
+
+void pc__h2conn_drain(pc_h2conn *c)
+{
+    if (c->t.closing)
+        return;
+    if (!c->sess) {
+        pc__transport_close(&c->t, false);
+        return;
+    }
+    if (!c->goaway_sent) {
+        c->goaway_sent = true;
+        nghttp2_submit_goaway(c->sess, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(c->sess),
+                              NGHTTP2_NO_ERROR, NULL, 0);
+    }
+    c->timer_mode = -1;
+    update_timer(c);
+    pc__h2conn_schedule(c);
+}

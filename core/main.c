@@ -1,0 +1,220 @@
+/* The portcullis command: run, check, --version, --help. The main thread loads the config,
+ * builds the shared read-only state (TLS contexts, resolved origins), starts the workers and
+ * then only waits for signals. */
+#include <netdb.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "config.h"
+#include "log.h"
+#include "tls.h"
+#include "version.h"
+#include "worker.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: portcullis run -c FILE      serve in the foreground\n"
+               "       portcullis check -c FILE    validate the config, print warnings (exit 0 valid, 2 not)\n"
+               "       portcullis --version\n"
+               "       portcullis --help\n");
+}
+
+static pc_config *load(const char *path)
+{
+    char err[1024];
+    pc_config *cfg = NULL;
+    if (pc__config_load(path, &cfg, err, sizeof err) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return NULL;
+    }
+    return cfg;
+}
+
+static void runtime_free(pc_runtime *rt)
+{
+    if (rt->front_tls)
+        for (size_t i = 0; i < rt->cfg->nlisten; i++)
+            pc__tls_server_free(rt->front_tls[i]);
+    if (rt->origin_tls)
+        for (size_t i = 0; i < rt->cfg->norigins; i++)
+            SSL_CTX_free(rt->origin_tls[i]);
+    if (rt->origin_addrs)
+        for (size_t i = 0; i < rt->cfg->norigins; i++)
+            free(rt->origin_addrs[i]);
+    free(rt->front_tls);
+    free(rt->origin_tls);
+    free(rt->origin_addrs);
+}
+
+static int resolve(const pc_hostport *hp, struct sockaddr_storage *out, char *err, size_t errlen)
+{
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM}, *res;
+    char port[8];
+    snprintf(port, sizeof port, "%u", hp->port);
+    int rv = getaddrinfo(hp->host, port, &hints, &res);
+    if (rv != 0) {
+        snprintf(err, errlen, "cannot resolve %s: %s", hp->host, gai_strerror(rv));
+        return -1;
+    }
+    memcpy(out, res->ai_addr, res->ai_addrlen);
+    freeaddrinfo(res);
+    return 0;
+}
+
+static int runtime_build(pc_runtime *rt, pc_config *cfg, char *err, size_t errlen)
+{
+    memset(rt, 0, sizeof *rt);
+    rt->cfg = cfg;
+    rt->front_tls = calloc(cfg->nlisten, sizeof *rt->front_tls);
+    rt->origin_tls = calloc(cfg->norigins, sizeof *rt->origin_tls);
+    rt->origin_addrs = calloc(cfg->norigins, sizeof *rt->origin_addrs);
+    if (!rt->front_tls || !rt->origin_tls || !rt->origin_addrs)
+        return -1;
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        if (!cfg->listen[i].tls)
+            continue;
+        char e[512];
+        rt->front_tls[i] = pc__tls_server_new(&cfg->listen[i], e, sizeof e);
+        if (!rt->front_tls[i]) {
+            snprintf(err, errlen, "listen %s: %s", cfg->listen[i].address, e);
+            return -1;
+        }
+    }
+    for (size_t i = 0; i < cfg->norigins; i++) {
+        const pc_origin_conf *o = &cfg->origins[i];
+        char e[512];
+        if (o->tls && !(rt->origin_tls[i] = pc__tls_client_new(o, e, sizeof e))) {
+            snprintf(err, errlen, "origin %s: %s", o->name, e);
+            return -1;
+        }
+        rt->origin_addrs[i] = calloc(o->nservers, sizeof(struct sockaddr_storage));
+        if (!rt->origin_addrs[i])
+            return -1;
+        for (size_t j = 0; j < o->nservers; j++)
+            if (resolve(&o->servers[j], &rt->origin_addrs[i][j], e, sizeof e) < 0) {
+                snprintf(err, errlen, "origin %s: %s", o->name, e);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+static int cmd_check(const char *path)
+{
+    pc_config *cfg = load(path);
+    if (!cfg)
+        return 2;
+    pc_runtime rt;
+    char err[1024];
+    int rv = 0;
+    if (runtime_build(&rt, cfg, err, sizeof err) < 0) {
+        fprintf(stderr, "%s: %s\n", path, err);
+        rv = 2;
+    } else {
+        for (size_t i = 0; i < cfg->nwarnings; i++)
+            fprintf(stdout, "warning: %s\n", cfg->warnings[i]);
+        fprintf(stdout, "%s: ok (%zu listeners, %zu origins, %zu zones%s%zu warnings)\n", path, cfg->nlisten,
+                cfg->norigins, cfg->nzones, ", ", cfg->nwarnings);
+    }
+    runtime_free(&rt);
+    pc__config_free(cfg);
+    return rv;
+}
+
+typedef struct run_state {
+    pc_worker *workers;
+    size_t nworkers;
+    int signals;
+} run_state;
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    run_state *rs = h->data;
+    if (++rs->signals > 1) {
+        pc_log_warn("second signal: exiting now");
+        _exit(1);
+    }
+    pc_log_info("%s: draining connections", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    for (size_t i = 0; i < rs->nworkers; i++)
+        pc__worker_stop(&rs->workers[i]);
+    uv_stop(h->loop);
+}
+
+static int cmd_run(const char *path)
+{
+    pc_config *cfg = load(path);
+    if (!cfg)
+        return 2;
+    pc__log_set_level(cfg->log.level);
+    for (size_t i = 0; i < cfg->nwarnings; i++)
+        pc_log_warn("config: %s", cfg->warnings[i]);
+    pc_runtime rt;
+    char err[1024];
+    if (runtime_build(&rt, cfg, err, sizeof err) < 0) {
+        pc_log_error("%s: %s", path, err);
+        runtime_free(&rt);
+        pc__config_free(cfg);
+        return 2;
+    }
+    size_t n = cfg->workers ? cfg->workers : (size_t)uv_available_parallelism();
+    pc_worker *workers = calloc(n, sizeof *workers);
+    if (!workers)
+        return 1;
+    for (size_t i = 0; i < n; i++) {
+        if (pc__worker_init(&workers[i], (int)i, &rt, err, sizeof err) < 0) {
+            pc_log_error("%s", err);
+            return 1;
+        }
+    }
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        pc_log_info("listening on %s (%s)", cfg->listen[i].address, cfg->listen[i].tls ? "tls" : "h2c");
+    for (size_t i = 0; i < n; i++)
+        pc__worker_start(&workers[i]);
+    pc_log_info("portcullis %s started with %zu workers", PC_VERSION, n);
+
+    uv_loop_t *loop = uv_default_loop();
+    run_state rs = {workers, n, 0};
+    uv_signal_t sigterm, sigint;
+    uv_signal_init(loop, &sigterm);
+    uv_signal_init(loop, &sigint);
+    sigterm.data = sigint.data = &rs;
+    uv_signal_start(&sigterm, on_signal, SIGTERM);
+    uv_signal_start(&sigint, on_signal, SIGINT);
+    uv_run(loop, UV_RUN_DEFAULT);
+    for (size_t i = 0; i < n; i++)
+        pc__worker_join(&workers[i]);
+    pc_log_info("stopped");
+    uv_close((uv_handle_t *)&sigterm, NULL);
+    uv_close((uv_handle_t *)&sigint, NULL);
+    uv_run(loop, UV_RUN_NOWAIT);
+    uv_loop_close(loop);
+    free(workers);
+    runtime_free(&rt);
+    pc__config_free(cfg);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGPIPE, SIG_IGN);
+    if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
+        printf("portcullis %s\n", PC_VERSION);
+        return 0;
+    }
+    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+        usage(stdout);
+        return 0;
+    }
+    if (argc == 4 && strcmp(argv[2], "-c") == 0) {
+        if (strcmp(argv[1], "run") == 0)
+            return cmd_run(argv[3]);
+        if (strcmp(argv[1], "check") == 0)
+            return cmd_check(argv[3]);
+    }
+    usage(stderr);
+    return 2;
+}

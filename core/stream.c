@@ -1,0 +1,540 @@
+/* The proxy between a client stream and an origin stream: zone selection, the gRPC switch,
+ * deadlines, the gRPC message decoder on requests, bounded queues in both directions and the
+ * edge's own gRPC answers. Every byte is acknowledged to its sender (WINDOW_UPDATE) only when
+ * the queue it entered is short, so memory per stream stays bounded by the windows. */
+#include "stream.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "grpc_status.h"
+#include "h2_server.h"
+#include "log.h"
+#include "upstream.h"
+#include "worker.h"
+
+/* Below this many queued bytes, received data is acknowledged at once. */
+#define QUEUE_LOW_WATER 65536
+
+static void maybe_free(pc_stream *st);
+
+pc_stream *pc__stream_new(pc_h2conn *c, int32_t sid)
+{
+    pc_stream *st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    st->worker = c->worker;
+    st->client = c;
+    st->sid = sid;
+    st->edge_status = -1;
+    st->start_ms = uv_now(&c->worker->loop);
+    pc__bq_init(&st->req_q);
+    pc__bq_init(&st->resp_q);
+    return st;
+}
+
+int pc__stream_add_header(pc_headers *h, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen)
+{
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 16;
+        nghttp2_nv *nv = realloc(h->nv, cap * sizeof *nv);
+        if (!nv)
+            return -1;
+        h->nv = nv;
+        h->cap = cap;
+    }
+    uint8_t *mem = malloc(nlen + vlen + 2);
+    if (!mem)
+        return -1;
+    memcpy(mem, name, nlen);
+    mem[nlen] = '\0';
+    memcpy(mem + nlen + 1, value, vlen);
+    mem[nlen + 1 + vlen] = '\0';
+    h->nv[h->n++] = (nghttp2_nv){mem, mem + nlen + 1, nlen, vlen, NGHTTP2_NV_FLAG_NONE};
+    h->bytes += nlen + vlen + 32;
+    return 0;
+}
+
+void pc__headers_free(pc_headers *h)
+{
+    for (size_t i = 0; i < h->n; i++)
+        free(h->nv[i].name);
+    free(h->nv);
+    memset(h, 0, sizeof *h);
+}
+
+static void timer_closed(uv_handle_t *h) { free(h); }
+
+static void stop_deadline(pc_stream *st)
+{
+    if (st->deadline_timer) {
+        uv_close((uv_handle_t *)st->deadline_timer, timer_closed);
+        st->deadline_timer = NULL;
+    }
+}
+
+static void maybe_free(pc_stream *st)
+{
+    if (!st->client_closed || st->queued || st->up)
+        return;
+    stop_deadline(st);
+    pc__headers_free(&st->req);
+    pc__headers_free(&st->resp);
+    pc__headers_free(&st->trailers);
+    pc__bq_free(&st->req_q);
+    pc__bq_free(&st->resp_q);
+    if (st->is_grpc)
+        pc__grpc_framer_free(&st->framer);
+    free(st);
+}
+
+/* ---- acknowledging bytes (flow control) ---- */
+
+static void ack_client(pc_stream *st, size_t n)
+{
+    if (n == 0 || !st->client || !st->client->sess)
+        return;
+    nghttp2_session_consume(st->client->sess, st->sid, n);
+    pc__h2conn_schedule(st->client);
+}
+
+static void ack_origin(pc_stream *st, size_t n)
+{
+    if (n == 0 || !st->up || !st->up->sess)
+        return;
+    nghttp2_session_consume(st->up->sess, st->up_sid, n);
+    pc__upconn_schedule(st->up);
+}
+
+/* ---- answering the client ---- */
+
+#define NV(n, v, vl) ((nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), NGHTTP2_NV_FLAG_NONE})
+
+static bool client_writable(pc_stream *st) { return st->client && !st->client_closed && st->client->sess; }
+
+static void cancel_origin(pc_stream *st)
+{
+    if (st->queued || st->up)
+        pc__pool_cancel(st);
+}
+
+void pc__stream_fail(pc_stream *st, int grpc_status, int http_status, const char *reason, const char *msg)
+{
+    cancel_origin(st);
+    stop_deadline(st);
+    if (st->resp_done || !client_writable(st))
+        return;
+    st->resp_done = true;
+    st->edge_status = grpc_status;
+    st->edge_reason = reason;
+    nghttp2_session *s = st->client->sess;
+    char enc[512];
+    pc__grpc_message_encode(msg, enc, sizeof enc);
+    char code[8];
+    snprintf(code, sizeof code, "%d", grpc_status);
+    pc_log_debug("stream %s %s: edge answered %s: %s", st->client->t.peer, st->path ? st->path : "-",
+                 pc__grpc_status_name(grpc_status), msg);
+    /* Whatever the origin sent and the client has not taken is dropped with this answer. */
+    if (st->resp_q.size) {
+        uint8_t sink[4096];
+        while (st->resp_q.size)
+            pc__bq_read(&st->resp_q, sink, sizeof sink);
+    }
+    if (st->is_grpc) {
+        if (!st->resp_submitted) {
+            /* Trailers-Only: one HEADERS frame carrying the status. */
+            nghttp2_nv nva[] = {NV(":status", "200", 3), NV("content-type", "application/grpc", 16),
+                                NV("grpc-status", code, strlen(code)), NV("grpc-message", enc, strlen(enc))};
+            st->resp_submitted = true;
+            nghttp2_submit_response(s, st->sid, nva, 4, NULL);
+        } else {
+            /* Response already started: end it with trailers after what was sent. */
+            pc__headers_free(&st->trailers);
+            pc__stream_add_header(&st->trailers, (const uint8_t *)"grpc-status", 11, (const uint8_t *)code,
+                                  strlen(code));
+            pc__stream_add_header(&st->trailers, (const uint8_t *)"grpc-message", 12, (const uint8_t *)enc,
+                                  strlen(enc));
+            st->resp_eof = true;
+            nghttp2_session_resume_data(s, st->sid);
+        }
+    } else if (!st->resp_submitted) {
+        char status[8];
+        snprintf(status, sizeof status, "%d", http_status);
+        pc__bq_append(&st->resp_q, (const uint8_t *)msg, strlen(msg));
+        pc__bq_append(&st->resp_q, (const uint8_t *)"\n", 1);
+        st->resp_eof = true;
+        nghttp2_nv nva[] = {NV(":status", status, strlen(status)), NV("content-type", "text/plain", 10)};
+        nghttp2_data_provider prd = {.source.ptr = st, .read_callback = pc__stream_read_response};
+        st->resp_submitted = true;
+        nghttp2_submit_response(s, st->sid, nva, 2, &prd);
+    } else {
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_INTERNAL_ERROR);
+    }
+    pc__h2conn_schedule(st->client);
+}
+
+static void on_deadline(uv_timer_t *t)
+{
+    pc_stream *st = t->data;
+    pc__stream_fail(st, PC_GRPC_DEADLINE_EXCEEDED, 504, "deadline", "deadline exceeded at the edge");
+    maybe_free(st);
+}
+
+/* ---- request path ---- */
+
+static const char *hdr(const nghttp2_nv *nv, const char *name, size_t nlen)
+{
+    return (nv->namelen == nlen && memcmp(nv->name, name, nlen) == 0) ? (const char *)nv->value : NULL;
+}
+
+static int on_request_message(void *ud, const pc_grpc_message *m)
+{
+    pc_stream *st = ud;
+    /* The plugin chain will inspect each message here, before it is forwarded. */
+    return pc__bq_append(&st->req_q, m->frame, m->frame_len) < 0 ? -100 : 0;
+}
+
+static void framer_failed(pc_stream *st, int rv, const char *err)
+{
+    if (rv == PC_GRPC_FRAME_TOO_LARGE)
+        pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 413, "message_too_large", err);
+    else if (rv == PC_GRPC_FRAME_UNSUPPORTED)
+        pc__stream_fail(st, PC_GRPC_UNIMPLEMENTED, 415, "unsupported_encoding", err);
+    else if (rv == -100)
+        pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
+    else
+        pc__stream_fail(st, PC_GRPC_INTERNAL, 400, "malformed_grpc", err);
+}
+
+void pc__stream_request_ready(pc_stream *st)
+{
+    for (size_t i = 0; i < st->req.n; i++) {
+        const nghttp2_nv *nv = &st->req.nv[i];
+        const char *v;
+        if (nv->name[0] == ':') {
+            if ((v = hdr(nv, ":method", 7)))
+                st->method = v;
+            else if ((v = hdr(nv, ":scheme", 7)))
+                st->scheme = v;
+            else if ((v = hdr(nv, ":authority", 10)))
+                st->authority = v;
+            else if ((v = hdr(nv, ":path", 5)))
+                st->path = v;
+        } else if ((v = hdr(nv, "content-type", 12))) {
+            st->content_type = v;
+            st->is_grpc = pc__grpc_is_content_type(v, nv->valuelen);
+        } else if ((v = hdr(nv, "host", 4))) {
+            st->host_header = v;
+        } else if ((v = hdr(nv, "grpc-timeout", 12))) {
+            st->grpc_timeout = v;
+        } else if ((v = hdr(nv, "grpc-encoding", 13))) {
+            st->grpc_encoding = v;
+        }
+    }
+    if (st->headers_too_large) {
+        pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 431, "headers_too_large", "request headers too large");
+        return;
+    }
+    if (!st->method || !st->path) {
+        pc__stream_fail(st, PC_GRPC_INTERNAL, 400, "bad_request", "request without :method or :path");
+        return;
+    }
+    /* The zone comes from the host part of :authority (or Host). */
+    const char *auth = st->authority ? st->authority : st->host_header;
+    char host[256] = "";
+    if (auth) {
+        size_t len = strlen(auth);
+        const char *end = auth + len;
+        if (auth[0] == '[') {
+            const char *rb = strchr(auth, ']');
+            end = rb ? rb + 1 : end;
+        } else {
+            const char *colon = strrchr(auth, ':');
+            if (colon)
+                end = colon;
+        }
+        len = (size_t)(end - auth);
+        if (len >= sizeof host)
+            len = sizeof host - 1;
+        memcpy(host, auth, len);
+        host[len] = '\0';
+    }
+    st->zone = pc__zone_find(st->worker->cfg, host, strlen(host));
+    if (!st->zone) {
+        char msg[320];
+        snprintf(msg, sizeof msg, "no zone serves host \"%s\"", host);
+        pc__stream_fail(st, PC_GRPC_NOT_FOUND, 421, "no_zone", msg);
+        return;
+    }
+    if (st->is_grpc && !st->zone->grpc) {
+        char msg[320];
+        snprintf(msg, sizeof msg, "gRPC is disabled for zone %s", st->zone->name);
+        pc__stream_fail(st, PC_GRPC_UNIMPLEMENTED, 403, "grpc_disabled", msg);
+        return;
+    }
+    if (st->is_grpc) {
+        pc_grpc_encoding enc = PC_GRPC_ENC_IDENTITY;
+        if (st->grpc_encoding)
+            enc = pc__grpc_encoding_parse(st->grpc_encoding, strlen(st->grpc_encoding));
+        pc__grpc_framer_init(&st->framer, enc, st->zone->max_message_bytes);
+        if (st->grpc_timeout) {
+            int64_t ms = pc__grpc_timeout_parse(st->grpc_timeout, strlen(st->grpc_timeout));
+            if (ms < 0) {
+                pc__stream_fail(st, PC_GRPC_INTERNAL, 400, "bad_timeout", "malformed grpc-timeout header");
+                return;
+            }
+            st->deadline_ms = (int64_t)uv_now(&st->worker->loop) + ms;
+            st->deadline_timer = malloc(sizeof *st->deadline_timer);
+            if (st->deadline_timer) {
+                uv_timer_init(&st->worker->loop, st->deadline_timer);
+                st->deadline_timer->data = st;
+                uv_timer_start(st->deadline_timer, on_deadline, (uint64_t)ms, 0);
+            }
+        }
+    }
+    pc__pool_submit(st->worker->pools[st->zone->origin_index], st);
+}
+
+void pc__stream_req_data(pc_stream *st, const uint8_t *data, size_t len)
+{
+    if (st->resp_done || st->up_closed || !st->zone) {
+        ack_client(st, len); /* answered already: drain and drop */
+        return;
+    }
+    if (st->is_grpc) {
+        char err[256];
+        int rv = pc__grpc_framer_feed(&st->framer, data, len, on_request_message, st, err, sizeof err);
+        if (rv != 0) {
+            ack_client(st, len);
+            framer_failed(st, rv, err);
+            return;
+        }
+    } else if (pc__bq_append(&st->req_q, data, len) < 0) {
+        ack_client(st, len);
+        pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
+        return;
+    }
+    if (st->req_q.size < QUEUE_LOW_WATER)
+        ack_client(st, len);
+    else
+        st->req_deferred += len;
+    if (st->up && st->up->sess) {
+        nghttp2_session_resume_data(st->up->sess, st->up_sid);
+        pc__upconn_schedule(st->up);
+    }
+}
+
+void pc__stream_req_end(pc_stream *st)
+{
+    st->req_eof = true;
+    if (st->resp_done || st->up_closed || !st->zone)
+        return;
+    if (st->is_grpc) {
+        char err[256];
+        int rv = pc__grpc_framer_finish(&st->framer, err, sizeof err);
+        if (rv != 0) {
+            framer_failed(st, rv, err);
+            return;
+        }
+    }
+    if (st->up && st->up->sess) {
+        nghttp2_session_resume_data(st->up->sess, st->up_sid);
+        pc__upconn_schedule(st->up);
+    }
+}
+
+ssize_t pc__stream_read_request(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+                                nghttp2_data_source *src, void *ud)
+{
+    (void)s;
+    (void)sid;
+    (void)ud;
+    pc_stream *st = src->ptr;
+    size_t n = pc__bq_read(&st->req_q, buf, len);
+    if (st->req_deferred && st->req_q.size < QUEUE_LOW_WATER) {
+        ack_client(st, st->req_deferred);
+        st->req_deferred = 0;
+    }
+    if (st->req_q.size == 0 && st->req_eof && !st->resp_done)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    else if (n == 0)
+        return NGHTTP2_ERR_DEFERRED;
+    return (ssize_t)n;
+}
+
+void pc__stream_client_sent_end(pc_stream *st)
+{
+    st->resp_done = true;
+    /* The answer is complete while the client is still sending: tell it to stop (RFC 9113 8.1). */
+    if (!st->req_eof && client_writable(st)) {
+        nghttp2_submit_rst_stream(st->client->sess, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_NO_ERROR);
+        pc__h2conn_schedule(st->client);
+    }
+}
+
+void pc__stream_client_closed(pc_stream *st, uint32_t error_code)
+{
+    pc_h2conn *c = st->client;
+    if (!st->resp_done && error_code != NGHTTP2_NO_ERROR && st->edge_status < 0)
+        st->edge_reason = "client_reset";
+    st->client_closed = true;
+    /* Bytes we held unacknowledged: give the connection window back. */
+    if (c && c->sess && st->req_deferred)
+        nghttp2_session_consume_connection(c->sess, st->req_deferred);
+    st->req_deferred = 0;
+    if (c)
+        pc__h2conn_unlink_stream(c, st);
+    /* A client reset (or a finished call) ends the origin stream too. */
+    cancel_origin(st);
+    maybe_free(st);
+}
+
+/* ---- response path ---- */
+
+void pc__stream_up_attached(pc_stream *st)
+{
+    if (st->req_q.size || st->req_eof)
+        nghttp2_session_resume_data(st->up->sess, st->up_sid);
+}
+
+static bool is_hop_by_hop(const nghttp2_nv *nv)
+{
+    static const char *const drop[] = {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
+                                       "upgrade"};
+    for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
+        if (nv->namelen == strlen(drop[i]) && memcmp(nv->name, drop[i], nv->namelen) == 0)
+            return true;
+    return false;
+}
+
+static nghttp2_nv *forwardable(const pc_headers *h, size_t *n)
+{
+    nghttp2_nv *nva = malloc((h->n + 1) * sizeof *nva);
+    if (!nva)
+        return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < h->n; i++)
+        if (!is_hop_by_hop(&h->nv[i]))
+            nva[k++] = h->nv[i];
+    *n = k;
+    return nva;
+}
+
+void pc__stream_resp_headers_done(pc_stream *st, bool end_stream)
+{
+    if (st->resp_done || !client_writable(st))
+        return;
+    size_t n;
+    nghttp2_nv *nva = forwardable(&st->resp, &n);
+    if (!nva) {
+        pc__stream_fail(st, PC_GRPC_INTERNAL, 502, "out_of_memory", "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (nva[i].namelen == 7 && memcmp(nva[i].name, ":status", 7) == 0)
+            snprintf(st->remote_status, sizeof st->remote_status, "%.*s", (int)nva[i].valuelen, nva[i].value);
+    st->resp_submitted = true;
+    if (end_stream) {
+        /* Trailers-Only from the origin: passed on as one HEADERS frame, unchanged. */
+        st->resp_eof = true;
+        nghttp2_submit_response(st->client->sess, st->sid, nva, n, NULL);
+        stop_deadline(st);
+    } else {
+        nghttp2_data_provider prd = {.source.ptr = st, .read_callback = pc__stream_read_response};
+        nghttp2_submit_response(st->client->sess, st->sid, nva, n, &prd);
+    }
+    free(nva);
+    pc__h2conn_schedule(st->client);
+}
+
+void pc__stream_resp_data(pc_stream *st, const uint8_t *data, size_t len)
+{
+    if (st->resp_done || !client_writable(st)) {
+        ack_origin(st, len);
+        return;
+    }
+    if (pc__bq_append(&st->resp_q, data, len) < 0) {
+        ack_origin(st, len);
+        pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
+        return;
+    }
+    if (st->resp_q.size < QUEUE_LOW_WATER)
+        ack_origin(st, len);
+    else
+        st->resp_deferred += len;
+    nghttp2_session_resume_data(st->client->sess, st->sid);
+    pc__h2conn_schedule(st->client);
+}
+
+void pc__stream_resp_end(pc_stream *st)
+{
+    stop_deadline(st);
+    if (st->resp_done || !client_writable(st))
+        return;
+    st->resp_eof = true;
+    nghttp2_session_resume_data(st->client->sess, st->sid);
+    pc__h2conn_schedule(st->client);
+}
+
+ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+                                 nghttp2_data_source *src, void *ud)
+{
+    (void)ud;
+    pc_stream *st = src->ptr;
+    size_t n = pc__bq_read(&st->resp_q, buf, len);
+    if (st->resp_deferred && st->resp_q.size < QUEUE_LOW_WATER) {
+        ack_origin(st, st->resp_deferred);
+        st->resp_deferred = 0;
+    }
+    if (st->resp_q.size == 0 && st->resp_eof) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+        if (st->trailers.n > 0) {
+            size_t tn;
+            nghttp2_nv *nva = forwardable(&st->trailers, &tn);
+            if (nva) {
+                *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+                nghttp2_submit_trailer(s, sid, nva, tn);
+                free(nva);
+            }
+        }
+    } else if (n == 0) {
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    return (ssize_t)n;
+}
+
+void pc__stream_up_closed(pc_stream *st, uint32_t error_code, const char *why)
+{
+    st->up_closed = true;
+    st->up = NULL;
+    st->resp_deferred = 0;
+    if (st->resp_done || !client_writable(st) || (st->resp_eof && error_code == NGHTTP2_NO_ERROR)) {
+        maybe_free(st);
+        return;
+    }
+    if (why) {
+        /* The connection died under the stream. */
+        pc__stream_fail(st, PC_GRPC_UNAVAILABLE, 502, "origin_lost", why);
+    } else if (st->resp_eof) {
+        maybe_free(st);
+        return;
+    } else {
+        /* The origin reset the stream: the client sees the same reset. */
+        uint32_t code = error_code == NGHTTP2_NO_ERROR ? NGHTTP2_INTERNAL_ERROR : error_code;
+        st->edge_reason = "origin_reset";
+        st->resp_done = true;
+        stop_deadline(st);
+        nghttp2_submit_rst_stream(st->client->sess, NGHTTP2_FLAG_NONE, st->sid, code);
+        pc__h2conn_schedule(st->client);
+    }
+    maybe_free(st);
+}
+
+void pc__stream_up_failed(pc_stream *st, int grpc_status, int http_status, const char *msg)
+{
+    st->up_closed = true;
+    pc__stream_fail(st, grpc_status, http_status, "origin_unavailable", msg);
+    maybe_free(st);
+}

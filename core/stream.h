@@ -1,0 +1,105 @@
+/* One proxied request: the client's HTTP/2 stream, the origin's, and what sits between them.
+ * Each direction holds at most a bounded queue: bytes are acknowledged (WINDOW_UPDATE) to the
+ * sender only as the other side takes them, so a slow reader slows the writer end to end. */
+#ifndef PC_STREAM_H
+#define PC_STREAM_H
+
+#include <nghttp2/nghttp2.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "bytequeue.h"
+#include "config.h"
+#include "grpc_frame.h"
+
+typedef struct pc_h2conn pc_h2conn;
+typedef struct pc_upconn pc_upconn;
+typedef struct pc_pool pc_pool;
+typedef struct pc_worker pc_worker;
+
+typedef struct pc_headers {
+    nghttp2_nv *nv;
+    size_t n, cap;
+    size_t bytes; /* name + value + 32 per field, as RFC 9113 counts */
+} pc_headers;
+
+typedef struct pc_stream pc_stream;
+struct pc_stream {
+    pc_worker *worker;
+    pc_h2conn *client;
+    int32_t sid;
+    pc_stream *cprev, *cnext; /* in client->streams */
+
+    pc_upconn *up;
+    int32_t up_sid;
+    pc_stream *uprev, *unext; /* in up->streams */
+    pc_pool *pool;
+    pc_stream *qnext; /* in pool's pending queue */
+    bool queued;
+
+    /* request */
+    pc_headers req;
+    const char *method, *scheme, *authority, *path, *host_header; /* point into req */
+    const char *grpc_timeout, *grpc_encoding, *content_type;
+    const pc_zone_conf *zone;
+    bool is_grpc;
+    bool headers_too_large;
+    bool in_headers; /* HEADERS block still arriving */
+    pc_grpc_framer framer;
+    pc_bytequeue req_q;
+    size_t req_deferred; /* received but not yet acknowledged to the client */
+    bool req_eof;
+    uint64_t start_ms;
+    int64_t deadline_ms; /* loop time; 0 = none */
+    uv_timer_t *deadline_timer;
+
+    /* response */
+    pc_headers resp;
+    pc_headers trailers;
+    bool resp_in_trailers; /* next header block from origin is trailers */
+    pc_bytequeue resp_q;
+    size_t resp_deferred; /* received from origin but not yet acknowledged to it */
+    bool resp_eof;
+    bool resp_submitted; /* response HEADERS handed to the client session */
+    bool resp_done;      /* our side of the client stream is finished or being finished */
+
+    bool client_closed;
+    bool up_started; /* a stream was opened on the origin connection */
+    bool up_closed;
+    bool up_reset_sent;
+    int edge_status;       /* gRPC status the edge answered with, -1 none */
+    const char *edge_reason;
+    char remote_status[4];
+};
+
+/* h2_server -> proxy */
+pc_stream *pc__stream_new(pc_h2conn *c, int32_t sid);
+int pc__stream_add_header(pc_headers *h, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen);
+void pc__stream_request_ready(pc_stream *st);
+void pc__stream_req_data(pc_stream *st, const uint8_t *data, size_t len);
+void pc__stream_req_end(pc_stream *st);
+void pc__stream_client_closed(pc_stream *st, uint32_t error_code);
+void pc__stream_client_sent_end(pc_stream *st);
+
+/* upstream -> proxy */
+void pc__stream_up_attached(pc_stream *st);
+void pc__stream_resp_headers_done(pc_stream *st, bool end_stream);
+void pc__stream_resp_data(pc_stream *st, const uint8_t *data, size_t len);
+void pc__stream_resp_end(pc_stream *st);
+void pc__stream_up_closed(pc_stream *st, uint32_t error_code, const char *why);
+/* The origin could not be reached (connect/TLS failure, pool full): answer the client. */
+void pc__stream_up_failed(pc_stream *st, int grpc_status, int http_status, const char *msg);
+
+/* Answer the client from the edge and cancel the origin side. */
+void pc__stream_fail(pc_stream *st, int grpc_status, int http_status, const char *reason, const char *msg);
+
+/* Data providers (nghttp2 read callbacks) */
+ssize_t pc__stream_read_request(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+                                nghttp2_data_source *src, void *ud);
+ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+                                 nghttp2_data_source *src, void *ud);
+
+void pc__headers_free(pc_headers *h);
+
+#endif

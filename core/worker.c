@@ -1,0 +1,209 @@
+/* Worker threads. Each binds its own listening sockets with SO_REUSEPORT so the kernel spreads
+ * connections across workers, and runs every connection it accepts to the end on its own loop. */
+#include "worker.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "h2_server.h"
+#include "log.h"
+#include "upstream.h"
+
+#define DRAIN_TIMEOUT_MS 30000
+
+/* Only there so the loop polls without blocking while output waits for the check phase. */
+static void on_idle(uv_idle_t *h) { (void)h; }
+
+void pc__worker_schedule(pc_worker *w, pc_flushable *f)
+{
+    if (f->queued)
+        return;
+    f->queued = true;
+    f->next = w->dirty;
+    w->dirty = f;
+    if (!uv_is_active((uv_handle_t *)&w->idle))
+        uv_idle_start(&w->idle, on_idle);
+}
+
+static void on_check(uv_check_t *h)
+{
+    pc_worker *w = h->data;
+    /* Flushing one connection can make another dirty (a proxied frame); loop until quiet. */
+    while (w->dirty) {
+        pc_flushable *list = w->dirty;
+        w->dirty = NULL;
+        while (list) {
+            pc_flushable *f = list;
+            list = f->next;
+            f->queued = false;
+            f->flush(f);
+        }
+    }
+    uv_idle_stop(&w->idle);
+}
+
+static void on_accept(uv_stream_t *server, int status)
+{
+    pc_worker *w = server->loop->data;
+    if (status < 0) {
+        pc_log_warn("accept: %s", uv_strerror(status));
+        return;
+    }
+    size_t index = (size_t)(uintptr_t)server->data;
+    pc__h2conn_accept(w, server, index);
+}
+
+static int bind_listener(pc_worker *w, size_t i, char *err, size_t errlen)
+{
+    const pc_listen_conf *l = &w->cfg->listen[i];
+    struct sockaddr_storage ss;
+    memset(&ss, 0, sizeof ss);
+    int family;
+    if (uv_ip4_addr(l->host, l->port, (struct sockaddr_in *)&ss) == 0) {
+        family = AF_INET;
+    } else if (uv_ip6_addr(l->host, l->port, (struct sockaddr_in6 *)&ss) == 0) {
+        family = AF_INET6;
+    } else {
+        snprintf(err, errlen, "listen %s: not a numeric address", l->address);
+        return -1;
+    }
+    int fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "listen %s: %s", l->address, strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    socklen_t slen = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
+    if (bind(fd, (struct sockaddr *)&ss, slen) != 0 || listen(fd, 1024) != 0) {
+        snprintf(err, errlen, "listen %s: %s", l->address, strerror(errno));
+        close(fd);
+        return -1;
+    }
+    uv_tcp_t *t = &w->listeners[i];
+    uv_tcp_init(&w->loop, t);
+    t->data = (void *)(uintptr_t)i;
+    if (uv_tcp_open(t, fd) != 0 || uv_listen((uv_stream_t *)t, 1024, on_accept) != 0) {
+        snprintf(err, errlen, "listen %s: cannot start listening", l->address);
+        return -1;
+    }
+    return 0;
+}
+
+static void handle_closed(uv_handle_t *h) { (void)h; }
+
+static void finish(pc_worker *w)
+{
+    for (size_t i = 0; i < w->cfg->norigins; i++)
+        pc__pool_close_idle(w->pools[i]);
+    if (!uv_is_closing((uv_handle_t *)&w->idle)) {
+        uv_close((uv_handle_t *)&w->idle, handle_closed);
+        uv_close((uv_handle_t *)&w->check, handle_closed);
+        uv_close((uv_handle_t *)&w->stop_async, handle_closed);
+        uv_close((uv_handle_t *)&w->drain_timer, handle_closed);
+    }
+}
+
+void pc__worker_conn_closed(pc_worker *w)
+{
+    w->nconns--;
+    if (w->draining && w->conns == NULL)
+        finish(w);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    pc_worker *w = t->data;
+    pc_log_warn("worker %d: drain timeout: closing %llu connections", w->id, (unsigned long long)w->nconns);
+    for (pc_h2conn *c = w->conns; c; c = c->next)
+        pc__transport_close(&c->t, false);
+}
+
+static void on_stop(uv_async_t *a)
+{
+    pc_worker *w = a->data;
+    if (w->draining)
+        return;
+    w->draining = true;
+    for (size_t i = 0; i < w->nlisteners; i++)
+        if (!uv_is_closing((uv_handle_t *)&w->listeners[i]))
+            uv_close((uv_handle_t *)&w->listeners[i], handle_closed);
+    if (!w->conns) {
+        finish(w);
+        return;
+    }
+    for (pc_h2conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        pc__h2conn_drain(c);
+    }
+    uv_timer_start(&w->drain_timer, on_drain_timeout, DRAIN_TIMEOUT_MS, 0);
+}
+
+int pc__worker_init(pc_worker *w, int id, const pc_runtime *rt, char *err, size_t errlen)
+{
+    memset(w, 0, offsetof(pc_worker, readbuf));
+    w->id = id;
+    w->rt = rt;
+    w->cfg = rt->cfg;
+    if (uv_loop_init(&w->loop) != 0) {
+        snprintf(err, errlen, "cannot create event loop");
+        return -1;
+    }
+    w->loop.data = w;
+    uv_idle_init(&w->loop, &w->idle);
+    uv_check_init(&w->loop, &w->check);
+    w->check.data = w;
+    uv_check_start(&w->check, on_check);
+    uv_unref((uv_handle_t *)&w->check);
+    uv_async_init(&w->loop, &w->stop_async, on_stop);
+    w->stop_async.data = w;
+    uv_timer_init(&w->loop, &w->drain_timer);
+    w->drain_timer.data = w;
+    uv_unref((uv_handle_t *)&w->drain_timer);
+    w->pools = calloc(w->cfg->norigins ? w->cfg->norigins : 1, sizeof *w->pools);
+    w->listeners = calloc(w->cfg->nlisten, sizeof *w->listeners);
+    if (!w->pools || !w->listeners) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < w->cfg->norigins; i++)
+        if (!(w->pools[i] = pc__pool_new(w, i))) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    for (size_t i = 0; i < w->cfg->nlisten; i++) {
+        if (bind_listener(w, i, err, errlen) < 0)
+            return -1;
+        w->nlisteners++;
+    }
+    return 0;
+}
+
+static void run(void *arg)
+{
+    pc_worker *w = arg;
+    uv_run(&w->loop, UV_RUN_DEFAULT);
+}
+
+int pc__worker_start(pc_worker *w) { return uv_thread_create(&w->thread, run, w); }
+
+void pc__worker_stop(pc_worker *w) { uv_async_send(&w->stop_async); }
+
+void pc__worker_join(pc_worker *w)
+{
+    uv_thread_join(&w->thread);
+    uv_run(&w->loop, UV_RUN_NOWAIT);
+    for (size_t i = 0; i < w->cfg->norigins; i++)
+        pc__pool_free(w->pools[i]);
+    free(w->pools);
+    free(w->listeners);
+    uv_loop_close(&w->loop);
+}

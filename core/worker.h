@@ -1,0 +1,63 @@
+/* A worker: one thread, one libuv loop, owning its listeners' accepted connections, its origin
+ * pools and (later) its plugin instances. Nothing in here is touched by another thread except
+ * the async handle used to ask it to stop. */
+#ifndef PC_WORKER_H
+#define PC_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "tls.h"
+
+typedef struct pc_pool pc_pool;
+typedef struct pc_h2conn pc_h2conn;
+
+/* Read-only state built once by the main thread and shared by all workers. */
+typedef struct pc_runtime {
+    pc_config *cfg;
+    pc_tls_server **front_tls; /* per listener; NULL for cleartext */
+    SSL_CTX **origin_tls;      /* per origin; NULL for h2c */
+    struct sockaddr_storage **origin_addrs; /* per origin, per server: resolved at start */
+} pc_runtime;
+
+/* A connection with HTTP/2 output to produce: queued once, flushed after this loop turn's I/O. */
+typedef struct pc_flushable pc_flushable;
+struct pc_flushable {
+    pc_flushable *next;
+    bool queued;
+    void (*flush)(pc_flushable *f);
+};
+
+typedef struct pc_worker {
+    uv_loop_t loop;
+    int id;
+    const pc_runtime *rt;
+    const pc_config *cfg;
+    uv_thread_t thread;
+    uv_tcp_t *listeners;
+    size_t nlisteners;
+    uv_idle_t idle;   /* keeps the loop from blocking while output is pending */
+    uv_check_t check; /* flushes after the poll phase */
+    uv_async_t stop_async;
+    uv_timer_t drain_timer;
+    pc_flushable *dirty;
+    pc_pool **pools; /* per origin */
+    pc_h2conn *conns; /* client connections, for drain */
+    bool draining;
+    uint64_t nconns;
+    uint8_t readbuf[65536];
+    uint8_t tlsbuf[65536];
+} pc_worker;
+
+int pc__worker_init(pc_worker *w, int id, const pc_runtime *rt, char *err, size_t errlen);
+int pc__worker_start(pc_worker *w);  /* runs the loop in its own thread */
+void pc__worker_stop(pc_worker *w);  /* thread-safe: begin graceful drain */
+void pc__worker_join(pc_worker *w);
+void pc__worker_schedule(pc_worker *w, pc_flushable *f);
+
+/* Called by h2_server when a connection ends, so a draining worker can finish. */
+void pc__worker_conn_closed(pc_worker *w);
+
+#endif

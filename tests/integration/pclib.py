@@ -1,0 +1,1031 @@
+"""Shared helpers for the Portcullis integration tests.
+
+Everything here runs real processes on 127.0.0.1: the proxy under test (PC_BINARY), the grpcio
+origin (grpc_origin.py), curl and openssl. Every process started is recorded by PID and stopped
+at the end, also when a test fails, times out or the runner is interrupted; temp dirs are removed
+(set PC_KEEP_TMP=1 to keep them for a post-mortem).
+
+A test file defines test_* functions (taking no argument, or the fixture its setup returns) and
+ends with `pclib.main(globals(), setup=...)`. `test_foo.py test_a test_b` runs only those tests.
+"""
+
+import base64
+import ctypes
+import hashlib
+import inspect
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE_DIR = os.environ.get("PC_SOURCE_DIR") or os.path.dirname(os.path.dirname(HERE))
+BUILD_DIR = os.environ.get("PC_BUILD_DIR") or os.path.join(SOURCE_DIR, "build")
+BINARY = os.environ.get("PC_BINARY") or os.path.join(BUILD_DIR, "portcullis")
+PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+GEN_CERTS = os.path.join(SOURCE_DIR, "scripts", "gen-certs")
+ORIGIN_SCRIPT = os.path.join(HERE, "grpc_origin.py")
+
+MAX_MESSAGE = 16 << 20
+TEST_TIMEOUT = float(os.environ.get("PC_TEST_TIMEOUT", "120"))
+# Scale for timing limits in assertions (set e.g. PC_TIME_SCALE=3 for very slow machines).
+TIME_SCALE = float(os.environ.get("PC_TIME_SCALE", "1"))
+
+sys.path.insert(0, HERE)
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+# --- processes and temp dirs, always cleaned up ---------------------------------------------
+
+_procs = []  # every Popen started through spawn(), in start order
+_tmpdirs = []
+_lock = threading.Lock()
+
+_PR_SET_PDEATHSIG = 1
+try:
+    _libc = ctypes.CDLL(None, use_errno=True)
+except OSError:  # pragma: no cover
+    _libc = None
+
+
+def _die_with_parent():
+    # If the test runner itself is killed (ctest timeout), take the child down too.
+    if _libc is not None:
+        _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def spawn(args, stdout=None, stderr=None, stdin=subprocess.DEVNULL, env=None, cwd=None):
+    """Popen that is recorded for cleanup. Call from the main thread only."""
+    proc = subprocess.Popen(args, stdout=stdout, stderr=stderr, stdin=stdin, env=env, cwd=cwd,
+                            preexec_fn=_die_with_parent)
+    with _lock:
+        _procs.append(proc)
+    return proc
+
+
+def stop_process(proc, timeout=10.0):
+    """SIGTERM, then SIGKILL after `timeout` s. Returns the exit code (negative: signal)."""
+    if proc.poll() is None:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    with _lock:
+        if proc in _procs:
+            _procs.remove(proc)
+    return proc.returncode
+
+
+def kill_all():
+    with _lock:
+        procs = list(reversed(_procs))
+    for proc in procs:
+        if proc.poll() is None:
+            try:
+                proc.kill()
+            except ProcessLookupError:
+                pass
+    for proc in procs:
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            pass
+    with _lock:
+        _procs.clear()
+
+
+def make_tmpdir(tag):
+    path = tempfile.mkdtemp(prefix=f"pc-{tag}-")
+    with _lock:
+        _tmpdirs.append(path)
+    return path
+
+
+def remove_tmpdirs():
+    with _lock:
+        dirs = list(_tmpdirs)
+        _tmpdirs.clear()
+    if os.environ.get("PC_KEEP_TMP"):
+        for d in dirs:
+            log(f"kept {d}")
+        return
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _cleanup():
+    kill_all()
+    remove_tmpdirs()
+
+
+def _on_signal(signum, _frame):
+    _cleanup()
+    os._exit(128 + signum)
+
+
+# --- ports ------------------------------------------------------------------------------------
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port, host="127.0.0.1"):
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_port(port, proc=None, timeout=20.0, what="process"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if port_open(port):
+            return
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{what} exited with code {proc.returncode} before listening on {port}")
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} not listening on 127.0.0.1:{port} after {timeout:.0f} s")
+
+
+def tail(path, lines=60):
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", "replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+# --- certificates and config ------------------------------------------------------------------
+
+
+def gen_certs(directory):
+    subprocess.run([GEN_CERTS, directory], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return {name: os.path.join(directory, f"{name}.pem") for name in ("ca", "edge", "origin", "other-ca")} | {
+        f"{name}_key": os.path.join(directory, f"{name}.key") for name in ("ca", "edge", "origin")
+    }
+
+
+def _yaml_scalar(v):
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return str(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(json.dumps(x) if isinstance(x, str) else _yaml_scalar(x) for x in v) + "]"
+    v = str(v)
+    if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_./-]*", v) and v.lower() not in _YAML_WORDS:
+        return v
+    return json.dumps(v)
+
+
+_YAML_WORDS = {"true", "false", "yes", "no", "on", "off", "y", "n", "null"}
+
+
+def _yaml_key(k):
+    return k if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", k) else json.dumps(k)
+
+
+def _is_flow(v):
+    return not isinstance(v, (dict, list)) or (isinstance(v, list) and all(not isinstance(x, (dict, list)) for x in v))
+
+
+def to_yaml(value, indent=0):
+    """Block-style YAML for dicts/lists of scalars; lists of scalars are written inline."""
+    pad = "  " * indent
+    lines = []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if _is_flow(v) or v == {}:
+                lines.append(f"{pad}{_yaml_key(k)}: {_yaml_scalar(v) if v != {} else '{}'}")
+            else:
+                lines.append(f"{pad}{_yaml_key(k)}:")
+                lines.extend(to_yaml(v, indent + 1))
+    elif isinstance(value, list):
+        for item in value:
+            if _is_flow(item):
+                lines.append(f"{pad}- {_yaml_scalar(item)}")
+            else:
+                sub = to_yaml(item, indent + 1)
+                sub[0] = pad + "- " + sub[0].lstrip()
+                lines.extend(sub)
+    else:
+        lines.append(pad + _yaml_scalar(value))
+    return lines
+
+
+def config_text(cfg, style):
+    """cfg uses lists of named origins/zones. style "list" writes them as such; style "map" writes
+    `origins: {name: {...}}` / `zones: {name: {...}}` (the shape of conf/portcullis.yaml)."""
+    doc = dict(cfg)
+    if style == "map":
+        for section in ("origins", "zones"):
+            if section in doc:
+                doc[section] = {item["name"]: {k: v for k, v in item.items() if k != "name"} for item in doc[section]}
+    return "# Written by the Portcullis integration tests.\n" + "\n".join(to_yaml(doc)) + "\n"
+
+
+_config_style = None
+
+
+def run_check(path, timeout=30):
+    return subprocess.run([BINARY, "check", "-c", path], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          timeout=timeout, text=True)
+
+
+def config_style(sample_cfg, directory):
+    """Which shape of origins/zones the binary accepts: PC_CONFIG_STYLE (list|map) if set, else
+    the first of list (named entries) and map (keyed by name) that `portcullis check` accepts."""
+    global _config_style
+    if _config_style:
+        return _config_style
+    forced = os.environ.get("PC_CONFIG_STYLE")
+    if forced in ("list", "map"):
+        _config_style = forced
+        return forced
+    errors = {}
+    if os.access(BINARY, os.X_OK):
+        for style in ("list", "map"):
+            path = os.path.join(directory, f"probe-{style}.yaml")
+            with open(path, "w") as f:
+                f.write(config_text(sample_cfg, style))
+            try:
+                r = run_check(path)
+            except (OSError, subprocess.TimeoutExpired) as e:
+                errors[style] = str(e)
+                continue
+            if r.returncode == 0:
+                _config_style = style
+                if style != "list":
+                    log(f"note: config written with origins/zones as maps (list form rejected: "
+                        f"{errors['list'].strip()})")
+                return style
+            errors[style] = r.stderr.strip() or f"exit {r.returncode}"
+        log("note: portcullis check accepted neither config shape: " + "; ".join(f"{k}: {v}" for k, v in errors.items()))
+    _config_style = "list"
+    return _config_style
+
+
+def make_config(certs_rel="certs", tls_port=None, h2c_port=None, origins=(), zones=(), certificates=None,
+                log_level="info", extra=None):
+    """The config as a dict (lists of named origins/zones), ready for write_config()."""
+    listen = []
+    if tls_port is not None:
+        certs = certificates or [{"cert": f"{certs_rel}/edge.pem", "key": f"{certs_rel}/edge.key"}]
+        listen.append({"address": f"127.0.0.1:{tls_port}", "tls": {"certificates": certs}})
+    if h2c_port is not None:
+        listen.append({"address": f"127.0.0.1:{h2c_port}"})
+    cfg = {"listen": listen, "origins": list(origins), "zones": list(zones),
+           "log": {"access": "stdout", "level": log_level}}
+    cfg.update(extra or {})
+    return cfg
+
+
+def origin_conf(name, port, tls=None, connect_timeout_ms=2000, **more):
+    o = {"name": name, "servers": [f"127.0.0.1:{port}"]}
+    if tls:
+        o["tls"] = tls
+    o["connect_timeout_ms"] = connect_timeout_ms
+    o.update(more)
+    return o
+
+
+def zone_conf(name, hosts, origin, grpc=True, max_message_bytes=4194304, **more):
+    z = {"name": name, "hosts": list(hosts), "origin": origin, "grpc": grpc}
+    if grpc:
+        z["max_message_bytes"] = max_message_bytes
+    z.update(more)
+    return z
+
+
+def default_zones(origin="echo"):
+    return [
+        zone_conf("example.com", ["example.com", "*.example.com", "localhost"], origin),
+        zone_conf("nogrpc.test", ["nogrpc.test"], origin, grpc=False),
+    ]
+
+
+# --- processes under test ---------------------------------------------------------------------
+
+
+class Origin:
+    """grpc_origin.py on a free port (h2c, or TLS with the origin certificate)."""
+
+    def __init__(self, workdir, name="origin", tls=None):
+        self.name = name
+        self.tls = tls  # (cert, key) or None
+        self.server_name = "origin.test"  # name its certificate is checked against
+        self.err_path = os.path.join(workdir, f"{name}.stderr")
+        args = [PYTHON, ORIGIN_SCRIPT, "--port", "0", "--max-message", str(MAX_MESSAGE)]
+        if tls:
+            args += ["--tls", tls[0], tls[1]]
+        self.err = open(self.err_path, "wb")
+        self.proc = spawn(args, stdout=subprocess.PIPE, stderr=self.err)
+        self.port = self._read_port()
+        wait_port(self.port, self.proc, what=f"origin {name}")
+        self.address = f"127.0.0.1:{self.port}"
+        self._channel = None
+
+    def _read_port(self):
+        result = {}
+
+        def reader():
+            line = self.proc.stdout.readline().decode()
+            m = re.match(r"PORT (\d+)", line)
+            if m:
+                result["port"] = int(m.group(1))
+
+        t = threading.Thread(target=reader, daemon=True)
+        t.start()
+        t.join(20)
+        if "port" not in result:
+            self.stop()
+            raise RuntimeError(f"origin {self.name} did not report its port:\n{tail(self.err_path)}")
+        return result["port"]
+
+    def channel(self):
+        """A channel straight to the origin (not through the proxy), for Stats."""
+        import grpc
+
+        if self._channel is None:
+            if self.tls:
+                with open(self.tls[0], "rb") as f:
+                    pem = f.read()
+                self._channel = grpc.secure_channel(self.address, grpc.ssl_channel_credentials(pem),
+                                                    options=channel_options() + [
+                                                        ("grpc.ssl_target_name_override", self.server_name)])
+            else:
+                self._channel = grpc.insecure_channel(self.address, options=channel_options())
+        return self._channel
+
+    def stats(self, reset=False):
+        body = json.dumps({"reset": True} if reset else {}).encode()
+        return json.loads(self.channel().unary_unary("/demo.Echo/Stats")(body, timeout=10))
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        code = stop_process(self.proc)
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self.err.close()
+        return code
+
+
+class Proxy:
+    """portcullis run -c CONFIG; stdout (access log) and stderr captured in the work dir."""
+
+    def __init__(self, config_path, ports, workdir, name="portcullis"):
+        if not os.access(BINARY, os.X_OK):
+            raise RuntimeError(f"portcullis binary not found or not executable: {BINARY}")
+        self.config_path = config_path
+        self.ports = list(ports)
+        self.name = name
+        self.out_path = os.path.join(workdir, f"{name}.stdout")
+        self.err_path = os.path.join(workdir, f"{name}.stderr")
+        self.out = open(self.out_path, "wb")
+        self.err = open(self.err_path, "wb")
+        self.proc = spawn([BINARY, "run", "-c", config_path], stdout=self.out, stderr=self.err)
+        self.exit_code = None
+        try:
+            for port in self.ports:
+                wait_port(port, self.proc, timeout=30, what="portcullis")
+        except Exception:
+            self.stop()
+            raise
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def stop(self):
+        """Stop with SIGTERM; returns a problem description, or None when it exited cleanly."""
+        died_before = self.proc.poll() is not None
+        code = stop_process(self.proc, timeout=15)
+        self.out.close()
+        self.err.close()
+        self.exit_code = code
+        problems = []
+        if died_before:
+            problems.append(f"{self.name} had exited on its own (code {code})")
+        elif code not in (0, -signal.SIGTERM):
+            problems.append(f"{self.name} exited with code {code} after SIGTERM")
+        stderr = tail(self.err_path, 100000)
+        for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:", "WARNING: ThreadSanitizer"):
+            if marker in stderr:
+                problems.append(f"{self.name} stderr reports a sanitizer finding ({marker!r})")
+                break
+        return "; ".join(problems) or None
+
+    def logs(self, lines=60):
+        return (f"--- {self.name} stderr (last {lines} lines) ---\n{tail(self.err_path, lines)}\n"
+                f"--- {self.name} stdout / access log (last {lines} lines) ---\n{tail(self.out_path, lines)}")
+
+
+class Stack:
+    """A temp dir with certificates, origins, a config and the proxy. Tests get this as fixture."""
+
+    def __init__(self, tag):
+        self.dir = make_tmpdir(tag)
+        self.certs_dir = os.path.join(self.dir, "certs")
+        self.certs = gen_certs(self.certs_dir)
+        self.origins = {}
+        self.proxies = []
+        self.proxy = None
+        self.stubs = []
+        self.channels = []
+        self.problems = []
+        self.config_path = None
+        self.cfg = None
+
+    # origins
+    def start_origin(self, name="echo", tls=False):
+        cert = (self.certs["origin"], self.certs["origin_key"]) if tls else None
+        origin = Origin(self.dir, name=name, tls=cert)
+        self.origins[name] = origin
+        return origin
+
+    def start_stub(self, **kw):
+        stub = StubH2Origin(**kw)
+        self.stubs.append(stub)
+        return stub
+
+    # config + proxy
+    def write_config(self, cfg, name="portcullis.yaml", style=None):
+        style = style or config_style(cfg, self.dir)
+        path = os.path.join(self.dir, name)
+        with open(path, "w") as f:
+            f.write(config_text(cfg, style))
+        return path
+
+    def start_proxy(self, origins, zones, tls=True, h2c=True, certificates=None, extra=None, name="portcullis"):
+        self.tls_port = free_port() if tls else None
+        self.h2c_port = free_port() if h2c else None
+        self.cfg = make_config(tls_port=self.tls_port, h2c_port=self.h2c_port, origins=origins, zones=zones,
+                               certificates=certificates, extra=extra)
+        self.config_path = self.write_config(self.cfg, name=f"{name}.yaml")
+        ports = [p for p in (self.tls_port, self.h2c_port) if p]
+        self._proxy_args = (self.config_path, ports, name)
+        self.proxy = Proxy(self.config_path, ports, self.dir, name=name)
+        self.proxies.append(self.proxy)
+        return self.proxy
+
+    def restart_proxy(self):
+        if self.proxy is not None:
+            problem = self.proxy.stop()
+            if problem:
+                self.problems.append(problem)
+        config_path, ports, name = self._proxy_args
+        self.proxy = Proxy(config_path, ports, self.dir, name=f"{name}-{len(self.proxies)}")
+        self.proxies.append(self.proxy)
+
+    def healthy(self):
+        """None, or why the stack is broken (a crashed proxy or origin)."""
+        if self.proxy is not None and not self.proxy.alive():
+            return f"portcullis exited (code {self.proxy.proc.returncode})"
+        for origin in self.origins.values():
+            if not origin.alive():
+                return f"origin {origin.name} exited (code {origin.proc.returncode})"
+        return None
+
+    def logs(self):
+        parts = [p.logs() for p in self.proxies[-1:]]
+        for origin in self.origins.values():
+            parts.append(f"--- origin {origin.name} stderr ---\n{tail(origin.err_path, 30)}")
+        return "\n".join(parts)
+
+    # clients
+    def tls_channel(self, authority="example.com", server_name=None, port=None):
+        ch = tls_channel(port or self.tls_port, self.certs["ca"], authority=authority,
+                         server_name=server_name or authority_host(authority))
+        self.channels.append(ch)
+        return ch
+
+    def h2c_channel(self, authority="example.com", port=None):
+        ch = h2c_channel(port or self.h2c_port, authority=authority)
+        self.channels.append(ch)
+        return ch
+
+    def close(self):
+        for ch in self.channels:
+            try:
+                ch.close()
+            except Exception:
+                pass
+        self.channels.clear()
+        for proxy in self.proxies:
+            if proxy.exit_code is None:
+                problem = proxy.stop()
+                if problem:
+                    self.problems.append(problem + "\n" + proxy.logs(40))
+        for origin in self.origins.values():
+            origin.stop()
+        for stub in self.stubs:
+            stub.stop()
+        return self.problems
+
+
+def authority_host(authority):
+    if authority.startswith("["):
+        return authority[1:].split("]")[0]
+    return authority.rsplit(":", 1)[0] if authority.count(":") == 1 else authority
+
+
+# --- gRPC channels ----------------------------------------------------------------------------
+
+
+def channel_options():
+    return [
+        ("grpc.max_receive_message_length", MAX_MESSAGE),
+        ("grpc.max_send_message_length", MAX_MESSAGE),
+        ("grpc.enable_http_proxy", 0),
+        ("grpc.enable_retries", 0),
+        # a fresh connection per channel, so tests do not share one by accident
+        ("grpc.use_local_subchannel_pool", 1),
+    ]
+
+
+def tls_channel(port, ca_file, authority="example.com", server_name="example.com"):
+    """TLS to 127.0.0.1:port, verifying the edge certificate as `server_name` (also the SNI),
+    sending `authority` as :authority."""
+    import grpc
+
+    with open(ca_file, "rb") as f:
+        creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+    return grpc.secure_channel(f"127.0.0.1:{port}", creds, options=channel_options() + [
+        ("grpc.ssl_target_name_override", server_name),
+        ("grpc.default_authority", authority),
+    ])
+
+
+def h2c_channel(port, authority="example.com"):
+    import grpc
+
+    return grpc.insecure_channel(f"127.0.0.1:{port}",
+                                 options=channel_options() + [("grpc.default_authority", authority)])
+
+
+def rpc_error(fn, *args, **kwargs):
+    """Call fn expecting a grpc.RpcError; returns it (AssertionError if the call succeeded)."""
+    import grpc
+
+    try:
+        result = fn(*args, **kwargs)
+    except grpc.RpcError as e:
+        return e
+    raise AssertionError(f"call succeeded unexpectedly: {result!r:.200}")
+
+
+def describe(err):
+    return f"{err.code().name}: {err.details()!r}"
+
+
+def wait_until(predicate, timeout=5.0, interval=0.05):
+    deadline = time.monotonic() + timeout * TIME_SCALE
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
+        time.sleep(interval)
+
+
+# --- raw HTTP/2 client (for what grpcio will not send) -------------------------------------
+
+
+def grpc_frame(payload, flag=0, declared_len=None):
+    n = len(payload) if declared_len is None else declared_len
+    return bytes([flag]) + n.to_bytes(4, "big") + payload
+
+
+def grpc_request_headers(authority, path="/demo.Echo/Unary", scheme="https", extra=()):
+    return [(":method", "POST"), (":scheme", scheme), (":authority", authority), (":path", path),
+            ("content-type", "application/grpc"), ("te", "trailers")] + list(extra)
+
+
+class H2Result:
+    def __init__(self):
+        self.header_blocks = []  # [(headers: list[(str, bytes)], end_stream: bool)]
+        self.data = b""
+        self.reset = None  # RST_STREAM error code
+        self.goaway = None
+        self.ended = False
+        self.elapsed = None
+        self.closed = False
+        self.timed_out = False
+
+    @property
+    def headers(self):
+        return dict(self.header_blocks[0][0]) if self.header_blocks else {}
+
+    @property
+    def final(self):
+        """The last header block (trailers, or the only block of a trailers-only response)."""
+        return dict(self.header_blocks[-1][0]) if self.header_blocks else {}
+
+    @property
+    def status(self):
+        v = self.headers.get(":status")
+        return int(v) if v is not None else None
+
+    @property
+    def grpc_status(self):
+        v = self.final.get("grpc-status")
+        return int(v) if v is not None else None
+
+    @property
+    def grpc_message(self):
+        v = self.final.get("grpc-message", b"")
+        from urllib.parse import unquote_to_bytes
+
+        return unquote_to_bytes(v).decode("utf-8", "replace")
+
+    @property
+    def trailers_only(self):
+        return len(self.header_blocks) == 1 and self.header_blocks[0][1] and "grpc-status" in self.headers
+
+    def __repr__(self):
+        blocks = [({k: (v if k.endswith("-bin") else v.decode("latin-1")) for k, v in h}, e)
+                  for h, e in self.header_blocks]
+        return (f"H2Result(blocks={blocks}, data={len(self.data)} bytes, reset={self.reset}, goaway={self.goaway}, "
+                f"ended={self.ended}, closed={self.closed}, timed_out={self.timed_out}, elapsed={self.elapsed:.3f})")
+
+
+def h2_request(port, headers, chunks=(), end_stream=True, tls=True, server_name="example.com", ca=None,
+               timeout=10.0, after_send=None):
+    """One request over a fresh connection. `chunks` are sent as DATA frames in order; END_STREAM
+    goes on the last one when end_stream. Reads until the response stream ends, is reset, the
+    connection goes, or `timeout` s pass. Header names are str, values bytes."""
+    import h2.config
+    import h2.connection
+
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock = raw
+    if tls:
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.set_alpn_protocols(["h2"])
+        sock = ctx.wrap_socket(raw, server_hostname=server_name)
+        if sock.selected_alpn_protocol() != "h2":
+            sock.close()
+            raise AssertionError(f"ALPN negotiated {sock.selected_alpn_protocol()!r}, not h2")
+    result = H2Result()
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None,
+                                                               validate_outbound_headers=False,
+                                                               normalize_outbound_headers=False,
+                                                               validate_inbound_headers=False))
+    start = time.monotonic()
+    try:
+        conn.initiate_connection()
+        conn.increment_flow_control_window(8 << 20)
+        sid = conn.get_next_available_stream_id()
+        chunks = list(chunks)
+        conn.send_headers(sid, headers, end_stream=end_stream and not chunks)
+        sock.sendall(conn.data_to_send())
+        for i, chunk in enumerate(chunks):
+            last = i == len(chunks) - 1
+            _h2_send_data(conn, sock, sid, chunk, end_stream and last, result, start, timeout)
+        if after_send:
+            after_send(conn, sock, sid)
+            sock.sendall(conn.data_to_send())
+        _h2_read(conn, sock, sid, result, start, timeout)
+        if result.elapsed is None:
+            result.timed_out = True
+            result.elapsed = time.monotonic() - start
+    finally:
+        try:
+            sock.close()
+        except OSError:
+            pass
+    return result
+
+
+def _h2_send_data(conn, sock, sid, chunk, end, result, start, timeout):
+    view = memoryview(chunk)
+    while True:
+        window = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+        if len(view) <= window:
+            conn.send_data(sid, bytes(view), end_stream=end)
+            sock.sendall(conn.data_to_send())
+            return
+        if window > 0:
+            conn.send_data(sid, bytes(view[:window]))
+            view = view[window:]
+            sock.sendall(conn.data_to_send())
+            continue
+        # wait for WINDOW_UPDATE (or an early answer)
+        if _h2_read(conn, sock, sid, result, start, timeout, until_window=True):
+            return
+
+
+def _h2_read(conn, sock, sid, result, start, timeout, until_window=False):
+    """Process incoming frames; returns True when the stream is finished."""
+    import h2.events
+    import h2.exceptions
+
+    while True:
+        left = timeout - (time.monotonic() - start)
+        if left <= 0:
+            return True
+        sock.settimeout(left)
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            return True
+        except (ConnectionError, ssl.SSLError, OSError):
+            data = b""
+        if not data:
+            result.closed = True
+            result.elapsed = time.monotonic() - start
+            return True
+        try:
+            events = conn.receive_data(data)
+        except h2.exceptions.ProtocolError:
+            result.closed = True
+            result.elapsed = time.monotonic() - start
+            return True
+        finished = False
+        for ev in events:
+            if isinstance(ev, (h2.events.ResponseReceived, h2.events.TrailersReceived,
+                               h2.events.InformationalResponseReceived)) and ev.stream_id == sid:
+                hdrs = [(k.decode("latin-1") if isinstance(k, bytes) else k,
+                         v if isinstance(v, bytes) else v.encode("latin-1")) for k, v in ev.headers]
+                result.header_blocks.append((hdrs, ev.stream_ended is not None))
+            elif isinstance(ev, h2.events.DataReceived) and ev.stream_id == sid:
+                result.data += ev.data
+                conn.acknowledge_received_data(ev.flow_controlled_length, sid)
+            elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == sid:
+                result.ended = True
+                finished = True
+            elif isinstance(ev, h2.events.StreamReset) and ev.stream_id == sid:
+                result.reset = int(ev.error_code)
+                finished = True
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                result.goaway = int(ev.error_code)
+                finished = True
+        out = conn.data_to_send()
+        if out:
+            try:
+                sock.sendall(out)
+            except OSError:
+                pass
+        if finished:
+            result.elapsed = time.monotonic() - start
+            return True
+        if until_window and conn.local_flow_control_window(sid) > 0:
+            return False
+
+
+# --- a scripted HTTP/2 origin (h2c) ----------------------------------------------------------
+
+
+class StubH2Origin:
+    """An h2c server that records each request (headers, body bytes, resets) and by default never
+    answers: for deadlines the edge must enforce itself and cancellations it must pass on."""
+
+    def __init__(self, respond=None):
+        self.respond = respond  # callable(conn, stream_id, headers) or None to hang
+        self.requests = []  # dicts: headers, data, ended, reset, t
+        self.lock = threading.Lock()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self.stopping = threading.Event()
+        self.conns = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while not self.stopping.is_set():
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            self.conns.append(c)
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    def _serve(self, c):
+        import h2.config
+        import h2.connection
+        import h2.events
+
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding=None,
+                                                                   validate_inbound_headers=False))
+        streams = {}
+        try:
+            conn.initiate_connection()
+            c.sendall(conn.data_to_send())
+            c.settimeout(0.2)
+            while not self.stopping.is_set():
+                try:
+                    data = c.recv(65536)
+                except socket.timeout:
+                    continue
+                if not data:
+                    break
+                for ev in conn.receive_data(data):
+                    if isinstance(ev, h2.events.RequestReceived):
+                        req = {"headers": {k.decode(): v.decode("latin-1") for k, v in ev.headers},
+                               "data": 0, "ended": ev.stream_ended is not None, "reset": None, "t": time.monotonic()}
+                        with self.lock:
+                            self.requests.append(req)
+                        streams[ev.stream_id] = req
+                        if self.respond:
+                            self.respond(conn, ev.stream_id, req["headers"])
+                    elif isinstance(ev, h2.events.DataReceived):
+                        if ev.stream_id in streams:
+                            streams[ev.stream_id]["data"] += len(ev.data)
+                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id in streams:
+                        streams[ev.stream_id]["ended"] = True
+                    elif isinstance(ev, h2.events.StreamReset) and ev.stream_id in streams:
+                        streams[ev.stream_id]["reset"] = int(ev.error_code)
+                    elif isinstance(ev, h2.events.ConnectionTerminated):
+                        for req in streams.values():
+                            if req["reset"] is None and not req.get("answered"):
+                                req["reset"] = "goaway"
+                out = conn.data_to_send()
+                if out:
+                    c.sendall(out)
+        except Exception:
+            pass
+        finally:
+            for req in streams.values():
+                if req["reset"] is None:
+                    req["closed"] = True
+            try:
+                c.close()
+            except OSError:
+                pass
+
+    def stop(self):
+        self.stopping.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+        self.thread.join(2)
+
+
+# --- curl and openssl -------------------------------------------------------------------------
+
+
+def curl(args, timeout=20):
+    """curl with no proxy; returns (returncode, stdout, stderr)."""
+    r = subprocess.run(["curl", "-sS", "--noproxy", "*", "--max-time", str(int(timeout * TIME_SCALE))] + args,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout * TIME_SCALE + 10)
+    return r.returncode, r.stdout.decode("utf-8", "replace"), r.stderr.decode("utf-8", "replace")
+
+
+def s_client(port, args, timeout=15):
+    """openssl s_client against 127.0.0.1:port with stdin closed; returns combined output."""
+    r = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}"] + args,
+                       stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       timeout=timeout * TIME_SCALE)
+    return r.returncode, r.stdout.decode("utf-8", "replace")
+
+
+# --- the runner ---------------------------------------------------------------------------------
+
+
+def sha256(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def b64(data):
+    return base64.b64encode(data).decode()
+
+
+def main(namespace, setup=None):
+    """Run the test_* functions of `namespace` in definition order; print PASS/FAIL per test and
+    `N passed, M failed`; exit non-zero on any failure. setup() builds the fixture handed to tests
+    that take an argument; fixture.close() (returning a list of problems) runs at the end."""
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    selected = sys.argv[1:]
+    tests = [(n, f) for n, f in namespace.items() if n.startswith("test_") and callable(f)]
+    if selected:
+        unknown = set(selected) - {n for n, _ in tests}
+        if unknown:
+            log(f"unknown tests: {', '.join(sorted(unknown))}")
+            sys.exit(2)
+        tests = [(n, f) for n, f in tests if n in selected]
+    passed = failed = 0
+    fixture = None
+    state = {"current": None, "done": False}
+
+    def watchdog_fire(name):
+        if state["done"] or state["current"] != name:
+            return
+        log(f"FAIL {name}: timed out after {TEST_TIMEOUT:.0f} s")
+        if fixture is not None and hasattr(fixture, "logs"):
+            log(fixture.logs())
+        _cleanup()
+        log(f"{passed} passed, {failed + 1 + remaining[0]} failed")
+        sys.stdout.flush()
+        os._exit(1)
+
+    remaining = [len(tests)]
+    try:
+        if setup is not None:
+            t0 = time.monotonic()
+            try:
+                fixture = setup()
+            except Exception as e:
+                log(f"FAIL setup: {type(e).__name__}: {e}")
+                traceback.print_exc(file=sys.stdout)
+                for n, _ in tests:
+                    log(f"FAIL {n}: setup failed")
+                log(f"0 passed, {len(tests)} failed")
+                sys.stdout.flush()
+                _cleanup()
+                sys.exit(1)
+            log(f"setup done in {time.monotonic() - t0:.1f} s")
+        for name, fn in tests:
+            remaining[0] -= 1
+            state["current"] = name
+            timer = threading.Timer(TEST_TIMEOUT * TIME_SCALE, watchdog_fire, args=(name,))
+            timer.daemon = True
+            timer.start()
+            t0 = time.monotonic()
+            reason = None
+            try:
+                if inspect.signature(fn).parameters:
+                    fn(fixture)
+                else:
+                    fn()
+            except AssertionError as e:
+                reason = str(e) or "assertion failed"
+                tb = traceback.extract_tb(e.__traceback__)
+                where = next((f"{os.path.basename(fr.filename)}:{fr.lineno}" for fr in reversed(tb)
+                              if fr.filename == namespace.get("__file__")), None)
+                if where:
+                    reason = f"{reason} ({where})"
+            except Exception as e:
+                reason = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
+            finally:
+                timer.cancel()
+            elapsed = time.monotonic() - t0
+            if reason is None and fixture is not None and hasattr(fixture, "healthy"):
+                broken = fixture.healthy()
+                if broken:
+                    reason = broken
+            if reason is None:
+                passed += 1
+                log(f"PASS {name} ({elapsed:.2f} s)")
+            else:
+                failed += 1
+                log(f"FAIL {name} ({elapsed:.2f} s): {reason}")
+                if fixture is not None and hasattr(fixture, "logs"):
+                    log(fixture.logs())
+                if fixture is not None and hasattr(fixture, "healthy") and fixture.healthy():
+                    try:
+                        fixture.restart_proxy()
+                        log("(restarted portcullis for the remaining tests)")
+                    except Exception as e:
+                        log(f"(could not restart portcullis: {e})")
+        state["done"] = True
+        if fixture is not None and hasattr(fixture, "close"):
+            for problem in fixture.close() or ():
+                failed += 1
+                log(f"FAIL teardown: {problem}")
+    finally:
+        state["done"] = True
+        _cleanup()
+    log(f"{passed} passed, {failed} failed")
+    sys.stdout.flush()
+    sys.exit(1 if failed else 0)
