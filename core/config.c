@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "version.h"
+
 #define PATHLEN 256
 #define MAX_MS 86400000u /* a day: anything longer is a typo */
 
@@ -669,10 +671,21 @@ static int load_zone(ctx *c, pc_zone_conf *z, size_t i, const pc_yaml_node *sec)
         if (get_uint(c, n, kp, " of bytes", 1, 1u << 30, &z->max_message_bytes) < 0) return -1;
     }
     if (opt_bool(c, e.map, e.path, "grpc", &z->grpc) < 0) return -1;
-    /* Reserved for per-zone plugins: only the shape is checked until that feature reads it. */
+    /* The zone's own chain: names of plugins from the top-level list, checked when they load. */
     if ((n = pc__yaml_get(e.map, "plugins"))) {
         join(kp, e.path, "plugins");
         if (want(c, n, PC_YAML_SEQ, kp) < 0) return -1;
+        z->has_plugins = true;
+        if (n->n && (!(z->plugins = calloc(n->n, sizeof *z->plugins)) ||
+                     !(z->plugin_nodes = calloc(n->n, sizeof *z->plugin_nodes))))
+            return oom(c, n);
+        for (size_t k = 0; k < n->n; k++) {
+            char hp[PATHLEN];
+            joini(hp, kp, k);
+            if (dup_str(c, n->items[k], hp, &z->plugins[k]) < 0) return -1;
+            z->plugin_nodes[k] = n->items[k];
+            z->nplugins++;
+        }
     }
     return 0;
 }
@@ -800,11 +813,66 @@ static int load_limits(ctx *c, const pc_yaml_node *map)
     return 0;
 }
 
+static int load_plugins(ctx *c, const pc_yaml_node *sec)
+{
+    static const char *const keys[] = {"name", "path", "config", "on_error", NULL};
+    pc_config *cfg = c->cfg;
+    if (want(c, sec, PC_YAML_SEQ, "plugins") < 0) return -1;
+    if (sec->n && !(cfg->plugins = calloc(sec->n, sizeof *cfg->plugins))) return oom(c, sec);
+    for (size_t i = 0; i < sec->n; i++) {
+        const pc_yaml_node *m = sec->items[i];
+        pc_plugin_conf *p = &cfg->plugins[i];
+        char path[PATHLEN], kp[PATHLEN];
+        joini(path, "plugins", i);
+        cfg->nplugins++;
+        p->node = m;
+        if (want(c, m, PC_YAML_MAP, path) < 0 || check_keys(c, m, path, keys) < 0) return -1;
+        const pc_yaml_node *nn = pc__yaml_get(m, "name"), *pn = pc__yaml_get(m, "path");
+        if (!!nn == !!pn) return fail(c, m, "%s: give exactly one of name (a plugin in plugin_dir) or path", path);
+        if (nn) {
+            join(kp, path, "name");
+            if (dup_str(c, nn, kp, &p->name) < 0) return -1;
+            for (const char *ch = p->name; *ch; ch++)
+                if (!((*ch >= 'a' && *ch <= 'z') || (*ch >= '0' && *ch <= '9') || *ch == '_' || *ch == '-'))
+                    return fail(c, nn, "%s: plugin names are lower-case letters, digits, '-' and '_'", kp);
+        } else {
+            join(kp, path, "path");
+            if (get_file(c, pn, kp, &p->path) < 0) return -1;
+        }
+        p->config = pc__yaml_get(m, "config");
+        const pc_yaml_node *oe = pc__yaml_get(m, "on_error");
+        if (oe) {
+            join(kp, path, "on_error");
+            const char *v;
+            if (get_str(c, oe, kp, &v) < 0) return -1;
+            if (!strcmp(v, "continue"))
+                p->on_error_continue = true;
+            else if (strcmp(v, "deny"))
+                return fail(c, oe, "%s: expected deny or continue, got \"%s\"", kp, v);
+        }
+    }
+    return 0;
+}
+
+static int load_descriptors(ctx *c, const pc_yaml_node *sec)
+{
+    pc_config *cfg = c->cfg;
+    if (want(c, sec, PC_YAML_SEQ, "descriptors") < 0) return -1;
+    if (sec->n && !(cfg->descriptors = calloc(sec->n, sizeof *cfg->descriptors))) return oom(c, sec);
+    for (size_t i = 0; i < sec->n; i++) {
+        char kp[PATHLEN];
+        joini(kp, "descriptors", i);
+        if (get_file(c, sec->items[i], kp, &cfg->descriptors[i]) < 0) return -1;
+        cfg->ndescriptors++;
+    }
+    return 0;
+}
+
 static int load_root(ctx *c, const pc_yaml_node *root)
 {
     static const char *const keys[] = {"workers", "listen",           "origins",    "zones",
                                        "log",     "limits",           "plugin_dir", "plugins",
-                                       "admin",   "drain_timeout_ms", NULL};
+                                       "admin",   "drain_timeout_ms", "descriptors", NULL};
     pc_config *cfg = c->cfg;
     char d[128];
     if (!root) return fail(c, NULL, "the configuration is empty");
@@ -818,13 +886,19 @@ static int load_root(ctx *c, const pc_yaml_node *root)
     if (!(n = required(c, root, "", "zones")) || load_zones(c, n) < 0) return -1;
     if ((n = pc__yaml_get(root, "log")) && load_log(c, n) < 0) return -1;
     if ((n = pc__yaml_get(root, "limits")) && load_limits(c, n) < 0) return -1;
+    if ((n = pc__yaml_get(root, "plugin_dir"))) {
+        const char *s;
+        free(cfg->plugin_dir);
+        cfg->plugin_dir = NULL;
+        if (get_str(c, n, "plugin_dir", &s) < 0 || resolve(c, n, s, &cfg->plugin_dir) < 0) return -1;
+        cfg->plugin_dir_set = true;
+    }
+    if ((n = pc__yaml_get(root, "plugins")) && load_plugins(c, n) < 0) return -1;
+    if ((n = pc__yaml_get(root, "descriptors")) && load_descriptors(c, n) < 0) return -1;
     /* Reserved for features not built yet: the shape is checked, the contents are theirs. */
-    const char *s;
-    uint32_t ignored;
-    if ((n = pc__yaml_get(root, "plugin_dir")) && get_str(c, n, "plugin_dir", &s) < 0) return -1;
-    if ((n = pc__yaml_get(root, "plugins")) && want(c, n, PC_YAML_SEQ, "plugins") < 0) return -1;
     if ((n = pc__yaml_get(root, "admin")) && want(c, n, PC_YAML_MAP, "admin") < 0) return -1;
-    if (opt_u32(c, root, "", "drain_timeout_ms", " of milliseconds", 0, MAX_MS, &ignored) < 0) return -1;
+    if (opt_u32(c, root, "", "drain_timeout_ms", " of milliseconds", 0, MAX_MS, &cfg->drain_timeout_ms) < 0)
+        return -1;
 
     for (size_t i = 0; i < cfg->norigins; i++) {
         size_t z = 0;
@@ -848,6 +922,8 @@ static pc_config *config_new(const char *path, const char *dir)
     if (!cfg->dir) cfg->dir = strdup(dir);
     cfg->log.access = strdup("stdout");
     cfg->log.level = PC_LOG_INFO;
+    cfg->drain_timeout_ms = 30000;
+    cfg->plugin_dir = strdup(PC_PLUGIN_DIR);
     cfg->limits = (pc_limits_conf){
         .max_concurrent_streams = 100,
         .max_header_list_bytes = 65536,
@@ -857,7 +933,7 @@ static pc_config *config_new(const char *path, const char *dir)
         .header_timeout_ms = 10000,
         .idle_timeout_ms = 300000,
     };
-    if (!cfg->path || !cfg->dir || !cfg->log.access) {
+    if (!cfg->path || !cfg->dir || !cfg->log.access || !cfg->plugin_dir) {
         pc__config_free(cfg);
         return NULL;
     }
@@ -937,6 +1013,10 @@ void pc__config_free(pc_config *cfg)
         for (size_t k = 0; k < z->nhosts; k++)
             free(z->hosts[k]);
         free(z->hosts);
+        for (size_t k = 0; k < z->nplugins; k++)
+            free(z->plugins[k]);
+        free(z->plugins);
+        free(z->plugin_nodes);
         free(z->name);
         free(z->origin);
     }
@@ -945,6 +1025,15 @@ void pc__config_free(pc_config *cfg)
         free(cfg->warnings[i]);
     free(cfg->warnings);
     free(cfg->log.access);
+    for (size_t i = 0; i < cfg->nplugins; i++) {
+        free(cfg->plugins[i].name);
+        free(cfg->plugins[i].path);
+    }
+    free(cfg->plugins);
+    free(cfg->plugin_dir);
+    for (size_t i = 0; i < cfg->ndescriptors; i++)
+        free(cfg->descriptors[i]);
+    free(cfg->descriptors);
     free(cfg->path);
     free(cfg->dir);
     pc__yaml_free(cfg->doc);

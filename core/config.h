@@ -42,6 +42,15 @@ typedef struct pc_origin_conf {
     uint32_t cooldown_ms;        /* a server that failed to connect is skipped this long, default 5000 */
 } pc_origin_conf;
 
+/* One entry of `plugins:` (the chain, in order). */
+typedef struct pc_plugin_conf {
+    char *name;                  /* `name:` entry: looked up as <plugin_dir>/pc-<name>.so; NULL for `path:` */
+    char *path;                  /* resolved path of the .so (for `name:` entries too) */
+    const pc_yaml_node *config;  /* the plugin's own subtree, NULL when absent */
+    const pc_yaml_node *node;    /* the entry, for error positions */
+    bool on_error_continue;      /* on_error: continue (default deny: fail closed) */
+} pc_plugin_conf;
+
 typedef struct pc_zone_conf {
     char *name;
     char **hosts; /* exact names or "*.suffix" wildcards, lower-case */
@@ -50,6 +59,10 @@ typedef struct pc_zone_conf {
     size_t origin_index;        /* resolved index into pc_config.origins */
     bool grpc;                  /* default true */
     uint64_t max_message_bytes; /* default 4194304 */
+    bool has_plugins;           /* `plugins:` given: this zone runs only the named plugins, in order */
+    char **plugins;
+    const pc_yaml_node **plugin_nodes;
+    size_t nplugins;
 } pc_zone_conf;
 
 typedef struct pc_limits_conf {
@@ -81,6 +94,13 @@ typedef struct pc_config {
     pc_log_conf log;
     pc_limits_conf limits;
     uint32_t workers; /* 0: number of cores */
+    uint32_t drain_timeout_ms; /* default 30000 */
+    char *plugin_dir;          /* resolved; default the install directory */
+    bool plugin_dir_set;       /* given in the file (else the executable's plugins/ is tried too) */
+    pc_plugin_conf *plugins;
+    size_t nplugins;
+    char **descriptors;        /* resolved FileDescriptorSet files */
+    size_t ndescriptors;
     char **warnings;  /* things that are valid but risky, one line each */
     size_t nwarnings;
     pc_yaml_doc *doc; /* the parsed tree, kept so plugins can read their own subtrees */

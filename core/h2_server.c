@@ -3,6 +3,7 @@
 #include "h2_server.h"
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -198,6 +199,39 @@ static void t_connect(pc_transport *t, int status)
     (void)status;
 }
 
+static int fill_conn_info(pc_h2conn *c)
+{
+    pc_conn_shared *cs = calloc(1, sizeof *cs);
+    if (!cs)
+        return -1;
+    cs->refs = 1;
+    c->conn_info = cs;
+    const char *peer = c->t.peer;
+    const char *colon = strrchr(peer, ':');
+    size_t iplen = colon ? (size_t)(colon - peer) : strlen(peer);
+    if (peer[0] == '[' && iplen >= 2)
+        snprintf(cs->ip, sizeof cs->ip, "%.*s", (int)(iplen - 2), peer + 1);
+    else
+        snprintf(cs->ip, sizeof cs->ip, "%.*s", (int)iplen, peer);
+    snprintf(cs->port, sizeof cs->port, "%s", colon ? colon + 1 : "0");
+    cs->info.client_ip = cs->ip;
+    cs->info.client_port = (uint16_t)atoi(cs->port);
+    cs->info.tls = c->tls;
+    cs->info.alpn = c->tls ? "h2" : "h2c";
+    if (c->tls) {
+        const char *sni = pc__tls_sni(c->t.ssl);
+        if (sni) {
+            snprintf(cs->sni, sizeof cs->sni, "%s", sni);
+            cs->info.sni = cs->sni;
+        }
+        snprintf(cs->version, sizeof cs->version, "%s", SSL_get_version(c->t.ssl));
+        snprintf(cs->cipher, sizeof cs->cipher, "%s", SSL_get_cipher_name(c->t.ssl));
+        cs->info.tls_version = cs->version;
+        cs->info.tls_cipher = cs->cipher;
+    }
+    return 0;
+}
+
 static void t_ready(pc_transport *t)
 {
     pc_h2conn *c = (pc_h2conn *)t;
@@ -211,6 +245,10 @@ static void t_ready(pc_transport *t)
             pc__transport_close(t, true);
             return;
         }
+    }
+    if (fill_conn_info(c) < 0 || pc__chain_connection(c->worker, &c->conn_info->info)) {
+        pc__transport_close(t, false);
+        return;
     }
     nghttp2_session_callbacks *cb = server_callbacks();
     nghttp2_option *opt;
@@ -288,6 +326,7 @@ static void t_closed(pc_transport *t)
     }
     if (c->sess)
         nghttp2_session_del(c->sess);
+    pc__conn_shared_release(c->conn_info);
     if (c->prev)
         c->prev->next = c->next;
     else

@@ -22,6 +22,7 @@ struct pc_h2conn {
     int headers_pending;
     int timer_mode;
     bool goaway_sent;
+    pc_conn_shared *conn_info;
     pc_h2conn *prev, *next;
 };
 

@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "log.h"
+#include "plugin_loader.h"
 #include "tls.h"
 #include "version.h"
 #include "worker.h"
@@ -45,6 +46,7 @@ static void runtime_free(pc_runtime *rt)
     if (rt->origin_addrs)
         for (size_t i = 0; i < rt->cfg->norigins; i++)
             free(rt->origin_addrs[i]);
+    pc__plugins_free(rt->plugins);
     free(rt->front_tls);
     free(rt->origin_tls);
     free(rt->origin_addrs);
@@ -80,7 +82,7 @@ static int runtime_build(pc_runtime *rt, pc_config *cfg, char *err, size_t errle
         char e[512];
         rt->front_tls[i] = pc__tls_server_new(&cfg->listen[i], e, sizeof e);
         if (!rt->front_tls[i]) {
-            snprintf(err, errlen, "listen %s: %s", cfg->listen[i].address, e);
+            snprintf(err, errlen, "%s: listen %s: %s", cfg->path, cfg->listen[i].address, e);
             return -1;
         }
     }
@@ -88,7 +90,7 @@ static int runtime_build(pc_runtime *rt, pc_config *cfg, char *err, size_t errle
         const pc_origin_conf *o = &cfg->origins[i];
         char e[512];
         if (o->tls && !(rt->origin_tls[i] = pc__tls_client_new(o, e, sizeof e))) {
-            snprintf(err, errlen, "origin %s: %s", o->name, e);
+            snprintf(err, errlen, "%s: origin %s: %s", cfg->path, o->name, e);
             return -1;
         }
         rt->origin_addrs[i] = calloc(o->nservers, sizeof(struct sockaddr_storage));
@@ -96,10 +98,20 @@ static int runtime_build(pc_runtime *rt, pc_config *cfg, char *err, size_t errle
             return -1;
         for (size_t j = 0; j < o->nservers; j++)
             if (resolve(&o->servers[j], &rt->origin_addrs[i][j], e, sizeof e) < 0) {
-                snprintf(err, errlen, "origin %s: %s", o->name, e);
+                snprintf(err, errlen, "%s: origin %s: %s", cfg->path, o->name, e);
                 return -1;
             }
     }
+    /* Plugins look for a build tree's plugins/ next to the binary when not installed. */
+    char exe[4096];
+    size_t exelen = sizeof exe;
+    if (uv_exepath(exe, &exelen) != 0)
+        snprintf(exe, sizeof exe, ".");
+    char *slash = strrchr(exe, '/');
+    if (slash)
+        *slash = '\0';
+    if (pc__plugins_load(cfg, exe, &rt->plugins, err, errlen) < 0)
+        return -1;
     return 0;
 }
 
@@ -112,7 +124,7 @@ static int cmd_check(const char *path)
     char err[1024];
     int rv = 0;
     if (runtime_build(&rt, cfg, err, sizeof err) < 0) {
-        fprintf(stderr, "%s: %s\n", path, err);
+        fprintf(stderr, "%s\n", err);
         rv = 2;
     } else {
         for (size_t i = 0; i < cfg->nwarnings; i++)
@@ -155,7 +167,7 @@ static int cmd_run(const char *path)
     pc_runtime rt;
     char err[1024];
     if (runtime_build(&rt, cfg, err, sizeof err) < 0) {
-        pc_log_error("%s: %s", path, err);
+        pc_log_error("%s", err);
         runtime_free(&rt);
         pc__config_free(cfg);
         return 2;

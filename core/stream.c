@@ -12,6 +12,7 @@
 #include "grpc_status.h"
 #include "h2_server.h"
 #include "log.h"
+#include "plugin_loader.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -19,6 +20,8 @@
 #define QUEUE_LOW_WATER 65536
 
 static void maybe_free(pc_stream *st);
+
+void pc__stream_release(pc_stream *st) { maybe_free(st); }
 
 pc_stream *pc__stream_new(pc_h2conn *c, int32_t sid)
 {
@@ -30,6 +33,9 @@ pc_stream *pc__stream_new(pc_h2conn *c, int32_t sid)
     st->sid = sid;
     st->edge_status = -1;
     st->start_ms = uv_now(&c->worker->loop);
+    st->conn = c->conn_info;
+    if (st->conn)
+        st->conn->refs++;
     pc__bq_init(&st->req_q);
     pc__bq_init(&st->resp_q);
     return st;
@@ -80,6 +86,8 @@ static void maybe_free(pc_stream *st)
     if (!st->client_closed || st->queued || st->up)
         return;
     stop_deadline(st);
+    pc__chain_log(st);
+    pc__chain_free(st);
     pc__headers_free(&st->req);
     pc__headers_free(&st->resp);
     pc__headers_free(&st->trailers);
@@ -114,15 +122,16 @@ static void ack_origin(pc_stream *st, size_t n)
 
 static bool client_writable(pc_stream *st) { return st->client && !st->client_closed && st->client->sess; }
 
-static void cancel_origin(pc_stream *st)
+static void cancel_origin(pc_stream *st, bool flush_first)
 {
     if (st->queued || st->up)
-        pc__pool_cancel(st);
+        pc__pool_cancel(st, flush_first || st->rst_after_flush);
 }
 
 void pc__stream_fail(pc_stream *st, int grpc_status, int http_status, const char *reason, const char *msg)
 {
-    cancel_origin(st);
+    /* Messages the chain let through before a denied one still reach the origin, then it is reset. */
+    cancel_origin(st, !strcmp(reason, "plugin_deny"));
     stop_deadline(st);
     if (st->resp_done || !client_writable(st))
         return;
@@ -189,11 +198,22 @@ static const char *hdr(const nghttp2_nv *nv, const char *name, size_t nlen)
     return (nv->namelen == nlen && memcmp(nv->name, name, nlen) == 0) ? (const char *)nv->value : NULL;
 }
 
+#define FRAME_OOM -100
+#define FRAME_DENIED -101
+
+static void denied(pc_stream *st)
+{
+    pc__stream_fail(st, st->deny_status, 403, "plugin_deny", st->deny_msg ? st->deny_msg : "denied");
+}
+
+/* Each whole message passes the chain before its bytes are queued: a denied message never
+ * reaches the origin. */
 static int on_request_message(void *ud, const pc_grpc_message *m)
 {
     pc_stream *st = ud;
-    /* The plugin chain will inspect each message here, before it is forwarded. */
-    return pc__bq_append(&st->req_q, m->frame, m->frame_len) < 0 ? -100 : 0;
+    if (pc__chain_request_message(st, m))
+        return FRAME_DENIED;
+    return pc__bq_append(&st->req_q, m->frame, m->frame_len) < 0 ? FRAME_OOM : 0;
 }
 
 static void framer_failed(pc_stream *st, int rv, const char *err)
@@ -202,8 +222,10 @@ static void framer_failed(pc_stream *st, int rv, const char *err)
         pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 413, "message_too_large", err);
     else if (rv == PC_GRPC_FRAME_UNSUPPORTED)
         pc__stream_fail(st, PC_GRPC_UNIMPLEMENTED, 415, "unsupported_encoding", err);
-    else if (rv == -100)
+    else if (rv == FRAME_OOM)
         pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
+    else if (rv == FRAME_DENIED)
+        denied(st);
     else
         pc__stream_fail(st, PC_GRPC_INTERNAL, 400, "malformed_grpc", err);
 }
@@ -294,6 +316,10 @@ void pc__stream_request_ready(pc_stream *st)
             }
         }
     }
+    if (pc__chain_request_headers(st)) {
+        denied(st);
+        return;
+    }
     pc__pool_submit(st->worker->pools[st->zone->origin_index], st);
 }
 
@@ -339,6 +365,10 @@ void pc__stream_req_end(pc_stream *st)
             return;
         }
     }
+    if (pc__chain_request_end(st)) {
+        denied(st);
+        return;
+    }
     if (st->up && st->up->sess) {
         nghttp2_session_resume_data(st->up->sess, st->up_sid);
         pc__upconn_schedule(st->up);
@@ -356,6 +386,13 @@ ssize_t pc__stream_read_request(nghttp2_session *s, int32_t sid, uint8_t *buf, s
     if (st->req_deferred && st->req_q.size < QUEUE_LOW_WATER) {
         ack_client(st, st->req_deferred);
         st->req_deferred = 0;
+    }
+    if (st->rst_after_flush) {
+        if (st->req_q.size == 0 && st->up) {
+            st->rst_pending = true;
+            pc__upconn_schedule(st->up);
+        }
+        return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
     }
     if (st->req_q.size == 0 && st->req_eof && !st->resp_done)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -387,7 +424,7 @@ void pc__stream_client_closed(pc_stream *st, uint32_t error_code)
     if (c)
         pc__h2conn_unlink_stream(c, st);
     /* A client reset (or a finished call) ends the origin stream too. */
-    cancel_origin(st);
+    cancel_origin(st, false);
     maybe_free(st);
 }
 
@@ -435,6 +472,20 @@ void pc__stream_resp_headers_done(pc_stream *st, bool end_stream)
     for (size_t i = 0; i < n; i++)
         if (nva[i].namelen == 7 && memcmp(nva[i].name, ":status", 7) == 0)
             snprintf(st->remote_status, sizeof st->remote_status, "%.*s", (int)nva[i].valuelen, nva[i].value);
+    if (pc__chain_response_headers(st) || (end_stream && pc__chain_response_trailers(st))) {
+        free(nva);
+        denied(st);
+        return;
+    }
+    if (st->is_grpc && !end_stream && st->chain && st->chain->response_messages) {
+        const char *enc = NULL;
+        for (size_t i = 0; i < st->resp.n; i++)
+            if (st->resp.nv[i].namelen == 13 && memcmp(st->resp.nv[i].name, "grpc-encoding", 13) == 0)
+                enc = (const char *)st->resp.nv[i].value;
+        pc__grpc_framer_init(&st->resp_framer, enc ? pc__grpc_encoding_parse(enc, strlen(enc)) : PC_GRPC_ENC_IDENTITY,
+                             st->zone->max_message_bytes);
+        st->resp_framer_on = true;
+    }
     st->resp_submitted = true;
     if (end_stream) {
         /* Trailers-Only from the origin: passed on as one HEADERS frame, unchanged. */
@@ -449,13 +500,32 @@ void pc__stream_resp_headers_done(pc_stream *st, bool end_stream)
     pc__h2conn_schedule(st->client);
 }
 
+static int on_response_message(void *ud, const pc_grpc_message *m)
+{
+    pc_stream *st = ud;
+    if (pc__chain_response_message(st, m))
+        return FRAME_DENIED;
+    return pc__bq_append(&st->resp_q, m->frame, m->frame_len) < 0 ? FRAME_OOM : 0;
+}
+
 void pc__stream_resp_data(pc_stream *st, const uint8_t *data, size_t len)
 {
     if (st->resp_done || !client_writable(st)) {
         ack_origin(st, len);
         return;
     }
-    if (pc__bq_append(&st->resp_q, data, len) < 0) {
+    if (st->resp_framer_on) {
+        char err[256];
+        int rv = pc__grpc_framer_feed(&st->resp_framer, data, len, on_response_message, st, err, sizeof err);
+        if (rv != 0) {
+            ack_origin(st, len);
+            if (rv == FRAME_DENIED)
+                denied(st);
+            else
+                pc__stream_fail(st, PC_GRPC_INTERNAL, 502, "bad_origin_response", err);
+            return;
+        }
+    } else if (pc__bq_append(&st->resp_q, data, len) < 0) {
         ack_origin(st, len);
         pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
         return;
@@ -473,6 +543,17 @@ void pc__stream_resp_end(pc_stream *st)
     stop_deadline(st);
     if (st->resp_done || !client_writable(st))
         return;
+    if (st->resp_framer_on) {
+        char err[256];
+        if (pc__grpc_framer_finish(&st->resp_framer, err, sizeof err) != 0) {
+            pc__stream_fail(st, PC_GRPC_INTERNAL, 502, "bad_origin_response", err);
+            return;
+        }
+    }
+    if (st->trailers.n && pc__chain_response_trailers(st)) {
+        denied(st);
+        return;
+    }
     st->resp_eof = true;
     nghttp2_session_resume_data(st->client->sess, st->sid);
     pc__h2conn_schedule(st->client);

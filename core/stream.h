@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "bytequeue.h"
+#include "chain.h"
 #include "config.h"
 #include "grpc_frame.h"
 
@@ -64,10 +65,32 @@ struct pc_stream {
     bool resp_submitted; /* response HEADERS handed to the client session */
     bool resp_done;      /* our side of the client stream is finished or being finished */
 
+    /* plugin chain */
+    const struct pc_chain *chain;
+    pc_conn_shared *conn;
+    void *plugin_state;
+    size_t chain_cur;    /* plugin running now (for request_state) */
+    char **kv;           /* published key, value, key, value ... */
+    size_t nkv;
+    int deny_status;     /* set by host->deny */
+    char *deny_msg;
+    const pc_message *cur_msg; /* message whose decoding is cached below */
+    void *pb;            /* pc_pb_result of cur_msg */
+    pc_field *fields;
+    long nfields;
+    char *json;
+    pc_grpc_framer resp_framer;
+    bool resp_framer_on;
+    bool chain_started;
+    bool skip_chain_log;
+    uint32_t req_msgs, resp_msgs;
+
     bool client_closed;
     bool up_started; /* a stream was opened on the origin connection */
     bool up_closed;
     bool up_reset_sent;
+    bool rst_after_flush; /* send what the chain allowed, then reset the origin stream */
+    bool rst_pending;     /* allowed bytes are out: reset at the next flush */
     int edge_status;       /* gRPC status the edge answered with, -1 none */
     const char *edge_reason;
     char remote_status[4];
@@ -101,5 +124,7 @@ ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, 
                                  nghttp2_data_source *src, void *ud);
 
 void pc__headers_free(pc_headers *h);
+/* Free the stream if neither side holds it any more. */
+void pc__stream_release(pc_stream *st);
 
 #endif

@@ -47,6 +47,7 @@ static void write_done(uv_write_t *req, int status)
     write_req *wr = (write_req *)req;
     pc_transport *t = wr->t;
     t->write_pending -= wr->len;
+    free(wr->base);
     free(wr);
     if (status < 0) {
         if (status != UV_ECANCELED && !t->closing) {
@@ -83,15 +84,13 @@ static int raw_write(pc_transport *t, uint8_t *buf, size_t len)
     wr->len = len;
     wr->base = buf;
     uv_buf_t b = uv_buf_init((char *)buf, (unsigned)len);
-    /* The buffer lives right after the request when we can; here it is separate and freed with it. */
     int rv = uv_write(&wr->req, (uv_stream_t *)&t->tcp, &b, 1, write_done);
     if (rv < 0) {
         free(wr);
         free(buf);
         return -1;
     }
-    /* Free the payload as soon as libuv copied or wrote it: libuv keeps a pointer until completion,
-     * so ownership moves into the request. */
+    /* libuv keeps a pointer to the payload until completion: it is freed in write_done. */
     t->write_pending += len;
     return 0;
 }

@@ -47,6 +47,13 @@ void pc__upconn_schedule(pc_upconn *u) { pc__worker_schedule(u->t.worker, &u->fl
 static void up_flush(pc_flushable *f)
 {
     pc_upconn *u = (pc_upconn *)((char *)f - offsetof(pc_upconn, fl));
+    for (pc_stream *st = u->streams, *next; st; st = next) {
+        next = st->unext;
+        if (st->rst_pending) {
+            pc__pool_cancel(st, false);
+            pc__stream_release(st);
+        }
+    }
     pc__h2_output(&u->t, u->sess);
 }
 
@@ -510,9 +517,15 @@ void pc__pool_submit(pc_pool *p, pc_stream *st)
     pool_dispatch(p);
 }
 
-void pc__pool_cancel(pc_stream *st)
+void pc__pool_cancel(pc_stream *st, bool flush_first)
 {
     pc_pool *p = st->pool;
+    if (flush_first && st->up && st->up->sess && !st->up_reset_sent && st->req_q.size > 0) {
+        st->rst_after_flush = true;
+        nghttp2_session_resume_data(st->up->sess, st->up_sid);
+        pc__upconn_schedule(st->up);
+        return;
+    }
     if (st->queued && p) {
         pc_stream **pp = &p->qhead;
         pc_stream *prev = NULL;

@@ -28,8 +28,9 @@ pc_pool *pc__pool_new(pc_worker *w, size_t origin_index);
 void pc__pool_free(pc_pool *p);
 /* Queue a stream for the origin; it is attached to a connection as soon as one has room. */
 void pc__pool_submit(pc_pool *p, pc_stream *st);
-/* The stream no longer wants the origin: drop it from the queue or reset its origin stream. */
-void pc__pool_cancel(pc_stream *st);
+/* The stream no longer wants the origin: drop it from the queue or reset its origin stream.
+ * flush_first: deliver the request bytes already allowed before the reset. */
+void pc__pool_cancel(pc_stream *st, bool flush_first);
 void pc__upconn_schedule(pc_upconn *u);
 /* Close idle connections (drain). */
 void pc__pool_close_idle(pc_pool *p);

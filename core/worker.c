@@ -12,9 +12,8 @@
 
 #include "h2_server.h"
 #include "log.h"
+#include "plugin_loader.h"
 #include "upstream.h"
-
-#define DRAIN_TIMEOUT_MS 30000
 
 /* Only there so the loop polls without blocking while output waits for the check phase. */
 static void on_idle(uv_idle_t *h) { (void)h; }
@@ -144,7 +143,7 @@ static void on_stop(uv_async_t *a)
         next = c->next;
         pc__h2conn_drain(c);
     }
-    uv_timer_start(&w->drain_timer, on_drain_timeout, DRAIN_TIMEOUT_MS, 0);
+    uv_timer_start(&w->drain_timer, on_drain_timeout, w->cfg->drain_timeout_ms, 0);
 }
 
 int pc__worker_init(pc_worker *w, int id, const pc_runtime *rt, char *err, size_t errlen)
@@ -179,6 +178,8 @@ int pc__worker_init(pc_worker *w, int id, const pc_runtime *rt, char *err, size_
             snprintf(err, errlen, "out of memory");
             return -1;
         }
+    if (w->rt->plugins && pc__plugins_worker_init(w->rt->plugins, (unsigned)id, &w->plugin_ctx, err, errlen) < 0)
+        return -1;
     for (size_t i = 0; i < w->cfg->nlisten; i++) {
         if (bind_listener(w, i, err, errlen) < 0)
             return -1;
@@ -205,5 +206,7 @@ void pc__worker_join(pc_worker *w)
         pc__pool_free(w->pools[i]);
     free(w->pools);
     free(w->listeners);
+    if (w->rt->plugins)
+        pc__plugins_worker_destroy(w->rt->plugins, w->plugin_ctx);
     uv_loop_close(&w->loop);
 }

@@ -20,6 +20,7 @@ typedef struct pc_runtime {
     pc_tls_server **front_tls; /* per listener; NULL for cleartext */
     SSL_CTX **origin_tls;      /* per origin; NULL for h2c */
     struct sockaddr_storage **origin_addrs; /* per origin, per server: resolved at start */
+    struct pc_plugins *plugins;             /* loaded plugins and chains */
 } pc_runtime;
 
 /* A connection with HTTP/2 output to produce: queued once, flushed after this loop turn's I/O. */
@@ -44,6 +45,7 @@ typedef struct pc_worker {
     uv_timer_t drain_timer;
     pc_flushable *dirty;
     pc_pool **pools; /* per origin */
+    void **plugin_ctx; /* per loaded plugin: this worker's instance */
     pc_h2conn *conns; /* client connections, for drain */
     bool draining;
     uint64_t nconns;

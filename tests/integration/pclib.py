@@ -951,9 +951,13 @@ def main(namespace, setup=None):
     def watchdog_fire(name):
         if state["done"] or state["current"] != name:
             return
-        log(f"FAIL {name}: timed out after {TEST_TIMEOUT:.0f} s")
+        state["timed_out"] = True  # the main thread now only waits for the exit below
+        log(f"FAIL {name}: timed out after {TEST_TIMEOUT * TIME_SCALE:.0f} s")
         if fixture is not None and hasattr(fixture, "logs"):
-            log(fixture.logs())
+            try:
+                log(fixture.logs())
+            except Exception as e:
+                log(f"(no logs: {e})")
         _cleanup()
         log(f"{passed} passed, {failed + 1 + remaining[0]} failed")
         sys.stdout.flush()
@@ -999,6 +1003,8 @@ def main(namespace, setup=None):
                 reason = f"{type(e).__name__}: {e}\n{traceback.format_exc()}"
             finally:
                 timer.cancel()
+                while state.get("timed_out"):
+                    time.sleep(1)
             elapsed = time.monotonic() - t0
             if reason is None and fixture is not None and hasattr(fixture, "healthy"):
                 broken = fixture.healthy()

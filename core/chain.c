@@ -1,0 +1,564 @@
+/* The plugin chain at run time. Hooks run in chain order on the worker thread; the first deny
+ * ends the chain. A hook error follows its plugin's on_error (deny by default: fail closed).
+ * Decoded protobuf for a message is computed at most once, when a plugin first asks for it. */
+#include "chain.h"
+
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "grpc_status.h"
+#include "h2_server.h"
+#include "log.h"
+#include "plugin_loader.h"
+#include "protobuf.h"
+#include "stream.h"
+#include "worker.h"
+
+#define REQ(st) ((pc_request *)(st))
+#define ST(r) ((pc_stream *)(r))
+
+void pc__conn_shared_release(pc_conn_shared *cs)
+{
+    if (cs && --cs->refs == 0)
+        free(cs);
+}
+
+int pc__grpc_split_path(const char *path, const char **svc, size_t *svclen, const char **meth, size_t *methlen)
+{
+    if (!path || path[0] != '/')
+        return -1;
+    const char *slash = strchr(path + 1, '/');
+    if (!slash || slash == path + 1 || !slash[1] || strchr(slash + 1, '/'))
+        return -1;
+    *svc = path + 1;
+    *svclen = (size_t)(slash - path - 1);
+    *meth = slash + 1;
+    const char *q = strchr(*meth, '?');
+    *methlen = q ? (size_t)(q - *meth) : strlen(*meth);
+    return 0;
+}
+
+/* ---- host functions ---- */
+
+static void host_log(const void *handle, int level, const char *fmt, ...)
+{
+    const pc_loaded_plugin *lp = handle;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    pc__log(level < 0 ? 0 : level > 3 ? 3 : level, "plugin %s: %s", lp ? lp->name : "?", msg);
+}
+
+static const pc_config_node *cfg_get(const pc_config_node *map, const char *key)
+{
+    return (const pc_config_node *)pc__yaml_get((const pc_yaml_node *)map, key);
+}
+
+static const char *cfg_string(const pc_config_node *n)
+{
+    const pc_yaml_node *y = (const pc_yaml_node *)n;
+    return y && y->kind == PC_YAML_SCALAR ? y->scalar : NULL;
+}
+
+static size_t cfg_len(const pc_config_node *n)
+{
+    const pc_yaml_node *y = (const pc_yaml_node *)n;
+    return y && y->kind != PC_YAML_SCALAR ? y->n : 0;
+}
+
+static const pc_config_node *cfg_at(const pc_config_node *n, size_t i)
+{
+    const pc_yaml_node *y = (const pc_yaml_node *)n;
+    return y && y->kind != PC_YAML_SCALAR && i < y->n ? (const pc_config_node *)y->items[i] : NULL;
+}
+
+static const char *cfg_key(const pc_config_node *n, size_t i)
+{
+    const pc_yaml_node *y = (const pc_yaml_node *)n;
+    return y && y->kind == PC_YAML_MAP && i < y->n ? y->keys[i]->scalar : NULL;
+}
+
+static const char *cfg_where(const pc_config_node *n, char *buf, size_t len)
+{
+    const pc_yaml_node *y = (const pc_yaml_node *)n;
+    snprintf(buf, len, "line %u, column %u", y ? y->line : 0, y ? y->col : 0);
+    return buf;
+}
+
+static const char *find_nv(const pc_headers *h, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < h->n; i++)
+        if (h->nv[i].namelen == n && strncasecmp((const char *)h->nv[i].name, name, n) == 0)
+            return (const char *)h->nv[i].value;
+    return NULL;
+}
+
+static const char *req_info(pc_request *r, const char *key)
+{
+    pc_stream *st = ST(r);
+    static __thread char buf[256]; /* valid until the next call on this thread: documented */
+    const char *svc, *meth;
+    size_t sl, ml;
+    if (!strcmp(key, "method")) return st->method;
+    if (!strcmp(key, "path")) return st->path;
+    if (!strcmp(key, "authority")) return st->authority ? st->authority : st->host_header;
+    if (!strcmp(key, "scheme")) return st->scheme;
+    if (!strcmp(key, "zone")) return st->zone ? st->zone->name : NULL;
+    if (!strcmp(key, "origin")) return st->zone ? st->worker->cfg->origins[st->zone->origin_index].name : NULL;
+    if (!strcmp(key, "grpc")) return st->is_grpc ? "1" : "0";
+    if (!strcmp(key, "grpc.service") || !strcmp(key, "grpc.method")) {
+        if (!st->is_grpc || pc__grpc_split_path(st->path, &svc, &sl, &meth, &ml) < 0)
+            return NULL;
+        bool s = key[5] == 's';
+        snprintf(buf, sizeof buf, "%.*s", (int)(s ? sl : ml), s ? svc : meth);
+        return buf;
+    }
+    if (!strcmp(key, "grpc.subtype")) {
+        if (!st->is_grpc || !st->content_type)
+            return NULL;
+        const char *plus = strchr(st->content_type, '+');
+        if (!plus)
+            return "proto";
+        snprintf(buf, sizeof buf, "%.*s", (int)strcspn(plus + 1, ";"), plus + 1);
+        return buf;
+    }
+    if (!strcmp(key, "status")) return st->remote_status[0] ? st->remote_status : NULL;
+    if (!strcmp(key, "grpc_status")) {
+        if (st->edge_status >= 0) {
+            snprintf(buf, sizeof buf, "%d", st->edge_status);
+            return buf;
+        }
+        const char *v = find_nv(&st->trailers, "grpc-status");
+        return v ? v : find_nv(&st->resp, "grpc-status");
+    }
+    if (st->conn) {
+        const pc_conn_info *ci = &st->conn->info;
+        if (!strcmp(key, "client.ip")) return ci->client_ip;
+        if (!strcmp(key, "client.port")) return st->conn->port;
+        if (!strcmp(key, "tls.sni")) return ci->sni;
+        if (!strcmp(key, "tls.alpn")) return ci->alpn;
+        if (!strcmp(key, "tls.version")) return ci->tls_version;
+        if (!strcmp(key, "tls.cipher")) return ci->tls_cipher;
+        if (!strcmp(key, "tls.client_subject")) return ci->client_subject;
+    }
+    return NULL;
+}
+
+static const pc_conn_info *req_conn(pc_request *r) { return ST(r)->conn ? &ST(r)->conn->info : NULL; }
+
+static const char *hdr_get(pc_request *r, const char *name) { return find_nv(&ST(r)->req, name); }
+
+static size_t hdr_count(pc_request *r) { return ST(r)->req.n; }
+
+static int hdr_at(pc_request *r, size_t i, const char **name, const char **value)
+{
+    pc_stream *st = ST(r);
+    if (i >= st->req.n)
+        return -1;
+    *name = (const char *)st->req.nv[i].name;
+    *value = (const char *)st->req.nv[i].value;
+    return 0;
+}
+
+static bool header_name_ok(const char *name)
+{
+    if (!name[0] || name[0] == ':')
+        return false;
+    for (const char *c = name; *c; c++)
+        if ((*c >= 'A' && *c <= 'Z') || *c <= 0x20 || *c >= 0x7f)
+            return false;
+    return true;
+}
+
+static void remove_all(pc_stream *st, const char *name)
+{
+    size_t n = strlen(name), k = 0;
+    for (size_t i = 0; i < st->req.n; i++) {
+        nghttp2_nv *nv = &st->req.nv[i];
+        if (nv->namelen == n && memcmp(nv->name, name, n) == 0) {
+            st->req.bytes -= nv->namelen + nv->valuelen + 32;
+            if ((const char *)nv->value == st->host_header)
+                st->host_header = NULL;
+            if ((const char *)nv->value == st->content_type)
+                st->content_type = NULL;
+            free(nv->name);
+            continue;
+        }
+        st->req.nv[k++] = *nv;
+    }
+    st->req.n = k;
+}
+
+static int hdr_set(pc_request *r, const char *name, const char *value)
+{
+    pc_stream *st = ST(r);
+    if (!header_name_ok(name) || !value || st->up_started)
+        return -1;
+    remove_all(st, name);
+    return pc__stream_add_header(&st->req, (const uint8_t *)name, strlen(name), (const uint8_t *)value,
+                                 strlen(value));
+}
+
+static int hdr_remove(pc_request *r, const char *name)
+{
+    pc_stream *st = ST(r);
+    if (!header_name_ok(name) || st->up_started)
+        return -1;
+    remove_all(st, name);
+    return 0;
+}
+
+static const char *resp_get(pc_request *r, const char *name) { return find_nv(&ST(r)->resp, name); }
+
+static const char *trailer_get(pc_request *r, const char *name)
+{
+    pc_stream *st = ST(r);
+    const char *v = find_nv(&st->trailers, name);
+    return v ? v : find_nv(&st->resp, name); /* Trailers-Only: the one header block holds them */
+}
+
+static int host_deny(pc_request *r, int status, const char *message)
+{
+    pc_stream *st = ST(r);
+    st->deny_status = (status >= 1 && status <= 16) ? status : PC_GRPC_PERMISSION_DENIED;
+    free(st->deny_msg);
+    st->deny_msg = strdup(message && *message ? message : "denied");
+    return PC_DENY;
+}
+
+static int host_publish(pc_request *r, const char *key, const char *value)
+{
+    pc_stream *st = ST(r);
+    if (!key || !*key || !value)
+        return -1;
+    for (size_t i = 0; i < st->nkv; i += 2)
+        if (!strcmp(st->kv[i], key)) {
+            char *v = strdup(value);
+            if (!v)
+                return -1;
+            free(st->kv[i + 1]);
+            st->kv[i + 1] = v;
+            return 0;
+        }
+    if (st->nkv >= 256)
+        return -1; /* bounded: a plugin cannot grow a request without limit */
+    char **kv = realloc(st->kv, (st->nkv + 2) * sizeof *kv);
+    if (!kv)
+        return -1;
+    st->kv = kv;
+    kv[st->nkv] = strdup(key);
+    kv[st->nkv + 1] = strdup(value);
+    st->nkv += 2;
+    return kv[st->nkv - 2] && kv[st->nkv - 1] ? 0 : -1;
+}
+
+static const char *host_lookup(pc_request *r, const char *key)
+{
+    pc_stream *st = ST(r);
+    for (size_t i = 0; i < st->nkv; i += 2)
+        if (!strcmp(st->kv[i], key))
+            return st->kv[i + 1];
+    return NULL;
+}
+
+static void *host_state(pc_request *r)
+{
+    pc_stream *st = ST(r);
+    const pc_plugins *ps = st->worker->rt->plugins;
+    if (!st->plugin_state || st->chain_cur >= ps->n || ps->p[st->chain_cur].desc->request_state_size == 0)
+        return NULL;
+    return (char *)st->plugin_state + ps->p[st->chain_cur].state_offset;
+}
+
+static void clear_msg_cache(pc_stream *st)
+{
+    if (st->pb)
+        pc__pb_result_free(st->pb);
+    free(st->fields);
+    free(st->json);
+    st->pb = NULL;
+    st->fields = NULL;
+    st->json = NULL;
+    st->nfields = 0;
+    st->cur_msg = NULL;
+}
+
+static const pc_pb_msgdesc *message_type(pc_stream *st, bool response)
+{
+    const pc_plugins *ps = st->worker->rt->plugins;
+    for (size_t i = 0; i < ps->ndescs; i++) {
+        const char *in, *out;
+        if (pc__pb_descset_method(ps->descs[i], st->path, &in, &out) == 0) {
+            const char *name = response ? out : in;
+            for (size_t k = 0; k < ps->ndescs; k++) {
+                const pc_pb_msgdesc *d = pc__pb_descset_message(ps->descs[k], name);
+                if (d)
+                    return d;
+            }
+        }
+    }
+    return NULL;
+}
+
+static int decode(pc_stream *st, const pc_message *m, char *err, size_t errlen)
+{
+    if (st->cur_msg == m && st->pb)
+        return 0;
+    clear_msg_cache(st);
+    pc_pb_limits lim;
+    pc__pb_limits_default(&lim);
+    if (lim.max_input < m->len)
+        lim.max_input = m->len;
+    pc_pb_result *res = NULL;
+    if (pc__pb_decode(message_type(st, m->response), m->data, m->len, &lim, &res, err, errlen) != 0)
+        return -1;
+    st->pb = res;
+    st->cur_msg = m;
+    return 0;
+}
+
+static pc_field_kind field_kind(const pc_pb_field *f)
+{
+    switch (f->kind) {
+    case PC_PB_UINT: return PC_FIELD_UINT;
+    case PC_PB_INT: return PC_FIELD_INT;
+    case PC_PB_BOOL: return PC_FIELD_BOOL;
+    case PC_PB_FLOAT: return PC_FIELD_FLOAT;
+    case PC_PB_DOUBLE: return PC_FIELD_DOUBLE;
+    case PC_PB_STRING: return PC_FIELD_STRING;
+    case PC_PB_MESSAGE: return PC_FIELD_MESSAGE;
+    default: return PC_FIELD_BYTES;
+    }
+}
+
+static long host_fields(pc_request *r, const pc_message *m, const pc_field **out, char *err, size_t errlen)
+{
+    pc_stream *st = ST(r);
+    char e[256];
+    if (!err) {
+        err = e;
+        errlen = sizeof e;
+    }
+    if (decode(st, m, err, errlen) < 0)
+        return -1;
+    if (!st->fields) {
+        const pc_pb_result *res = st->pb;
+        st->fields = calloc(res->nfields ? res->nfields : 1, sizeof *st->fields);
+        if (!st->fields) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        for (size_t i = 0; i < res->nfields; i++) {
+            const pc_pb_field *f = &res->fields[i];
+            pc_field *o = &st->fields[i];
+            o->path = f->path;
+            o->kind = field_kind(f);
+            if (f->kind == PC_PB_INT)
+                o->i64 = f->v.i;
+            else if (f->kind == PC_PB_FLOAT || f->kind == PC_PB_DOUBLE)
+                o->f64 = f->v.d;
+            else
+                o->u64 = f->v.u;
+            o->str = (const char *)f->data;
+            o->str_len = f->len;
+        }
+        st->nfields = (long)res->nfields;
+    }
+    *out = st->fields;
+    return st->nfields;
+}
+
+static const char *host_json(pc_request *r, const pc_message *m)
+{
+    pc_stream *st = ST(r);
+    char err[256];
+    if (decode(st, m, err, sizeof err) < 0)
+        return NULL;
+    if (!st->json) {
+        struct json_object *o = pc__pb_to_json(st->pb);
+        if (!o)
+            return NULL;
+        st->json = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        json_object_put(o);
+    }
+    return st->json;
+}
+
+const pc_host pc__host_api = {
+    .struct_size = sizeof(pc_host),
+    .abi_version = PC_PLUGIN_ABI_VERSION,
+    .log = host_log,
+    .config_get = cfg_get,
+    .config_string = cfg_string,
+    .config_len = cfg_len,
+    .config_at = cfg_at,
+    .config_key = cfg_key,
+    .config_where = cfg_where,
+    .request_info = req_info,
+    .connection = req_conn,
+    .header_get = hdr_get,
+    .header_count = hdr_count,
+    .header_at = hdr_at,
+    .header_set = hdr_set,
+    .header_remove = hdr_remove,
+    .response_header_get = resp_get,
+    .trailer_get = trailer_get,
+    .deny = host_deny,
+    .publish = host_publish,
+    .lookup = host_lookup,
+    .request_state = host_state,
+    .message_fields = host_fields,
+    .message_json = host_json,
+};
+
+/* ---- running hooks ---- */
+
+typedef int (*hook_req)(void *, pc_request *);
+typedef int (*hook_msg)(void *, pc_request *, const pc_message *);
+
+static int verdict(pc_stream *st, const pc_loaded_plugin *lp, int rv)
+{
+    if (rv == PC_CONTINUE)
+        return 0;
+    if (rv == PC_DENY) {
+        if (!st->deny_status) {
+            char msg[256];
+            snprintf(msg, sizeof msg, "denied by plugin %s", lp->name);
+            host_deny(REQ(st), PC_GRPC_PERMISSION_DENIED, msg);
+        }
+        return 1;
+    }
+    pc_log_warn("plugin %s: hook failed on %s (on_error: %s)", lp->name, st->path ? st->path : "-",
+                lp->on_error_continue ? "continue" : "deny");
+    if (lp->on_error_continue)
+        return 0;
+    char msg[256];
+    snprintf(msg, sizeof msg, "refused: plugin %s failed", lp->name);
+    host_deny(REQ(st), PC_GRPC_UNAVAILABLE, msg);
+    return 1;
+}
+
+static int run(pc_stream *st, size_t offset, const pc_message *m)
+{
+    const pc_chain *ch = st->chain;
+    if (!ch || ch->n == 0)
+        return 0;
+    const pc_plugins *ps = st->worker->rt->plugins;
+    for (size_t i = 0; i < ch->n; i++) {
+        const pc_loaded_plugin *lp = &ps->p[ch->idx[i]];
+        const void *fn = pc__plugin_hook(lp, offset);
+        if (!fn)
+            continue;
+        st->chain_cur = ch->idx[i];
+        void *ctx = st->worker->plugin_ctx[ch->idx[i]];
+        int rv = m ? ((hook_msg)fn)(ctx, REQ(st), m) : ((hook_req)fn)(ctx, REQ(st));
+        if (verdict(st, lp, rv))
+            return 1;
+    }
+    return 0;
+}
+
+int pc__chain_connection(pc_worker *w, const pc_conn_info *ci)
+{
+    const pc_plugins *ps = w->rt->plugins;
+    if (!ps)
+        return 0;
+    for (size_t i = 0; i < ps->global.n; i++) {
+        const pc_loaded_plugin *lp = &ps->p[ps->global.idx[i]];
+        int (*fn)(void *, const pc_conn_info *) = (int (*)(void *, const pc_conn_info *))pc__plugin_hook(
+            lp, offsetof(pc_plugin, on_connection));
+        if (fn && fn(w->plugin_ctx[ps->global.idx[i]], ci) != PC_CONTINUE) {
+            pc_log_info("plugin %s refused connection from %s", lp->name, ci->client_ip);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int pc__chain_request_headers(pc_stream *st)
+{
+    const pc_plugins *ps = st->worker->rt->plugins;
+    if (!ps || ps->n == 0)
+        return 0;
+    st->chain = pc__plugins_chain(ps, st->worker->cfg, st->zone);
+    if (st->chain->n == 0)
+        return 0;
+    if (ps->state_size && !(st->plugin_state = calloc(1, ps->state_size))) {
+        host_deny(REQ(st), PC_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return 1;
+    }
+    st->chain_started = true;
+    return run(st, offsetof(pc_plugin, on_request_headers), NULL);
+}
+
+static int run_message(pc_stream *st, size_t offset, const pc_grpc_message *gm, bool response)
+{
+    pc_message m = {gm->data, gm->len, gm->index, gm->compressed, response};
+    int rv = run(st, offset, &m);
+    clear_msg_cache(st);
+    return rv;
+}
+
+int pc__chain_request_message(pc_stream *st, const pc_grpc_message *m)
+{
+    st->req_msgs++;
+    if (!st->chain || !st->chain->request_messages)
+        return 0;
+    return run_message(st, offsetof(pc_plugin, on_request_message), m, false);
+}
+
+int pc__chain_request_end(pc_stream *st) { return run(st, offsetof(pc_plugin, on_request_end), NULL); }
+
+int pc__chain_response_headers(pc_stream *st) { return run(st, offsetof(pc_plugin, on_response_headers), NULL); }
+
+int pc__chain_response_message(pc_stream *st, const pc_grpc_message *m)
+{
+    st->resp_msgs++;
+    if (!st->chain || !st->chain->response_messages)
+        return 0;
+    return run_message(st, offsetof(pc_plugin, on_response_message), m, true);
+}
+
+int pc__chain_response_trailers(pc_stream *st)
+{
+    return run(st, offsetof(pc_plugin, on_response_trailers), NULL);
+}
+
+void pc__chain_log(pc_stream *st)
+{
+    if (!st->chain_started)
+        return;
+    st->chain_started = false;
+    const pc_chain *ch = st->chain;
+    const pc_plugins *ps = st->worker->rt->plugins;
+    for (size_t i = 0; i < ch->n; i++) {
+        const pc_loaded_plugin *lp = &ps->p[ch->idx[i]];
+        void (*fn)(void *, pc_request *) =
+            (void (*)(void *, pc_request *))pc__plugin_hook(lp, offsetof(pc_plugin, on_log));
+        if (fn) {
+            st->chain_cur = ch->idx[i];
+            fn(st->worker->plugin_ctx[ch->idx[i]], REQ(st));
+        }
+    }
+}
+
+void pc__chain_free(pc_stream *st)
+{
+    clear_msg_cache(st);
+    for (size_t i = 0; i < st->nkv; i++)
+        free(st->kv[i]);
+    free(st->kv);
+    free(st->deny_msg);
+    free(st->plugin_state);
+    if (st->resp_framer_on)
+        pc__grpc_framer_free(&st->resp_framer);
+    pc__conn_shared_release(st->conn);
+}

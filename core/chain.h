@@ -1,0 +1,42 @@
+/* Running the plugin chain for one request, and the host functions plugins call on it.
+ * A request is the pc_stream itself, seen by plugins as the opaque pc_request. */
+#ifndef PC_CHAIN_H
+#define PC_CHAIN_H
+
+#include <portcullis/plugin.h>
+#include <stdbool.h>
+
+#include "grpc_frame.h"
+
+typedef struct pc_stream pc_stream;
+typedef struct pc_worker pc_worker;
+
+/* Connection facts shared by the connection and its streams (a stream may outlive it). */
+typedef struct pc_conn_shared {
+    int refs;
+    pc_conn_info info;
+    char ip[48];
+    char port[8];
+    char sni[256];
+    char version[16];
+    char cipher[64];
+    char subject[256];
+} pc_conn_shared;
+
+void pc__conn_shared_release(pc_conn_shared *cs);
+
+/* Each returns 0 to go on, 1 when the request was denied (the stream's deny fields are set). */
+int pc__chain_connection(pc_worker *w, const pc_conn_info *ci);
+int pc__chain_request_headers(pc_stream *st);
+int pc__chain_request_message(pc_stream *st, const pc_grpc_message *m);
+int pc__chain_request_end(pc_stream *st);
+int pc__chain_response_headers(pc_stream *st);
+int pc__chain_response_message(pc_stream *st, const pc_grpc_message *m);
+int pc__chain_response_trailers(pc_stream *st);
+void pc__chain_log(pc_stream *st);
+void pc__chain_free(pc_stream *st);
+
+/* "/pkg.Service/Method" -> service and method parts (pointers into path, lengths). */
+int pc__grpc_split_path(const char *path, const char **svc, size_t *svclen, const char **meth, size_t *methlen);
+
+#endif

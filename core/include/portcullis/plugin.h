@@ -1,0 +1,182 @@
+/* Portcullis plugin ABI, version 1.
+ *
+ * The one header a plugin includes. A plugin is a shared object exporting one symbol,
+ * `pc_plugin_v1`, a `pc_plugin` descriptor. The core hands the plugin a table of host functions
+ * (`pc_host`) at init; a plugin never links against core symbols, so a .so built against this
+ * header keeps loading into any core with the same ABI major version.
+ *
+ * Compatibility: PC_PLUGIN_ABI_VERSION changes only when something existing changes; then the
+ * loader refuses older plugins with a clear message. New descriptor fields and host functions
+ * are only ever appended; `struct_size` tells each side how much of the other it may read.
+ *
+ * Threads and lifetimes:
+ *  - init/destroy run on the main thread, once per loaded config. The plugin context they
+ *    create is immutable afterwards and may be read from every worker.
+ *  - worker_init/worker_destroy run once per worker (before it starts, after it stops). The
+ *    worker context is only ever touched by that worker's thread: no locks needed.
+ *  - every hook runs on the worker thread that owns the request.
+ *  - per-request state: `request_state_size` zeroed bytes, from host->request_state(); freed by
+ *    the core after on_log.
+ *  - strings the host returns stay valid until the hook returns unless said otherwise.
+ */
+#ifndef PORTCULLIS_PLUGIN_H
+#define PORTCULLIS_PLUGIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PC_PLUGIN_ABI_VERSION 1u
+#define PC_PLUGIN_SYMBOL "pc_plugin_v1"
+
+/* Put before the descriptor so it is exported even with -fvisibility=hidden:
+ *   PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v1 = { ... }; */
+#define PC_PLUGIN_EXPORT __attribute__((visibility("default")))
+
+/* What a hook returns. */
+enum {
+    PC_CONTINUE = 0, /* go on to the next plugin */
+    PC_DENY = 1,     /* stop: answer with the status given to host->deny() */
+    PC_ERROR = -1,   /* the hook failed: the plugin's `on_error` (deny | continue) decides */
+};
+
+/* Log levels for host->log. */
+enum { PC_PLUGIN_LOG_ERROR = 0, PC_PLUGIN_LOG_WARN = 1, PC_PLUGIN_LOG_INFO = 2, PC_PLUGIN_LOG_DEBUG = 3 };
+
+typedef struct pc_request pc_request;         /* opaque: one proxied call */
+typedef struct pc_config_node pc_config_node; /* opaque: a node of the plugin's YAML config */
+
+/* The client connection, for on_connection and host->connection(). */
+typedef struct pc_conn_info {
+    const char *client_ip;
+    uint16_t client_port;
+    int tls;                    /* 1 when the connection is TLS */
+    const char *sni;            /* NULL when none */
+    const char *alpn;           /* "h2" over TLS; "h2c" cleartext */
+    const char *tls_version;    /* e.g. "TLSv1.3"; NULL cleartext */
+    const char *tls_cipher;     /* NULL cleartext */
+    const char *client_subject; /* verified client certificate subject, NULL when none */
+} pc_conn_info;
+
+/* One decoded gRPC message (after decompression). */
+typedef struct pc_message {
+    const uint8_t *data;
+    size_t len;
+    uint32_t index;  /* 0-based position in its direction of the call */
+    int compressed;  /* was compressed on the wire */
+    int response;    /* 0 request (client -> origin), 1 response */
+} pc_message;
+
+/* One protobuf field of a message, from host->message_fields(). */
+typedef enum {
+    PC_FIELD_UINT = 0, /* u64: varint/fixed without a descriptor, or an unsigned type */
+    PC_FIELD_INT,      /* i64: signed types (zigzag undone), enums */
+    PC_FIELD_BOOL,     /* u64 is 0 or 1 */
+    PC_FIELD_FLOAT,    /* f64 */
+    PC_FIELD_DOUBLE,   /* f64 */
+    PC_FIELD_STRING,   /* valid UTF-8: str, str_len (not NUL-terminated) */
+    PC_FIELD_BYTES,    /* str, str_len */
+    PC_FIELD_MESSAGE,  /* nested message; its fields follow in the list */
+} pc_field_kind;
+
+typedef struct pc_field {
+    const char *path; /* "1.3.2", or "order.customer.email" with descriptors */
+    pc_field_kind kind;
+    uint64_t u64;
+    int64_t i64;
+    double f64;
+    const char *str;
+    size_t str_len;
+} pc_field;
+
+/* Functions the core offers. Every pointer here is non-NULL in ABI 1. */
+typedef struct pc_host {
+    uint32_t struct_size; /* sizeof(pc_host) in the core: later cores append functions */
+    uint32_t abi_version;
+
+    /* Logging, to the edge's error log, prefixed with the plugin name. Any thread. */
+    void (*log)(const void *plugin_handle, int level, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+
+    /* Config access (init only). NULL/defaults when absent or of another kind. */
+    const pc_config_node *(*config_get)(const pc_config_node *map, const char *key);
+    const char *(*config_string)(const pc_config_node *n); /* scalar text or NULL */
+    size_t (*config_len)(const pc_config_node *n);          /* items of a sequence or entries of a map */
+    const pc_config_node *(*config_at)(const pc_config_node *n, size_t i); /* i-th item (or map value) */
+    const char *(*config_key)(const pc_config_node *map, size_t i);        /* i-th key of a map */
+    /* "file:line:col" of a node, for error messages. */
+    const char *(*config_where)(const pc_config_node *n, char *buf, size_t len);
+
+    /* Request facts by name: "method", "path", "authority", "scheme", "zone", "origin",
+     * "grpc" ("1"/"0"), "grpc.service", "grpc.method", "grpc.subtype" (e.g. "proto"),
+     * "client.ip", "client.port", "tls.sni", "tls.alpn", "tls.version", "tls.cipher",
+     * "tls.client_subject", "status" (HTTP status of the response), "grpc_status". NULL when unknown. */
+    const char *(*request_info)(pc_request *r, const char *key);
+    const pc_conn_info *(*connection)(pc_request *r);
+
+    /* Request headers (lower-case names). Changes apply to what the origin receives; only in
+     * on_request_headers. Pseudo-headers cannot be changed. 0 on success, -1 otherwise. */
+    const char *(*header_get)(pc_request *r, const char *name);
+    size_t (*header_count)(pc_request *r);
+    int (*header_at)(pc_request *r, size_t i, const char **name, const char **value);
+    int (*header_set)(pc_request *r, const char *name, const char *value);
+    int (*header_remove)(pc_request *r, const char *name);
+
+    /* Response headers and trailers from the origin (response hooks only). */
+    const char *(*response_header_get)(pc_request *r, const char *name);
+    const char *(*trailer_get)(pc_request *r, const char *name);
+
+    /* Stop the call: the client gets this gRPC status (plain HTTP: a 403) and the origin stream
+     * is reset. Returns PC_DENY, so a hook can `return host->deny(r, 7, "no");`. */
+    int (*deny)(pc_request *r, int grpc_status, const char *message);
+
+    /* Named values shared along the chain and written to the access log (e.g. "bot.score").
+     * The core copies both strings. Later plugins read them with lookup(). */
+    int (*publish)(pc_request *r, const char *key, const char *value);
+    const char *(*lookup)(pc_request *r, const char *key);
+
+    /* This plugin's per-request state (request_state_size bytes, zeroed at request start). */
+    void *(*request_state)(pc_request *r);
+
+    /* Decoded protobuf fields of a message, in wire order (decoded once, cached for the chain).
+     * Returns the count, or -1 when the message is not valid protobuf (err filled). */
+    long (*message_fields)(pc_request *r, const pc_message *m, const pc_field **fields, char *err, size_t errlen);
+    /* The same message as JSON (names with descriptors, field numbers without); NULL on error. */
+    const char *(*message_json)(pc_request *r, const pc_message *m);
+} pc_host;
+
+/* The descriptor a plugin exports as `pc_plugin_v1`. */
+typedef struct pc_plugin {
+    uint32_t abi_version; /* PC_PLUGIN_ABI_VERSION */
+    uint32_t struct_size; /* sizeof(pc_plugin) the plugin was built with */
+    const char *name;
+    const char *version;
+    size_t request_state_size;
+
+    /* Parse and validate `config` (may be NULL when none was given); set *plugin_ctx.
+     * Return 0, or -1 with a message in err naming the key (use host->config_where). */
+    int (*init)(const pc_host *host, const void *plugin_handle, const pc_config_node *config, void **plugin_ctx,
+                char *err, size_t errlen);
+    void (*destroy)(void *plugin_ctx);
+    int (*worker_init)(void *plugin_ctx, unsigned worker_id, void **worker_ctx, char *err, size_t errlen);
+    void (*worker_destroy)(void *worker_ctx);
+
+    /* Hooks; any may be NULL. `ctx` is the worker context. */
+    int (*on_connection)(void *ctx, const pc_conn_info *conn); /* PC_DENY closes the connection */
+    int (*on_request_headers)(void *ctx, pc_request *r);
+    int (*on_request_message)(void *ctx, pc_request *r, const pc_message *m);
+    int (*on_request_end)(void *ctx, pc_request *r);
+    int (*on_response_headers)(void *ctx, pc_request *r);
+    int (*on_response_message)(void *ctx, pc_request *r, const pc_message *m);
+    int (*on_response_trailers)(void *ctx, pc_request *r);
+    void (*on_log)(void *ctx, pc_request *r); /* always, once, after the call ended */
+} pc_plugin;
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,120 @@
+/* Plugins used by the integration tests, one source built several ways (-DVARIANT_*):
+ *   publisher  publishes "test.tag" from the request header x-tag
+ *   reader     reads "test.tag": "block" -> FAILED_PRECONDITION; otherwise forwards it to the
+ *              origin as header x-echo-reader-saw (the test origin echoes x-echo* headers)
+ *   failing    every request hook returns PC_ERROR (to test on_error)
+ *   initfail   init fails with a message
+ *   badabi     claims ABI version 99
+ *   nosym      exports no descriptor at all
+ *   counter    denies the request message whose index equals config `deny_index` */
+#include <portcullis/plugin.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef VARIANT_NOSYM
+
+typedef struct ctx {
+    const pc_host *host;
+    long deny_index;
+} ctx;
+
+static int init(const pc_host *host, const void *handle, const pc_config_node *config, void **out, char *err,
+                size_t errlen)
+{
+    (void)handle;
+#ifdef VARIANT_INITFAIL
+    (void)host;
+    (void)config;
+    (void)out;
+    snprintf(err, errlen, "initfail: this plugin always refuses to start");
+    return -1;
+#else
+    (void)err;
+    (void)errlen;
+    ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return -1;
+    c->host = host;
+    c->deny_index = -1;
+    const char *v = config ? host->config_string(host->config_get(config, "deny_index")) : NULL;
+    if (v)
+        c->deny_index = atol(v);
+    *out = c;
+    return 0;
+#endif
+}
+
+static void destroy(void *c) { free(c); }
+
+static int on_headers(void *p, pc_request *r)
+{
+    ctx *c = p;
+    const pc_host *h = c->host;
+#if defined(VARIANT_PUBLISHER)
+    const char *tag = h->header_get(r, "x-tag");
+    if (tag)
+        h->publish(r, "test.tag", tag);
+    return PC_CONTINUE;
+#elif defined(VARIANT_READER)
+    const char *tag = h->lookup(r, "test.tag");
+    if (tag && !strcmp(tag, "block"))
+        return h->deny(r, 9, "reader saw block");
+    if (tag)
+        h->header_set(r, "x-echo-reader-saw", tag);
+    return PC_CONTINUE;
+#elif defined(VARIANT_FAILING)
+    (void)h;
+    (void)r;
+    return PC_ERROR;
+#else
+    (void)h;
+    (void)r;
+    return PC_CONTINUE;
+#endif
+}
+
+static int on_message(void *p, pc_request *r, const pc_message *m)
+{
+    ctx *c = p;
+    if (c->deny_index >= 0 && (long)m->index == c->deny_index) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "message %u denied", m->index);
+        return c->host->deny(r, 7, msg);
+    }
+    return PC_CONTINUE;
+}
+
+#if defined(VARIANT_PUBLISHER)
+#define NAME "publisher"
+#elif defined(VARIANT_READER)
+#define NAME "reader"
+#elif defined(VARIANT_FAILING)
+#define NAME "failing"
+#elif defined(VARIANT_INITFAIL)
+#define NAME "initfail"
+#elif defined(VARIANT_BADABI)
+#define NAME "badabi"
+#else
+#define NAME "counter"
+#endif
+
+PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v1 = {
+#ifdef VARIANT_BADABI
+    .abi_version = 99,
+#else
+    .abi_version = PC_PLUGIN_ABI_VERSION,
+#endif
+    .struct_size = sizeof(pc_plugin),
+    .name = NAME,
+    .version = "test",
+    .init = init,
+    .destroy = destroy,
+    .on_request_headers = on_headers,
+    .on_request_message = on_message,
+};
+
+#else
+/* Not a plugin: a shared object without the descriptor symbol. */
+PC_PLUGIN_EXPORT int pc_not_a_plugin = 1;
+#endif
