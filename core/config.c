@@ -380,23 +380,14 @@ static bool is_loopback(const char *host)
     return strcmp(host, "::1") == 0;
 }
 
-static int load_listener(ctx *c, pc_listen_conf *l, size_t i, const pc_yaml_node *item)
+/* l->address -> numeric l->host and l->port. */
+static int parse_listen_address(ctx *c, const pc_yaml_node *an, const char *kp, pc_listen_conf *l)
 {
-    static const char *const keys[] = {"address", "tls", NULL};
-    static const char *const tls_keys[] = {"certificates", NULL};
-    static const char *const cert_keys[] = {"cert", "key", NULL};
-    char path[PATHLEN], kp[PATHLEN], d[128];
-    joini(path, "listen", i);
-    if (want(c, item, PC_YAML_MAP, path) < 0 || check_keys(c, item, path, keys) < 0) return -1;
-    const pc_yaml_node *an = required(c, item, path, "address");
-    join(kp, path, "address");
-    if (!an || dup_str(c, an, kp, &l->address) < 0) return -1;
-
     const char *host, *port;
     size_t hlen;
     bool v6;
     unsigned char bin[16];
-    char tmp[64];
+    char tmp[64], d[128];
     int ok = split_hostport(l->address, &host, &hlen, &port, &v6) == 0 && hlen < sizeof tmp;
     if (ok) {
         memcpy(tmp, host, hlen);
@@ -410,6 +401,22 @@ static int load_listener(ctx *c, pc_listen_conf *l, size_t i, const pc_yaml_node
         return fail(c, an, "%s: the port must be a number from 1 to 65535, got %s", kp,
                     show(d, sizeof d, l->address, strlen(l->address)));
     inet_ntop(v6 ? AF_INET6 : AF_INET, bin, l->host, sizeof l->host);
+    return 0;
+}
+
+static int load_listener(ctx *c, pc_listen_conf *l, size_t i, const pc_yaml_node *item)
+{
+    static const char *const keys[] = {"address", "tls", NULL};
+    static const char *const tls_keys[] = {"certificates", NULL};
+    static const char *const cert_keys[] = {"cert", "key", NULL};
+    char path[PATHLEN], kp[PATHLEN], d[128];
+    joini(path, "listen", i);
+    if (want(c, item, PC_YAML_MAP, path) < 0 || check_keys(c, item, path, keys) < 0) return -1;
+    const pc_yaml_node *an = required(c, item, path, "address");
+    join(kp, path, "address");
+    if (!an || dup_str(c, an, kp, &l->address) < 0) return -1;
+
+    if (parse_listen_address(c, an, kp, l) < 0) return -1;
     for (size_t j = 0; j < i; j++) {
         const pc_listen_conf *o = &c->cfg->listen[j];
         if (o->port == l->port && !strcmp(o->host, l->host))
@@ -868,6 +875,19 @@ static int load_descriptors(ctx *c, const pc_yaml_node *sec)
     return 0;
 }
 
+static int load_admin(ctx *c, const pc_yaml_node *map)
+{
+    static const char *const keys[] = {"address", NULL};
+    if (want(c, map, PC_YAML_MAP, "admin") < 0 || check_keys(c, map, "admin", keys) < 0) return -1;
+    const pc_yaml_node *n = required(c, map, "admin", "address");
+    if (!n || dup_str(c, n, "admin.address", &c->cfg->admin_address) < 0) return -1;
+    pc_listen_conf tmp = {.address = c->cfg->admin_address};
+    if (parse_listen_address(c, n, "admin.address", &tmp) < 0) return -1;
+    memcpy(c->cfg->admin_host, tmp.host, sizeof tmp.host);
+    c->cfg->admin_port = tmp.port;
+    return 0;
+}
+
 static int load_root(ctx *c, const pc_yaml_node *root)
 {
     static const char *const keys[] = {"workers", "listen",           "origins",    "zones",
@@ -896,7 +916,7 @@ static int load_root(ctx *c, const pc_yaml_node *root)
     if ((n = pc__yaml_get(root, "plugins")) && load_plugins(c, n) < 0) return -1;
     if ((n = pc__yaml_get(root, "descriptors")) && load_descriptors(c, n) < 0) return -1;
     /* Reserved for features not built yet: the shape is checked, the contents are theirs. */
-    if ((n = pc__yaml_get(root, "admin")) && want(c, n, PC_YAML_MAP, "admin") < 0) return -1;
+    if ((n = pc__yaml_get(root, "admin")) && load_admin(c, n) < 0) return -1;
     if (opt_u32(c, root, "", "drain_timeout_ms", " of milliseconds", 0, MAX_MS, &cfg->drain_timeout_ms) < 0)
         return -1;
 
@@ -1025,6 +1045,7 @@ void pc__config_free(pc_config *cfg)
         free(cfg->warnings[i]);
     free(cfg->warnings);
     free(cfg->log.access);
+    free(cfg->admin_address);
     for (size_t i = 0; i < cfg->nplugins; i++) {
         free(cfg->plugins[i].name);
         free(cfg->plugins[i].path);

@@ -95,6 +95,9 @@ typedef struct pc_config {
     pc_limits_conf limits;
     uint32_t workers; /* 0: number of cores */
     uint32_t drain_timeout_ms; /* default 30000 */
+    char *admin_address;       /* admin listener "host:port" (HTTP/1.1: /metrics, /healthz); NULL none */
+    char admin_host[64];
+    uint16_t admin_port;
     char *plugin_dir;          /* resolved; default the install directory */
     bool plugin_dir_set;       /* given in the file (else the executable's plugins/ is tried too) */
     pc_plugin_conf *plugins;

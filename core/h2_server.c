@@ -9,6 +9,7 @@
 
 #include "h2_output.h"
 #include "log.h"
+#include "metrics.h"
 
 enum { TIMER_NONE, TIMER_HANDSHAKE, TIMER_HEADERS, TIMER_IDLE };
 
@@ -74,6 +75,8 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     c->streams = st;
     c->nstreams++;
     st->in_headers = true;
+    st->counted = true;
+    pc__metrics_stream(c->worker->metrics, 1);
     c->headers_pending++;
     nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st);
     update_timer(c);
@@ -334,6 +337,7 @@ static void t_closed(pc_transport *t)
     if (c->next)
         c->next->prev = c->prev;
     pc_worker *w = c->worker;
+    pc__metrics_conn(w->metrics, -1);
     free(c);
     pc__worker_conn_closed(w);
 }
@@ -363,6 +367,7 @@ void pc__h2conn_accept(pc_worker *w, uv_stream_t *listener, size_t index)
         w->conns->prev = c;
     w->conns = c;
     w->nconns++;
+    pc__metrics_conn(w->metrics, 1);
     if (uv_accept(listener, (uv_stream_t *)&c->t.tcp) != 0) {
         pc__transport_close(&c->t, false);
         return;

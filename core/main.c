@@ -9,6 +9,8 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "access_log.h"
+#include "admin.h"
 #include "config.h"
 #include "log.h"
 #include "plugin_loader.h"
@@ -141,7 +143,30 @@ typedef struct run_state {
     pc_worker *workers;
     size_t nworkers;
     int signals;
+    pc_admin *admin;
+    uv_signal_t sigusr1;
+    uv_timer_t wait;
 } run_state;
+
+static void on_sigusr1(uv_signal_t *h, int signum)
+{
+    (void)h;
+    (void)signum;
+    char err[512];
+    if (pc__access_log_reopen(err, sizeof err) < 0)
+        pc_log_error("SIGUSR1: %s", err);
+    else
+        pc_log_info("SIGUSR1: access log reopened");
+}
+
+static void wait_workers(uv_timer_t *t)
+{
+    run_state *rs = t->data;
+    for (size_t i = 0; i < rs->nworkers; i++)
+        if (!atomic_load(&rs->workers[i].done))
+            return;
+    uv_stop(t->loop);
+}
 
 static void on_signal(uv_signal_t *h, int signum)
 {
@@ -151,9 +176,13 @@ static void on_signal(uv_signal_t *h, int signum)
         _exit(1);
     }
     pc_log_info("%s: draining connections", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    pc__admin_stop(rs->admin);
+    rs->admin = NULL;
+    uv_close((uv_handle_t *)&rs->sigusr1, NULL);
     for (size_t i = 0; i < rs->nworkers; i++)
         pc__worker_stop(&rs->workers[i]);
-    uv_stop(h->loop);
+    /* Keep this loop running so a second signal is still heard; stop once every worker is done. */
+    uv_timer_start(&rs->wait, wait_workers, 20, 20);
 }
 
 static int cmd_run(const char *path)
@@ -167,6 +196,12 @@ static int cmd_run(const char *path)
     pc_runtime rt;
     char err[1024];
     if (runtime_build(&rt, cfg, err, sizeof err) < 0) {
+        pc_log_error("%s", err);
+        runtime_free(&rt);
+        pc__config_free(cfg);
+        return 2;
+    }
+    if (pc__access_log_open(cfg->log.access, err, sizeof err) < 0) {
         pc_log_error("%s", err);
         runtime_free(&rt);
         pc__config_free(cfg);
@@ -189,7 +224,22 @@ static int cmd_run(const char *path)
     pc_log_info("portcullis %s started with %zu workers", PC_VERSION, n);
 
     uv_loop_t *loop = uv_default_loop();
-    run_state rs = {workers, n, 0};
+    run_state rs = {.workers = workers, .nworkers = n};
+    pc_metrics **metrics = calloc(n, sizeof *metrics);
+    for (size_t i = 0; metrics && i < n; i++)
+        metrics[i] = workers[i].metrics;
+    if (cfg->admin_address && metrics) {
+        rs.admin = pc__admin_start(loop, cfg->admin_host, cfg->admin_port, metrics, n, err, sizeof err);
+        if (!rs.admin)
+            pc_log_error("%s", err);
+        else
+            pc_log_info("admin listening on %s (/metrics, /healthz)", cfg->admin_address);
+    }
+    uv_timer_init(loop, &rs.wait);
+    rs.wait.data = &rs;
+    uv_signal_init(loop, &rs.sigusr1);
+    rs.sigusr1.data = &rs;
+    uv_signal_start(&rs.sigusr1, on_sigusr1, SIGUSR1);
     uv_signal_t sigterm, sigint;
     uv_signal_init(loop, &sigterm);
     uv_signal_init(loop, &sigint);
@@ -202,8 +252,11 @@ static int cmd_run(const char *path)
     pc_log_info("stopped");
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);
+    uv_close((uv_handle_t *)&rs.wait, NULL);
     uv_run(loop, UV_RUN_NOWAIT);
     uv_loop_close(loop);
+    free(metrics);
+    pc__access_log_close();
     free(workers);
     runtime_free(&rt);
     pc__config_free(cfg);

@@ -11,7 +11,9 @@
 
 #include "grpc_status.h"
 #include "h2_server.h"
+#include "access_log.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugin_loader.h"
 #include "upstream.h"
 #include "worker.h"
@@ -20,6 +22,24 @@
 #define QUEUE_LOW_WATER 65536
 
 static void maybe_free(pc_stream *st);
+
+static int status_of(const pc_headers *h)
+{
+    for (size_t i = 0; i < h->n; i++)
+        if (h->nv[i].namelen == 11 && memcmp(h->nv[i].name, "grpc-status", 11) == 0)
+            return atoi((const char *)h->nv[i].value);
+    return -1;
+}
+
+int pc__stream_grpc_status(const pc_stream *st)
+{
+    if (st->edge_status >= 0)
+        return st->edge_status;
+    if (!st->is_grpc)
+        return -1;
+    int s = status_of(&st->trailers);
+    return s >= 0 ? s : status_of(&st->resp);
+}
 
 void pc__stream_release(pc_stream *st) { maybe_free(st); }
 
@@ -33,6 +53,7 @@ pc_stream *pc__stream_new(pc_h2conn *c, int32_t sid)
     st->sid = sid;
     st->edge_status = -1;
     st->start_ms = uv_now(&c->worker->loop);
+    st->start_ns = uv_hrtime();
     st->conn = c->conn_info;
     if (st->conn)
         st->conn->refs++;
@@ -86,7 +107,16 @@ static void maybe_free(pc_stream *st)
     if (!st->client_closed || st->queued || st->up)
         return;
     stop_deadline(st);
-    pc__chain_log(st);
+    if (st->method) {
+        pc__chain_log(st);
+        pc__access_log_write(st);
+        const char *method = st->is_grpc && st->path ? st->path : st->method;
+        double secs = (double)(uv_hrtime() - st->start_ns) / 1e9;
+        pc__metrics_request(st->worker->metrics, st->zone ? st->zone->name : "", method, pc__stream_grpc_status(st),
+                            st->edge_reason, secs);
+    }
+    if (st->counted)
+        pc__metrics_stream(st->worker->metrics, -1);
     pc__chain_free(st);
     pc__headers_free(&st->req);
     pc__headers_free(&st->resp);
@@ -136,8 +166,11 @@ void pc__stream_fail(pc_stream *st, int grpc_status, int http_status, const char
     if (st->resp_done || !client_writable(st))
         return;
     st->resp_done = true;
-    st->edge_status = grpc_status;
     st->edge_reason = reason;
+    if (st->is_grpc)
+        st->edge_status = grpc_status;
+    if (!st->resp_submitted)
+        st->http_status = st->is_grpc ? 200 : http_status;
     nghttp2_session *s = st->client->sess;
     char enc[512];
     pc__grpc_message_encode(msg, enc, sizeof enc);
@@ -325,6 +358,7 @@ void pc__stream_request_ready(pc_stream *st)
 
 void pc__stream_req_data(pc_stream *st, const uint8_t *data, size_t len)
 {
+    st->req_bytes += len;
     if (st->resp_done || st->up_closed || !st->zone) {
         ack_client(st, len); /* answered already: drain and drop */
         return;
@@ -470,8 +504,10 @@ void pc__stream_resp_headers_done(pc_stream *st, bool end_stream)
         return;
     }
     for (size_t i = 0; i < n; i++)
-        if (nva[i].namelen == 7 && memcmp(nva[i].name, ":status", 7) == 0)
+        if (nva[i].namelen == 7 && memcmp(nva[i].name, ":status", 7) == 0) {
             snprintf(st->remote_status, sizeof st->remote_status, "%.*s", (int)nva[i].valuelen, nva[i].value);
+            st->http_status = atoi(st->remote_status);
+        }
     if (pc__chain_response_headers(st) || (end_stream && pc__chain_response_trailers(st))) {
         free(nva);
         denied(st);
@@ -500,6 +536,30 @@ void pc__stream_resp_headers_done(pc_stream *st, bool end_stream)
     pc__h2conn_schedule(st->client);
 }
 
+/* Response messages are counted from their 5-byte prefixes as bytes pass, without buffering. */
+static void count_messages(pc_stream *st, const uint8_t *p, size_t len)
+{
+    if (!st->is_grpc)
+        return;
+    while (len > 0) {
+        if (st->resp_skip) {
+            size_t n = len < st->resp_skip ? len : st->resp_skip;
+            st->resp_skip -= (uint32_t)n;
+            p += n;
+            len -= n;
+            continue;
+        }
+        st->resp_pfx[st->resp_pfx_have++] = *p++;
+        len--;
+        if (st->resp_pfx_have == 5) {
+            st->resp_pfx_have = 0;
+            st->resp_msgs++;
+            st->resp_skip = ((uint32_t)st->resp_pfx[1] << 24) | ((uint32_t)st->resp_pfx[2] << 16) |
+                            ((uint32_t)st->resp_pfx[3] << 8) | st->resp_pfx[4];
+        }
+    }
+}
+
 static int on_response_message(void *ud, const pc_grpc_message *m)
 {
     pc_stream *st = ud;
@@ -525,7 +585,7 @@ void pc__stream_resp_data(pc_stream *st, const uint8_t *data, size_t len)
                 pc__stream_fail(st, PC_GRPC_INTERNAL, 502, "bad_origin_response", err);
             return;
         }
-    } else if (pc__bq_append(&st->resp_q, data, len) < 0) {
+    } else if (count_messages(st, data, len), pc__bq_append(&st->resp_q, data, len) < 0) {
         ack_origin(st, len);
         pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
         return;
@@ -565,6 +625,7 @@ ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, 
     (void)ud;
     pc_stream *st = src->ptr;
     size_t n = pc__bq_read(&st->resp_q, buf, len);
+    st->resp_bytes += n;
     if (st->resp_deferred && st->resp_q.size < QUEUE_LOW_WATER) {
         ack_origin(st, st->resp_deferred);
         st->resp_deferred = 0;

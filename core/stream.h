@@ -52,6 +52,7 @@ struct pc_stream {
     size_t req_deferred; /* received but not yet acknowledged to the client */
     bool req_eof;
     uint64_t start_ms;
+    uint64_t start_ns; /* uv_hrtime: durations for logs and metrics */
     int64_t deadline_ms; /* loop time; 0 = none */
     uv_timer_t *deadline_timer;
 
@@ -84,6 +85,15 @@ struct pc_stream {
     bool chain_started;
     bool skip_chain_log;
     uint32_t req_msgs, resp_msgs;
+
+    /* accounting for the access log and metrics */
+    int http_status;
+    uint64_t req_bytes, resp_bytes;
+    char upstream_addr[80];
+    uint8_t resp_pfx[5]; /* counting response messages without buffering them */
+    uint8_t resp_pfx_have;
+    uint32_t resp_skip;
+    bool counted; /* included in the active-streams gauge */
 
     bool client_closed;
     bool up_started; /* a stream was opened on the origin connection */
@@ -124,6 +134,8 @@ ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, 
                                  nghttp2_data_source *src, void *ud);
 
 void pc__headers_free(pc_headers *h);
+/* gRPC status of the finished call: the edge's, the origin's trailers, or -1. */
+int pc__stream_grpc_status(const pc_stream *st);
 /* Free the stream if neither side holds it any more. */
 void pc__stream_release(pc_stream *st);
 

@@ -12,6 +12,7 @@
 #include "h2_output.h"
 #include "h2_server.h"
 #include "log.h"
+#include "metrics.h"
 
 #define UPSTREAM_IDLE_MS 60000
 
@@ -169,6 +170,7 @@ static void server_failed(pc_server *srv, const char *why)
     pc_pool *p = srv->pool;
     srv->down_until = uv_now(&p->w->loop) + p->o->cooldown_ms;
     snprintf(srv->last_error, sizeof srv->last_error, "%s", why);
+    pc__metrics_upstream_failure(p->w->metrics, p->o->name);
     snprintf(p->last_error, sizeof p->last_error, "%s:%u: %s", srv->hp->host, srv->hp->port, why);
     pc_log_warn("origin %s: server %s:%u failed: %s (skipped for %u ms)", p->o->name, srv->hp->host,
                 srv->hp->port, why, p->o->cooldown_ms);
@@ -403,6 +405,7 @@ static int submit(pc_upconn *u, pc_stream *st)
         return -1;
     st->up = u;
     st->up_sid = id;
+    snprintf(st->upstream_addr, sizeof st->upstream_addr, "%s:%u", u->srv->hp->host, u->srv->hp->port);
     st->up_started = true;
     st->unext = u->streams;
     if (u->streams)

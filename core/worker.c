@@ -12,6 +12,7 @@
 
 #include "h2_server.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugin_loader.h"
 #include "upstream.h"
 
@@ -167,9 +168,10 @@ int pc__worker_init(pc_worker *w, int id, const pc_runtime *rt, char *err, size_
     uv_timer_init(&w->loop, &w->drain_timer);
     w->drain_timer.data = w;
     uv_unref((uv_handle_t *)&w->drain_timer);
+    w->metrics = pc__metrics_new();
     w->pools = calloc(w->cfg->norigins ? w->cfg->norigins : 1, sizeof *w->pools);
     w->listeners = calloc(w->cfg->nlisten, sizeof *w->listeners);
-    if (!w->pools || !w->listeners) {
+    if (!w->pools || !w->listeners || !w->metrics) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -192,6 +194,7 @@ static void run(void *arg)
 {
     pc_worker *w = arg;
     uv_run(&w->loop, UV_RUN_DEFAULT);
+    atomic_store(&w->done, true);
 }
 
 int pc__worker_start(pc_worker *w) { return uv_thread_create(&w->thread, run, w); }
@@ -206,6 +209,7 @@ void pc__worker_join(pc_worker *w)
         pc__pool_free(w->pools[i]);
     free(w->pools);
     free(w->listeners);
+    pc__metrics_free(w->metrics);
     if (w->rt->plugins)
         pc__plugins_worker_destroy(w->rt->plugins, w->plugin_ctx);
     uv_loop_close(&w->loop);

@@ -4,6 +4,7 @@
 #ifndef PC_WORKER_H
 #define PC_WORKER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <uv.h>
@@ -46,8 +47,10 @@ typedef struct pc_worker {
     pc_flushable *dirty;
     pc_pool **pools; /* per origin */
     void **plugin_ctx; /* per loaded plugin: this worker's instance */
+    struct pc_metrics *metrics;
     pc_h2conn *conns; /* client connections, for drain */
     bool draining;
+    _Atomic bool done; /* set by the worker thread when its loop has ended */
     uint64_t nconns;
     uint8_t readbuf[65536];
     uint8_t tlsbuf[65536];
