@@ -112,7 +112,7 @@ static const char *req_info(pc_request *r, const char *key)
     if (!strcmp(key, "authority")) return st->authority ? st->authority : st->host_header;
     if (!strcmp(key, "scheme")) return st->scheme;
     if (!strcmp(key, "zone")) return st->zone ? st->zone->name : NULL;
-    if (!strcmp(key, "origin")) return st->zone ? st->worker->cfg->origins[st->zone->origin_index].name : NULL;
+    if (!strcmp(key, "origin")) return st->zone ? st->gen->cfg->origins[st->zone->origin_index].name : NULL;
     if (!strcmp(key, "grpc")) return st->is_grpc ? "1" : "0";
     if (!strcmp(key, "grpc.service") || !strcmp(key, "grpc.method")) {
         if (!st->is_grpc || pc__grpc_split_path(st->path, &svc, &sl, &meth, &ml) < 0)
@@ -272,7 +272,7 @@ static const char *host_lookup(pc_request *r, const char *key)
 static void *host_state(pc_request *r)
 {
     pc_stream *st = ST(r);
-    const pc_plugins *ps = st->worker->rt->plugins;
+    const pc_plugins *ps = st->gen->rt->plugins;
     if (!st->plugin_state || st->chain_cur >= ps->n || ps->p[st->chain_cur].desc->request_state_size == 0)
         return NULL;
     return (char *)st->plugin_state + ps->p[st->chain_cur].state_offset;
@@ -293,7 +293,7 @@ static void clear_msg_cache(pc_stream *st)
 
 static const pc_pb_msgdesc *message_type(pc_stream *st, bool response)
 {
-    const pc_plugins *ps = st->worker->rt->plugins;
+    const pc_plugins *ps = st->gen->rt->plugins;
     for (size_t i = 0; i < ps->ndescs; i++) {
         const char *in, *out;
         if (pc__pb_descset_method(ps->descs[i], st->path, &in, &out) == 0) {
@@ -451,14 +451,14 @@ static int run(pc_stream *st, size_t offset, const pc_message *m)
     const pc_chain *ch = st->chain;
     if (!ch || ch->n == 0)
         return 0;
-    const pc_plugins *ps = st->worker->rt->plugins;
+    const pc_plugins *ps = st->gen->rt->plugins;
     for (size_t i = 0; i < ch->n; i++) {
         const pc_loaded_plugin *lp = &ps->p[ch->idx[i]];
         const void *fn = pc__plugin_hook(lp, offset);
         if (!fn)
             continue;
         st->chain_cur = ch->idx[i];
-        void *ctx = st->worker->plugin_ctx[ch->idx[i]];
+        void *ctx = st->gen->plugin_ctx[ch->idx[i]];
         int rv = m ? ((hook_msg)fn)(ctx, REQ(st), m) : ((hook_req)fn)(ctx, REQ(st));
         if (verdict(st, lp, rv))
             return 1;
@@ -466,16 +466,16 @@ static int run(pc_stream *st, size_t offset, const pc_message *m)
     return 0;
 }
 
-int pc__chain_connection(pc_worker *w, const pc_conn_info *ci)
+int pc__chain_connection(pc_gen *g, const pc_conn_info *ci)
 {
-    const pc_plugins *ps = w->rt->plugins;
+    const pc_plugins *ps = g->rt->plugins;
     if (!ps)
         return 0;
     for (size_t i = 0; i < ps->global.n; i++) {
         const pc_loaded_plugin *lp = &ps->p[ps->global.idx[i]];
         int (*fn)(void *, const pc_conn_info *) = (int (*)(void *, const pc_conn_info *))pc__plugin_hook(
             lp, offsetof(pc_plugin, on_connection));
-        if (fn && fn(w->plugin_ctx[ps->global.idx[i]], ci) != PC_CONTINUE) {
+        if (fn && fn(g->plugin_ctx[ps->global.idx[i]], ci) != PC_CONTINUE) {
             pc_log_info("plugin %s refused connection from %s", lp->name, ci->client_ip);
             return 1;
         }
@@ -485,10 +485,10 @@ int pc__chain_connection(pc_worker *w, const pc_conn_info *ci)
 
 int pc__chain_request_headers(pc_stream *st)
 {
-    const pc_plugins *ps = st->worker->rt->plugins;
+    const pc_plugins *ps = st->gen->rt->plugins;
     if (!ps || ps->n == 0)
         return 0;
-    st->chain = pc__plugins_chain(ps, st->worker->cfg, st->zone);
+    st->chain = pc__plugins_chain(ps, st->gen->cfg, st->zone);
     if (st->chain->n == 0)
         return 0;
     if (ps->state_size && !(st->plugin_state = calloc(1, ps->state_size))) {
@@ -538,14 +538,14 @@ void pc__chain_log(pc_stream *st)
         return;
     st->chain_started = false;
     const pc_chain *ch = st->chain;
-    const pc_plugins *ps = st->worker->rt->plugins;
+    const pc_plugins *ps = st->gen->rt->plugins;
     for (size_t i = 0; i < ch->n; i++) {
         const pc_loaded_plugin *lp = &ps->p[ch->idx[i]];
         void (*fn)(void *, pc_request *) =
             (void (*)(void *, pc_request *))pc__plugin_hook(lp, offsetof(pc_plugin, on_log));
         if (fn) {
             st->chain_cur = ch->idx[i];
-            fn(st->worker->plugin_ctx[ch->idx[i]], REQ(st));
+            fn(st->gen->plugin_ctx[ch->idx[i]], REQ(st));
         }
     }
 }

@@ -10,6 +10,7 @@
 
 typedef struct pc_stream pc_stream;
 typedef struct pc_worker pc_worker;
+struct pc_gen;
 
 /* Connection facts shared by the connection and its streams (a stream may outlive it). */
 typedef struct pc_conn_shared {
@@ -26,7 +27,7 @@ typedef struct pc_conn_shared {
 void pc__conn_shared_release(pc_conn_shared *cs);
 
 /* Each returns 0 to go on, 1 when the request was denied (the stream's deny fields are set). */
-int pc__chain_connection(pc_worker *w, const pc_conn_info *ci);
+int pc__chain_connection(struct pc_gen *g, const pc_conn_info *ci);
 int pc__chain_request_headers(pc_stream *st);
 int pc__chain_request_message(pc_stream *st, const pc_grpc_message *m);
 int pc__chain_request_end(pc_stream *st);

@@ -15,7 +15,7 @@ enum { TIMER_NONE, TIMER_HANDSHAKE, TIMER_HEADERS, TIMER_IDLE };
 
 static void update_timer(pc_h2conn *c)
 {
-    const pc_limits_conf *l = &c->worker->cfg->limits;
+    const pc_limits_conf *l = &c->gen->cfg->limits;
     int mode;
     uint64_t ms;
     if (!c->t.ready) {
@@ -95,7 +95,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         return 0; /* request trailers: gRPC has none; ignored */
     if (st->headers_too_large)
         return 0;
-    if (st->req.bytes + nlen + vlen + 32 > c->worker->cfg->limits.max_header_list_bytes) {
+    if (st->req.bytes + nlen + vlen + 32 > c->gen->cfg->limits.max_header_list_bytes) {
         st->headers_too_large = true;
         return 0;
     }
@@ -238,7 +238,7 @@ static int fill_conn_info(pc_h2conn *c)
 static void t_ready(pc_transport *t)
 {
     pc_h2conn *c = (pc_h2conn *)t;
-    const pc_limits_conf *l = &c->worker->cfg->limits;
+    const pc_limits_conf *l = &c->gen->cfg->limits;
     if (c->tls) {
         const unsigned char *alpn;
         unsigned alen;
@@ -249,7 +249,7 @@ static void t_ready(pc_transport *t)
             return;
         }
     }
-    if (fill_conn_info(c) < 0 || pc__chain_connection(c->worker, &c->conn_info->info)) {
+    if (fill_conn_info(c) < 0 || pc__chain_connection(c->gen, &c->conn_info->info)) {
         pc__transport_close(t, false);
         return;
     }
@@ -330,6 +330,7 @@ static void t_closed(pc_transport *t)
     if (c->sess)
         nghttp2_session_del(c->sess);
     pc__conn_shared_release(c->conn_info);
+    pc__gen_release(c->gen);
     if (c->prev)
         c->prev->next = c->next;
     else
@@ -359,6 +360,7 @@ void pc__h2conn_accept(pc_worker *w, uv_stream_t *listener, size_t index)
         return;
     pc__transport_init(w, &c->t, &client_cbs);
     c->worker = w;
+    c->gen = pc__gen_acquire(w);
     c->listener = index;
     c->fl.flush = conn_flush;
     c->timer_mode = -1;
@@ -372,7 +374,7 @@ void pc__h2conn_accept(pc_worker *w, uv_stream_t *listener, size_t index)
         pc__transport_close(&c->t, false);
         return;
     }
-    pc_tls_server *tls = w->rt->front_tls[index];
+    pc_tls_server *tls = c->gen->rt->front_tls[index];
     c->tls = tls != NULL;
     if (pc__transport_accept(&c->t, tls ? pc__tls_server_ctx(tls) : NULL) != 0) {
         pc__transport_close(&c->t, false);

@@ -23,6 +23,7 @@ struct pc_h2conn {
     int timer_mode;
     bool goaway_sent;
     pc_conn_shared *conn_info;
+    pc_gen *gen; /* config at accept: limits and certificates */
     pc_h2conn *prev, *next;
 };
 

@@ -117,6 +117,39 @@ static int runtime_build(pc_runtime *rt, pc_config *cfg, char *err, size_t errle
     return 0;
 }
 
+/* A runtime owns its config. Main holds one reference while it is current. */
+static pc_runtime *runtime_new(pc_config *cfg, char *err, size_t errlen)
+{
+    pc_runtime *rt = calloc(1, sizeof *rt);
+    if (!rt) {
+        pc__config_free(cfg);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    if (runtime_build(rt, cfg, err, errlen) < 0) {
+        runtime_free(rt);
+        pc__config_free(cfg);
+        free(rt);
+        return NULL;
+    }
+    atomic_init(&rt->refs, 1);
+    return rt;
+}
+
+static void runtime_destroy(pc_runtime *rt)
+{
+    pc_config *cfg = rt->cfg;
+    runtime_free(rt);
+    pc__config_free(cfg);
+    free(rt);
+}
+
+static void runtime_release(pc_runtime *rt)
+{
+    if (rt && atomic_fetch_sub(&rt->refs, 1) == 1)
+        runtime_destroy(rt);
+}
+
 static int cmd_check(const char *path)
 {
     pc_config *cfg = load(path);
@@ -145,8 +178,80 @@ typedef struct run_state {
     int signals;
     pc_admin *admin;
     uv_signal_t sigusr1;
+    uv_signal_t sighup;
     uv_timer_t wait;
+    const char *path;
+    pc_runtime *current;
+    pc_runtime *retired[64]; /* replaced by a reload, freed once no worker uses them */
+    size_t nretired;
 } run_state;
+
+/* Free retired runtimes no worker uses any more (main thread: plugin destroy runs here). */
+static void collect(run_state *rs)
+{
+    size_t k = 0;
+    for (size_t i = 0; i < rs->nretired; i++) {
+        if (atomic_load(&rs->retired[i]->refs) == 0)
+            runtime_destroy(rs->retired[i]);
+        else
+            rs->retired[k++] = rs->retired[i];
+    }
+    rs->nretired = k;
+}
+
+static bool same_listeners(const pc_config *a, const pc_config *b)
+{
+    if (a->nlisten != b->nlisten)
+        return false;
+    for (size_t i = 0; i < a->nlisten; i++)
+        if (strcmp(a->listen[i].host, b->listen[i].host) || a->listen[i].port != b->listen[i].port ||
+            a->listen[i].tls != b->listen[i].tls)
+            return false;
+    return true;
+}
+
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    run_state *rs = h->data;
+    collect(rs);
+    char err[1024];
+    pc_config *cfg = NULL;
+    if (pc__config_load(rs->path, &cfg, err, sizeof err) != 0) {
+        pc_log_error("SIGHUP: reload refused, still serving the previous config: %s", err);
+        return;
+    }
+    if (!same_listeners(cfg, rs->current->cfg)) {
+        pc_log_error("SIGHUP: reload refused, still serving the previous config: %s: listen addresses changed "
+                     "(that needs a restart)",
+                     rs->path);
+        pc__config_free(cfg);
+        return;
+    }
+    if (rs->nretired == sizeof rs->retired / sizeof rs->retired[0]) {
+        pc_log_error("SIGHUP: reload refused: too many earlier configs still have calls in flight");
+        pc__config_free(cfg);
+        return;
+    }
+    pc_runtime *rt = runtime_new(cfg, err, sizeof err);
+    if (!rt) {
+        pc_log_error("SIGHUP: reload refused, still serving the previous config: %s", err);
+        return;
+    }
+    for (size_t i = 0; i < cfg->nwarnings; i++)
+        pc_log_warn("config: %s", cfg->warnings[i]);
+    if ((cfg->workers ? cfg->workers : (uint32_t)uv_available_parallelism()) != rs->nworkers)
+        pc_log_warn("SIGHUP: workers changed: takes effect at the next restart");
+    if (strcmp(cfg->log.access, rs->current->cfg->log.access) != 0)
+        pc_log_warn("SIGHUP: log.access changed: takes effect at the next restart");
+    pc__log_set_level(cfg->log.level);
+    for (size_t i = 0; i < rs->nworkers; i++)
+        pc__worker_reload(&rs->workers[i], rt);
+    rs->retired[rs->nretired++] = rs->current;
+    atomic_fetch_sub(&rs->current->refs, 1);
+    rs->current = rt;
+    pc_log_info("SIGHUP: configuration reloaded from %s; calls in flight finish on the previous one", rs->path);
+}
 
 static void on_sigusr1(uv_signal_t *h, int signum)
 {
@@ -178,6 +283,7 @@ static void on_signal(uv_signal_t *h, int signum)
     pc_log_info("%s: draining connections", signum == SIGINT ? "SIGINT" : "SIGTERM");
     pc__admin_stop(rs->admin);
     rs->admin = NULL;
+    uv_close((uv_handle_t *)&rs->sighup, NULL);
     uv_close((uv_handle_t *)&rs->sigusr1, NULL);
     for (size_t i = 0; i < rs->nworkers; i++)
         pc__worker_stop(&rs->workers[i]);
@@ -193,18 +299,15 @@ static int cmd_run(const char *path)
     pc__log_set_level(cfg->log.level);
     for (size_t i = 0; i < cfg->nwarnings; i++)
         pc_log_warn("config: %s", cfg->warnings[i]);
-    pc_runtime rt;
     char err[1024];
-    if (runtime_build(&rt, cfg, err, sizeof err) < 0) {
+    pc_runtime *rt = runtime_new(cfg, err, sizeof err);
+    if (!rt) {
         pc_log_error("%s", err);
-        runtime_free(&rt);
-        pc__config_free(cfg);
         return 2;
     }
     if (pc__access_log_open(cfg->log.access, err, sizeof err) < 0) {
         pc_log_error("%s", err);
-        runtime_free(&rt);
-        pc__config_free(cfg);
+        runtime_release(rt);
         return 2;
     }
     size_t n = cfg->workers ? cfg->workers : (size_t)uv_available_parallelism();
@@ -212,7 +315,7 @@ static int cmd_run(const char *path)
     if (!workers)
         return 1;
     for (size_t i = 0; i < n; i++) {
-        if (pc__worker_init(&workers[i], (int)i, &rt, err, sizeof err) < 0) {
+        if (pc__worker_init(&workers[i], (int)i, rt, err, sizeof err) < 0) {
             pc_log_error("%s", err);
             return 1;
         }
@@ -224,7 +327,7 @@ static int cmd_run(const char *path)
     pc_log_info("portcullis %s started with %zu workers", PC_VERSION, n);
 
     uv_loop_t *loop = uv_default_loop();
-    run_state rs = {.workers = workers, .nworkers = n};
+    run_state rs = {.workers = workers, .nworkers = n, .path = path, .current = rt};
     pc_metrics **metrics = calloc(n, sizeof *metrics);
     for (size_t i = 0; metrics && i < n; i++)
         metrics[i] = workers[i].metrics;
@@ -237,6 +340,9 @@ static int cmd_run(const char *path)
     }
     uv_timer_init(loop, &rs.wait);
     rs.wait.data = &rs;
+    uv_signal_init(loop, &rs.sighup);
+    rs.sighup.data = &rs;
+    uv_signal_start(&rs.sighup, on_sighup, SIGHUP);
     uv_signal_init(loop, &rs.sigusr1);
     rs.sigusr1.data = &rs;
     uv_signal_start(&rs.sigusr1, on_sigusr1, SIGUSR1);
@@ -253,13 +359,15 @@ static int cmd_run(const char *path)
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);
     uv_close((uv_handle_t *)&rs.wait, NULL);
+    if (!uv_is_closing((uv_handle_t *)&rs.sighup))
+        uv_close((uv_handle_t *)&rs.sighup, NULL);
     uv_run(loop, UV_RUN_NOWAIT);
     uv_loop_close(loop);
     free(metrics);
     pc__access_log_close();
     free(workers);
-    runtime_free(&rt);
-    pc__config_free(cfg);
+    runtime_release(rs.current);
+    collect(&rs);
     return 0;
 }
 

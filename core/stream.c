@@ -49,6 +49,7 @@ pc_stream *pc__stream_new(pc_h2conn *c, int32_t sid)
     if (!st)
         return NULL;
     st->worker = c->worker;
+    st->gen = pc__gen_acquire(c->worker);
     st->client = c;
     st->sid = sid;
     st->edge_status = -1;
@@ -121,6 +122,7 @@ static void maybe_free(pc_stream *st)
     pc__headers_free(&st->req);
     pc__headers_free(&st->resp);
     pc__headers_free(&st->trailers);
+    pc__gen_release(st->gen);
     pc__bq_free(&st->req_q);
     pc__bq_free(&st->resp_q);
     if (st->is_grpc)
@@ -316,7 +318,7 @@ void pc__stream_request_ready(pc_stream *st)
         memcpy(host, auth, len);
         host[len] = '\0';
     }
-    st->zone = pc__zone_find(st->worker->cfg, host, strlen(host));
+    st->zone = pc__zone_find(st->gen->cfg, host, strlen(host));
     if (!st->zone) {
         char msg[320];
         snprintf(msg, sizeof msg, "no zone serves host \"%s\"", host);
@@ -353,7 +355,7 @@ void pc__stream_request_ready(pc_stream *st)
         denied(st);
         return;
     }
-    pc__pool_submit(st->worker->pools[st->zone->origin_index], st);
+    pc__pool_submit(st->gen->pools[st->zone->origin_index], st);
 }
 
 void pc__stream_req_data(pc_stream *st, const uint8_t *data, size_t len)

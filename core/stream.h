@@ -28,6 +28,7 @@ typedef struct pc_headers {
 typedef struct pc_stream pc_stream;
 struct pc_stream {
     pc_worker *worker;
+    struct pc_gen *gen; /* the configuration this stream runs on, held until it ends */
     pc_h2conn *client;
     int32_t sid;
     pc_stream *cprev, *cnext; /* in client->streams */

@@ -29,6 +29,8 @@ struct pc_server {
 
 struct pc_pool {
     pc_worker *w;
+    pc_gen *gen;
+    bool dying; /* its generation is gone: freed when the last connection closes */
     const pc_origin_conf *o;
     SSL_CTX *ctx;
     pc_server *servers;
@@ -40,6 +42,8 @@ struct pc_pool {
 };
 
 static void pool_dispatch(pc_pool *p);
+static bool pool_has_conns(const pc_pool *p);
+static void fail_queue(pc_pool *p);
 
 const char *pc__pool_origin_name(pc_pool *p) { return p->o->name; }
 
@@ -196,7 +200,7 @@ static void t_ready(pc_transport *t)
             return;
         }
     }
-    const pc_limits_conf *l = &t->worker->cfg->limits;
+    const pc_limits_conf *l = &u->srv->pool->gen->cfg->limits;
     nghttp2_session_callbacks *cb = client_callbacks();
     nghttp2_option *opt;
     nghttp2_option_new(&opt);
@@ -291,6 +295,13 @@ static void t_closed(pc_transport *t)
         u->next->prev = u->prev;
     srv->nconns--;
     free(u);
+    if (p->dying) {
+        if (!pool_has_conns(p)) {
+            free(p->servers);
+            free(p);
+        }
+        return;
+    }
     pool_dispatch(p);
 }
 
@@ -565,14 +576,15 @@ void pc__pool_cancel(pc_stream *st, bool flush_first)
     }
 }
 
-pc_pool *pc__pool_new(pc_worker *w, size_t origin_index)
+pc_pool *pc__pool_new(pc_worker *w, pc_gen *g, size_t origin_index)
 {
     pc_pool *p = calloc(1, sizeof *p);
     if (!p)
         return NULL;
     p->w = w;
-    p->o = &w->cfg->origins[origin_index];
-    p->ctx = w->rt->origin_tls[origin_index];
+    p->gen = g;
+    p->o = &g->cfg->origins[origin_index];
+    p->ctx = g->rt->origin_tls[origin_index];
     p->nservers = p->o->nservers;
     p->servers = calloc(p->nservers, sizeof *p->servers);
     if (!p->servers) {
@@ -583,7 +595,7 @@ pc_pool *pc__pool_new(pc_worker *w, size_t origin_index)
         p->servers[i].pool = p;
         p->servers[i].index = i;
         p->servers[i].hp = &p->o->servers[i];
-        p->servers[i].addr = &w->rt->origin_addrs[origin_index][i];
+        p->servers[i].addr = &g->rt->origin_addrs[origin_index][i];
     }
     return p;
 }
@@ -596,10 +608,27 @@ void pc__pool_close_idle(pc_pool *p)
                 pc__transport_close(&u->t, false);
 }
 
+static bool pool_has_conns(const pc_pool *p)
+{
+    for (size_t i = 0; i < p->nservers; i++)
+        if (p->servers[i].nconns)
+            return true;
+    return false;
+}
+
 void pc__pool_free(pc_pool *p)
 {
     if (!p)
         return;
-    free(p->servers);
-    free(p);
+    /* No stream uses the pool any more: close its connections; the last one to close frees it. */
+    p->dying = true;
+    while (p->qhead)
+        fail_queue(p);
+    for (size_t i = 0; i < p->nservers; i++)
+        for (pc_upconn *u = p->servers[i].conns; u; u = u->next)
+            pc__transport_close(&u->t, false);
+    if (!pool_has_conns(p)) {
+        free(p->servers);
+        free(p);
+    }
 }

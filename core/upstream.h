@@ -24,7 +24,7 @@ struct pc_upconn {
     pc_upconn *prev, *next; /* in srv->conns */
 };
 
-pc_pool *pc__pool_new(pc_worker *w, size_t origin_index);
+pc_pool *pc__pool_new(pc_worker *w, pc_gen *g, size_t origin_index);
 void pc__pool_free(pc_pool *p);
 /* Queue a stream for the origin; it is attached to a connection as soon as one has room. */
 void pc__pool_submit(pc_pool *p, pc_stream *st);

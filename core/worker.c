@@ -100,14 +100,108 @@ static int bind_listener(pc_worker *w, size_t i, char *err, size_t errlen)
 
 static void handle_closed(uv_handle_t *h) { (void)h; }
 
+static void gen_free(pc_gen *g)
+{
+    for (size_t i = 0; i < g->cfg->norigins; i++)
+        pc__pool_free(g->pools[i]);
+    free(g->pools);
+    if (g->rt->plugins)
+        pc__plugins_worker_destroy(g->rt->plugins, g->plugin_ctx);
+    atomic_fetch_sub(&g->rt->refs, 1);
+    free(g);
+}
+
+pc_gen *pc__gen_acquire(pc_worker *w)
+{
+    w->gen->refs++;
+    return w->gen;
+}
+
+void pc__gen_release(pc_gen *g)
+{
+    if (g && --g->refs == 0)
+        gen_free(g);
+}
+
+static pc_gen *gen_new(pc_worker *w, pc_runtime *rt, char *err, size_t errlen)
+{
+    pc_gen *g = calloc(1, sizeof *g);
+    if (!g) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    g->refs = 1;
+    g->worker = w;
+    g->rt = rt;
+    g->cfg = rt->cfg;
+    atomic_fetch_add(&rt->refs, 1);
+    g->pools = calloc(g->cfg->norigins ? g->cfg->norigins : 1, sizeof *g->pools);
+    if (!g->pools) {
+        snprintf(err, errlen, "out of memory");
+        gen_free(g);
+        return NULL;
+    }
+    for (size_t i = 0; i < g->cfg->norigins; i++)
+        if (!(g->pools[i] = pc__pool_new(w, g, i))) {
+            snprintf(err, errlen, "out of memory");
+            gen_free(g);
+            return NULL;
+        }
+    if (rt->plugins && pc__plugins_worker_init(rt->plugins, (unsigned)w->id, &g->plugin_ctx, err, errlen) < 0) {
+        gen_free(g);
+        return NULL;
+    }
+    return g;
+}
+
+static void on_reload(uv_async_t *a)
+{
+    pc_worker *w = a->data;
+    uv_mutex_lock(&w->reload_lock);
+    pc_runtime *rt = w->reload_rt;
+    w->reload_rt = NULL;
+    uv_mutex_unlock(&w->reload_lock);
+    if (!rt || w->draining) {
+        if (rt)
+            atomic_fetch_sub(&rt->refs, 1);
+        return;
+    }
+    char err[512];
+    pc_gen *g = gen_new(w, rt, err, sizeof err);
+    atomic_fetch_sub(&rt->refs, 1); /* the hand-over reference; the generation holds its own */
+    if (!g) {
+        pc_log_error("worker %d: reload failed, keeping the previous config: %s", w->id, err);
+        return;
+    }
+    pc_gen *old = w->gen;
+    w->gen = g;
+    /* Streams in flight keep the old generation until they end. */
+    for (size_t i = 0; i < old->cfg->norigins; i++)
+        pc__pool_close_idle(old->pools[i]);
+    pc__gen_release(old);
+}
+
+void pc__worker_reload(pc_worker *w, pc_runtime *rt)
+{
+    atomic_fetch_add(&rt->refs, 1);
+    uv_mutex_lock(&w->reload_lock);
+    pc_runtime *prev = w->reload_rt;
+    w->reload_rt = rt;
+    uv_mutex_unlock(&w->reload_lock);
+    if (prev)
+        atomic_fetch_sub(&prev->refs, 1);
+    uv_async_send(&w->reload_async);
+}
+
 static void finish(pc_worker *w)
 {
-    for (size_t i = 0; i < w->cfg->norigins; i++)
-        pc__pool_close_idle(w->pools[i]);
+    for (size_t i = 0; i < w->gen->cfg->norigins; i++)
+        pc__pool_close_idle(w->gen->pools[i]);
     if (!uv_is_closing((uv_handle_t *)&w->idle)) {
         uv_close((uv_handle_t *)&w->idle, handle_closed);
         uv_close((uv_handle_t *)&w->check, handle_closed);
         uv_close((uv_handle_t *)&w->stop_async, handle_closed);
+        uv_close((uv_handle_t *)&w->reload_async, handle_closed);
         uv_close((uv_handle_t *)&w->drain_timer, handle_closed);
     }
 }
@@ -147,11 +241,10 @@ static void on_stop(uv_async_t *a)
     uv_timer_start(&w->drain_timer, on_drain_timeout, w->cfg->drain_timeout_ms, 0);
 }
 
-int pc__worker_init(pc_worker *w, int id, const pc_runtime *rt, char *err, size_t errlen)
+int pc__worker_init(pc_worker *w, int id, pc_runtime *rt, char *err, size_t errlen)
 {
     memset(w, 0, offsetof(pc_worker, readbuf));
     w->id = id;
-    w->rt = rt;
     w->cfg = rt->cfg;
     if (uv_loop_init(&w->loop) != 0) {
         snprintf(err, errlen, "cannot create event loop");
@@ -165,22 +258,19 @@ int pc__worker_init(pc_worker *w, int id, const pc_runtime *rt, char *err, size_
     uv_unref((uv_handle_t *)&w->check);
     uv_async_init(&w->loop, &w->stop_async, on_stop);
     w->stop_async.data = w;
+    uv_async_init(&w->loop, &w->reload_async, on_reload);
+    w->reload_async.data = w;
+    uv_mutex_init(&w->reload_lock);
     uv_timer_init(&w->loop, &w->drain_timer);
     w->drain_timer.data = w;
     uv_unref((uv_handle_t *)&w->drain_timer);
     w->metrics = pc__metrics_new();
-    w->pools = calloc(w->cfg->norigins ? w->cfg->norigins : 1, sizeof *w->pools);
     w->listeners = calloc(w->cfg->nlisten, sizeof *w->listeners);
-    if (!w->pools || !w->listeners || !w->metrics) {
+    if (!w->listeners || !w->metrics) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    for (size_t i = 0; i < w->cfg->norigins; i++)
-        if (!(w->pools[i] = pc__pool_new(w, i))) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-    if (w->rt->plugins && pc__plugins_worker_init(w->rt->plugins, (unsigned)id, &w->plugin_ctx, err, errlen) < 0)
+    if (!(w->gen = gen_new(w, rt, err, errlen)))
         return -1;
     for (size_t i = 0; i < w->cfg->nlisten; i++) {
         if (bind_listener(w, i, err, errlen) < 0)
@@ -204,13 +294,13 @@ void pc__worker_stop(pc_worker *w) { uv_async_send(&w->stop_async); }
 void pc__worker_join(pc_worker *w)
 {
     uv_thread_join(&w->thread);
+    pc__gen_release(w->gen);
+    w->gen = NULL;
     uv_run(&w->loop, UV_RUN_NOWAIT);
-    for (size_t i = 0; i < w->cfg->norigins; i++)
-        pc__pool_free(w->pools[i]);
-    free(w->pools);
     free(w->listeners);
     pc__metrics_free(w->metrics);
-    if (w->rt->plugins)
-        pc__plugins_worker_destroy(w->rt->plugins, w->plugin_ctx);
+    if (w->reload_rt)
+        atomic_fetch_sub(&w->reload_rt->refs, 1);
+    uv_mutex_destroy(&w->reload_lock);
     uv_loop_close(&w->loop);
 }

@@ -622,6 +622,20 @@ def grpc_frame(payload, flag=0, declared_len=None):
     return bytes([flag]) + n.to_bytes(4, "big") + payload
 
 
+def grpc_messages(data):
+    """Splits a gRPC body (5-byte prefixed messages) into (payloads, leftover bytes of an incomplete
+    last message)."""
+    out = []
+    i = 0
+    while len(data) - i >= 5:
+        n = int.from_bytes(data[i + 1:i + 5], "big")
+        if len(data) - i - 5 < n:
+            break
+        out.append(bytes(data[i + 5:i + 5 + n]))
+        i += 5 + n
+    return out, bytes(data[i:])
+
+
 def grpc_request_headers(authority, path="/demo.Echo/Unary", scheme="https", extra=()):
     return [(":method", "POST"), (":scheme", scheme), (":authority", authority), (":path", path),
             ("content-type", "application/grpc"), ("te", "trailers")] + list(extra)
@@ -806,8 +820,9 @@ class StubH2Origin:
     """An h2c server that records each request (headers, body bytes, resets) and by default never
     answers: for deadlines the edge must enforce itself and cancellations it must pass on."""
 
-    def __init__(self, respond=None):
+    def __init__(self, respond=None, keep_body=False):
         self.respond = respond  # callable(conn, stream_id, headers) or None to hang
+        self.keep_body = keep_body  # also keep each request's bytes (req["body"]), for grpc_messages()
         self.requests = []  # dicts: headers, data, ended, reset, t
         self.lock = threading.Lock()
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -856,6 +871,8 @@ class StubH2Origin:
                     if isinstance(ev, h2.events.RequestReceived):
                         req = {"headers": {k.decode(): v.decode("latin-1") for k, v in ev.headers},
                                "data": 0, "ended": ev.stream_ended is not None, "reset": None, "t": time.monotonic()}
+                        if self.keep_body:
+                            req["body"] = b""
                         with self.lock:
                             self.requests.append(req)
                         streams[ev.stream_id] = req
@@ -864,6 +881,8 @@ class StubH2Origin:
                     elif isinstance(ev, h2.events.DataReceived):
                         if ev.stream_id in streams:
                             streams[ev.stream_id]["data"] += len(ev.data)
+                            if self.keep_body:
+                                streams[ev.stream_id]["body"] += ev.data
                         conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                     elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id in streams:
                         streams[ev.stream_id]["ended"] = True

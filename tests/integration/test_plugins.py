@@ -1,0 +1,403 @@
+#!/usr/bin/python3
+"""The plugin chain: a plugin built out of tree against the installed header, chains of plugins
+sharing published values, plugins refused at start (wrong ABI, not a plugin, failing init, bad
+config), on_error deny/continue, a message denied in the middle of a client stream (the origin gets
+exactly the messages before it, then a reset), per-zone chains and message inspection with and
+without protobuf descriptors.
+
+Each test runs its own proxy with its own plugin config against the shared origins."""
+
+import glob
+import os
+import re
+import shlex
+import subprocess
+import time
+
+import grpc
+
+import pclib
+from pclib import describe, origin_conf, rpc_error, zone_conf
+
+SCALE = pclib.TIME_SCALE
+UNARY = "/demo.Echo/Unary"
+FAIL = "/demo.Echo/Fail"
+CLIENT_STREAM = "/demo.Echo/ClientStream"
+REFUND = "/shop.v1.Orders/Refund"
+
+PLUGINS_DIR = os.path.join(pclib.BUILD_DIR, "plugins")
+TEST_PLUGINS_DIR = os.path.join(pclib.BUILD_DIR, "tests", "plugins")
+SHOP_PB = os.path.join(pclib.SOURCE_DIR, "tests", "fixtures", "protobuf", "shop.pb")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
+
+
+def plugin_so(name):
+    """Absolute path of one of the test plugins (tests/plugins/test_plugin.c)."""
+    return os.path.join(TEST_PLUGINS_DIR, f"pc-{name}.so")
+
+
+def setup():
+    for path in [os.path.join(PLUGINS_DIR, "pc-example.so")] + [
+            plugin_so(n) for n in ("publisher", "reader", "failing", "initfail", "badabi", "nosym", "counter")]:
+        if not os.path.exists(path):
+            raise RuntimeError(f"plugin not built: {path}")
+    st = pclib.Stack("plugins")
+    st.start_origin("echo")
+    st.counting = st.start_stub(keep_body=True)  # never answers; keeps every request's bytes
+    st.base_origins = [origin_conf("echo", st.origins["echo"].port), origin_conf("counting", st.counting.port)]
+    st.base_zones = pclib.default_zones("echo") + [
+        zone_conf("count.test", ["count.test"], "counting"),
+        zone_conf("shop.test", ["shop.test"], "echo"),
+    ]
+    return st
+
+
+def run_proxy(st, name, plugins, zones=None, extra=None):
+    """Stops the previous test's proxy (keeping any problem it had for the teardown report) and
+    starts one with this plugin list."""
+    if st.proxy is not None and st.proxy.exit_code is None:
+        problem = st.proxy.stop()
+        if problem:
+            st.problems.append(problem + "\n" + st.proxy.logs(40))
+    cfg = {"plugins": plugins}
+    cfg.update(extra or {})
+    return st.start_proxy(st.base_origins, st.base_zones + list(zones or ()), extra=cfg, name=name)
+
+
+def write_config(st, name, plugins, extra=None):
+    """A config file for check / run tests (nothing started)."""
+    cfg = pclib.make_config(tls_port=pclib.free_port(), h2c_port=pclib.free_port(), origins=st.base_origins,
+                            zones=st.base_zones, extra=dict({"plugins": plugins}, **(extra or {})))
+    return st.write_config(cfg, name=f"{name}.yaml")
+
+
+def no_sanitizer_report(text, what):
+    for marker in SANITIZER_MARKERS:
+        assert marker not in text, f"{what}: sanitizer finding ({marker!r}):\n{text[-4000:]}"
+
+
+def assert_refused(st, name, plugins, expected, extra=None):
+    """`portcullis check` exits 2 with `file:line:col: <expected>`; `portcullis run` exits non-zero
+    promptly with the same message and never listens."""
+    path = write_config(st, name, plugins, extra)
+    r = pclib.run_check(path)
+    assert r.returncode == 2, f"check exit {r.returncode} (want 2); stderr:\n{r.stderr}"
+    pattern = re.escape(path) + r":\d+:\d+: " + expected
+    assert re.search(pattern, r.stderr), f"check stderr lacks {pattern!r}:\n{r.stderr}"
+    no_sanitizer_report(r.stderr, "check")
+
+    err_path = os.path.join(st.dir, f"{name}.run.stderr")
+    with open(err_path, "wb") as err:
+        proc = pclib.spawn([pclib.BINARY, "run", "-c", path], stdout=subprocess.DEVNULL, stderr=err)
+        start = time.monotonic()
+        try:
+            code = proc.wait(10 * SCALE)
+        except subprocess.TimeoutExpired:
+            pclib.stop_process(proc)
+            raise AssertionError(f"run kept running with a refused plugin:\n{pclib.tail(err_path)}")
+        took = time.monotonic() - start
+        pclib.stop_process(proc)
+    text = pclib.tail(err_path, 10000)
+    assert code != 0, f"run exited 0 with a refused plugin:\n{text}"
+    assert code > 0, f"run died of signal {-code}:\n{text}"
+    assert took < 5 * SCALE, f"run took {took:.1f} s to give up"
+    assert re.search(pattern, text), f"run stderr lacks {pattern!r}:\n{text}"
+    no_sanitizer_report(text, "run")
+
+
+# --- 1. out-of-tree build against the installed header ---------------------------------------
+
+
+def test_out_of_tree_example_against_installed_header(st):
+    inst = os.path.join(st.dir, "inst")
+    r = subprocess.run(["cmake", "--install", pclib.BUILD_DIR, "--prefix", inst], stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert r.returncode == 0, f"cmake --install failed:\n{r.stdout}"
+    header = os.path.join(inst, "include", "portcullis", "plugin.h")
+    assert os.path.isfile(header), f"no installed header at {header}:\n{r.stdout}"
+    pcs = glob.glob(os.path.join(inst, "lib*", "pkgconfig", "portcullis-plugin.pc")) + \
+        glob.glob(os.path.join(inst, "lib*", "*", "pkgconfig", "portcullis-plugin.pc"))
+    assert len(pcs) == 1, f"expected one installed portcullis-plugin.pc, found {pcs}:\n{r.stdout}"
+    libdir = os.path.dirname(os.path.dirname(pcs[0]))
+    assert glob.glob(os.path.join(libdir, "portcullis", "plugins", "pc-example.so")), \
+        f"the example plugin was not installed under {libdir}/portcullis/plugins"
+
+    # The .pc carries the configure-time prefix; point it at where this tree was installed.
+    env = dict(os.environ, PKG_CONFIG_PATH=os.path.dirname(pcs[0]))
+    r = subprocess.run(["pkg-config", f"--define-variable=prefix={inst}", "--cflags", "portcullis-plugin"], env=env,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=30)
+    assert r.returncode == 0, f"pkg-config failed: {r.stderr}"
+    cflags = shlex.split(r.stdout)
+    incs = [f[2:] for f in cflags if f.startswith("-I")]
+    assert any(os.path.realpath(os.path.join(i, "portcullis", "plugin.h")) == os.path.realpath(header)
+               for i in incs), f"pkg-config --cflags {cflags} does not point at the installed header {header}"
+
+    mydir = os.path.join(st.dir, "myplugins")
+    os.makedirs(mydir)
+    src = os.path.join(pclib.SOURCE_DIR, "plugins", "example", "example.c")
+    out = os.path.join(mydir, "pc-example.so")
+    # Only the installed include dir is on the command line (never the source tree's core/include).
+    r = subprocess.run(["cc", "-shared", "-fPIC", "-fvisibility=hidden", "-Wall", "-Werror"] + cflags +
+                       [src, "-o", out], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
+    assert r.returncode == 0, f"out-of-tree build failed:\n{r.stdout}"
+    nm = subprocess.run(["nm", "-D", "--defined-only", out], stdout=subprocess.PIPE, text=True, timeout=30)
+    assert re.search(r"\bpc_plugin_v1\b", nm.stdout), f"pc_plugin_v1 not exported:\n{nm.stdout}"
+
+    run_proxy(st, "oot", [{"name": "example", "config": {"deny_methods": [FAIL]}}], extra={"plugin_dir": mydir})
+    log = pclib.tail(st.proxy.err_path, 200)
+    assert out in log, f"the proxy did not log loading {out}:\n{log}"
+
+    origin = st.origins["echo"]
+    origin.stats(reset=True)
+    ch = st.tls_channel("example.com")
+    err = rpc_error(ch.unary_unary(FAIL), b'{"code": 0}', timeout=10)
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED, describe(err)
+    assert err.details() == "method blocked by the example plugin", describe(err)
+    assert ch.unary_unary(UNARY)(b"through", timeout=10) == b"through"
+    calls = origin.stats()["calls"]
+    assert calls["Fail"] == 0, f"the denied call reached the origin: {calls}"
+    assert calls["Unary"] == 1, f"the allowed call did not reach the origin once: {calls}"
+
+
+# --- 2. a chain of two plugins sharing a published value ------------------------------------
+
+
+def test_publisher_then_reader(st):
+    run_proxy(st, "chain", [{"path": plugin_so("publisher")}, {"path": plugin_so("reader")}])
+    origin = st.origins["echo"]
+    origin.stats(reset=True)
+    for label, ch in (("tls", st.tls_channel("example.com")), ("h2c", st.h2c_channel("example.com"))):
+        reply, call = ch.unary_unary(UNARY).with_call(b"hi", metadata=[("x-tag", "hello")], timeout=10)
+        assert reply == b"hi", label
+        md = dict(call.initial_metadata())
+        assert md.get("x-echo-reader-saw") == "hello", f"{label}: origin did not see the reader's header: {md}"
+
+        # No tag: the reader adds nothing.
+        reply, call = ch.unary_unary(UNARY).with_call(b"hi", timeout=10)
+        assert "x-echo-reader-saw" not in dict(call.initial_metadata()), label
+
+        before = origin.stats()["calls"]["Unary"]
+        err = rpc_error(ch.unary_unary(UNARY), b"hi", metadata=[("x-tag", "block")], timeout=10)
+        assert err.code() == grpc.StatusCode.FAILED_PRECONDITION, f"{label}: {describe(err)}"
+        assert err.details() == "reader saw block", f"{label}: {describe(err)}"
+        assert origin.stats()["calls"]["Unary"] == before, f"{label}: the blocked call reached the origin"
+
+    # Order matters: with the reader first, nothing has been published when it looks.
+    run_proxy(st, "chain-reversed", [{"path": plugin_so("reader")}, {"path": plugin_so("publisher")}])
+    reply, call = st.tls_channel("example.com").unary_unary(UNARY).with_call(
+        b"hi", metadata=[("x-tag", "block")], timeout=10)
+    assert reply == b"hi" and "x-echo-reader-saw" not in dict(call.initial_metadata())
+
+
+# --- 3. plugins refused at start ------------------------------------------------------------
+
+
+def test_wrong_abi_refused(st):
+    assert_refused(st, "badabi", [{"path": plugin_so("badabi")}],
+                   re.escape(f"plugin {plugin_so('badabi')}: built for plugin ABI 99, this core speaks ABI 1"))
+
+
+def test_missing_symbol_refused(st):
+    assert_refused(st, "nosym", [{"path": plugin_so("nosym")}],
+                   re.escape(f"plugin {plugin_so('nosym')}: {plugin_so('nosym')} exports no symbol pc_plugin_v1: "
+                             "not a Portcullis plugin"))
+
+
+def test_init_failure_refused(st):
+    # A good plugin first: loaded (and initialised) before the failing one refuses.
+    assert_refused(st, "initfail", [{"path": plugin_so("publisher")}, {"path": plugin_so("initfail")}],
+                   re.escape("plugin initfail: init failed: initfail: this plugin always refuses to start"))
+
+
+def test_missing_plugin_file_refused(st):
+    empty = os.path.join(st.dir, "empty-plugin-dir")
+    os.makedirs(empty, exist_ok=True)
+    assert_refused(st, "missing", [{"name": "nothere"}], r"plugin nothere: cannot load: .*pc-nothere\.so",
+                   extra={"plugin_dir": empty})
+
+
+# --- 4. on_error ----------------------------------------------------------------------------
+
+
+def test_on_error_deny_and_continue(st):
+    origin = st.origins["echo"]
+    for on_error in (None, "deny"):
+        entry = {"path": plugin_so("failing")}
+        if on_error:
+            entry["on_error"] = on_error
+        run_proxy(st, f"failing-{on_error or 'default'}", [entry])
+        origin.stats(reset=True)
+        err = rpc_error(st.tls_channel("example.com").unary_unary(UNARY), b"hi", timeout=10)
+        assert err.code() == grpc.StatusCode.UNAVAILABLE, f"on_error {on_error}: {describe(err)}"
+        assert err.details() == "refused: plugin failing failed", f"on_error {on_error}: {describe(err)}"
+        assert origin.stats()["calls"]["Unary"] == 0, f"on_error {on_error}: the call reached the origin"
+
+    run_proxy(st, "failing-continue", [{"path": plugin_so("failing"), "on_error": "continue"},
+                                       {"path": plugin_so("publisher")}, {"path": plugin_so("reader")}])
+    origin.stats(reset=True)
+    reply, call = st.tls_channel("example.com").unary_unary(UNARY).with_call(
+        b"hi", metadata=[("x-tag", "after-error")], timeout=10)
+    assert reply == b"hi"
+    # The rest of the chain still ran after the failing hook.
+    assert dict(call.initial_metadata()).get("x-echo-reader-saw") == "after-error", call.initial_metadata()
+    assert origin.stats()["calls"]["Unary"] == 1
+
+    path = write_config(st, "bad-on-error", [{"path": plugin_so("failing"), "on_error": "ignore"}])
+    r = pclib.run_check(path)
+    assert r.returncode != 0 and "expected deny or continue" in r.stderr, f"exit {r.returncode}: {r.stderr}"
+
+
+# --- 5. deny in the middle of a client stream -----------------------------------------------
+
+
+def test_stream_denied_midway_origin_gets_exactly_the_allowed_messages(st):
+    run_proxy(st, "counter", [{"path": plugin_so("counter"), "config": {"deny_index": 49}}])
+    stub = st.counting
+    for label, ch in (("h2c", st.h2c_channel("count.test")), ("tls", st.tls_channel("count.test"))):
+        n = len(stub.requests)
+        msgs = [b"msg-%03d-" % i + b"x" * 100 for i in range(100)]
+        err = rpc_error(ch.stream_unary(CLIENT_STREAM), iter(msgs), timeout=15)
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED, f"{label}: {describe(err)}"
+        assert err.details() == "message 49 denied", f"{label}: {describe(err)}"
+        assert pclib.wait_until(lambda: len(stub.requests) > n, 5), f"{label}: the call never reached the origin"
+        req = stub.requests[n]
+        assert req["headers"].get(":path") == CLIENT_STREAM, req["headers"]
+        assert pclib.wait_until(lambda: req["reset"] is not None or req["ended"] or req.get("closed"), 5), \
+            f"{label}: the origin stream was left open after the deny"
+        got, rest = pclib.grpc_messages(req["body"])
+        assert not req["ended"], f"{label}: the origin stream was ended normally (END_STREAM), not reset"
+        assert isinstance(req["reset"], int), f"{label}: origin saw no RST_STREAM (reset={req['reset']!r}, " \
+            f"closed={req.get('closed')})"
+        assert rest == b"", f"{label}: origin got a partial message ({len(rest)} bytes) after {len(got)} messages"
+        assert len(got) == 49, f"{label}: origin received {len(got)} messages, want exactly 49"
+        assert got == msgs[:49], f"{label}: origin received other messages than the first 49"
+
+
+# --- 6. per-zone chains ---------------------------------------------------------------------
+
+
+def test_zone_without_plugins(st):
+    run_proxy(st, "zones", [{"name": "example", "config": {"deny_methods": [FAIL, "/pkg.Svc/"]}}],
+              zones=[zone_conf("open", ["open.test"], "echo", plugins=[]),
+                     zone_conf("tagged", ["tagged.test"], "echo", plugins=["example"])])
+    origin = st.origins["echo"]
+    origin.stats(reset=True)
+    body = b'{"code": "NOT_FOUND", "message": "from the origin"}'
+
+    for host in ("example.com", "tagged.test"):
+        err = rpc_error(st.tls_channel(host).unary_unary(FAIL), body, timeout=10)
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED, f"{host}: {describe(err)}"
+        # A prefix entry covers every method of the service.
+        err = rpc_error(st.tls_channel(host).unary_unary("/pkg.Svc/Anything"), b"", timeout=10)
+        assert err.code() == grpc.StatusCode.PERMISSION_DENIED, f"{host}: {describe(err)}"
+    assert origin.stats()["calls"]["Fail"] == 0, "a denied call reached the origin"
+
+    err = rpc_error(st.tls_channel("open.test").unary_unary(FAIL), body, timeout=10)
+    assert err.code() == grpc.StatusCode.NOT_FOUND and err.details() == "from the origin", describe(err)
+    err = rpc_error(st.h2c_channel("open.test").unary_unary(FAIL), body, timeout=10)
+    assert err.code() == grpc.StatusCode.NOT_FOUND and err.details() == "from the origin", describe(err)
+    assert origin.stats()["calls"]["Fail"] == 2, origin.stats()["calls"]
+    # /pkg.Svc/ is not a method of the origin: it answers UNIMPLEMENTED, not the plugin.
+    err = rpc_error(st.tls_channel("open.test").unary_unary("/pkg.Svc/Anything"), b"", timeout=10)
+    assert err.code() == grpc.StatusCode.UNIMPLEMENTED, describe(err)
+
+    cfg = pclib.make_config(tls_port=pclib.free_port(), origins=st.base_origins,
+                            zones=st.base_zones + [zone_conf("bad", ["bad.test"], "echo", plugins=["nosuch"])],
+                            extra={"plugins": [{"path": plugin_so("publisher")}]})
+    path = st.write_config(cfg, name="zone-unknown-plugin.yaml")
+    r = pclib.run_check(path)
+    assert r.returncode == 2 and 'no plugin named "nosuch"' in r.stderr, f"exit {r.returncode}: {r.stderr}"
+
+
+# --- 7. message inspection, with and without descriptors -------------------------------------
+
+
+def refund_class():
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    fds = descriptor_pb2.FileDescriptorSet()
+    with open(SHOP_PB, "rb") as f:
+        fds.ParseFromString(f.read())
+    pool = descriptor_pool.DescriptorPool()
+    for fd in fds.file:
+        pool.Add(fd)
+    d = pool.FindMessageTypeByName("shop.v1.RefundRequest")
+    if hasattr(message_factory, "GetMessageClass"):
+        return message_factory.GetMessageClass(d)
+    return message_factory.MessageFactory(pool).GetPrototype(d)
+
+
+def refund(order_id="A-1001", email="ann@example.com", tags=("vip",)):
+    msg = refund_class()(order_id=order_id, amount=-250)
+    msg.customer.email = email
+    msg.customer.tags.extend(tags)
+    return msg.SerializeToString()
+
+
+def test_deny_text_names_field_by_name_or_number(st):
+    plugins = [{"name": "example", "config": {"deny_text": "DROP TABLE"}}]
+    cases = [  # message, field path with descriptors, without
+        (refund(order_id="1; DROP TABLE orders"), "order_id", "1"),
+        (refund(email="x@y'; DROP TABLE users"), "customer.email", "3.1"),
+        (refund(tags=("ok", "DROP TABLE--")), "customer.tags", "3.2"),
+    ]
+    for with_desc in (True, False):
+        run_proxy(st, f"inspect-{'desc' if with_desc else 'raw'}", plugins,
+                  extra={"descriptors": [SHOP_PB]} if with_desc else None)
+        ch = st.tls_channel("shop.test")
+        for data, named, numbered in cases:
+            want = f"message 0 refused: field {named if with_desc else numbered}"
+            err = rpc_error(ch.unary_unary(REFUND), data, timeout=10)
+            assert err.code() == grpc.StatusCode.PERMISSION_DENIED, describe(err)
+            assert err.details() == want, f"{describe(err)}, want {want!r}"
+        # A clean message goes through; the origin has no such service and says so.
+        err = rpc_error(ch.unary_unary(REFUND), refund(), timeout=10)
+        assert err.code() == grpc.StatusCode.UNIMPLEMENTED, describe(err)
+        # The text inside a bytes field is not a string field: not inspected.
+        msg = refund_class()(order_id="A-2", blob=b"DROP TABLE")
+        err = rpc_error(ch.unary_unary(REFUND), msg.SerializeToString(), timeout=10)
+        assert err.code() == grpc.StatusCode.UNIMPLEMENTED, describe(err)
+
+    # The index is counted along a stream: the third message is refused.
+    origin = st.origins["echo"]
+    origin.stats(reset=True)
+    msgs = [refund(order_id="A-1"), refund(order_id="A-2"), refund(order_id="A-3 DROP TABLE")]
+    err = rpc_error(st.tls_channel("example.com").stream_unary(CLIENT_STREAM), iter(msgs), timeout=10)
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED, describe(err)
+    assert err.details() == "message 2 refused: field 1", describe(err)
+    # Non-protobuf payloads are passed on untouched.
+    assert st.tls_channel("example.com").unary_unary(UNARY)(b"\xff\xff DROP TABLE", timeout=10) == \
+        b"\xff\xff DROP TABLE"
+
+
+# --- 8. config errors a plugin reports ------------------------------------------------------
+
+
+def test_unknown_config_key_refused(st):
+    path = write_config(st, "unknown-key", [{"name": "example", "config": {"deny_method": [FAIL]}}])
+    r = pclib.run_check(path)
+    assert r.returncode == 2, f"check exit {r.returncode} (want 2):\n{r.stderr}"
+    assert re.search(re.escape(path) + r":\d+:\d+: plugin example: init failed: config \(" + re.escape(path) +
+                     r':\d+:\d+\): unknown key "deny_method"', r.stderr), r.stderr
+    no_sanitizer_report(r.stderr, "check")
+
+    path = write_config(st, "bad-deny-methods", [{"name": "example", "config": {"deny_methods": ["demo.Echo/Fail"]}}])
+    r = pclib.run_check(path)
+    assert r.returncode == 2 and "deny_methods[0]" in r.stderr and "expected a gRPC path" in r.stderr, r.stderr
+
+    # And a good config passes check.
+    path = write_config(st, "good", [{"name": "example", "config": {"deny_methods": [FAIL], "deny_text": "x"}}],
+                        extra={"descriptors": [SHOP_PB]})
+    r = pclib.run_check(path)
+    assert r.returncode == 0, f"check exit {r.returncode}:\n{r.stderr}"
+
+
+def test_proxy_survived(st):
+    """The last proxy still serves and stops cleanly (sanitizer findings are reported at teardown)."""
+    if st.proxy is None or st.proxy.exit_code is not None:
+        run_proxy(st, "final", [{"name": "example"}])
+    assert st.tls_channel("example.com").unary_unary(UNARY)(b"ok", timeout=10) == b"ok"
+
+
+if __name__ == "__main__":
+    pclib.main(globals(), setup=setup)
