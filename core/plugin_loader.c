@@ -146,6 +146,7 @@ int pc__plugins_load(const pc_config *cfg, const char *exe_dir, pc_plugins **out
     *out = ps;
     ps->p = calloc(cfg->nplugins ? cfg->nplugins : 1, sizeof *ps->p);
     ps->zones = calloc(cfg->nzones ? cfg->nzones : 1, sizeof *ps->zones);
+    ps->nzones = cfg->nzones;
     ps->descs = calloc(cfg->ndescriptors ? cfg->ndescriptors : 1, sizeof *ps->descs);
     if (!ps->p || !ps->zones || !ps->descs) {
         snprintf(err, errlen, "out of memory");
@@ -244,9 +245,8 @@ void pc__plugins_free(pc_plugins *ps)
     }
     free(ps->p);
     free(ps->global.idx);
-    if (ps->zones)
-        for (size_t z = 0; ps->zones[z].idx || 0; z++)
-            free(ps->zones[z].idx);
+    for (size_t z = 0; ps->zones && z < ps->nzones; z++)
+        free(ps->zones[z].idx);
     free(ps->zones);
     for (size_t i = 0; i < ps->ndescs; i++)
         pc__pb_descset_free(ps->descs[i]);

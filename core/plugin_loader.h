@@ -32,6 +32,7 @@ typedef struct pc_plugins {
     size_t state_size;
     pc_chain global;
     pc_chain *zones; /* per zone */
+    size_t nzones;
     pc_pb_descset **descs;
     size_t ndescs;
 } pc_plugins;

@@ -46,8 +46,8 @@ def setup():
     st.counting = st.start_stub(keep_body=True)  # never answers; keeps every request's bytes
     st.base_origins = [origin_conf("echo", st.origins["echo"].port), origin_conf("counting", st.counting.port)]
     st.base_zones = pclib.default_zones("echo") + [
-        zone_conf("count.test", ["count.test"], "counting"),
-        zone_conf("shop.test", ["shop.test"], "echo"),
+        zone_conf("count.example.com", ["count.example.com"], "counting"),
+        zone_conf("shop.example.com", ["shop.example.com"], "echo"),
     ]
     return st
 
@@ -253,7 +253,7 @@ def test_on_error_deny_and_continue(st):
 def test_stream_denied_midway_origin_gets_exactly_the_allowed_messages(st):
     run_proxy(st, "counter", [{"path": plugin_so("counter"), "config": {"deny_index": 49}}])
     stub = st.counting
-    for label, ch in (("h2c", st.h2c_channel("count.test")), ("tls", st.tls_channel("count.test"))):
+    for label, ch in (("h2c", st.h2c_channel("count.example.com")), ("tls", st.tls_channel("count.example.com"))):
         n = len(stub.requests)
         msgs = [b"msg-%03d-" % i + b"x" * 100 for i in range(100)]
         err = rpc_error(ch.stream_unary(CLIENT_STREAM), iter(msgs), timeout=15)
@@ -278,13 +278,13 @@ def test_stream_denied_midway_origin_gets_exactly_the_allowed_messages(st):
 
 def test_zone_without_plugins(st):
     run_proxy(st, "zones", [{"name": "example", "config": {"deny_methods": [FAIL, "/pkg.Svc/"]}}],
-              zones=[zone_conf("open", ["open.test"], "echo", plugins=[]),
-                     zone_conf("tagged", ["tagged.test"], "echo", plugins=["example"])])
+              zones=[zone_conf("open", ["open.example.com"], "echo", plugins=[]),
+                     zone_conf("tagged", ["tagged.example.com"], "echo", plugins=["example"])])
     origin = st.origins["echo"]
     origin.stats(reset=True)
     body = b'{"code": "NOT_FOUND", "message": "from the origin"}'
 
-    for host in ("example.com", "tagged.test"):
+    for host in ("example.com", "tagged.example.com"):
         err = rpc_error(st.tls_channel(host).unary_unary(FAIL), body, timeout=10)
         assert err.code() == grpc.StatusCode.PERMISSION_DENIED, f"{host}: {describe(err)}"
         # A prefix entry covers every method of the service.
@@ -292,21 +292,30 @@ def test_zone_without_plugins(st):
         assert err.code() == grpc.StatusCode.PERMISSION_DENIED, f"{host}: {describe(err)}"
     assert origin.stats()["calls"]["Fail"] == 0, "a denied call reached the origin"
 
-    err = rpc_error(st.tls_channel("open.test").unary_unary(FAIL), body, timeout=10)
+    err = rpc_error(st.tls_channel("open.example.com").unary_unary(FAIL), body, timeout=10)
     assert err.code() == grpc.StatusCode.NOT_FOUND and err.details() == "from the origin", describe(err)
-    err = rpc_error(st.h2c_channel("open.test").unary_unary(FAIL), body, timeout=10)
+    err = rpc_error(st.h2c_channel("open.example.com").unary_unary(FAIL), body, timeout=10)
     assert err.code() == grpc.StatusCode.NOT_FOUND and err.details() == "from the origin", describe(err)
     assert origin.stats()["calls"]["Fail"] == 2, origin.stats()["calls"]
     # /pkg.Svc/ is not a method of the origin: it answers UNIMPLEMENTED, not the plugin.
-    err = rpc_error(st.tls_channel("open.test").unary_unary("/pkg.Svc/Anything"), b"", timeout=10)
+    err = rpc_error(st.tls_channel("open.example.com").unary_unary("/pkg.Svc/Anything"), b"", timeout=10)
     assert err.code() == grpc.StatusCode.UNIMPLEMENTED, describe(err)
 
     cfg = pclib.make_config(tls_port=pclib.free_port(), origins=st.base_origins,
-                            zones=st.base_zones + [zone_conf("bad", ["bad.test"], "echo", plugins=["nosuch"])],
+                            zones=st.base_zones + [zone_conf("bad", ["bad.example.com"], "echo", plugins=["nosuch"])],
                             extra={"plugins": [{"path": plugin_so("publisher")}]})
     path = st.write_config(cfg, name="zone-unknown-plugin.yaml")
     r = pclib.run_check(path)
     assert r.returncode == 2 and 'no plugin named "nosuch"' in r.stderr, f"exit {r.returncode}: {r.stderr}"
+
+    # Every zone with its own chain (no zone falls back to the top-level list).
+    zones = [dict(z, plugins=["publisher"] if i % 2 else []) for i, z in enumerate(st.base_zones)]
+    cfg = pclib.make_config(tls_port=pclib.free_port(), origins=st.base_origins, zones=zones,
+                            extra={"plugins": [{"path": plugin_so("publisher")}]})
+    path = st.write_config(cfg, name="all-zones-own-chain.yaml")
+    r = pclib.run_check(path)
+    assert r.returncode == 0, f"exit {r.returncode}: {r.stderr}"
+    no_sanitizer_report(r.stderr, "check")
 
 
 # --- 7. message inspection, with and without descriptors -------------------------------------
@@ -344,7 +353,7 @@ def test_deny_text_names_field_by_name_or_number(st):
     for with_desc in (True, False):
         run_proxy(st, f"inspect-{'desc' if with_desc else 'raw'}", plugins,
                   extra={"descriptors": [SHOP_PB]} if with_desc else None)
-        ch = st.tls_channel("shop.test")
+        ch = st.tls_channel("shop.example.com")
         for data, named, numbered in cases:
             want = f"message 0 refused: field {named if with_desc else numbered}"
             err = rpc_error(ch.unary_unary(REFUND), data, timeout=10)
@@ -353,10 +362,15 @@ def test_deny_text_names_field_by_name_or_number(st):
         # A clean message goes through; the origin has no such service and says so.
         err = rpc_error(ch.unary_unary(REFUND), refund(), timeout=10)
         assert err.code() == grpc.StatusCode.UNIMPLEMENTED, describe(err)
-        # The text inside a bytes field is not a string field: not inspected.
+        # Text in a bytes field: with the descriptor it is bytes (not inspected); without, valid UTF-8
+        # can only be taken for a string.
         msg = refund_class()(order_id="A-2", blob=b"DROP TABLE")
         err = rpc_error(ch.unary_unary(REFUND), msg.SerializeToString(), timeout=10)
-        assert err.code() == grpc.StatusCode.UNIMPLEMENTED, describe(err)
+        if with_desc:
+            assert err.code() == grpc.StatusCode.UNIMPLEMENTED, describe(err)
+        else:
+            assert err.code() == grpc.StatusCode.PERMISSION_DENIED, describe(err)
+            assert err.details() == "message 0 refused: field 5", describe(err)
 
     # The index is counted along a stream: the third message is refused.
     origin = st.origins["echo"]
@@ -377,8 +391,13 @@ def test_unknown_config_key_refused(st):
     path = write_config(st, "unknown-key", [{"name": "example", "config": {"deny_method": [FAIL]}}])
     r = pclib.run_check(path)
     assert r.returncode == 2, f"check exit {r.returncode} (want 2):\n{r.stderr}"
-    assert re.search(re.escape(path) + r":\d+:\d+: plugin example: init failed: config \(" + re.escape(path) +
-                     r':\d+:\d+\): unknown key "deny_method"', r.stderr), r.stderr
+    m = re.search(re.escape(path) + r":\d+:\d+: plugin example: init failed: config \((?:.*:(\d+):\d+|line (\d+), "
+                  r'column \d+)\): unknown key "deny_method"', r.stderr)
+    assert m, r.stderr
+    # The location the plugin got from the host points at the offending key's line.
+    with open(path) as f:
+        key_line = next(i for i, text in enumerate(f, 1) if "deny_method:" in text)
+    assert int(m.group(1) or m.group(2)) == key_line, f"location is not line {key_line}: {r.stderr}"
     no_sanitizer_report(r.stderr, "check")
 
     path = write_config(st, "bad-deny-methods", [{"name": "example", "config": {"deny_methods": ["demo.Echo/Fail"]}}])

@@ -116,7 +116,7 @@ static const char *full_fmt =
     "    origin: orders\n"
     "    grpc: false\n"
     "    max_message_bytes: 1073741824\n"
-    "    plugins: [{ anything: 1 }, \"x\"]\n"
+    "    plugins: [x]\n"
     "  - name: billing\n"
     "    hosts: [billing.example.com]\n"
     "    origin: billing\n"
@@ -130,8 +130,8 @@ static const char *full_fmt =
     "  header_timeout_ms: 6000\n"
     "  idle_timeout_ms: 7000\n"
     "plugin_dir: plugins\n"
-    "plugins: [{ name: x }]\n"
-    "admin: { listen: \"127.0.0.1:9901\" }\n"
+    "plugins: [{ name: x, config: { any: [thing] }, on_error: continue }]\n"
+    "admin: { address: \"127.0.0.1:9901\" }\n"
     "drain_timeout_ms: 30000\n";
 
 static void assert_path(const fixture *fx, const char *got, const char *rel)
@@ -234,7 +234,19 @@ static void test_full_config(void **state)
     assert_non_null(cfg->doc);
     const pc_yaml_node *admin = pc__yaml_get(cfg->doc->root, "admin");
     assert_non_null(admin);
-    assert_string_equal(pc__yaml_get(admin, "listen")->scalar, "127.0.0.1:9901");
+    assert_string_equal(pc__yaml_get(admin, "address")->scalar, "127.0.0.1:9901");
+    assert_string_equal(cfg->admin_host, "127.0.0.1");
+    assert_int_equal(cfg->admin_port, 9901);
+    assert_int_equal(cfg->nplugins, 1);
+    assert_string_equal(cfg->plugins[0].name, "x");
+    assert_true(cfg->plugins[0].on_error_continue);
+    assert_non_null(cfg->plugins[0].config);
+    assert_true(cfg->plugin_dir_set);
+    assert_path(fx, cfg->plugin_dir, "plugins");
+    assert_true(cfg->zones[0].has_plugins);
+    assert_int_equal(cfg->zones[0].nplugins, 1);
+    assert_string_equal(cfg->zones[0].plugins[0], "x");
+    assert_false(cfg->zones[1].has_plugins);
     pc__config_free(cfg);
 }
 
@@ -316,7 +328,7 @@ static void test_unknown_keys(void **state)
     snprintf(text, sizeof text, "%sfrobnicate: 1\n", minimal);
     expect_error(text,
                  "conf.yaml:10:1: frobnicate: unknown key (valid keys: workers, listen, origins, zones, log, "
-                 "limits, plugin_dir, plugins, admin, drain_timeout_ms)");
+                 "limits, plugin_dir, plugins, admin, drain_timeout_ms, descriptors)");
     expect_error("listen:\n"
                  "  - address: \"127.0.0.1:8080\"\n"
                  "origins:\n"
