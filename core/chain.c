@@ -85,10 +85,15 @@ static const char *cfg_key(const pc_config_node *n, size_t i)
     return y && y->kind == PC_YAML_MAP && i < y->n ? y->keys[i]->scalar : NULL;
 }
 
+/* Plugins are initialised on the main thread, one config file at a time. */
+static const char *init_file = "";
+
+void pc__chain_set_config_file(const char *file) { init_file = file ? file : ""; }
+
 static const char *cfg_where(const pc_config_node *n, char *buf, size_t len)
 {
     const pc_yaml_node *y = (const pc_yaml_node *)n;
-    snprintf(buf, len, "line %u, column %u", y ? y->line : 0, y ? y->col : 0);
+    snprintf(buf, len, "%s:%u:%u", init_file, y ? y->line : 0, y ? y->col : 0);
     return buf;
 }
 

@@ -36,6 +36,8 @@ int pc__chain_response_message(pc_stream *st, const pc_grpc_message *m);
 int pc__chain_response_trailers(pc_stream *st);
 void pc__chain_log(pc_stream *st);
 void pc__chain_free(pc_stream *st);
+/* The file config_where() names while plugins initialise (main thread). */
+void pc__chain_set_config_file(const char *file);
 
 /* "/pkg.Service/Method" -> service and method parts (pointers into path, lengths). */
 int pc__grpc_split_path(const char *path, const char **svc, size_t *svclen, const char **meth, size_t *methlen);

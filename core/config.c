@@ -588,11 +588,12 @@ static int load_origin(ctx *c, pc_origin_conf *o, size_t i, const pc_yaml_node *
         opt_u32(c, e.map, e.path, "max_pending", "", 0, 1u << 20, &o->max_pending) < 0 ||
         opt_u32(c, e.map, e.path, "cooldown_ms", " of milliseconds", 0, MAX_MS, &o->cooldown_ms) < 0)
         return -1;
-    /* Reserved for access rules: only the shape is checked until that feature reads it. */
+    /* The access policy plugin validates the inside of this map; here only its shape. */
     const pc_yaml_node *acc = pc__yaml_get(e.map, "access");
     if (acc) {
         join(kp, e.path, "access");
         if (want(c, acc, PC_YAML_MAP, kp) < 0) return -1;
+        o->access = acc;
     }
     if (o->tls && !o->tls_verify) {
         char label[PATHLEN];

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "chain.h"
 #include "log.h"
 
 const void *pc__plugin_hook(const pc_loaded_plugin *lp, size_t offset)
@@ -113,16 +114,19 @@ static int load_one(const pc_config *cfg, const char *exe_dir, const pc_plugin_c
 static int build_chain(pc_plugins *ps, const pc_config *cfg, const pc_zone_conf *z, pc_chain *ch, char *err,
                        size_t errlen)
 {
-    size_t n = z ? z->nplugins : ps->n;
-    ch->idx = calloc(n ? n : 1, sizeof *ch->idx);
+    size_t n = z ? z->nplugins : ps->n - ps->has_access;
+    ch->idx = calloc(n + 1, sizeof *ch->idx);
     if (!ch->idx)
         return -1;
+    /* The access policy runs first, whatever the configured order, and no zone can drop it. */
+    if (ps->has_access)
+        ch->idx[ch->n++] = 0;
     for (size_t i = 0; i < n; i++) {
         if (!z) {
-            ch->idx[ch->n++] = i;
+            ch->idx[ch->n++] = i + ps->has_access;
             continue;
         }
-        size_t k = 0;
+        size_t k = ps->has_access;
         while (k < ps->n && strcmp(ps->p[k].name, z->plugins[i]) != 0)
             k++;
         if (k == ps->n) {
@@ -148,6 +152,7 @@ int pc__plugins_load(const pc_config *cfg, const char *exe_dir, pc_plugins **out
     ps->zones = calloc(cfg->nzones ? cfg->nzones : 1, sizeof *ps->zones);
     ps->nzones = cfg->nzones;
     ps->descs = calloc(cfg->ndescriptors ? cfg->ndescriptors : 1, sizeof *ps->descs);
+    pc__chain_set_config_file(cfg->path);
     if (!ps->p || !ps->zones || !ps->descs) {
         snprintf(err, errlen, "out of memory");
         return -1;
@@ -160,8 +165,56 @@ int pc__plugins_load(const pc_config *cfg, const char *exe_dir, pc_plugins **out
         }
         ps->ndescs++;
     }
-    for (size_t i = 0; i < cfg->nplugins; i++) {
-        if (load_one(cfg, exe_dir, &cfg->plugins[i], &ps->p[i], err, errlen) < 0) {
+    /* Origins with an `access` policy bring the built-in access plugin, configured with
+     * {origin name: access map}. */
+    size_t naccess = 0;
+    for (size_t i = 0; i < cfg->norigins; i++)
+        naccess += cfg->origins[i].access != NULL;
+    pc_plugin_conf access_pc = {.name = "access"};
+    if (naccess) {
+        pc_yaml_node *m = &ps->access_conf;
+        m->kind = PC_YAML_MAP;
+        m->keys = calloc(naccess, sizeof *m->keys);
+        m->items = calloc(naccess, sizeof *m->items);
+        pc_yaml_node *names = calloc(naccess, sizeof *names);
+        if (!m->keys || !m->items || !names) {
+            free(names);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        for (size_t i = 0; i < cfg->norigins; i++) {
+            if (!cfg->origins[i].access)
+                continue;
+            names[m->n] = (pc_yaml_node){.kind = PC_YAML_SCALAR,
+                                         .scalar = cfg->origins[i].name,
+                                         .scalar_len = strlen(cfg->origins[i].name),
+                                         .line = cfg->origins[i].access->line,
+                                         .col = cfg->origins[i].access->col};
+            m->keys[m->n] = &names[m->n];
+            m->items[m->n] = (pc_yaml_node *)cfg->origins[i].access;
+            m->n++;
+        }
+        access_pc.config = m;
+        access_pc.node = m->items[0];
+        ps->has_access = true;
+        pc_loaded_plugin *np = realloc(ps->p, (cfg->nplugins + 1) * sizeof *ps->p);
+        if (!np) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        ps->p = np;
+        memset(ps->p, 0, (cfg->nplugins + 1) * sizeof *ps->p);
+    }
+    for (size_t i = 0; i < cfg->nplugins + ps->has_access; i++) {
+        const pc_plugin_conf *pc = !ps->has_access ? &cfg->plugins[i] : i == 0 ? &access_pc : &cfg->plugins[i - 1];
+        if (ps->has_access && i > 0 && pc->name && !strcmp(pc->name, "access")) {
+            char at[512];
+            where(cfg, pc->node, at, sizeof at);
+            snprintf(err, errlen, "%s: plugin access is loaded by itself (first) when an origin has an access policy",
+                     at);
+            return -1;
+        }
+        if (load_one(cfg, exe_dir, pc, &ps->p[i], err, errlen) < 0) {
             ps->n = i + 1;
             return -1;
         }
@@ -169,7 +222,7 @@ int pc__plugins_load(const pc_config *cfg, const char *exe_dir, pc_plugins **out
         for (size_t k = 0; k < i; k++)
             if (!strcmp(ps->p[k].name, ps->p[i].name)) {
                 char at[512];
-                where(cfg, cfg->plugins[i].node, at, sizeof at);
+                where(cfg, pc->node, at, sizeof at);
                 snprintf(err, errlen, "%s: plugin %s is listed twice", at, ps->p[i].name);
                 return -1;
             }
@@ -251,5 +304,9 @@ void pc__plugins_free(pc_plugins *ps)
     for (size_t i = 0; i < ps->ndescs; i++)
         pc__pb_descset_free(ps->descs[i]);
     free(ps->descs);
+    if (ps->access_conf.keys)
+        free(ps->access_conf.keys[0]);
+    free(ps->access_conf.keys);
+    free(ps->access_conf.items);
     free(ps);
 }

@@ -35,6 +35,8 @@ typedef struct pc_plugins {
     size_t nzones;
     pc_pb_descset **descs;
     size_t ndescs;
+    pc_yaml_node access_conf; /* {origin name: its access map} handed to the access plugin */
+    bool has_access;          /* the access plugin is loaded as p[0] and heads every chain */
 } pc_plugins;
 
 extern const pc_host pc__host_api;

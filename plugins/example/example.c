@@ -49,7 +49,7 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
     for (size_t i = 0; config && i < host->config_len(config); i++) {
         const char *k = host->config_key(config, i);
         if (!k || (strcmp(k, known[0]) && strcmp(k, known[1]) && strcmp(k, known[2]))) {
-            char where[64];
+            char where[512];
             snprintf(err, errlen, "config (%s): unknown key \"%s\" (valid keys: %s, %s, %s)",
                      host->config_where(host->config_at(config, i), where, sizeof where), k ? k : "?", known[0],
                      known[1], known[2]);
@@ -63,7 +63,7 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
         c->deny = calloc(len ? len : 1, sizeof *c->deny);
         for (size_t i = 0; c->deny && i < len; i++) {
             const char *m = host->config_string(host->config_at(n, i));
-            char where[64];
+            char where[512];
             if (!m || m[0] != '/') {
                 snprintf(err, errlen, "deny_methods[%zu] (%s): expected a gRPC path like \"/pkg.Service/Method\"", i,
                          host->config_where(host->config_at(n, i), where, sizeof where));
