@@ -397,6 +397,51 @@ static const char *host_json(pc_request *r, const pc_message *m)
     return st->json;
 }
 
+typedef struct plugin_work {
+    uv_work_t req;
+    pc_stream *st;
+    void (*work)(void *);
+    void (*done)(void *, pc_request *);
+    void *arg;
+} plugin_work;
+
+static void work_run(uv_work_t *req)
+{
+    plugin_work *pw = (plugin_work *)req;
+    pw->work(pw->arg);
+}
+
+static void work_done(uv_work_t *req, int status)
+{
+    (void)status;
+    plugin_work *pw = (plugin_work *)req;
+    pc_stream *st = pw->st;
+    /* Still counted during done(), so a resume() there cannot free the request under us. */
+    pw->done(pw->arg, REQ(st));
+    st->works--;
+    free(pw);
+    pc__stream_release(st);
+}
+
+static int host_queue_work(pc_request *r, void (*work)(void *), void (*done)(void *, pc_request *), void *arg)
+{
+    pc_stream *st = ST(r);
+    plugin_work *pw = calloc(1, sizeof *pw);
+    if (!pw || !work || !done) {
+        free(pw);
+        return -1;
+    }
+    *pw = (plugin_work){.st = st, .work = work, .done = done, .arg = arg};
+    if (uv_queue_work(&st->worker->loop, &pw->req, work_run, work_done) != 0) {
+        free(pw);
+        return -1;
+    }
+    st->works++;
+    return 0;
+}
+
+static void host_resume(pc_request *r, int verdict) { pc__stream_resume(ST(r), verdict); }
+
 const pc_host pc__host_api = {
     .struct_size = sizeof(pc_host),
     .abi_version = PC_PLUGIN_ABI_VERSION,
@@ -422,6 +467,8 @@ const pc_host pc__host_api = {
     .request_state = host_state,
     .message_fields = host_fields,
     .message_json = host_json,
+    .queue_work = host_queue_work,
+    .resume = host_resume,
 };
 
 /* ---- running hooks ---- */
@@ -451,13 +498,13 @@ static int verdict(pc_stream *st, const pc_loaded_plugin *lp, int rv)
     return 1;
 }
 
-static int run(pc_stream *st, size_t offset, const pc_message *m)
+static int run(pc_stream *st, size_t offset, const pc_message *m, size_t from, bool may_pause)
 {
     const pc_chain *ch = st->chain;
     if (!ch || ch->n == 0)
-        return 0;
+        return PC_CHAIN_GO;
     const pc_plugins *ps = st->gen->rt->plugins;
-    for (size_t i = 0; i < ch->n; i++) {
+    for (size_t i = from; i < ch->n; i++) {
         const pc_loaded_plugin *lp = &ps->p[ch->idx[i]];
         const void *fn = pc__plugin_hook(lp, offset);
         if (!fn)
@@ -465,10 +512,21 @@ static int run(pc_stream *st, size_t offset, const pc_message *m)
         st->chain_cur = ch->idx[i];
         void *ctx = st->gen->plugin_ctx[ch->idx[i]];
         int rv = m ? ((hook_msg)fn)(ctx, REQ(st), m) : ((hook_req)fn)(ctx, REQ(st));
+        if (rv == PC_PAUSE && may_pause) {
+            st->pause_pos = i;
+            return PC_CHAIN_PAUSE;
+        }
         if (verdict(st, lp, rv))
-            return 1;
+            return PC_CHAIN_DENY;
     }
-    return 0;
+    return PC_CHAIN_GO;
+}
+
+int pc__chain_resumed(pc_stream *st, int rv)
+{
+    const pc_plugins *ps = st->gen->rt->plugins;
+    const pc_loaded_plugin *lp = &ps->p[st->chain->idx[st->pause_pos]];
+    return verdict(st, lp, rv == PC_PAUSE ? PC_ERROR : rv);
 }
 
 int pc__chain_connection(pc_gen *g, const pc_conn_info *ci)
@@ -488,53 +546,57 @@ int pc__chain_connection(pc_gen *g, const pc_conn_info *ci)
     return 0;
 }
 
-int pc__chain_request_headers(pc_stream *st)
+int pc__chain_request_headers(pc_stream *st, size_t from)
 {
     const pc_plugins *ps = st->gen->rt->plugins;
     if (!ps || ps->n == 0)
-        return 0;
-    st->chain = pc__plugins_chain(ps, st->gen->cfg, st->zone);
-    if (st->chain->n == 0)
-        return 0;
-    if (ps->state_size && !(st->plugin_state = calloc(1, ps->state_size))) {
-        host_deny(REQ(st), PC_GRPC_RESOURCE_EXHAUSTED, "out of memory");
-        return 1;
+        return PC_CHAIN_GO;
+    if (from == 0) {
+        st->chain = pc__plugins_chain(ps, st->gen->cfg, st->zone);
+        if (st->chain->n == 0)
+            return PC_CHAIN_GO;
+        if (ps->state_size && !(st->plugin_state = calloc(1, ps->state_size))) {
+            host_deny(REQ(st), PC_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+            return PC_CHAIN_DENY;
+        }
+        st->chain_started = true;
     }
-    st->chain_started = true;
-    return run(st, offsetof(pc_plugin, on_request_headers), NULL);
+    return run(st, offsetof(pc_plugin, on_request_headers), NULL, from, true);
 }
 
-static int run_message(pc_stream *st, size_t offset, const pc_grpc_message *gm, bool response)
+int pc__chain_request_message(pc_stream *st, const pc_message *m, size_t from)
 {
-    pc_message m = {gm->data, gm->len, gm->index, gm->compressed, response};
-    int rv = run(st, offset, &m);
+    if (!st->chain || !st->chain->request_messages)
+        return PC_CHAIN_GO;
+    int rv = run(st, offsetof(pc_plugin, on_request_message), m, from, true);
     clear_msg_cache(st);
     return rv;
 }
 
-int pc__chain_request_message(pc_stream *st, const pc_grpc_message *m)
+int pc__chain_request_end(pc_stream *st, size_t from)
 {
-    st->req_msgs++;
-    if (!st->chain || !st->chain->request_messages)
-        return 0;
-    return run_message(st, offsetof(pc_plugin, on_request_message), m, false);
+    return run(st, offsetof(pc_plugin, on_request_end), NULL, from, true);
 }
 
-int pc__chain_request_end(pc_stream *st) { return run(st, offsetof(pc_plugin, on_request_end), NULL); }
+int pc__chain_response_headers(pc_stream *st)
+{
+    return run(st, offsetof(pc_plugin, on_response_headers), NULL, 0, false);
+}
 
-int pc__chain_response_headers(pc_stream *st) { return run(st, offsetof(pc_plugin, on_response_headers), NULL); }
-
-int pc__chain_response_message(pc_stream *st, const pc_grpc_message *m)
+int pc__chain_response_message(pc_stream *st, const pc_grpc_message *gm)
 {
     st->resp_msgs++;
     if (!st->chain || !st->chain->response_messages)
-        return 0;
-    return run_message(st, offsetof(pc_plugin, on_response_message), m, true);
+        return PC_CHAIN_GO;
+    pc_message m = {gm->data, gm->len, gm->index, gm->compressed, 1};
+    int rv = run(st, offsetof(pc_plugin, on_response_message), &m, 0, false);
+    clear_msg_cache(st);
+    return rv;
 }
 
 int pc__chain_response_trailers(pc_stream *st)
 {
-    return run(st, offsetof(pc_plugin, on_response_trailers), NULL);
+    return run(st, offsetof(pc_plugin, on_response_trailers), NULL, 0, false);
 }
 
 void pc__chain_log(pc_stream *st)

@@ -26,11 +26,16 @@ typedef struct pc_conn_shared {
 
 void pc__conn_shared_release(pc_conn_shared *cs);
 
-/* Each returns 0 to go on, 1 when the request was denied (the stream's deny fields are set). */
+/* Each returns 0 to go on, 1 when the request was denied (the stream's deny fields are set), and
+ * the request hooks 2 when a plugin paused (its position in the chain is kept in the stream).
+ * `from` is the chain position to start at: 0, or one past the plugin that paused. */
+enum { PC_CHAIN_GO = 0, PC_CHAIN_DENY = 1, PC_CHAIN_PAUSE = 2 };
 int pc__chain_connection(struct pc_gen *g, const pc_conn_info *ci);
-int pc__chain_request_headers(pc_stream *st);
-int pc__chain_request_message(pc_stream *st, const pc_grpc_message *m);
-int pc__chain_request_end(pc_stream *st);
+int pc__chain_request_headers(pc_stream *st, size_t from);
+int pc__chain_request_message(pc_stream *st, const pc_message *m, size_t from);
+int pc__chain_request_end(pc_stream *st, size_t from);
+/* A resumed verdict from the plugin that paused: 0 go on, 1 denied. */
+int pc__chain_resumed(pc_stream *st, int verdict);
 int pc__chain_response_headers(pc_stream *st);
 int pc__chain_response_message(pc_stream *st, const pc_grpc_message *m);
 int pc__chain_response_trailers(pc_stream *st);

@@ -123,9 +123,9 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
         return 0;
     if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
         headers_finished(c, st);
-        if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
-            st->req_eof = true;
         pc__stream_request_ready(st);
+        if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
+            pc__stream_req_end(st);
         return 0;
     }
     if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))

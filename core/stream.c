@@ -103,10 +103,13 @@ static void stop_deadline(pc_stream *st)
     }
 }
 
+static void drop_held(pc_stream *st);
+
 static void maybe_free(pc_stream *st)
 {
-    if (!st->client_closed || st->queued || st->up)
+    if (!st->client_closed || st->queued || st->up || st->paused || st->works)
         return;
+    drop_held(st);
     stop_deadline(st);
     if (st->method) {
         pc__chain_log(st);
@@ -241,14 +244,84 @@ static void denied(pc_stream *st)
     pc__stream_fail(st, st->deny_status, 403, "plugin_deny", st->deny_msg ? st->deny_msg : "denied");
 }
 
+/* A message kept while a plugin holds the request: copies, since the framer's buffers are
+ * transient. Bounded by flow control: held bytes are not acknowledged to the client. */
+typedef struct pc_held_msg {
+    struct pc_held_msg *next;
+    pc_message m;
+    uint8_t *frame;
+    size_t frame_len;
+} pc_held_msg;
+
+static pc_held_msg *hold(const pc_grpc_message *gm)
+{
+    pc_held_msg *h = calloc(1, sizeof *h);
+    if (!h)
+        return NULL;
+    size_t extra = gm->compressed ? gm->len : 0;
+    h->frame = malloc(gm->frame_len + extra + 1);
+    if (!h->frame) {
+        free(h);
+        return NULL;
+    }
+    memcpy(h->frame, gm->frame, gm->frame_len);
+    if (extra)
+        memcpy(h->frame + gm->frame_len, gm->data, gm->len);
+    h->frame_len = gm->frame_len;
+    h->m = (pc_message){extra ? h->frame + gm->frame_len : h->frame + 5, gm->len, gm->index, gm->compressed, 0};
+    return h;
+}
+
+static void drop_held(pc_stream *st)
+{
+    pc_held_msg *lists[2] = {st->held, st->pend_head};
+    for (int i = 0; i < 2; i++)
+        for (pc_held_msg *h = lists[i], *n; h; h = n) {
+            n = h->next;
+            free(h->frame);
+            free(h);
+        }
+    st->held = st->pend_head = st->pend_tail = NULL;
+    st->pend_bytes = 0;
+}
+
+/* Whole messages received from the client that the origin has not taken yet. A message still
+ * arriving is not counted: it must be acknowledged to complete (it is bounded by
+ * max_message_bytes instead). */
+static size_t held_bytes(const pc_stream *st)
+{
+    return st->req_q.size + st->pend_bytes + (st->held ? st->held->frame_len : 0);
+}
+
 /* Each whole message passes the chain before its bytes are queued: a denied message never
- * reaches the origin. */
-static int on_request_message(void *ud, const pc_grpc_message *m)
+ * reaches the origin. While a plugin holds the request, later messages wait behind it. */
+static int on_request_message(void *ud, const pc_grpc_message *gm)
 {
     pc_stream *st = ud;
-    if (pc__chain_request_message(st, m))
+    st->req_msgs++;
+    if (st->paused || st->pend_head) {
+        pc_held_msg *h = hold(gm);
+        if (!h)
+            return FRAME_OOM;
+        if (st->pend_tail)
+            st->pend_tail->next = h;
+        else
+            st->pend_head = h;
+        st->pend_tail = h;
+        st->pend_bytes += h->frame_len;
+        return 0;
+    }
+    pc_message m = {gm->data, gm->len, gm->index, gm->compressed, 0};
+    int rv = pc__chain_request_message(st, &m, 0);
+    if (rv == PC_CHAIN_DENY)
         return FRAME_DENIED;
-    return pc__bq_append(&st->req_q, m->frame, m->frame_len) < 0 ? FRAME_OOM : 0;
+    if (rv == PC_CHAIN_PAUSE) {
+        if (!(st->held = hold(gm)))
+            return FRAME_OOM;
+        st->paused = PC_PHASE_MESSAGE;
+        return 0;
+    }
+    return pc__bq_append(&st->req_q, gm->frame, gm->frame_len) < 0 ? FRAME_OOM : 0;
 }
 
 static void framer_failed(pc_stream *st, int rv, const char *err)
@@ -351,11 +424,148 @@ void pc__stream_request_ready(pc_stream *st)
             }
         }
     }
-    if (pc__chain_request_headers(st)) {
+    int rv = pc__chain_request_headers(st, 0);
+    if (rv == PC_CHAIN_DENY) {
         denied(st);
         return;
     }
+    if (rv == PC_CHAIN_PAUSE) {
+        st->paused = PC_PHASE_HEADERS;
+        return;
+    }
     pc__pool_submit(st->gen->pools[st->zone->origin_index], st);
+}
+
+static void wake_origin(pc_stream *st)
+{
+    if (st->up && st->up->sess) {
+        nghttp2_session_resume_data(st->up->sess, st->up_sid);
+        pc__upconn_schedule(st->up);
+    }
+}
+
+/* Acknowledge what was held back once little is waiting for the origin. */
+static void release_acks(pc_stream *st)
+{
+    if (st->req_deferred && held_bytes(st) < QUEUE_LOW_WATER) {
+        ack_client(st, st->req_deferred);
+        st->req_deferred = 0;
+    }
+}
+
+static void finish_request(pc_stream *st)
+{
+    st->req_eof = true;
+    wake_origin(st);
+}
+
+/* The client ended its side and every message went through the chain: end-of-request hooks. */
+static void request_end(pc_stream *st)
+{
+    if (!st->client_eof || st->end_done || st->paused || st->pend_head || st->resp_done || st->up_closed)
+        return;
+    st->end_done = true;
+    if (st->is_grpc) {
+        char err[256];
+        int rv = pc__grpc_framer_finish(&st->framer, err, sizeof err);
+        if (rv != 0) {
+            framer_failed(st, rv, err);
+            return;
+        }
+    }
+    int rv = pc__chain_request_end(st, 0);
+    if (rv == PC_CHAIN_DENY)
+        denied(st);
+    else if (rv == PC_CHAIN_PAUSE)
+        st->paused = PC_PHASE_END;
+    else
+        finish_request(st);
+}
+
+/* Run the messages that waited behind a paused one, until the next pause. */
+static void drain_held(pc_stream *st)
+{
+    while (st->pend_head && !st->paused && !st->resp_done) {
+        pc_held_msg *h = st->pend_head;
+        st->pend_head = h->next;
+        if (!st->pend_head)
+            st->pend_tail = NULL;
+        st->pend_bytes -= h->frame_len;
+        h->next = NULL;
+        int rv = pc__chain_request_message(st, &h->m, 0);
+        if (rv == PC_CHAIN_PAUSE) {
+            st->held = h;
+            st->paused = PC_PHASE_MESSAGE;
+            break;
+        }
+        bool oom = rv == PC_CHAIN_GO && pc__bq_append(&st->req_q, h->frame, h->frame_len) < 0;
+        free(h->frame);
+        free(h);
+        if (oom) {
+            pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
+            return;
+        }
+        if (rv == PC_CHAIN_DENY) {
+            denied(st);
+            return;
+        }
+    }
+    if (st->resp_done)
+        return;
+    wake_origin(st);
+    release_acks(st);
+    request_end(st);
+}
+
+void pc__stream_resume(pc_stream *st, int verdict)
+{
+    int phase = st->paused;
+    if (!phase)
+        return;
+    st->paused = 0;
+    if (st->resp_done || st->client_closed) {
+        /* Answered or abandoned while the plugin worked. */
+        drop_held(st);
+        maybe_free(st);
+        return;
+    }
+    size_t from = st->pause_pos + 1;
+    int rv = pc__chain_resumed(st, verdict) ? PC_CHAIN_DENY : PC_CHAIN_GO;
+    if (rv == PC_CHAIN_GO) {
+        if (phase == PC_PHASE_HEADERS)
+            rv = pc__chain_request_headers(st, from);
+        else if (phase == PC_PHASE_MESSAGE)
+            rv = pc__chain_request_message(st, &st->held->m, from);
+        else
+            rv = pc__chain_request_end(st, from);
+    }
+    if (rv == PC_CHAIN_PAUSE) {
+        st->paused = phase;
+        return;
+    }
+    if (rv == PC_CHAIN_DENY) {
+        denied(st);
+        maybe_free(st);
+        return;
+    }
+    if (phase == PC_PHASE_HEADERS) {
+        pc__pool_submit(st->gen->pools[st->zone->origin_index], st);
+    } else if (phase == PC_PHASE_MESSAGE) {
+        pc_held_msg *h = st->held;
+        st->held = NULL;
+        int bad = pc__bq_append(&st->req_q, h->frame, h->frame_len) < 0;
+        free(h->frame);
+        free(h);
+        if (bad) {
+            pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
+            return;
+        }
+    } else {
+        finish_request(st);
+        return;
+    }
+    if (!st->resp_done)
+        drain_held(st);
 }
 
 void pc__stream_req_data(pc_stream *st, const uint8_t *data, size_t len)
@@ -378,37 +588,19 @@ void pc__stream_req_data(pc_stream *st, const uint8_t *data, size_t len)
         pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
         return;
     }
-    if (st->req_q.size < QUEUE_LOW_WATER)
+    if (held_bytes(st) < QUEUE_LOW_WATER)
         ack_client(st, len);
     else
         st->req_deferred += len;
-    if (st->up && st->up->sess) {
-        nghttp2_session_resume_data(st->up->sess, st->up_sid);
-        pc__upconn_schedule(st->up);
-    }
+    wake_origin(st);
 }
 
 void pc__stream_req_end(pc_stream *st)
 {
-    st->req_eof = true;
+    st->client_eof = true;
     if (st->resp_done || st->up_closed || !st->zone)
         return;
-    if (st->is_grpc) {
-        char err[256];
-        int rv = pc__grpc_framer_finish(&st->framer, err, sizeof err);
-        if (rv != 0) {
-            framer_failed(st, rv, err);
-            return;
-        }
-    }
-    if (pc__chain_request_end(st)) {
-        denied(st);
-        return;
-    }
-    if (st->up && st->up->sess) {
-        nghttp2_session_resume_data(st->up->sess, st->up_sid);
-        pc__upconn_schedule(st->up);
-    }
+    request_end(st);
 }
 
 ssize_t pc__stream_read_request(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
@@ -419,10 +611,7 @@ ssize_t pc__stream_read_request(nghttp2_session *s, int32_t sid, uint8_t *buf, s
     (void)ud;
     pc_stream *st = src->ptr;
     size_t n = pc__bq_read(&st->req_q, buf, len);
-    if (st->req_deferred && st->req_q.size < QUEUE_LOW_WATER) {
-        ack_client(st, st->req_deferred);
-        st->req_deferred = 0;
-    }
+    release_acks(st);
     if (st->rst_after_flush) {
         if (st->req_q.size == 0 && st->up) {
             st->rst_pending = true;
@@ -441,7 +630,7 @@ void pc__stream_client_sent_end(pc_stream *st)
 {
     st->resp_done = true;
     /* The answer is complete while the client is still sending: tell it to stop (RFC 9113 8.1). */
-    if (!st->req_eof && client_writable(st)) {
+    if (!st->client_eof && client_writable(st)) {
         nghttp2_submit_rst_stream(st->client->sess, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_NO_ERROR);
         pc__h2conn_schedule(st->client);
     }

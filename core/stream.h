@@ -19,6 +19,8 @@ typedef struct pc_upconn pc_upconn;
 typedef struct pc_pool pc_pool;
 typedef struct pc_worker pc_worker;
 
+enum { PC_PHASE_HEADERS = 1, PC_PHASE_MESSAGE = 2, PC_PHASE_END = 3 };
+
 typedef struct pc_headers {
     nghttp2_nv *nv;
     size_t n, cap;
@@ -85,6 +87,13 @@ struct pc_stream {
     bool resp_framer_on;
     bool chain_started;
     bool skip_chain_log;
+    int paused;           /* PC_PHASE_* while a plugin holds the request */
+    size_t pause_pos;     /* chain position of the plugin that paused */
+    struct pc_held_msg *held, *pend_head, *pend_tail; /* the paused message; messages behind it */
+    size_t pend_bytes;
+    int works;            /* queue_work jobs in flight: the stream stays allocated */
+    bool client_eof;      /* the client sent END_STREAM */
+    bool end_done;        /* the end-of-request hooks have run */
     uint32_t req_msgs, resp_msgs;
 
     /* accounting for the access log and metrics */
@@ -137,6 +146,8 @@ ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, 
 void pc__headers_free(pc_headers *h);
 /* gRPC status of the finished call: the edge's, the origin's trailers, or -1. */
 int pc__stream_grpc_status(const pc_stream *st);
+/* host->resume(): continue or end a paused request. */
+void pc__stream_resume(pc_stream *st, int verdict);
 /* Free the stream if neither side holds it any more. */
 void pc__stream_release(pc_stream *st);
 

@@ -58,9 +58,9 @@ static void on_accept(uv_stream_t *server, int status)
     pc__h2conn_accept(w, server, index);
 }
 
-static int bind_listener(pc_worker *w, size_t i, char *err, size_t errlen)
+static int bind_listener(pc_worker *w, const pc_config *cfg, size_t i, char *err, size_t errlen)
 {
-    const pc_listen_conf *l = &w->cfg->listen[i];
+    const pc_listen_conf *l = &cfg->listen[i];
     struct sockaddr_storage ss;
     memset(&ss, 0, sizeof ss);
     int family;
@@ -238,14 +238,13 @@ static void on_stop(uv_async_t *a)
         next = c->next;
         pc__h2conn_drain(c);
     }
-    uv_timer_start(&w->drain_timer, on_drain_timeout, w->cfg->drain_timeout_ms, 0);
+    uv_timer_start(&w->drain_timer, on_drain_timeout, w->gen->cfg->drain_timeout_ms, 0);
 }
 
 int pc__worker_init(pc_worker *w, int id, pc_runtime *rt, char *err, size_t errlen)
 {
     memset(w, 0, offsetof(pc_worker, readbuf));
     w->id = id;
-    w->cfg = rt->cfg;
     if (uv_loop_init(&w->loop) != 0) {
         snprintf(err, errlen, "cannot create event loop");
         return -1;
@@ -265,15 +264,15 @@ int pc__worker_init(pc_worker *w, int id, pc_runtime *rt, char *err, size_t errl
     w->drain_timer.data = w;
     uv_unref((uv_handle_t *)&w->drain_timer);
     w->metrics = pc__metrics_new();
-    w->listeners = calloc(w->cfg->nlisten, sizeof *w->listeners);
+    w->listeners = calloc(rt->cfg->nlisten, sizeof *w->listeners);
     if (!w->listeners || !w->metrics) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
     if (!(w->gen = gen_new(w, rt, err, errlen)))
         return -1;
-    for (size_t i = 0; i < w->cfg->nlisten; i++) {
-        if (bind_listener(w, i, err, errlen) < 0)
+    for (size_t i = 0; i < rt->cfg->nlisten; i++) {
+        if (bind_listener(w, rt->cfg, i, err, errlen) < 0)
             return -1;
         w->nlisteners++;
     }

@@ -52,8 +52,7 @@ struct pc_flushable {
 struct pc_worker {
     uv_loop_t loop;
     int id;
-    pc_gen *gen;          /* current */
-    const pc_config *cfg; /* the first config: listeners and worker-wide settings */
+    pc_gen *gen; /* current: every setting is read through it (a reload replaces it) */
     uv_thread_t thread;
     uv_tcp_t *listeners;
     size_t nlisteners;

@@ -6,17 +6,21 @@
  *   initfail   init fails with a message
  *   badabi     claims ABI version 99
  *   nosym      exports no descriptor at all
- *   counter    denies the request message whose index equals config `deny_index` */
+ *   counter    denies the request message whose index equals config `deny_index`
+ *   async      like counter, but decides every request header block and message on the thread
+ *              pool (queue_work + PC_PAUSE + resume), after `delay_ms` (default 20) */
 #include <portcullis/plugin.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #ifndef VARIANT_NOSYM
 
 typedef struct ctx {
     const pc_host *host;
     long deny_index;
+    long delay_ms;
 } ctx;
 
 static int init(const pc_host *host, const void *handle, const pc_config_node *config, void **out, char *err,
@@ -40,12 +44,61 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
     const char *v = config ? host->config_string(host->config_get(config, "deny_index")) : NULL;
     if (v)
         c->deny_index = atol(v);
+    c->delay_ms = 20;
+    v = config ? host->config_string(host->config_get(config, "delay_ms")) : NULL;
+    if (v)
+        c->delay_ms = atol(v);
     *out = c;
     return 0;
 #endif
 }
 
 static void destroy(void *c) { free(c); }
+
+#ifdef VARIANT_ASYNC
+typedef struct job {
+    ctx *c;
+    long index; /* -1 for the header block */
+    int deny;
+} job;
+
+static void job_work(void *arg)
+{
+    job *j = arg;
+    struct timespec ts = {j->c->delay_ms / 1000, (j->c->delay_ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL); /* stands for a slow decision, e.g. a WAF transaction */
+    j->deny = j->index >= 0 && j->index == j->c->deny_index;
+}
+
+static void job_done(void *arg, pc_request *r)
+{
+    job *j = arg;
+    const pc_host *h = j->c->host;
+    if (j->deny) {
+        char msg[64];
+        snprintf(msg, sizeof msg, "message %ld denied after async check", j->index);
+        h->deny(r, 7, msg);
+        h->resume(r, PC_DENY);
+    } else {
+        h->resume(r, PC_CONTINUE);
+    }
+    free(j);
+}
+
+static int start_job(ctx *c, pc_request *r, long index)
+{
+    job *j = calloc(1, sizeof *j);
+    if (!j)
+        return PC_ERROR;
+    j->c = c;
+    j->index = index;
+    if (c->host->queue_work(r, job_work, job_done, j) != 0) {
+        free(j);
+        return PC_ERROR;
+    }
+    return PC_PAUSE;
+}
+#endif
 
 static int on_headers(void *p, pc_request *r)
 {
@@ -67,6 +120,9 @@ static int on_headers(void *p, pc_request *r)
     (void)h;
     (void)r;
     return PC_ERROR;
+#elif defined(VARIANT_ASYNC)
+    (void)h;
+    return start_job(c, r, -1);
 #else
     (void)h;
     (void)r;
@@ -77,6 +133,9 @@ static int on_headers(void *p, pc_request *r)
 static int on_message(void *p, pc_request *r, const pc_message *m)
 {
     ctx *c = p;
+#ifdef VARIANT_ASYNC
+    return start_job(c, r, (long)m->index);
+#endif
     if (c->deny_index >= 0 && (long)m->index == c->deny_index) {
         char msg[64];
         snprintf(msg, sizeof msg, "message %u denied", m->index);
@@ -95,6 +154,8 @@ static int on_message(void *p, pc_request *r, const pc_message *m)
 #define NAME "initfail"
 #elif defined(VARIANT_BADABI)
 #define NAME "badabi"
+#elif defined(VARIANT_ASYNC)
+#define NAME "async"
 #else
 #define NAME "counter"
 #endif

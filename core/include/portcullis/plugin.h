@@ -41,6 +41,8 @@ enum {
     PC_CONTINUE = 0, /* go on to the next plugin */
     PC_DENY = 1,     /* stop: answer with the status given to host->deny() */
     PC_ERROR = -1,   /* the hook failed: the plugin's `on_error` (deny | continue) decides */
+    PC_PAUSE = 2,    /* request hooks only: the call waits (its data is held, bounded by flow control)
+                      * until the plugin calls host->resume(); used with host->queue_work() */
 };
 
 /* Log levels for host->log. */
@@ -146,6 +148,15 @@ typedef struct pc_host {
     long (*message_fields)(pc_request *r, const pc_message *m, const pc_field **fields, char *err, size_t errlen);
     /* The same message as JSON (names with descriptors, field numbers without); NULL on error. */
     const char *(*message_json)(pc_request *r, const pc_message *m);
+
+    /* Slow work off the event loop: work(arg) runs on the shared thread pool (it must not touch r
+     * or call host functions), then done(arg, r) runs on the request's worker thread, where the
+     * plugin calls resume(). The request stays valid until done has run. 0, or -1 when refused. */
+    int (*queue_work)(pc_request *r, void (*work)(void *arg), void (*done)(void *arg, pc_request *r), void *arg);
+    /* End a PC_PAUSE: PC_CONTINUE goes on with the next plugin, PC_DENY (after deny()) ends the
+     * call, PC_ERROR follows on_error. Worker thread only; exactly once per pause. If the call
+     * ended meanwhile (client gone, deadline), resume only releases it. */
+    void (*resume)(pc_request *r, int verdict);
 } pc_host;
 
 /* The descriptor a plugin exports as `pc_plugin_v1`. */
