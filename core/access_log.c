@@ -87,6 +87,7 @@ void pc__access_log_write(pc_stream *st)
     snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
              tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
     add_str(o, "time", ts);
+    add_str(o, "request_id", pc__stream_request_id(st));
     const pc_conn_info *ci = st->conn ? &st->conn->info : NULL;
     char client[80] = "";
     if (ci)

@@ -14,6 +14,7 @@
 #include "grpc_status.h"
 #include "h2_server.h"
 #include "log.h"
+#include "metrics.h"
 #include "plugin_loader.h"
 #include "protobuf.h"
 #include "stream.h"
@@ -117,7 +118,11 @@ static const char *req_info(pc_request *r, const char *key)
     if (!strcmp(key, "authority")) return st->authority ? st->authority : st->host_header;
     if (!strcmp(key, "scheme")) return st->scheme;
     if (!strcmp(key, "zone")) return st->zone ? st->zone->name : NULL;
-    if (!strcmp(key, "origin")) return st->zone ? st->gen->cfg->origins[st->zone->origin_index].name : NULL;
+    if (!strcmp(key, "origin")) {
+        if (st->route_origin)
+            return st->gen->cfg->origins[st->route_origin - 1].name;
+        return st->zone ? st->gen->cfg->origins[st->zone->origin_index].name : NULL;
+    }
     if (!strcmp(key, "grpc")) return st->is_grpc ? "1" : "0";
     if (!strcmp(key, "grpc.service") || !strcmp(key, "grpc.method")) {
         if (!st->is_grpc || pc__grpc_split_path(st->path, &svc, &sl, &meth, &ml) < 0)
@@ -136,6 +141,7 @@ static const char *req_info(pc_request *r, const char *key)
         return buf;
     }
     if (!strcmp(key, "status")) return st->remote_status[0] ? st->remote_status : NULL;
+    if (!strcmp(key, "request_id")) return pc__stream_request_id(st);
     if (!strcmp(key, "grpc_status")) {
         if (st->edge_status >= 0) {
             snprintf(buf, sizeof buf, "%d", st->edge_status);
@@ -153,6 +159,10 @@ static const char *req_info(pc_request *r, const char *key)
         if (!strcmp(key, "tls.version")) return ci->tls_version;
         if (!strcmp(key, "tls.cipher")) return ci->tls_cipher;
         if (!strcmp(key, "tls.client_subject")) return ci->client_subject;
+        if (!strcmp(key, "tls.ja3")) return st->conn->ja3[0] ? st->conn->ja3 : NULL;
+        if (!strcmp(key, "tls.ja3_hash")) return st->conn->ja3_hash[0] ? st->conn->ja3_hash : NULL;
+        if (!strcmp(key, "tls.ja4")) return st->conn->ja4[0] ? st->conn->ja4 : NULL;
+        if (!strcmp(key, "h2.fingerprint")) return st->conn->h2fp[0] ? st->conn->h2fp : NULL;
     }
     return NULL;
 }
@@ -442,6 +452,78 @@ static int host_queue_work(pc_request *r, void (*work)(void *), void (*done)(voi
 
 static void host_resume(pc_request *r, int verdict) { pc__stream_resume(ST(r), verdict); }
 
+static int host_skip(pc_request *r, const char *name)
+{
+    pc_stream *st = ST(r);
+    const pc_plugins *ps = st->gen->rt->plugins;
+    if (!ps || !st->chain || !name)
+        return -1;
+    for (size_t i = 0; i < st->chain->n; i++) {
+        size_t idx = st->chain->idx[i];
+        if (strcmp(ps->p[idx].name, name) != 0)
+            continue;
+        if (ps->has_access && idx == 0)
+            return -1; /* the access policy is never skipped */
+        if (!st->skipped && !(st->skipped = calloc(ps->n, sizeof *st->skipped)))
+            return -1;
+        st->skipped[idx] = true;
+        return 0;
+    }
+    return -1;
+}
+
+static int host_route(pc_request *r, const char *origin)
+{
+    pc_stream *st = ST(r);
+    const pc_config *cfg = st->gen->cfg;
+    if (!origin || st->queued || st->up_started || !st->zone)
+        return -1;
+    for (size_t i = 0; i < cfg->norigins; i++) {
+        if (strcmp(cfg->origins[i].name, origin) != 0)
+            continue;
+        /* A rule must not route a call around an origin's access policy, which already ran. */
+        if (cfg->origins[i].access && i != st->zone->origin_index)
+            return -1;
+        st->route_origin = i + 1;
+        return 0;
+    }
+    return -1;
+}
+
+static int host_set_response_header(pc_request *r, const char *name, const char *value)
+{
+    pc_stream *st = ST(r);
+    if (!name || !value || !header_name_ok(name) || st->resp_submitted || st->extra_resp.n >= 32)
+        return -1;
+    return pc__stream_add_header(&st->extra_resp, (const uint8_t *)name, strlen(name), (const uint8_t *)value,
+                                 strlen(value));
+}
+
+static bool metric_name_ok(const char *n)
+{
+    size_t len = n ? strlen(n) : 0;
+    if (len == 0 || len > 48)
+        return false;
+    for (; *n; n++)
+        if (!((*n >= 'a' && *n <= 'z') || (*n >= '0' && *n <= '9') || *n == '_'))
+            return false;
+    return true;
+}
+
+static void host_metric_count(pc_request *r, const char *name, const char *label, uint64_t n)
+{
+    pc_stream *st = ST(r);
+    if (metric_name_ok(name))
+        pc__metrics_plugin_count(st->worker->metrics, name, st->zone ? st->zone->name : "", label, n);
+}
+
+static void host_metric_observe(pc_request *r, const char *name, double value)
+{
+    pc_stream *st = ST(r);
+    if (metric_name_ok(name))
+        pc__metrics_plugin_observe(st->worker->metrics, name, st->zone ? st->zone->name : "", value);
+}
+
 const pc_host pc__host_api = {
     .struct_size = sizeof(pc_host),
     .abi_version = PC_PLUGIN_ABI_VERSION,
@@ -469,6 +551,11 @@ const pc_host pc__host_api = {
     .message_json = host_json,
     .queue_work = host_queue_work,
     .resume = host_resume,
+    .skip = host_skip,
+    .route = host_route,
+    .set_response_header = host_set_response_header,
+    .metric_count = host_metric_count,
+    .metric_observe = host_metric_observe,
 };
 
 /* ---- running hooks ---- */
@@ -507,7 +594,7 @@ static int run(pc_stream *st, size_t offset, const pc_message *m, size_t from, b
     for (size_t i = from; i < ch->n; i++) {
         const pc_loaded_plugin *lp = &ps->p[ch->idx[i]];
         const void *fn = pc__plugin_hook(lp, offset);
-        if (!fn)
+        if (!fn || (st->skipped && st->skipped[ch->idx[i]]))
             continue;
         st->chain_cur = ch->idx[i];
         void *ctx = st->gen->plugin_ctx[ch->idx[i]];
@@ -625,6 +712,7 @@ void pc__chain_free(pc_stream *st)
     free(st->kv);
     free(st->deny_msg);
     free(st->plugin_state);
+    free(st->skipped);
     if (st->resp_framer_on)
         pc__grpc_framer_free(&st->resp_framer);
     pc__conn_shared_release(st->conn);

@@ -22,6 +22,11 @@ typedef struct pc_conn_shared {
     char version[16];
     char cipher[64];
     char subject[256];
+    /* Client fingerprints, filled from the raw ClientHello and the first HTTP/2 frames */
+    char ja3[1024];
+    char ja3_hash[33];
+    char ja4[64];
+    char h2fp[512];
 } pc_conn_shared;
 
 void pc__conn_shared_release(pc_conn_shared *cs);

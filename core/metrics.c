@@ -28,7 +28,19 @@ typedef struct named {
     unsigned long long count;
 } named;
 
+#define MAX_PLUGIN_SERIES 512
+#define PLUGIN_BUCKETS 10
+
+typedef struct pseries {
+    char *name, *zone, *label; /* label NULL: a histogram */
+    unsigned long long count;
+    unsigned long long buckets[PLUGIN_BUCKETS + 1];
+    double sum;
+} pseries;
+
 struct pc_metrics {
+    pseries *ps;
+    size_t nps;
     pthread_mutex_t lock;
     long long conns_active, streams_active;
     unsigned long long conns_total;
@@ -63,8 +75,67 @@ void pc__metrics_free(pc_metrics *m)
         free(m->reasons[i].name);
     for (size_t i = 0; i < m->nupstream; i++)
         free(m->upstream[i].name);
+    for (size_t i = 0; i < m->nps; i++) {
+        free(m->ps[i].name);
+        free(m->ps[i].zone);
+        free(m->ps[i].label);
+    }
+    free(m->ps);
     pthread_mutex_destroy(&m->lock);
     free(m);
+}
+
+static int nullcmp(const char *a, const char *b) { return (!a || !b) ? (a != b) : strcmp(a, b); }
+
+/* Bounded like the request series: past the limit new label sets are dropped. */
+static pseries *pseries_get(pc_metrics *m, const char *name, const char *zone, const char *label)
+{
+    for (size_t i = 0; i < m->nps; i++)
+        if (!strcmp(m->ps[i].name, name) && !strcmp(m->ps[i].zone, zone) && !nullcmp(m->ps[i].label, label))
+            return &m->ps[i];
+    if (m->nps >= MAX_PLUGIN_SERIES)
+        return NULL;
+    pseries *n = realloc(m->ps, (m->nps + 1) * sizeof *n);
+    if (!n)
+        return NULL;
+    m->ps = n;
+    pseries *p = &n[m->nps];
+    memset(p, 0, sizeof *p);
+    p->name = strdup(name);
+    p->zone = strdup(zone);
+    p->label = label ? strdup(label) : NULL;
+    if (!p->name || !p->zone || (label && !p->label)) {
+        free(p->name);
+        free(p->zone);
+        free(p->label);
+        return NULL;
+    }
+    m->nps++;
+    return p;
+}
+
+void pc__metrics_plugin_count(pc_metrics *m, const char *name, const char *zone, const char *label, uint64_t n)
+{
+    pthread_mutex_lock(&m->lock);
+    pseries *p = pseries_get(m, name, zone ? zone : "", label ? label : "");
+    if (p)
+        p->count += n;
+    pthread_mutex_unlock(&m->lock);
+}
+
+void pc__metrics_plugin_observe(pc_metrics *m, const char *name, const char *zone, double value)
+{
+    pthread_mutex_lock(&m->lock);
+    pseries *p = pseries_get(m, name, zone ? zone : "", NULL);
+    if (p) {
+        int b = value <= 0 ? 0 : value >= 100 ? PLUGIN_BUCKETS : (int)((value - 0.000001) / 10);
+        if (b > PLUGIN_BUCKETS)
+            b = PLUGIN_BUCKETS;
+        p->buckets[b]++;
+        p->sum += value;
+        p->count++;
+    }
+    pthread_mutex_unlock(&m->lock);
 }
 
 void pc__metrics_conn(pc_metrics *m, int delta)
@@ -227,6 +298,16 @@ char *pc__metrics_render(pc_metrics *const *ms, size_t n)
             bump_named(agg.upstream, &agg.nupstream, ms[w]->upstream[i].name, ms[w]->upstream[i].count);
         for (size_t b = 0; b <= NBUCKETS; b++)
             agg.buckets[b] += ms[w]->buckets[b];
+        for (size_t i = 0; i < ms[w]->nps; i++) {
+            const pseries *x = &ms[w]->ps[i];
+            pseries *p = pseries_get(&agg, x->name, x->zone, x->label);
+            if (!p)
+                continue;
+            p->count += x->count;
+            p->sum += x->sum;
+            for (size_t b = 0; b <= PLUGIN_BUCKETS; b++)
+                p->buckets[b] += x->buckets[b];
+        }
         agg.sum += ms[w]->sum;
         agg.hist_count += ms[w]->hist_count;
         pthread_mutex_unlock(&ms[w]->lock);
@@ -263,6 +344,30 @@ char *pc__metrics_render(pc_metrics *const *ms, size_t n)
     put(&o, "pc_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n", cum);
     put(&o, "pc_request_duration_seconds_sum %.6f\npc_request_duration_seconds_count %llu\n", agg.sum,
         agg.hist_count);
+    char e3[256];
+    for (size_t i = 0; i < agg.nps; i++) {
+        const pseries *p = &agg.ps[i];
+        if (p->label) {
+            put(&o, "pc_%s_total{zone=\"%s\",label=\"%s\"} %llu\n", p->name, esc(p->zone, e1, sizeof e1),
+                esc(p->label, e3, sizeof e3), p->count);
+            continue;
+        }
+        unsigned long long c = 0;
+        for (size_t b = 0; b < PLUGIN_BUCKETS; b++) {
+            c += p->buckets[b];
+            put(&o, "pc_%s_bucket{zone=\"%s\",le=\"%zu\"} %llu\n", p->name, esc(p->zone, e1, sizeof e1),
+                (b + 1) * 10, c);
+        }
+        c += p->buckets[PLUGIN_BUCKETS];
+        put(&o, "pc_%s_bucket{zone=\"%s\",le=\"+Inf\"} %llu\npc_%s_sum{zone=\"%s\"} %g\npc_%s_count{zone=\"%s\"} %llu\n",
+            p->name, e1, c, p->name, e1, p->sum, p->name, e1, p->count);
+    }
+    for (size_t i = 0; i < agg.nps; i++) {
+        free(agg.ps[i].name);
+        free(agg.ps[i].zone);
+        free(agg.ps[i].label);
+    }
+    free(agg.ps);
     for (size_t i = 0; i < agg.ns; i++) {
         free(agg.s[i].zone);
         free(agg.s[i].method);

@@ -5,6 +5,7 @@
 #define PC_METRICS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 typedef struct pc_metrics pc_metrics;
 
@@ -18,6 +19,10 @@ void pc__metrics_upstream_failure(pc_metrics *m, const char *origin);
  * none. reason: why the edge ended it, or NULL. */
 void pc__metrics_request(pc_metrics *m, const char *zone, const char *method, int grpc_status, const char *reason,
                          double seconds);
+
+/* Plugin metrics: a counter by (name, zone, label) and a 0-100 histogram by (name, zone). */
+void pc__metrics_plugin_count(pc_metrics *m, const char *name, const char *zone, const char *label, uint64_t n);
+void pc__metrics_plugin_observe(pc_metrics *m, const char *name, const char *zone, double value);
 
 /* The Prometheus text exposition of all workers; malloc'd, NUL-terminated. */
 char *pc__metrics_render(pc_metrics *const *ms, size_t n);

@@ -43,6 +43,14 @@ int pc__stream_grpc_status(const pc_stream *st)
 
 void pc__stream_release(pc_stream *st) { maybe_free(st); }
 
+const char *pc__stream_request_id(pc_stream *st)
+{
+    if (!st->request_id[0])
+        snprintf(st->request_id, sizeof st->request_id, "%d-%llx", st->worker->id,
+                 (unsigned long long)++st->worker->request_seq);
+    return st->request_id;
+}
+
 pc_stream *pc__stream_new(pc_h2conn *c, int32_t sid)
 {
     pc_stream *st = calloc(1, sizeof *st);
@@ -125,6 +133,7 @@ static void maybe_free(pc_stream *st)
     pc__headers_free(&st->req);
     pc__headers_free(&st->resp);
     pc__headers_free(&st->trailers);
+    pc__headers_free(&st->extra_resp);
     pc__gen_release(st->gen);
     pc__bq_free(&st->req_q);
     pc__bq_free(&st->resp_q);
@@ -163,6 +172,14 @@ static void cancel_origin(pc_stream *st, bool flush_first)
         pc__pool_cancel(st, flush_first || st->rst_after_flush);
 }
 
+/* Headers plugins added for the client go on the edge's own answers too (at most 32). */
+static size_t with_extra(const pc_stream *st, nghttp2_nv *nva, size_t n)
+{
+    for (size_t i = 0; i < st->extra_resp.n && i < 32; i++)
+        nva[n++] = st->extra_resp.nv[i];
+    return n;
+}
+
 void pc__stream_fail(pc_stream *st, int grpc_status, int http_status, const char *reason, const char *msg)
 {
     /* Messages the chain let through before a denied one still reach the origin, then it is reset. */
@@ -192,10 +209,11 @@ void pc__stream_fail(pc_stream *st, int grpc_status, int http_status, const char
     if (st->is_grpc) {
         if (!st->resp_submitted) {
             /* Trailers-Only: one HEADERS frame carrying the status. */
-            nghttp2_nv nva[] = {NV(":status", "200", 3), NV("content-type", "application/grpc", 16),
-                                NV("grpc-status", code, strlen(code)), NV("grpc-message", enc, strlen(enc))};
+            nghttp2_nv nva[4 + 32] = {NV(":status", "200", 3), NV("content-type", "application/grpc", 16),
+                                      NV("grpc-status", code, strlen(code)), NV("grpc-message", enc, strlen(enc))};
+            size_t n = with_extra(st, nva, 4);
             st->resp_submitted = true;
-            nghttp2_submit_response(s, st->sid, nva, 4, NULL);
+            nghttp2_submit_response(s, st->sid, nva, n, NULL);
         } else {
             /* Response already started: end it with trailers after what was sent. */
             pc__headers_free(&st->trailers);
@@ -212,10 +230,11 @@ void pc__stream_fail(pc_stream *st, int grpc_status, int http_status, const char
         pc__bq_append(&st->resp_q, (const uint8_t *)msg, strlen(msg));
         pc__bq_append(&st->resp_q, (const uint8_t *)"\n", 1);
         st->resp_eof = true;
-        nghttp2_nv nva[] = {NV(":status", status, strlen(status)), NV("content-type", "text/plain", 10)};
+        nghttp2_nv nva[2 + 32] = {NV(":status", status, strlen(status)), NV("content-type", "text/plain", 10)};
+        size_t n = with_extra(st, nva, 2);
         nghttp2_data_provider prd = {.source.ptr = st, .read_callback = pc__stream_read_response};
         st->resp_submitted = true;
-        nghttp2_submit_response(s, st->sid, nva, 2, &prd);
+        nghttp2_submit_response(s, st->sid, nva, n, &prd);
     } else {
         nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_INTERNAL_ERROR);
     }
@@ -338,6 +357,12 @@ static void framer_failed(pc_stream *st, int rv, const char *err)
         pc__stream_fail(st, PC_GRPC_INTERNAL, 400, "malformed_grpc", err);
 }
 
+static void submit_origin(pc_stream *st)
+{
+    size_t o = st->route_origin ? st->route_origin - 1 : st->zone->origin_index;
+    pc__pool_submit(st->gen->pools[o], st);
+}
+
 void pc__stream_request_ready(pc_stream *st)
 {
     for (size_t i = 0; i < st->req.n; i++) {
@@ -433,7 +458,7 @@ void pc__stream_request_ready(pc_stream *st)
         st->paused = PC_PHASE_HEADERS;
         return;
     }
-    pc__pool_submit(st->gen->pools[st->zone->origin_index], st);
+    submit_origin(st);
 }
 
 static void wake_origin(pc_stream *st)
@@ -549,7 +574,7 @@ void pc__stream_resume(pc_stream *st, int verdict)
         return;
     }
     if (phase == PC_PHASE_HEADERS) {
-        pc__pool_submit(st->gen->pools[st->zone->origin_index], st);
+        submit_origin(st);
     } else if (phase == PC_PHASE_MESSAGE) {
         pc_held_msg *h = st->held;
         st->held = NULL;
@@ -671,15 +696,18 @@ static bool is_hop_by_hop(const nghttp2_nv *nv)
     return false;
 }
 
-static nghttp2_nv *forwardable(const pc_headers *h, size_t *n)
+static nghttp2_nv *forwardable(const pc_headers *h, const pc_headers *extra, size_t *n)
 {
-    nghttp2_nv *nva = malloc((h->n + 1) * sizeof *nva);
+    size_t ne = extra ? extra->n : 0;
+    nghttp2_nv *nva = malloc((h->n + ne + 1) * sizeof *nva);
     if (!nva)
         return NULL;
     size_t k = 0;
     for (size_t i = 0; i < h->n; i++)
         if (!is_hop_by_hop(&h->nv[i]))
             nva[k++] = h->nv[i];
+    for (size_t i = 0; i < ne; i++)
+        nva[k++] = extra->nv[i];
     *n = k;
     return nva;
 }
@@ -689,7 +717,7 @@ void pc__stream_resp_headers_done(pc_stream *st, bool end_stream)
     if (st->resp_done || !client_writable(st))
         return;
     size_t n;
-    nghttp2_nv *nva = forwardable(&st->resp, &n);
+    nghttp2_nv *nva = forwardable(&st->resp, &st->extra_resp, &n);
     if (!nva) {
         pc__stream_fail(st, PC_GRPC_INTERNAL, 502, "out_of_memory", "out of memory");
         return;
@@ -825,7 +853,7 @@ ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, 
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         if (st->trailers.n > 0) {
             size_t tn;
-            nghttp2_nv *nva = forwardable(&st->trailers, &tn);
+            nghttp2_nv *nva = forwardable(&st->trailers, NULL, &tn);
             if (nva) {
                 *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
                 nghttp2_submit_trailer(s, sid, nva, tn);

@@ -87,6 +87,10 @@ struct pc_stream {
     bool resp_framer_on;
     bool chain_started;
     bool skip_chain_log;
+    bool *skipped;         /* per loaded plugin: host->skip() was called for it */
+    size_t route_origin;   /* host->route(): origin index + 1; 0 = the zone's origin */
+    pc_headers extra_resp; /* host->set_response_header() */
+    char request_id[32];
     int paused;           /* PC_PHASE_* while a plugin holds the request */
     size_t pause_pos;     /* chain position of the plugin that paused */
     struct pc_held_msg *held, *pend_head, *pend_tail; /* the paused message; messages behind it */
@@ -146,6 +150,8 @@ ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, 
 void pc__headers_free(pc_headers *h);
 /* gRPC status of the finished call: the edge's, the origin's trailers, or -1. */
 int pc__stream_grpc_status(const pc_stream *st);
+/* A unique id for the request ("<worker>-<n>"), made on first use. */
+const char *pc__stream_request_id(pc_stream *st);
 /* host->resume(): continue or end a paused request. */
 void pc__stream_resume(pc_stream *st, int verdict);
 /* Free the stream if neither side holds it any more. */

@@ -69,6 +69,7 @@ struct pc_worker {
     bool draining;
     _Atomic bool done; /* set by the worker thread when its loop has ended */
     uint64_t nconns;
+    uint64_t request_seq;
     uint8_t readbuf[65536];
     uint8_t tlsbuf[65536];
 };

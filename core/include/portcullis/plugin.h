@@ -115,7 +115,9 @@ typedef struct pc_host {
     /* Request facts by name: "method", "path", "authority", "scheme", "zone", "origin",
      * "grpc" ("1"/"0"), "grpc.service", "grpc.method", "grpc.subtype" (e.g. "proto"),
      * "client.ip", "client.port", "tls.sni", "tls.alpn", "tls.version", "tls.cipher",
-     * "tls.client_subject", "status" (HTTP status of the response), "grpc_status". NULL when unknown. */
+     * "tls.client_subject", "tls.ja3" (JA3 string), "tls.ja3_hash" (its MD5), "tls.ja4",
+     * "h2.fingerprint" (Akamai format), "status" (HTTP status of the response), "grpc_status",
+     * "request_id" (unique per request, for messages and logs). NULL when unknown. */
     const char *(*request_info)(pc_request *r, const char *key);
     const pc_conn_info *(*connection)(pc_request *r);
 
@@ -157,6 +159,18 @@ typedef struct pc_host {
      * call, PC_ERROR follows on_error. Worker thread only; exactly once per pause. If the call
      * ended meanwhile (client gone, deadline), resume only releases it. */
     void (*resume)(pc_request *r, int verdict);
+
+    /* Do not run the named plugin's hooks for the rest of this request (e.g. a trusted path skips the
+     * WAF). The access policy cannot be skipped. 0, or -1 when no such plugin is in the chain. */
+    int (*skip)(pc_request *r, const char *plugin_name);
+    /* Send this request to another origin (by name). Request headers hook only. 0 or -1. */
+    int (*route)(pc_request *r, const char *origin_name);
+    /* Add a header to the response the client gets (also to the edge's own answers). 0 or -1. */
+    int (*set_response_header)(pc_request *r, const char *name, const char *value);
+    /* Plugin metrics, exposed on /metrics per zone: a counter `pc_<name>_total{zone,label}` and a
+     * histogram of values 0-100 `pc_<name>{zone}` (e.g. bot scores). name: [a-z0-9_], at most 48. */
+    void (*metric_count)(pc_request *r, const char *name, const char *label, uint64_t n);
+    void (*metric_observe)(pc_request *r, const char *name, double value);
 } pc_host;
 
 /* The descriptor a plugin exports as `pc_plugin_v1`. */
