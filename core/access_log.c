@@ -117,7 +117,9 @@ void pc__access_log_write(pc_stream *st)
     json_object_object_add(o, "request_messages", json_object_new_int64(st->req_msgs));
     json_object_object_add(o, "response_messages", json_object_new_int64(st->resp_msgs));
     double ms = (double)(uv_hrtime() - st->start_ns) / 1e6;
-    json_object_object_add(o, "duration_ms", json_object_new_double(ms));
+    char msbuf[32];
+    snprintf(msbuf, sizeof msbuf, "%.3f", ms); /* microsecond resolution, without float noise */
+    json_object_object_add(o, "duration_ms", json_object_new_double_s(ms, msbuf));
     add_str(o, "upstream", st->upstream_addr[0] ? st->upstream_addr : NULL);
     add_str(o, "reason", st->edge_reason);
     if (st->nkv) {
