@@ -805,7 +805,8 @@ static int load_limits(ctx *c, const pc_yaml_node *map)
 {
     static const char *const keys[] = {
         "max_concurrent_streams", "max_header_list_bytes", "stream_window_bytes", "connection_window_bytes",
-        "handshake_timeout_ms",   "header_timeout_ms",     "idle_timeout_ms",     NULL};
+        "handshake_timeout_ms",   "header_timeout_ms",     "idle_timeout_ms",     "send_timeout_ms",
+        "glitch_limit",           "max_connections_per_client", NULL};
     pc_limits_conf *l = &c->cfg->limits;
     const char *p = "limits", *ms = " of milliseconds", *by = " of bytes";
     if (want(c, map, PC_YAML_MAP, p) < 0 || check_keys(c, map, p, keys) < 0) return -1;
@@ -816,7 +817,10 @@ static int load_limits(ctx *c, const pc_yaml_node *map)
             0 ||
         opt_u32(c, map, p, "handshake_timeout_ms", ms, 1, MAX_MS, &l->handshake_timeout_ms) < 0 ||
         opt_u32(c, map, p, "header_timeout_ms", ms, 1, MAX_MS, &l->header_timeout_ms) < 0 ||
-        opt_u32(c, map, p, "idle_timeout_ms", ms, 1, MAX_MS, &l->idle_timeout_ms) < 0)
+        opt_u32(c, map, p, "idle_timeout_ms", ms, 1, MAX_MS, &l->idle_timeout_ms) < 0 ||
+        opt_u32(c, map, p, "send_timeout_ms", ms, 1, MAX_MS, &l->send_timeout_ms) < 0 ||
+        opt_u32(c, map, p, "glitch_limit", "", 0, 1000000, &l->glitch_limit) < 0 ||
+        opt_u32(c, map, p, "max_connections_per_client", "", 0, 1000000, &l->max_connections_per_client) < 0)
         return -1;
     return 0;
 }
@@ -953,6 +957,9 @@ static pc_config *config_new(const char *path, const char *dir)
         .handshake_timeout_ms = 10000,
         .header_timeout_ms = 10000,
         .idle_timeout_ms = 300000,
+        .send_timeout_ms = 60000,
+        .glitch_limit = 1000,
+        .max_connections_per_client = 1024,
     };
     if (!cfg->path || !cfg->dir || !cfg->log.access || !cfg->plugin_dir) {
         pc__config_free(cfg);

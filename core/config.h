@@ -74,6 +74,9 @@ typedef struct pc_limits_conf {
     uint32_t handshake_timeout_ms;    /* TLS handshake must finish within, default 10000 */
     uint32_t header_timeout_ms;       /* a HEADERS block must complete within, default 10000 */
     uint32_t idle_timeout_ms;         /* connection with no open stream, default 300000 */
+    uint32_t send_timeout_ms;         /* output waiting this long without the client taking any, default 60000 */
+    uint32_t glitch_limit;            /* useless frames tolerated per 10 s before GOAWAY, default 1000; 0 off */
+    uint32_t max_connections_per_client; /* open connections from one address, default 1024; 0 off */
 } pc_limits_conf;
 
 enum { PC_LOG_ERROR = 0, PC_LOG_WARN = 1, PC_LOG_INFO = 2, PC_LOG_DEBUG = 3 };

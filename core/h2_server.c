@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "h2_output.h"
+#include "client_limit.h"
 #include "log.h"
 #include "metrics.h"
 
@@ -113,9 +114,80 @@ static void headers_finished(pc_h2conn *c, pc_stream *st)
     }
 }
 
+/* Frames that cost us work and give nothing, counted so a flood of them ends the connection (the
+ * HTTP/2 "glitch" idea; this nghttp2 has no such limiter of its own). Two budgets:
+ *  - glitches: PRIORITY, SETTINGS, empty DATA, invalid frames, PINGs on a connection with no open
+ *    stream: a token bucket of glitch_limit that refills over 10 s;
+ *  - control frames (PING, WINDOW_UPDATE) while streams are open: gRPC clients send them with
+ *    every read (BDP probes, small window updates), so they are bounded relative to useful frames
+ *    (HEADERS, DATA): glitch_limit + 10 per useful frame, as Envoy does for WINDOW_UPDATE. */
+static void enhance_your_calm(pc_h2conn *c, const char *what)
+{
+    pc_log_info("h2: client %s: too many %s frames: GOAWAY ENHANCE_YOUR_CALM", c->t.peer, what);
+    c->goaway_sent = true;
+    nghttp2_session_terminate_session(c->sess, NGHTTP2_ENHANCE_YOUR_CALM);
+    pc__h2conn_schedule(c);
+}
+
+static void glitch(pc_h2conn *c, const char *what)
+{
+    uint32_t limit = c->gen->cfg->limits.glitch_limit;
+    if (limit == 0 || c->goaway_sent)
+        return;
+    uint64_t now = uv_now(&c->worker->loop);
+    double refill = (double)(now - c->glitch_window_start) * limit / 10000.0;
+    c->glitch_window_start = now;
+    c->glitch_tokens = c->glitch_tokens + refill > limit ? limit : c->glitch_tokens + refill;
+    if (c->glitch_tokens >= 1) {
+        c->glitch_tokens -= 1;
+        return;
+    }
+    enhance_your_calm(c, what);
+}
+
+static void count_frame(pc_h2conn *c, const nghttp2_frame *f)
+{
+    const char *what = NULL;
+    switch (f->hd.type) {
+    case NGHTTP2_HEADERS:
+        c->useful++;
+        return;
+    case NGHTTP2_DATA:
+        if (f->hd.length > 0 || (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+            c->useful++;
+            return;
+        }
+        what = "empty DATA";
+        break;
+    case NGHTTP2_SETTINGS:
+        if (f->hd.flags & NGHTTP2_FLAG_ACK)
+            return;
+        what = "SETTINGS";
+        break;
+    case NGHTTP2_PRIORITY: what = "PRIORITY"; break;
+    case NGHTTP2_PING:
+        if (f->hd.flags & NGHTTP2_FLAG_ACK)
+            return;
+        if (c->nstreams == 0) {
+            what = "PING";
+            break;
+        }
+        /* fall through */
+    case NGHTTP2_WINDOW_UPDATE: {
+        uint32_t limit = c->gen->cfg->limits.glitch_limit;
+        if (limit && !c->goaway_sent && ++c->control > limit + 10 * c->useful)
+            enhance_your_calm(c, f->hd.type == NGHTTP2_PING ? "PING" : "WINDOW_UPDATE");
+        return;
+    }
+    default: return;
+    }
+    glitch(c, what);
+}
+
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     pc_h2conn *c = ud;
+    count_frame(c, f);
     if (f->hd.stream_id == 0)
         return 0;
     pc_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
@@ -160,7 +232,9 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code,
 
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
-    (void)ud;
+    pc_h2conn *c = ud;
+    if (f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS)
+        c->useful++;
     if (f->hd.stream_id == 0 || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
     if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
@@ -177,6 +251,7 @@ static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *f, int lib_
     pc_h2conn *c = ud;
     pc_log_debug("h2: %s: invalid frame type %u on stream %d: %s", c->t.peer, f->hd.type, f->hd.stream_id,
                  nghttp2_strerror(lib_error));
+    glitch(c, "invalid frame");
     return 0;
 }
 
@@ -275,6 +350,8 @@ static void t_ready(pc_transport *t)
     };
     nghttp2_submit_settings(c->sess, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
     nghttp2_session_set_local_window_size(c->sess, NGHTTP2_FLAG_NONE, 0, (int32_t)l->connection_window_bytes);
+    c->glitch_tokens = l->glitch_limit;
+    c->glitch_window_start = uv_now(&c->worker->loop);
     update_timer(c);
     pc__h2conn_schedule(c);
 }
@@ -330,6 +407,8 @@ static void t_closed(pc_transport *t)
     if (c->sess)
         nghttp2_session_del(c->sess);
     pc__conn_shared_release(c->conn_info);
+    if (c->client_counted)
+        pc__client_release((struct sockaddr *)&c->peer_addr);
     pc__gen_release(c->gen);
     if (c->prev)
         c->prev->next = c->next;
@@ -374,6 +453,15 @@ void pc__h2conn_accept(pc_worker *w, uv_stream_t *listener, size_t index)
         pc__transport_close(&c->t, false);
         return;
     }
+    int alen = sizeof c->peer_addr;
+    uv_tcp_getpeername(&c->t.tcp, (struct sockaddr *)&c->peer_addr, &alen);
+    if (pc__client_acquire((struct sockaddr *)&c->peer_addr, c->gen->cfg->limits.max_connections_per_client) < 0) {
+        pc_log_debug("conn: refused: client has max_connections_per_client (%u) open",
+                     c->gen->cfg->limits.max_connections_per_client);
+        pc__transport_close(&c->t, false);
+        return;
+    }
+    c->client_counted = true;
     pc_tls_server *tls = c->gen->rt->front_tls[index];
     c->tls = tls != NULL;
     if (pc__transport_accept(&c->t, tls ? pc__tls_server_ctx(tls) : NULL) != 0) {
@@ -382,6 +470,40 @@ void pc__h2conn_accept(pc_worker *w, uv_stream_t *listener, size_t index)
     }
     if (!c->t.closing)
         update_timer(c);
+}
+
+void pc__h2conn_check_stall(pc_h2conn *c, uint64_t now)
+{
+    uint64_t limit = c->gen->cfg->limits.send_timeout_ms;
+    if (c->t.closing || !c->sess)
+        return;
+    /* The client does not read the socket at all. */
+    if (c->t.write_pending > 0 && now - c->t.last_write_done > limit) {
+        pc_log_info("conn: client %s took none of our output for %llu ms: closing", c->t.peer,
+                    (unsigned long long)limit);
+        pc__transport_close(&c->t, false);
+        return;
+    }
+    /* The client reads but keeps a window shut on output that is waiting (slow-read). */
+    int32_t conn_window = nghttp2_session_get_remote_window_size(c->sess);
+    for (pc_stream *st = c->streams, *next; st; st = next) {
+        next = st->cnext;
+        bool blocked = st->resp_q.size > 0 &&
+                       (conn_window <= 0 || nghttp2_session_get_stream_remote_window_size(c->sess, st->sid) <= 0);
+        if (!blocked) {
+            st->blocked_since = 0;
+            continue;
+        }
+        if (!st->blocked_since)
+            st->blocked_since = now;
+        else if (now - st->blocked_since > limit) {
+            pc_log_info("conn: client %s kept its window shut on stream %d for %llu ms: stream reset", c->t.peer,
+                        st->sid, (unsigned long long)limit);
+            st->blocked_since = 0;
+            nghttp2_submit_rst_stream(c->sess, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_CANCEL);
+            pc__h2conn_schedule(c);
+        }
+    }
 }
 
 void pc__h2conn_drain(pc_h2conn *c)

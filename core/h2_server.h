@@ -24,6 +24,12 @@ struct pc_h2conn {
     bool goaway_sent;
     pc_conn_shared *conn_info;
     pc_gen *gen; /* config at accept: limits and certificates */
+    struct sockaddr_storage peer_addr;
+    bool client_counted; /* holds a slot in the per-client connection limit */
+    double glitch_tokens; /* budget for useless frames (refills over 10 s) */
+    uint64_t glitch_window_start;
+    uint64_t useful;      /* HEADERS and DATA frames, both ways */
+    uint64_t control;     /* PING and WINDOW_UPDATE frames received while streams were open */
     pc_h2conn *prev, *next;
 };
 
@@ -32,5 +38,7 @@ void pc__h2conn_schedule(pc_h2conn *c);
 /* Graceful shutdown: GOAWAY, let open streams finish. */
 void pc__h2conn_drain(pc_h2conn *c);
 void pc__h2conn_unlink_stream(pc_h2conn *c, pc_stream *st);
+/* Periodic check: close a connection whose output the client has not taken for send_timeout_ms. */
+void pc__h2conn_check_stall(pc_h2conn *c, uint64_t now);
 
 #endif

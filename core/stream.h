@@ -108,6 +108,7 @@ struct pc_stream {
     uint8_t resp_pfx_have;
     uint32_t resp_skip;
     bool counted; /* included in the active-streams gauge */
+    uint64_t blocked_since; /* loop time since which the client's window held back queued output */
 
     bool client_closed;
     bool up_started; /* a stream was opened on the origin connection */

@@ -47,6 +47,7 @@ static void write_done(uv_write_t *req, int status)
     write_req *wr = (write_req *)req;
     pc_transport *t = wr->t;
     t->write_pending -= wr->len;
+    t->last_write_done = uv_now(t->tcp.loop);
     free(wr->base);
     free(wr);
     if (status < 0) {
@@ -91,6 +92,8 @@ static int raw_write(pc_transport *t, uint8_t *buf, size_t len)
         return -1;
     }
     /* libuv keeps a pointer to the payload until completion: it is freed in write_done. */
+    if (t->write_pending == 0)
+        t->last_write_done = uv_now(t->tcp.loop);
     t->write_pending += len;
     return 0;
 }

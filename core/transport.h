@@ -37,6 +37,7 @@ struct pc_transport {
     const pc_transport_cbs *cbs;
     SSL *ssl;
     size_t write_pending; /* bytes handed to uv_write and not yet completed */
+    uint64_t last_write_done; /* loop time of the last completed write (or of the first queued one) */
     int open_handles;
     bool server;
     bool ready;

@@ -203,6 +203,7 @@ static void finish(pc_worker *w)
         uv_close((uv_handle_t *)&w->stop_async, handle_closed);
         uv_close((uv_handle_t *)&w->reload_async, handle_closed);
         uv_close((uv_handle_t *)&w->drain_timer, handle_closed);
+        uv_close((uv_handle_t *)&w->stall_timer, handle_closed);
     }
 }
 
@@ -211,6 +212,17 @@ void pc__worker_conn_closed(pc_worker *w)
     w->nconns--;
     if (w->draining && w->conns == NULL)
         finish(w);
+}
+
+/* Once a second: connections whose output the client will not take (see send_timeout_ms). */
+static void on_stall_check(uv_timer_t *t)
+{
+    pc_worker *w = t->data;
+    uint64_t now = uv_now(&w->loop);
+    for (pc_h2conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        pc__h2conn_check_stall(c, now);
+    }
 }
 
 static void on_drain_timeout(uv_timer_t *t)
@@ -263,6 +275,10 @@ int pc__worker_init(pc_worker *w, int id, pc_runtime *rt, char *err, size_t errl
     uv_timer_init(&w->loop, &w->drain_timer);
     w->drain_timer.data = w;
     uv_unref((uv_handle_t *)&w->drain_timer);
+    uv_timer_init(&w->loop, &w->stall_timer);
+    w->stall_timer.data = w;
+    uv_timer_start(&w->stall_timer, on_stall_check, 1000, 1000);
+    uv_unref((uv_handle_t *)&w->stall_timer);
     w->metrics = pc__metrics_new();
     w->listeners = calloc(rt->cfg->nlisten, sizeof *w->listeners);
     if (!w->listeners || !w->metrics) {

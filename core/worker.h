@@ -63,6 +63,7 @@ struct pc_worker {
     uv_mutex_t reload_lock;
     pc_runtime *reload_rt; /* handed over by the main thread, taken by the worker */
     uv_timer_t drain_timer;
+    uv_timer_t stall_timer;
     pc_flushable *dirty;
     struct pc_metrics *metrics;
     pc_h2conn *conns; /* client connections, for drain */
