@@ -129,6 +129,9 @@ static const char *full_fmt =
     "  handshake_timeout_ms: 5000\n"
     "  header_timeout_ms: 6000\n"
     "  idle_timeout_ms: 7000\n"
+    "  send_timeout_ms: 8000\n"
+    "  glitch_limit: 0\n"
+    "  max_connections_per_client: 7\n"
     "plugin_dir: plugins\n"
     "plugins: [{ name: x, config: { any: [thing] }, on_error: continue }]\n"
     "admin: { address: \"127.0.0.1:9901\" }\n"
@@ -224,6 +227,9 @@ static void test_full_config(void **state)
     assert_int_equal(cfg->limits.handshake_timeout_ms, 5000);
     assert_int_equal(cfg->limits.header_timeout_ms, 6000);
     assert_int_equal(cfg->limits.idle_timeout_ms, 7000);
+    assert_int_equal(cfg->limits.send_timeout_ms, 8000);
+    assert_int_equal(cfg->limits.glitch_limit, 0);
+    assert_int_equal(cfg->limits.max_connections_per_client, 7);
 
     assert_int_equal(cfg->nwarnings, 2);
     assert_string_equal(cfg->warnings[0],
@@ -347,7 +353,8 @@ static void test_unknown_keys(void **state)
     expect_error(text,
                  "conf.yaml:10:11: limits.max_streams: unknown key (valid keys: max_concurrent_streams, "
                  "max_header_list_bytes, stream_window_bytes, connection_window_bytes, handshake_timeout_ms, "
-                 "header_timeout_ms, idle_timeout_ms)");
+                 "header_timeout_ms, idle_timeout_ms, send_timeout_ms, glitch_limit, "
+                 "max_connections_per_client)");
     snprintf(text, sizeof text, "%s    \"bad key\": 1\n", minimal);
     expect_error(text,
                  "conf.yaml:10:5: zones[0].\"bad key\": unknown key (valid keys: name, hosts, origin, grpc, "
