@@ -78,30 +78,9 @@ static int warn(ctx *c, const char *fmt, ...)
     return 0;
 }
 
-/* A value for a message: quoted, control characters escaped, long ones cut. */
 static const char *show(char *out, size_t outlen, const char *s, size_t len)
 {
-    size_t o = 0;
-    out[o++] = '"';
-    for (size_t i = 0; i < len && o + 8 < outlen; i++) {
-        unsigned char ch = (unsigned char)s[i];
-        if (i == 60) {
-            memcpy(out + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (ch == '"' || ch == '\\') {
-            out[o++] = '\\';
-            out[o++] = (char)ch;
-        } else if (ch < 0x20 || ch == 0x7f) {
-            o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", ch);
-        } else {
-            out[o++] = (char)ch;
-        }
-    }
-    out[o++] = '"';
-    out[o] = '\0';
-    return out;
+    return pc__yaml_quote(out, outlen, s, len);
 }
 
 /* A key as part of a path: bare when it is a simple word, quoted otherwise. */

@@ -2,6 +2,7 @@
  * that sit inside one chunk by pointer and buffering only those that span chunks, and inflates
  * compressed messages (gzip, zlib "deflate") into a reusable scratch buffer bounded by the size limit. */
 #include "grpc_frame.h"
+#include "log.h"
 
 #include <limits.h>
 #include <stdarg.h>
@@ -16,15 +17,6 @@
 #define SCRATCH_KEEP (64 * 1024)
 #define FIRST_ALLOC 4096
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static size_t min_size(size_t a, size_t b)
 {
@@ -65,7 +57,7 @@ static int inflate_into(pc_grpc_encoding enc, const uint8_t *in, size_t inlen, s
     z_stream zs;
     memset(&zs, 0, sizeof zs);
     if (inflateInit2(&zs, enc == PC_GRPC_ENC_GZIP ? 16 + MAX_WBITS : MAX_WBITS) != Z_OK) {
-        seterr(err, errlen, "out of memory decompressing message");
+        pc__errf(err, errlen, "out of memory decompressing message");
         return PC_GRPC_FRAME_TOO_LARGE;
     }
     size_t in_left = inlen, have = 0;
@@ -84,7 +76,7 @@ static int inflate_into(pc_grpc_encoding enc, const uint8_t *in, size_t inlen, s
             if (ncap > max_out || ncap < *cap) ncap = max_out;
             uint8_t *nb = realloc(*buf, ncap);
             if (!nb) {
-                seterr(err, errlen, "out of memory decompressing message");
+                pc__errf(err, errlen, "out of memory decompressing message");
                 rc = PC_GRPC_FRAME_TOO_LARGE;
                 break;
             }
@@ -100,7 +92,7 @@ static int inflate_into(pc_grpc_encoding enc, const uint8_t *in, size_t inlen, s
         uInt out_before = zs.avail_out;
         int z = inflate(&zs, Z_NO_FLUSH);
         if (probing && zs.avail_out == 0) {
-            seterr(err, errlen, "message decompresses to more than %zu bytes", max_out);
+            pc__errf(err, errlen, "message decompresses to more than %zu bytes", max_out);
             rc = PC_GRPC_FRAME_TOO_LARGE;
             break;
         }
@@ -109,19 +101,19 @@ static int inflate_into(pc_grpc_encoding enc, const uint8_t *in, size_t inlen, s
             if (zs.avail_in == 0 && in_left == 0) break;
             /* gzip allows concatenated members (gzip readers in gRPC libraries accept them). */
             if (enc == PC_GRPC_ENC_GZIP && inflateReset(&zs) == Z_OK) continue;
-            seterr(err, errlen, "trailing data after compressed message");
+            pc__errf(err, errlen, "trailing data after compressed message");
             rc = PC_GRPC_FRAME_MALFORMED;
             break;
         }
         if (z == Z_OK || (z == Z_BUF_ERROR && zs.avail_out == 0)) continue;
         if (z == Z_BUF_ERROR) { /* room for output but no progress: the input ran out mid-stream */
-            seterr(err, errlen, "truncated compressed message");
+            pc__errf(err, errlen, "truncated compressed message");
             rc = PC_GRPC_FRAME_MALFORMED;
         } else if (z == Z_MEM_ERROR) {
-            seterr(err, errlen, "out of memory decompressing message");
+            pc__errf(err, errlen, "out of memory decompressing message");
             rc = PC_GRPC_FRAME_TOO_LARGE;
         } else {
-            seterr(err, errlen, "corrupt compressed message");
+            pc__errf(err, errlen, "corrupt compressed message");
             rc = PC_GRPC_FRAME_MALFORMED;
         }
         break;
@@ -137,17 +129,17 @@ int pc__grpc_decompress(pc_grpc_encoding enc, const uint8_t *in, size_t inlen, s
     *out = NULL;
     *outlen = 0;
     if (enc == PC_GRPC_ENC_UNKNOWN) {
-        seterr(err, errlen, "unsupported grpc-encoding");
+        pc__errf(err, errlen, "unsupported grpc-encoding");
         return PC_GRPC_FRAME_UNSUPPORTED;
     }
     if (enc == PC_GRPC_ENC_IDENTITY) {
         if (inlen > max_out) {
-            seterr(err, errlen, "message of %zu bytes exceeds the limit of %zu", inlen, max_out);
+            pc__errf(err, errlen, "message of %zu bytes exceeds the limit of %zu", inlen, max_out);
             return PC_GRPC_FRAME_TOO_LARGE;
         }
         uint8_t *b = malloc(inlen ? inlen : 1);
         if (!b) {
-            seterr(err, errlen, "out of memory decompressing message");
+            pc__errf(err, errlen, "out of memory decompressing message");
             return PC_GRPC_FRAME_TOO_LARGE;
         }
         if (inlen) memcpy(b, in, inlen);
@@ -159,7 +151,7 @@ int pc__grpc_decompress(pc_grpc_encoding enc, const uint8_t *in, size_t inlen, s
     size_t cap = 0, n = 0;
     int rc = inflate_into(enc, in, inlen, max_out, &b, &cap, &n, err, errlen);
     if (rc == PC_GRPC_FRAME_OK && !b && !(b = malloc(1))) { /* callers always get something to free */
-        seterr(err, errlen, "out of memory decompressing message");
+        pc__errf(err, errlen, "out of memory decompressing message");
         rc = PC_GRPC_FRAME_TOO_LARGE;
     }
     if (rc != PC_GRPC_FRAME_OK) {
@@ -203,20 +195,20 @@ static int fail(pc_grpc_framer *f, int rc)
 static int check_prefix(pc_grpc_framer *f, const uint8_t *p, char *err, size_t errlen)
 {
     if (p[0] > 1) {
-        seterr(err, errlen, "invalid gRPC frame flag 0x%02x", p[0]);
+        pc__errf(err, errlen, "invalid gRPC frame flag 0x%02x", p[0]);
         return PC_GRPC_FRAME_MALFORMED;
     }
     if (p[0] == 1 && f->encoding == PC_GRPC_ENC_IDENTITY) {
-        seterr(err, errlen, "compressed message without grpc-encoding");
+        pc__errf(err, errlen, "compressed message without grpc-encoding");
         return PC_GRPC_FRAME_MALFORMED;
     }
     if (p[0] == 1 && f->encoding != PC_GRPC_ENC_GZIP && f->encoding != PC_GRPC_ENC_DEFLATE) {
-        seterr(err, errlen, "message compressed with an unsupported grpc-encoding");
+        pc__errf(err, errlen, "message compressed with an unsupported grpc-encoding");
         return PC_GRPC_FRAME_UNSUPPORTED;
     }
     uint32_t len = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
     if (len > f->max_message_bytes) {
-        seterr(err, errlen, "message of %lu bytes exceeds the limit of %zu", (unsigned long)len,
+        pc__errf(err, errlen, "message of %lu bytes exceeds the limit of %zu", (unsigned long)len,
                f->max_message_bytes);
         return PC_GRPC_FRAME_TOO_LARGE;
     }
@@ -243,7 +235,7 @@ static int deliver(pc_grpc_framer *f, const uint8_t *frame, size_t frame_len, pc
             m.data = f->scratch;
     }
     if (rc == PC_GRPC_FRAME_OK && (rc = cb(ud, &m)) != 0)
-        seterr(err, errlen, "message handler stopped the stream");
+        pc__errf(err, errlen, "message handler stopped the stream");
     if (f->scratch_cap > SCRATCH_KEEP) {
         free(f->scratch);
         f->scratch = NULL;
@@ -267,7 +259,7 @@ static size_t buffer_payload(pc_grpc_framer *f, const uint8_t *p, size_t n, char
         if (ncap > total) ncap = total;
         uint8_t *nb = realloc(f->buf, ncap);
         if (!nb) {
-            seterr(err, errlen, "out of memory buffering message");
+            pc__errf(err, errlen, "out of memory buffering message");
             *rc = PC_GRPC_FRAME_TOO_LARGE;
             return 0;
         }
@@ -294,7 +286,7 @@ int pc__grpc_framer_feed(pc_grpc_framer *f, const uint8_t *data, size_t len, pc_
                          char *err, size_t errlen)
 {
     if (f->failed) {
-        seterr(err, errlen, "stream already failed");
+        pc__errf(err, errlen, "stream already failed");
         return f->failed;
     }
     if (len == 0) return PC_GRPC_FRAME_OK;
@@ -341,14 +333,14 @@ int pc__grpc_framer_feed(pc_grpc_framer *f, const uint8_t *data, size_t len, pc_
 int pc__grpc_framer_finish(pc_grpc_framer *f, char *err, size_t errlen)
 {
     if (f->failed) {
-        seterr(err, errlen, "stream already failed");
+        pc__errf(err, errlen, "stream already failed");
         return f->failed;
     }
     if (f->prefix_have == 0) return PC_GRPC_FRAME_OK;
     if (f->prefix_have < PREFIX_LEN)
-        seterr(err, errlen, "stream ended inside a message prefix (%zu of 5 bytes)", f->prefix_have);
+        pc__errf(err, errlen, "stream ended inside a message prefix (%zu of 5 bytes)", f->prefix_have);
     else
-        seterr(err, errlen, "stream ended inside a message (%zu of %zu bytes)", f->buf_have - PREFIX_LEN,
+        pc__errf(err, errlen, "stream ended inside a message (%zu of %zu bytes)", f->buf_have - PREFIX_LEN,
                f->need);
     return fail(f, PC_GRPC_FRAME_MALFORMED);
 }

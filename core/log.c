@@ -14,6 +14,16 @@ static atomic_int log_level = PC_LOG_INFO; /* written at start-up/reload, read b
 void pc__log_set_level(int level) { atomic_store(&log_level, level); }
 int pc__log_level(void) { return atomic_load(&log_level); }
 
+void pc__errf(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
 void pc__log(int level, const char *fmt, ...)
 {
     static const char *names[] = {"error", "warn", "info", "debug"};

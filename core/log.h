@@ -8,6 +8,8 @@
 void pc__log_set_level(int level);
 int pc__log_level(void);
 void pc__log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Format an error into a caller's buffer (nothing when err is NULL or errlen 0). */
+void pc__errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #define pc_log_error(...) pc__log(PC_LOG_ERROR, __VA_ARGS__)
 #define pc_log_warn(...) pc__log(PC_LOG_WARN, __VA_ARGS__)

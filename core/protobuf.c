@@ -2,6 +2,7 @@
  * reader serves both the decoder and the loader; results live in a few flat buffers so that one
  * free releases everything and a failed speculative parse is undone by truncation. */
 #include "protobuf.h"
+#include "log.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -34,15 +35,6 @@ typedef struct reader {
     size_t errlen;
 } reader;
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* At most 10 bytes, and the 10th may only carry the top bit of a 64-bit value. */
 static int read_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v, const char **why)
@@ -128,14 +120,14 @@ static int next_field(reader *r, wfield *f)
     }
     case PC_PB_WIRE_SGROUP:
     case PC_PB_WIRE_EGROUP:
-        seterr(r->err, r->errlen, "field %u at offset %zu: groups are not supported", f->number, off);
+        pc__errf(r->err, r->errlen, "field %u at offset %zu: groups are not supported", f->number, off);
         return PC_PB_ERR_UNSUPPORTED;
     default:
         why = "invalid wire type";
         goto bad;
     }
 bad:
-    seterr(r->err, r->errlen, "%s at offset %zu", why, off);
+    pc__errf(r->err, r->errlen, "%s at offset %zu", why, off);
     return PC_PB_ERR_MALFORMED;
 }
 
@@ -339,7 +331,7 @@ static int emit(dctx *c, const wfield *w, uint16_t depth, size_t path_off, const
                 size_t *idx)
 {
     if (c->n >= c->lim.max_fields) {
-        seterr(c->err, c->errlen, "more than %u fields (offset %zu)", c->lim.max_fields, w->off);
+        pc__errf(c->err, c->errlen, "more than %u fields (offset %zu)", c->lim.max_fields, w->off);
         return PC_PB_ERR_LIMIT;
     }
     if (c->n == c->cap) {
@@ -388,7 +380,7 @@ static int decode_len_guess(dctx *c, size_t idx, const wfield *w, unsigned depth
         if (depth + 1 > c->lim.max_depth) {
             /* Too deep to decode: an error only if it really is a message, not merely binary data. */
             if (looks_like_message(w->data, w->len)) {
-                seterr(c->err, c->errlen, "messages nested deeper than %u (offset %zu)", c->lim.max_depth,
+                pc__errf(c->err, c->errlen, "messages nested deeper than %u (offset %zu)", c->lim.max_depth,
                        w->off);
                 return PC_PB_ERR_LIMIT;
             }
@@ -422,13 +414,13 @@ static int decode_packed(dctx *c, const wfield *w, const pc_pb_fielddesc *fd, un
         const char *why = NULL;
         if (ew == PC_PB_WIRE_VARINT) {
             if (read_varint(&p, end, &e.v, &why) < 0) {
-                seterr(c->err, c->errlen, "packed field %u: %s at offset %zu", w->number, why, e.off);
+                pc__errf(c->err, c->errlen, "packed field %u: %s at offset %zu", w->number, why, e.off);
                 return PC_PB_ERR_MALFORMED;
             }
         } else {
             size_t n = ew == PC_PB_WIRE_I64 ? 8 : 4;
             if ((size_t)(end - p) < n) {
-                seterr(c->err, c->errlen, "packed field %u: truncated element at offset %zu", w->number,
+                pc__errf(c->err, c->errlen, "packed field %u: truncated element at offset %zu", w->number,
                        e.off);
                 return PC_PB_ERR_MALFORMED;
             }
@@ -491,7 +483,7 @@ static int decode_msg(dctx *c, const pc_pb_msgdesc *md, const uint8_t *p, const 
             if ((rc = decode_len_guess(c, idx, &w, depth, off, len))) return rc;
         } else if (fd->type == PC_PB_TYPE_MESSAGE) {
             if (depth + 1 > c->lim.max_depth) {
-                seterr(c->err, c->errlen, "messages nested deeper than %u (offset %zu)", c->lim.max_depth,
+                pc__errf(c->err, c->errlen, "messages nested deeper than %u (offset %zu)", c->lim.max_depth,
                        w.off);
                 return PC_PB_ERR_LIMIT;
             }
@@ -527,7 +519,7 @@ int pc__pb_decode(const pc_pb_msgdesc *type, const uint8_t *data, size_t len, co
     c.errlen = errlen;
     *out = NULL;
     if (len > c.lim.max_input) {
-        seterr(err, errlen, "message of %zu bytes over the limit of %zu", len, c.lim.max_input);
+        pc__errf(err, errlen, "message of %zu bytes over the limit of %zu", len, c.lim.max_input);
         return PC_PB_ERR_LIMIT;
     }
     result_impl *ri = calloc(1, sizeof *ri);
@@ -535,7 +527,7 @@ int pc__pb_decode(const pc_pb_msgdesc *type, const uint8_t *data, size_t len, co
     if (!ri || !copy) {
         free(ri);
         free(copy);
-        seterr(err, errlen, "out of memory");
+        pc__errf(err, errlen, "out of memory");
         return PC_PB_ERR_NOMEM;
     }
     if (len) memcpy(copy, data, len);
@@ -543,7 +535,7 @@ int pc__pb_decode(const pc_pb_msgdesc *type, const uint8_t *data, size_t len, co
     int rc = decode_msg(&c, type, copy, copy + len, 0, 0, 0);
     if (rc == 0 && !c.paths && !(c.paths = malloc(1))) rc = PC_PB_ERR_NOMEM;
     if (rc) {
-        if (rc == PC_PB_ERR_NOMEM) seterr(err, errlen, "out of memory");
+        if (rc == PC_PB_ERR_NOMEM) pc__errf(err, errlen, "out of memory");
         free(c.fields);
         free(c.path_off);
         free(c.paths);
@@ -561,7 +553,7 @@ int pc__pb_decode(const pc_pb_msgdesc *type, const uint8_t *data, size_t len, co
     ri->pub.nfields = c.n;
     ri->pub.type = type;
     *out = &ri->pub;
-    seterr(err, errlen, "%s", ""); /* drop what failed speculative parses left there */
+    pc__errf(err, errlen, "%s", ""); /* drop what failed speculative parses left there */
     return PC_PB_OK;
 }
 
@@ -1105,12 +1097,12 @@ int pc__pb_descset_load(const uint8_t *data, size_t len, pc_pb_descset **out, ch
 {
     *out = NULL;
     if (len > DESC_MAX_INPUT) {
-        seterr(err, errlen, "descriptor set of %zu bytes is too large", len);
+        pc__errf(err, errlen, "descriptor set of %zu bytes is too large", len);
         return PC_PB_ERR_LIMIT;
     }
     pc_pb_descset *ds = calloc(1, sizeof *ds);
     if (!ds) {
-        seterr(err, errlen, "out of memory");
+        pc__errf(err, errlen, "out of memory");
         return PC_PB_ERR_NOMEM;
     }
     lctx lc = {ds, {data, data + len, data, err, errlen}};
@@ -1122,7 +1114,7 @@ int pc__pb_descset_load(const uint8_t *data, size_t len, pc_pb_descset **out, ch
     }
     if (rc == 0) rc = link_types(&lc);
     if (rc < 0) {
-        if (rc == PC_PB_ERR_NOMEM) seterr(err, errlen, "out of memory");
+        if (rc == PC_PB_ERR_NOMEM) pc__errf(err, errlen, "out of memory");
         pc__pb_descset_free(ds);
         return rc;
     }
@@ -1135,7 +1127,7 @@ int pc__pb_descset_load_file(const char *path, pc_pb_descset **out, char *err, s
     *out = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) {
-        seterr(err, errlen, "%s: %s", path, strerror(errno));
+        pc__errf(err, errlen, "%s: %s", path, strerror(errno));
         return PC_PB_ERR_MALFORMED;
     }
     uint8_t *buf = NULL;
@@ -1146,7 +1138,7 @@ int pc__pb_descset_load_file(const char *path, pc_pb_descset **out, char *err, s
             uint8_t *nb = len > DESC_MAX_INPUT ? NULL : grow(buf, &cap, len + 65536, 1);
             if (!nb) {
                 rc = len > DESC_MAX_INPUT ? PC_PB_ERR_LIMIT : PC_PB_ERR_NOMEM;
-                seterr(err, errlen, "%s: %s", path, rc == PC_PB_ERR_LIMIT ? "too large" : "out of memory");
+                pc__errf(err, errlen, "%s: %s", path, rc == PC_PB_ERR_LIMIT ? "too large" : "out of memory");
                 break;
             }
             buf = nb;
@@ -1155,7 +1147,7 @@ int pc__pb_descset_load_file(const char *path, pc_pb_descset **out, char *err, s
         len += n;
     } while (n > 0);
     if (rc == 0 && ferror(f)) {
-        seterr(err, errlen, "%s: read error", path);
+        pc__errf(err, errlen, "%s: read error", path);
         rc = PC_PB_ERR_MALFORMED;
     }
     fclose(f);

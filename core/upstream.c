@@ -437,21 +437,25 @@ static bool has_room(pc_upconn *u)
     return u->nstreams < max;
 }
 
+static pc_stream *queue_pop(pc_pool *p)
+{
+    pc_stream *st = p->qhead;
+    p->qhead = st->qnext;
+    if (!p->qhead)
+        p->qtail = NULL;
+    p->qlen--;
+    st->queued = false;
+    st->qnext = NULL;
+    return st;
+}
+
 static void fail_queue(pc_pool *p)
 {
     char msg[300];
     snprintf(msg, sizeof msg, "origin %s is unreachable (%s)", p->o->name,
              p->last_error[0] ? p->last_error : "no server available");
-    while (p->qhead) {
-        pc_stream *st = p->qhead;
-        p->qhead = st->qnext;
-        if (!p->qhead)
-            p->qtail = NULL;
-        p->qlen--;
-        st->queued = false;
-        st->qnext = NULL;
-        pc__stream_up_failed(st, PC_GRPC_UNAVAILABLE, 502, msg);
-    }
+    while (p->qhead)
+        pc__stream_up_failed(queue_pop(p), PC_GRPC_UNAVAILABLE, 502, msg);
 }
 
 static void pool_dispatch(pc_pool *p)
@@ -472,13 +476,7 @@ static void pool_dispatch(pc_pool *p)
             }
         }
         if (found) {
-            pc_stream *st = p->qhead;
-            p->qhead = st->qnext;
-            if (!p->qhead)
-                p->qtail = NULL;
-            p->qlen--;
-            st->queued = false;
-            st->qnext = NULL;
+            pc_stream *st = queue_pop(p);
             p->rr = (found->srv->index + 1) % p->nservers;
             if (submit(found, st) < 0)
                 pc__stream_up_failed(st, PC_GRPC_INTERNAL, 502, "cannot open a stream to the origin");

@@ -47,8 +47,7 @@ static void set_err(loader *l, unsigned line, unsigned col, const char *fmt, ...
     va_end(ap);
 }
 
-/* A scalar for an error message: quoted, control characters escaped, long ones cut. */
-static void show(char *out, size_t outlen, const char *s, size_t len)
+const char *pc__yaml_quote(char *out, size_t outlen, const char *s, size_t len)
 {
     size_t o = 0;
     out[o++] = '"';
@@ -70,6 +69,7 @@ static void show(char *out, size_t outlen, const char *s, size_t len)
     }
     out[o++] = '"';
     out[o] = '\0';
+    return out;
 }
 
 static void node_free(pc_yaml_node *n)
@@ -218,7 +218,7 @@ static int check_duplicates(loader *l, const pc_yaml_node *map)
     free(sorted);
     if (!dup) return 0;
     char shown[128];
-    show(shown, sizeof shown, dup->scalar, dup->scalar_len);
+    pc__yaml_quote(shown, sizeof shown, dup->scalar, dup->scalar_len);
     set_err(l, dup->line, dup->col, "duplicate key %s (first defined at %u:%u)", shown, first->line,
             first->col);
     return -1;

@@ -30,6 +30,9 @@ pc_yaml_doc *pc__yaml_load_file(const char *path, char *err, size_t errlen);
 pc_yaml_doc *pc__yaml_load_buffer(const char *name, const char *buf, size_t len, char *err, size_t errlen);
 void pc__yaml_free(pc_yaml_doc *doc);
 
+/* A scalar for an error message: quoted, control characters escaped, long ones cut. Returns out. */
+const char *pc__yaml_quote(char *out, size_t outlen, const char *s, size_t len);
+
 /* Map lookup by key; NULL when absent or node is not a map. */
 const pc_yaml_node *pc__yaml_get(const pc_yaml_node *map, const char *key);
 
