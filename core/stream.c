@@ -636,6 +636,7 @@ ssize_t pc__stream_read_request(nghttp2_session *s, int32_t sid, uint8_t *buf, s
     (void)ud;
     pc_stream *st = src->ptr;
     size_t n = pc__bq_read(&st->req_q, buf, len);
+    st->req_sent += n;
     release_acks(st);
     if (st->rst_after_flush) {
         if (st->req_q.size == 0 && st->up) {
@@ -868,9 +869,18 @@ ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, 
 
 void pc__stream_up_closed(pc_stream *st, uint32_t error_code, const char *why)
 {
-    st->up_closed = true;
     st->up = NULL;
     st->resp_deferred = 0;
+    /* REFUSED_STREAM means the origin did not process it (RFC 9113 8.7): send it again, as long
+     * as none of its body is gone. */
+    if (error_code == NGHTTP2_REFUSED_STREAM && !why && st->req_sent == 0 && st->retries < 2 && st->pool &&
+        !st->resp_submitted && !st->resp_done && client_writable(st)) {
+        st->retries++;
+        st->up_started = false;
+        pc__pool_submit(st->pool, st);
+        return;
+    }
+    st->up_closed = true;
     if (st->resp_done || !client_writable(st) || (st->resp_eof && error_code == NGHTTP2_NO_ERROR)) {
         maybe_free(st);
         return;

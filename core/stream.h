@@ -103,6 +103,8 @@ struct pc_stream {
     /* accounting for the access log and metrics */
     int http_status;
     uint64_t req_bytes, resp_bytes;
+    uint64_t req_sent; /* request bytes handed to the origin connection */
+    uint8_t retries;   /* re-sent after the origin refused the stream unprocessed */
     char upstream_addr[80];
     uint8_t resp_pfx[5]; /* counting response messages without buffering them */
     uint8_t resp_pfx_have;

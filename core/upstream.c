@@ -101,6 +101,14 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     pc_upconn *u = ud;
+    if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK) && !u->ready) {
+        /* Only now is the origin's MAX_CONCURRENT_STREAMS known: streams may go. */
+        u->ready = true;
+        u->srv->down_until = 0;
+        pc__transport_timer(&u->t, 0);
+        pool_dispatch(u->srv->pool);
+        return 0;
+    }
     if (f->hd.type == NGHTTP2_GOAWAY) {
         u->goaway = true;
         pool_dispatch(u->srv->pool);
@@ -219,10 +227,8 @@ static void t_ready(pc_transport *t)
     };
     nghttp2_submit_settings(u->sess, NGHTTP2_FLAG_NONE, iv, 2);
     nghttp2_session_set_local_window_size(u->sess, NGHTTP2_FLAG_NONE, 0, (int32_t)l->connection_window_bytes);
-    u->ready = true;
-    u->srv->down_until = 0;
-    pc__transport_timer(t, 0);
-    pool_dispatch(u->srv->pool);
+    /* Ready for streams when the origin's SETTINGS arrive (on_frame_recv); the connect timer
+     * keeps running until then. */
     pc__upconn_schedule(u);
 }
 
@@ -458,22 +464,32 @@ static void fail_queue(pc_pool *p)
         pc__stream_up_failed(queue_pop(p), PC_GRPC_UNAVAILABLE, 502, msg);
 }
 
+/* Round robin by server: each stream goes to the next server that is not cooling down, on one of
+ * its connections with room, or on a new one. A server whose connections are full passes its turn. */
 static void pool_dispatch(pc_pool *p)
 {
     uint64_t now = uv_now(&p->w->loop);
     while (p->qhead) {
         pc_upconn *found = NULL;
-        bool connecting = false;
-        for (size_t k = 0; k < p->nservers && !found; k++) {
+        bool wait = false, any_up = false;
+        for (size_t k = 0; k < p->nservers && !found && !wait; k++) {
             pc_server *srv = &p->servers[(p->rr + k) % p->nservers];
-            for (pc_upconn *u = srv->conns; u; u = u->next) {
-                if (has_room(u)) {
+            if (srv->down_until > now)
+                continue;
+            any_up = true;
+            bool connecting = false;
+            for (pc_upconn *u = srv->conns; u && !found; u = u->next) {
+                if (has_room(u))
                     found = u;
-                    break;
-                }
-                if (!u->ready && !u->t.closing)
+                else if (!u->ready && !u->t.closing)
                     connecting = true;
             }
+            if (found)
+                break;
+            if (connecting)
+                wait = true; /* a connection to this server is being set up: the stream waits for it */
+            else if (srv->nconns < p->o->max_connections)
+                wait = connect_server(srv) != NULL; /* on failure the server is cooling down: next one */
         }
         if (found) {
             pc_stream *st = queue_pop(p);
@@ -482,29 +498,13 @@ static void pool_dispatch(pc_pool *p)
                 pc__stream_up_failed(st, PC_GRPC_INTERNAL, 502, "cannot open a stream to the origin");
             continue;
         }
-        if (connecting)
+        if (wait)
             return;
-        pc_server *pick = NULL;
-        for (size_t k = 0; k < p->nservers; k++) {
-            pc_server *srv = &p->servers[(p->rr + k) % p->nservers];
-            if (srv->down_until > now || srv->nconns >= p->o->max_connections)
-                continue;
-            pick = srv;
-            break;
-        }
-        if (!pick) {
-            bool all_busy = true;
-            for (size_t k = 0; k < p->nservers; k++)
-                if (p->servers[k].down_until > now && p->servers[k].nconns == 0)
-                    all_busy = false;
-            if (all_busy)
-                return; /* every server is at its connection limit: wait for a slot */
-            fail_queue(p);
+        /* Servers are up but at their connection and stream limits: wait for a slot (a stream
+         * ending dispatches again). None up: nothing will come, answer now. */
+        if (any_up)
             return;
-        }
-        p->rr = (pick->index + 1) % p->nservers;
-        if (!connect_server(pick))
-            continue; /* marked down; try another server or fail */
+        fail_queue(p);
         return;
     }
 }

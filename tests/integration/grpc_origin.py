@@ -22,7 +22,12 @@ parameters are JSON:
                 method, cancellations (total and per method), time_remaining seen at the start
                 of the last call (null without a deadline), metadata of the last call.
 
-  grpc_origin.py --port N [--tls CERT KEY] [--max-message BYTES]
+  grpc_origin.py --port N [--tls CERT KEY] [--max-message BYTES] [--max-concurrent-streams N]
+                 [--compression gzip|deflate]
+
+--max-concurrent-streams advertises that SETTINGS_MAX_CONCURRENT_STREAMS to clients; --compression
+compresses every response message with that algorithm. Stats also reports, per method, how many
+calls are active now ("active") and the most that were ever active at once ("max_active").
 
 --port 0 picks a free port; the port is printed as "PORT <n>" on stdout either way.
 """
@@ -84,6 +89,9 @@ class Stats:
         self.time_remaining = {}
         self.last_metadata = []
         self.last_method = None
+        self.resets = getattr(self, "resets", -1) + 1
+        self.active = {m: 0 for m in METHODS}
+        self.max_active = {m: 0 for m in METHODS}
 
     def snapshot(self):
         return {
@@ -96,6 +104,8 @@ class Stats:
             "time_remaining": dict(self.time_remaining),
             "last_method": self.last_method,
             "last_metadata": self.last_metadata,
+            "active": dict(self.active),
+            "max_active": dict(self.max_active),
         }
 
 
@@ -124,6 +134,9 @@ class Call:
                 STATS.last_metadata = metadata_json(context.invocation_metadata())
                 STATS.last_time_remaining = self.time_remaining
                 STATS.time_remaining[method] = self.time_remaining
+            STATS.active[method] += 1
+            STATS.max_active[method] = max(STATS.max_active[method], STATS.active[method])
+            self.resets = STATS.resets  # a reset in between must not drive "active" negative
         context.add_callback(self._terminated)
 
     def message(self):
@@ -144,6 +157,8 @@ class Call:
                 STATS.cancelled[self.method] += 1
             else:
                 STATS.completed[self.method] += 1
+            if self.resets == STATS.resets:
+                STATS.active[self.method] -= 1
 
 
 def unary(request, context):
@@ -266,6 +281,10 @@ def main():
     parser.add_argument("--max-message", type=int, default=16 << 20, metavar="BYTES",
                         help="largest message sent or received (default 16 MiB)")
     parser.add_argument("--workers", type=int, default=256, help="handler threads (one per active call)")
+    parser.add_argument("--max-concurrent-streams", type=int, metavar="N",
+                        help="advertise SETTINGS_MAX_CONCURRENT_STREAMS N (default: grpcio's, unlimited)")
+    parser.add_argument("--compression", choices=("gzip", "deflate"),
+                        help="compress every response message (default: none)")
     args = parser.parse_args()
 
     options = [
@@ -273,8 +292,11 @@ def main():
         ("grpc.max_send_message_length", args.max_message),
         ("grpc.so_reuseport", 0),
     ]
+    if args.max_concurrent_streams is not None:
+        options.append(("grpc.max_concurrent_streams", args.max_concurrent_streams))
+    compression = {None: None, "gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}[args.compression]
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=args.workers), options=options,
-                         maximum_concurrent_rpcs=None)
+                         maximum_concurrent_rpcs=None, compression=compression)
     server.add_generic_rpc_handlers((handler(),))
     address = f"{args.host}:{args.port}"
     if args.tls:

@@ -1012,6 +1012,451 @@ def read_json_lines(path):
     return out
 
 
+# --- attacks, faults and soak: raw HTTP/2 frames, memory, honest load, fixed-port origins -------
+# (used by test_attacks.py, test_faults.py and scripts/soak)
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+(H2_DATA, H2_HEADERS, H2_PRIORITY, H2_RST_STREAM, H2_SETTINGS, H2_PUSH_PROMISE, H2_PING, H2_GOAWAY,
+ H2_WINDOW_UPDATE, H2_CONTINUATION) = range(10)
+H2_END_STREAM = 0x1
+H2_ACK = 0x1
+H2_END_HEADERS = 0x4
+H2_SETTINGS_INITIAL_WINDOW_SIZE = 0x4
+H2_ERROR_NAMES = {0: "NO_ERROR", 1: "PROTOCOL_ERROR", 2: "INTERNAL_ERROR", 3: "FLOW_CONTROL_ERROR",
+                  4: "SETTINGS_TIMEOUT", 5: "STREAM_CLOSED", 6: "FRAME_SIZE_ERROR", 7: "REFUSED_STREAM",
+                  8: "CANCEL", 9: "COMPRESSION_ERROR", 10: "CONNECT_ERROR", 11: "ENHANCE_YOUR_CALM",
+                  12: "INADEQUATE_SECURITY", 13: "HTTP_1_1_REQUIRED"}
+
+
+def h2_frame(ftype, flags, sid, payload=b""):
+    """One HTTP/2 frame, byte by byte (RFC 9113 section 4.1)."""
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + (sid & 0x7FFFFFFF).to_bytes(4, "big") + payload
+
+
+def h2_settings(pairs=(), ack=False):
+    return h2_frame(H2_SETTINGS, H2_ACK if ack else 0, 0, b"".join(
+        k.to_bytes(2, "big") + v.to_bytes(4, "big") for k, v in pairs))
+
+
+def h2_ping(data=b"\0" * 8, ack=False):
+    return h2_frame(H2_PING, H2_ACK if ack else 0, 0, data)
+
+
+def h2_rst_stream(sid, code=8):
+    return h2_frame(H2_RST_STREAM, 0, sid, code.to_bytes(4, "big"))
+
+
+def h2_window_update(sid, increment):
+    return h2_frame(H2_WINDOW_UPDATE, 0, sid, increment.to_bytes(4, "big"))
+
+
+def h2_priority(sid, depends_on=0, weight=16, exclusive=False):
+    dep = (depends_on & 0x7FFFFFFF) | (0x80000000 if exclusive else 0)
+    return h2_frame(H2_PRIORITY, 0, sid, dep.to_bytes(4, "big") + bytes([weight - 1]))
+
+
+def h2_data(sid, payload, end_stream=False):
+    return h2_frame(H2_DATA, H2_END_STREAM if end_stream else 0, sid, payload)
+
+
+def h2_error_name(code):
+    return H2_ERROR_NAMES.get(code, str(code))
+
+
+class RawH2:
+    """A hand-written HTTP/2 client: frames are built byte by byte, so it sends what a conforming
+    library refuses to (floods, more streams than allowed, RST_STREAM right after HEADERS, endless
+    CONTINUATION). What the server sends is parsed and recorded: GOAWAY (.goaway = (last stream,
+    code)), RST_STREAM per stream (.resets), response header blocks (.blocks[sid], lists of dicts
+    with str keys and values), DATA (.data[sid]) and whether the connection is gone (.closed).
+
+    source: local address to connect from (any 127.x.y.z), so an attacker is a client of its own
+    for the per-client connection limit. tls: ALPN h2 over TLS; else h2c with prior knowledge.
+    ack_settings: answer the server's SETTINGS (a normal client does). window_updates: give back
+    received DATA at once (WINDOW_UPDATE for the stream and the connection)."""
+
+    def __init__(self, port, tls=True, source=None, ca=None, server_name="example.com", timeout=5.0,
+                 preface=True, settings=(), ack_settings=True, window_updates=True):
+        import hpack
+
+        self.raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if source:
+            self.raw.bind((source, 0))
+        self.raw.settimeout(timeout * TIME_SCALE)
+        self.raw.connect(("127.0.0.1", port))
+        self.sock = self.raw
+        if tls:
+            ctx = ssl.create_default_context(cafile=ca)
+            ctx.set_alpn_protocols(["h2"])
+            self.sock = ctx.wrap_socket(self.raw, server_hostname=server_name)
+            if self.sock.selected_alpn_protocol() != "h2":
+                self.sock.close()
+                raise AssertionError(f"ALPN negotiated {self.sock.selected_alpn_protocol()!r}, not h2")
+        self.tls = tls
+        self.encoder = hpack.Encoder()
+        self.decoder = hpack.Decoder(max_header_list_size=1 << 20)
+        self.ack_settings = ack_settings
+        self.window_updates = window_updates
+        self.inbuf = b""
+        self.pending_block = None  # (sid, flags, bytes) while CONTINUATION frames are expected
+        self.goaway = None
+        self.resets = {}
+        self.blocks = {}
+        self.data = {}
+        self.ended = set()
+        self.frames_in = {}
+        self.settings_seen = 0
+        self.closed = False
+        self.closed_at = None
+        self.send_blocked = False
+        self.next_sid = 1
+        self.started = time.monotonic()
+        if preface:
+            self.send(H2_PREFACE + h2_settings(settings))
+
+    # sending
+    def send(self, data):
+        """sendall; False (and .closed or .send_blocked set) when the server is gone or not reading."""
+        if self.closed:
+            return False
+        try:
+            self.sock.settimeout(2.0 * TIME_SCALE)
+            self.sock.sendall(data)
+            return True
+        except socket.timeout:
+            self.send_blocked = True
+            return False
+        except (OSError, ssl.SSLError):
+            self._gone()
+            return False
+
+    def header_block(self, headers):
+        return self.encoder.encode(headers)
+
+    def headers_frame(self, sid, headers, end_stream=False, end_headers=True):
+        block = headers if isinstance(headers, bytes) else self.header_block(headers)
+        flags = (H2_END_STREAM if end_stream else 0) | (H2_END_HEADERS if end_headers else 0)
+        return h2_frame(H2_HEADERS, flags, sid, block)
+
+    def new_sid(self):
+        sid = self.next_sid
+        self.next_sid += 2
+        return sid
+
+    def request(self, headers, body=None, end_stream=True):
+        """Opens a stream (HEADERS, then `body` as one DATA frame when given); returns its id."""
+        sid = self.new_sid()
+        out = self.headers_frame(sid, headers, end_stream=end_stream and body is None)
+        if body is not None:
+            out += h2_data(sid, body, end_stream=end_stream)
+        self.send(out)
+        return sid
+
+    # receiving
+    def _gone(self):
+        if not self.closed:
+            self.closed = True
+            self.closed_at = time.monotonic()
+
+    def pump(self, timeout=0.0):
+        """Reads and handles what arrives within `timeout` s (at least what is already there)."""
+        if self.closed:
+            return
+        end = time.monotonic() + timeout
+        while not self.closed:
+            left = max(0.001, end - time.monotonic())
+            try:
+                self.sock.settimeout(left)
+                chunk = self.sock.recv(1 << 16)
+            except (socket.timeout, ssl.SSLWantReadError):
+                return
+            except (OSError, ssl.SSLError):
+                chunk = b""
+            if not chunk:
+                self._gone()
+                return
+            self._feed(chunk)
+            if time.monotonic() >= end and not (self.tls and self.sock.pending()):
+                return
+
+    def _feed(self, chunk):
+        self.inbuf += chunk
+        out = b""
+        while len(self.inbuf) >= 9:
+            n = int.from_bytes(self.inbuf[:3], "big")
+            if len(self.inbuf) < 9 + n:
+                break
+            ftype, flags = self.inbuf[3], self.inbuf[4]
+            sid = int.from_bytes(self.inbuf[5:9], "big") & 0x7FFFFFFF
+            payload = self.inbuf[9:9 + n]
+            self.inbuf = self.inbuf[9 + n:]
+            self.frames_in[ftype] = self.frames_in.get(ftype, 0) + 1
+            out += self._frame(ftype, flags, sid, payload)
+        if out:
+            self.send(out)
+
+    def _frame(self, ftype, flags, sid, payload):
+        reply = b""
+        if ftype == H2_SETTINGS and not flags & H2_ACK:
+            self.settings_seen += 1
+            if self.ack_settings:
+                reply = h2_settings(ack=True)
+        elif ftype == H2_GOAWAY:
+            self.goaway = (int.from_bytes(payload[:4], "big") & 0x7FFFFFFF, int.from_bytes(payload[4:8], "big"))
+        elif ftype == H2_RST_STREAM:
+            self.resets[sid] = int.from_bytes(payload[:4], "big")
+        elif ftype == H2_PING and not flags & H2_ACK:
+            reply = h2_ping(payload, ack=True)
+        elif ftype in (H2_HEADERS, H2_CONTINUATION):
+            if ftype == H2_HEADERS:
+                pad = payload[0] if flags & 0x8 else 0
+                start = (1 if flags & 0x8 else 0) + (5 if flags & 0x20 else 0)
+                self.pending_block = (sid, flags, payload[start:len(payload) - pad])
+            elif self.pending_block:
+                s, f, b = self.pending_block
+                self.pending_block = (s, f | (flags & H2_END_HEADERS), b + payload)
+            s, f, b = self.pending_block
+            if f & H2_END_HEADERS:
+                self.pending_block = None
+                hdrs = self.decoder.decode(b, raw=True)
+                self.blocks.setdefault(s, []).append({k.decode("latin-1"): v.decode("latin-1") for k, v in hdrs})
+                if f & H2_END_STREAM:
+                    self.ended.add(s)
+        elif ftype == H2_DATA:
+            pad = payload[0] if flags & 0x8 else 0
+            body = payload[(1 if flags & 0x8 else 0):len(payload) - pad]
+            self.data[sid] = self.data.get(sid, b"") + body
+            if flags & H2_END_STREAM:
+                self.ended.add(sid)
+            if self.window_updates and payload:
+                reply = h2_window_update(0, len(payload)) + (
+                    h2_window_update(sid, len(payload)) if not flags & H2_END_STREAM else b"")
+        return reply
+
+    def wait(self, predicate, timeout):
+        """Pumps until predicate(self) is true, the connection is gone or `timeout` s passed."""
+        end = time.monotonic() + timeout * TIME_SCALE
+        while True:
+            if predicate(self):
+                return True
+            if self.closed or time.monotonic() >= end:
+                return bool(predicate(self))
+            self.pump(min(0.05, max(0.0, end - time.monotonic())))
+
+    def wait_closed(self, timeout):
+        """Waits for the server to close the connection; True if it did within `timeout` s."""
+        self.wait(lambda c: c.closed, timeout)
+        return self.closed
+
+    def grpc_status(self, sid):
+        """grpc-status of the stream's last header block (None: none yet)."""
+        blocks = self.blocks.get(sid) or []
+        v = blocks[-1].get("grpc-status") if blocks else None
+        return int(v) if v is not None else None
+
+    def stream_done(self, sid):
+        return sid in self.ended or sid in self.resets
+
+    def close(self, abort=False):
+        """Closes the socket; abort: with a TCP RST (SO_LINGER 0), as a client that vanishes."""
+        try:
+            if abort:
+                import struct
+
+                self.raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                self.raw.close()
+            else:
+                self.sock.close()
+        except OSError:
+            pass
+        self._gone()
+
+    def __repr__(self):
+        goaway = f"({self.goaway[0]}, {h2_error_name(self.goaway[1])})" if self.goaway else None
+        return (f"RawH2(goaway={goaway}, resets={ {k: h2_error_name(v) for k, v in list(self.resets.items())[:8]} }"
+                f"{'...' if len(self.resets) > 8 else ''}, streams answered={len(self.blocks)}, closed={self.closed}"
+                f"{f' after {self.closed_at - self.started:.2f} s' if self.closed else ''}, "
+                f"frames in={self.frames_in})")
+
+
+def proc_status_kib(pid, key):
+    """A size line (VmRSS, VmHWM, ...) of /proc/PID/status in KiB; None if the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def rss_mib(pid):
+    kib = proc_status_kib(pid, "VmRSS")
+    return None if kib is None else kib / 1024.0
+
+
+class RssWatch:
+    """The growth of a process's resident memory over a stretch of time: the peak (VmHWM, reset at
+    start via /proc/PID/clear_refs, plus samples every 50 ms) minus the RSS at start, in MiB."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.stopping = threading.Event()
+        self.base = rss_mib(pid) or 0.0
+        self.peak = self.base
+        try:
+            with open(f"/proc/{pid}/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM to the current RSS
+            self.hwm = True
+        except OSError:
+            self.hwm = False
+        self.thread = threading.Thread(target=self._sample, daemon=True)
+        self.thread.start()
+
+    def _sample(self):
+        while not self.stopping.wait(0.05):
+            v = rss_mib(self.pid)
+            if v is not None:
+                self.peak = max(self.peak, v)
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(2)
+        if self.hwm:
+            kib = proc_status_kib(self.pid, "VmHWM")
+            if kib is not None:
+                self.peak = max(self.peak, kib / 1024.0)
+        self.growth = self.peak - self.base
+        return self.growth
+
+
+_sanitized = {}
+
+
+def binary_sanitized(path=None):
+    """True when the binary was built with AddressSanitizer (memory figures are then inflated)."""
+    path = path or BINARY
+    if path not in _sanitized:
+        try:
+            with open(path, "rb") as f:
+                _sanitized[path] = b"__asan_init" in f.read()
+        except OSError:
+            _sanitized[path] = False
+    return _sanitized[path]
+
+
+class HonestClient:
+    """An honest grpcio client calling in a background thread for as long as it runs: Unary with a
+    unique payload (checked), and every `stream_every`-th call a ServerStream whose messages are
+    each checked. Each call has a `deadline` (s). Failures and wrong answers are recorded with the
+    time they happened; assert_clean() raises AssertionError naming them."""
+
+    def __init__(self, channel, name="honest", stream_every=4, deadline=10.0, pause=0.0):
+        self.channel = channel
+        self.name = name
+        self.stream_every = stream_every
+        self.deadline = deadline * TIME_SCALE
+        self.pause = pause
+        self.ok = 0
+        self.failures = []
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.t0 = None
+
+    def start(self):
+        # The first call must work before the attack starts: the channel is up.
+        reply = self.channel.unary_unary("/demo.Echo/Unary")(b"warm-up", timeout=self.deadline)
+        if reply != b"warm-up":
+            raise AssertionError(f"{self.name}: warm-up call answered {reply!r}")
+        self.t0 = time.monotonic()
+        self.thread.start()
+        return self
+
+    def _fail(self, what):
+        with self.lock:
+            self.failures.append(f"{time.monotonic() - self.t0:.2f} s: {what}")
+
+    def _run(self):
+        import grpc
+        from grpc_origin import server_stream_message
+
+        unary = self.channel.unary_unary("/demo.Echo/Unary")
+        stream = self.channel.unary_stream("/demo.Echo/ServerStream")
+        n = 0
+        while not self.stopping.is_set():
+            n += 1
+            try:
+                if self.stream_every and n % self.stream_every == 0:
+                    count, size = 8, 1000 + n % 7
+                    got = list(stream(json.dumps({"count": count, "size": size}).encode(), timeout=self.deadline))
+                    if len(got) != count or any(m != server_stream_message(i, size) for i, m in enumerate(got)):
+                        self._fail(f"ServerStream #{n}: {len(got)} messages, not the {count} expected")
+                        continue
+                else:
+                    payload = b"%s-%d-" % (self.name.encode(), n) + os.urandom(8).hex().encode()
+                    reply = unary(payload, timeout=self.deadline)
+                    if reply != payload:
+                        self._fail(f"Unary #{n}: wrong reply {reply[:40]!r}")
+                        continue
+            except grpc.RpcError as e:
+                self._fail(f"call #{n}: {describe(e)}")
+                continue
+            with self.lock:
+                self.ok += 1
+            if self.pause:
+                self.stopping.wait(self.pause)
+
+    def stop(self):
+        self.stopping.set()
+        self.thread.join(self.deadline + 5)
+        if self.thread.is_alive():
+            self._fail("a call was still running long after its deadline")
+        return self
+
+    def assert_clean(self, min_calls=5):
+        """Stops the client; AssertionError when any call failed or too few got through."""
+        self.stop()
+        if self.failures:
+            raise AssertionError(f"{self.name} client: {len(self.failures)} of {self.ok + len(self.failures)} calls "
+                                 f"failed: {self.failures[:5]}")
+        if self.ok < min_calls:
+            raise AssertionError(f"{self.name} client: only {self.ok} calls went through")
+
+
+class PortOrigin(Origin):
+    """grpc_origin.py on a port chosen by the caller, so an origin can be killed and brought back
+    where the proxy expects it. extra_args go to grpc_origin.py."""
+
+    def __init__(self, workdir, port, name="origin", extra_args=()):
+        self.name = name
+        self.tls = None
+        self.server_name = "origin.test"
+        self.err_path = os.path.join(workdir, f"{name}.stderr")
+        args = [PYTHON, ORIGIN_SCRIPT, "--port", str(port), "--max-message", str(MAX_MESSAGE)] + list(extra_args)
+        self.err = open(self.err_path, "ab")
+        self.proc = spawn(args, stdout=subprocess.PIPE, stderr=self.err)
+        self.port = self._read_port()
+        wait_port(self.port, self.proc, what=f"origin {name}")
+        self.address = f"127.0.0.1:{self.port}"
+        self._channel = None
+
+    def kill(self):
+        """SIGKILL, as a crash: open streams die with the connection."""
+        if self._channel is not None:
+            self._channel.close()
+            self._channel = None
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        stop_process(self.proc)  # takes it off the cleanup list
+        if self.proc.stdout:
+            self.proc.stdout.close()
+        self.err.close()
+
+
 # --- the runner ---------------------------------------------------------------------------------
 
 
