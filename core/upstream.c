@@ -532,11 +532,16 @@ void pc__pool_submit(pc_pool *p, pc_stream *st)
 void pc__pool_cancel(pc_stream *st, bool flush_first)
 {
     pc_pool *p = st->pool;
-    if (flush_first && st->up && st->up->sess && !st->up_reset_sent && st->req_q.size > 0) {
+    if (flush_first && !st->up_reset_sent && st->req_q.size > 0) {
+        /* Still waiting for a connection, or sending: either way the allowed bytes go first. */
         st->rst_after_flush = true;
-        nghttp2_session_resume_data(st->up->sess, st->up_sid);
-        pc__upconn_schedule(st->up);
-        return;
+        if (st->up && st->up->sess) {
+            nghttp2_session_resume_data(st->up->sess, st->up_sid);
+            pc__upconn_schedule(st->up);
+            return;
+        }
+        if (st->queued)
+            return;
     }
     if (st->queued && p) {
         pc_stream **pp = &p->qhead;
