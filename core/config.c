@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "access_check.h"
 #include "version.h"
 
 #define PATHLEN 256
@@ -500,6 +501,206 @@ static int get_entry(ctx *c, const pc_yaml_node *sec, const char *secname, bool 
     return dup_str(c, e->name, kp, name);
 }
 
+/* ---- origins[].access: the access policy. Everything the access plugin will need is checked here, so
+ * a broken policy fails `check` (exit 2, with its position) instead of refusing calls later. ---- */
+
+static const char *const access_modes[] = {"deny", "mtls", "service_token", "jwt", NULL};
+
+/* Headers the edge sets for the origin: lower case (HTTP/2), and none the protocol or a credential owns. */
+static bool edge_header_ok(const char *s)
+{
+    static const char *const reserved[] = {
+        "host",    "te",         "content-type",     "connection",       "transfer-encoding",
+        "upgrade", "keep-alive", "proxy-connection", "access-client-id", "access-client-secret",
+        NULL};
+    size_t len = strlen(s);
+    if (len == 0 || len > 64 || !strncmp(s, "grpc-", 5)) return false;
+    for (size_t i = 0; i < len; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_'))
+            return false;
+    for (size_t i = 0; reserved[i]; i++)
+        if (!strcmp(s, reserved[i])) return false;
+    return true;
+}
+
+/* acc.key as a map with these keys; *out NULL when absent. */
+static int access_sub(ctx *c, const pc_yaml_node *acc, const char *path, const char *key,
+                      const char *const *keys, char *sub, const pc_yaml_node **out)
+{
+    *out = pc__yaml_get(acc, key);
+    join(sub, path, key);
+    if (*out && (want(c, *out, PC_YAML_MAP, sub) < 0 || check_keys(c, *out, sub, keys) < 0)) return -1;
+    return 0;
+}
+
+/* map.key names a readable file that `check` accepts. */
+static int access_file(ctx *c, const pc_yaml_node *map, const char *path, const char *key,
+                       int (*check)(const char *, char *, size_t))
+{
+    char kp[PATHLEN], e[768];
+    const pc_yaml_node *n = required(c, map, path, key);
+    char *file = NULL;
+    join(kp, path, key);
+    if (!n || get_file(c, n, kp, &file) < 0) {
+        free(file);
+        return -1;
+    }
+    int rc = check(file, e, sizeof e);
+    free(file);
+    return rc < 0 ? fail(c, n, "%s: %s", kp, e) : 0;
+}
+
+static int access_header(ctx *c, const pc_yaml_node *map, const char *path, const char *key, const char **out)
+{
+    const pc_yaml_node *n = pc__yaml_get(map, key);
+    char kp[PATHLEN], d[128];
+    if (!n) return 0;
+    join(kp, path, key);
+    if (get_str(c, n, kp, out) < 0) return -1;
+    if (!edge_header_ok(*out))
+        return fail(
+            c, n, "%s: expected a lower-case header name (not a pseudo, grpc-* or connection header), got %s",
+            kp, show(d, sizeof d, *out, strlen(*out)));
+    return 0;
+}
+
+static bool access_protected(const pc_yaml_node *acc)
+{
+    const pc_yaml_node *n = pc__yaml_get(acc, "protected");
+    return !n || word_is(n, "true") || word_is(n, "yes") || word_is(n, "on");
+}
+
+static int load_access(ctx *c, const pc_yaml_node *acc, const char *path, const char *label)
+{
+    static const char *const keys[] = {"protected",         "grpc",  "http", "mtls", "service_token", "jwt",
+                                       "strip_credentials", "vouch", NULL};
+    static const char *const mtls_keys[] = {"ca", NULL};
+    static const char *const token_keys[] = {"tokens_file", NULL};
+    static const char *const jwt_keys[] = {"jwks", "issuer", "audience", "header", "leeway_s", NULL};
+    static const char *const vouch_keys[] = {"key", "header", "ttl_s", NULL};
+    char kp[PATHLEN], mp[PATHLEN], sp[PATHLEN], jp[PATHLEN], vp[PATHLEN], d[128];
+    const pc_yaml_node *n, *mt, *st, *jw, *vo;
+    const char *mode = NULL, *http = NULL, *s;
+    bool prot = true, strip = true;
+    uint32_t num = 0;
+    if (check_keys(c, acc, path, keys) < 0 || opt_bool(c, acc, path, "protected", &prot) < 0 ||
+        opt_bool(c, acc, path, "strip_credentials", &strip) < 0)
+        return -1;
+    if ((n = pc__yaml_get(acc, "grpc"))) {
+        join(kp, path, "grpc");
+        if (get_str(c, n, kp, &mode) < 0) return -1;
+        size_t m = 0;
+        while (access_modes[m] && strcmp(access_modes[m], mode))
+            m++;
+        if (!access_modes[m])
+            return fail(c, n, "%s: expected deny, mtls, service_token or jwt, got %s", kp,
+                        show(d, sizeof d, mode, strlen(mode)));
+    }
+    if ((n = pc__yaml_get(acc, "http"))) {
+        join(kp, path, "http");
+        if (get_str(c, n, kp, &http) < 0) return -1;
+        if (strcmp(http, "jwt"))
+            return fail(c, n,
+                        "%s: expected jwt (without it plain HTTP is left to the origin's login), got %s", kp,
+                        show(d, sizeof d, http, strlen(http)));
+    }
+    if (access_sub(c, acc, path, "mtls", mtls_keys, mp, &mt) < 0 ||
+        access_sub(c, acc, path, "service_token", token_keys, sp, &st) < 0 ||
+        access_sub(c, acc, path, "jwt", jwt_keys, jp, &jw) < 0 ||
+        access_sub(c, acc, path, "vouch", vouch_keys, vp, &vo) < 0)
+        return -1;
+    bool use_mtls = mode && !strcmp(mode, "mtls"), use_token = mode && !strcmp(mode, "service_token");
+    bool use_jwt = (mode && !strcmp(mode, "jwt")) || http;
+    n = pc__yaml_get(acc, mode ? "grpc" : "http");
+    if (use_mtls && !mt)
+        return fail(c, n, "%s: grpc is mtls, so give mtls: {ca: FILE} (the client CA)", path);
+    if (use_token && !st)
+        return fail(c, n, "%s: grpc is service_token, so give service_token: {tokens_file: FILE}", path);
+    if (use_jwt && !jw)
+        return fail(c, n, "%s: %s is jwt, so give jwt: {jwks: FILE, issuer: ..., audience: ...}", path,
+                    mode && !strcmp(mode, "jwt") ? "grpc" : "http");
+    /* Material is checked even when unused: a file left in the config is one someone will switch to. */
+    if (mt && access_file(c, mt, mp, "ca", pc__access_check_ca) < 0) return -1;
+    if (st && access_file(c, st, sp, "tokens_file", pc__access_check_tokens) < 0) return -1;
+    const char *jwt_header = "authorization", *vouch_header = NULL;
+    if (jw) {
+        if (access_file(c, jw, jp, "jwks", pc__access_check_jwks) < 0) return -1;
+        for (size_t k = 0; k < 2; k++) {
+            const char *key = k ? "audience" : "issuer";
+            if (!(n = required(c, jw, jp, key))) return -1;
+            join(kp, jp, key);
+            if (get_str(c, n, kp, &s) < 0) return -1;
+        }
+        if (access_header(c, jw, jp, "header", &jwt_header) < 0 ||
+            opt_u32(c, jw, jp, "leeway_s", " of seconds", 0, 3600, &num) < 0)
+            return -1;
+    }
+    if (vo) {
+        if (access_file(c, vo, vp, "key", pc__access_check_signing_key) < 0 ||
+            access_header(c, vo, vp, "header", &vouch_header) < 0 ||
+            opt_u32(c, vo, vp, "ttl_s", " of seconds", 1, 3600, &num) < 0)
+            return -1;
+        if (vouch_header && jw && !strcmp(vouch_header, jwt_header))
+            return fail(c, pc__yaml_get(vo, "header"), "%s.header: must differ from %s.header (%s)", vp, jp,
+                        jwt_header);
+    }
+
+    if (mt && !use_mtls &&
+        warn(c, "%s: access.mtls is set but not used (access.grpc is %s)", label, mode ? mode : "not set") <
+            0)
+        return -1;
+    if (st && !use_token &&
+        warn(c, "%s: access.service_token is set but not used (access.grpc is %s)", label,
+             mode ? mode : "not set") < 0)
+        return -1;
+    if (jw && !use_jwt &&
+        warn(c, "%s: access.jwt is set but not used (neither access.grpc nor access.http is jwt)", label) < 0)
+        return -1;
+    if (!strip && (use_token || use_jwt) &&
+        warn(c, "%s: access.strip_credentials is false: the credentials the edge checks reach the origin",
+             label) < 0)
+        return -1;
+    if (use_mtls) {
+        size_t l = 0;
+        while (l < c->cfg->nlisten && !c->cfg->listen[l].tls)
+            l++;
+        if (l == c->cfg->nlisten &&
+            warn(c,
+                 "%s: access.grpc is mtls but no listener has tls: every gRPC call to this origin is refused",
+                 label) < 0)
+            return -1;
+    }
+    if (!prot && !mode && !http &&
+        warn(
+            c,
+            "%s: access.protected is false and neither access.grpc nor access.http is set: it checks nothing",
+            label) < 0)
+        return -1;
+    return 0;
+}
+
+/* Every zone that lets gRPC reach a protected origin whose gRPC policy was never chosen: the calls are denied
+ * by default, which is safe but is probably not what whoever enabled gRPC on the zone meant. */
+static int access_zone_warnings(ctx *c)
+{
+    const pc_config *cfg = c->cfg;
+    for (size_t z = 0; z < cfg->nzones; z++) {
+        const pc_zone_conf *zone = &cfg->zones[z];
+        const pc_origin_conf *o = &cfg->origins[zone->origin_index];
+        if (!zone->grpc || !o->access || !access_protected(o->access) || pc__yaml_get(o->access, "grpc"))
+            continue;
+        char label[PATHLEN];
+        entry_label(label, "zones", c->zones_keyed, z, zone->name);
+        if (warn(c,
+                 "%s: grpc is on, but origin %s is access-protected and its access.grpc is not set: "
+                 "gRPC calls to it are denied; set access.grpc on the origin (deny, mtls, service_token or "
+                 "jwt) or grpc: false on the zone",
+                 label, o->name) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static int load_origin(ctx *c, pc_origin_conf *o, size_t i, const pc_yaml_node *sec)
 {
     static const char *const keys[] = {
@@ -567,11 +768,13 @@ static int load_origin(ctx *c, pc_origin_conf *o, size_t i, const pc_yaml_node *
         opt_u32(c, e.map, e.path, "max_pending", "", 0, 1u << 20, &o->max_pending) < 0 ||
         opt_u32(c, e.map, e.path, "cooldown_ms", " of milliseconds", 0, MAX_MS, &o->cooldown_ms) < 0)
         return -1;
-    /* The access policy plugin validates the inside of this map; here only its shape. */
+    /* The access plugin enforces this map; it is validated here, material included. */
     const pc_yaml_node *acc = pc__yaml_get(e.map, "access");
     if (acc) {
+        char label[PATHLEN];
         join(kp, e.path, "access");
-        if (want(c, acc, PC_YAML_MAP, kp) < 0) return -1;
+        entry_label(label, "origins", c->origins_keyed, i, o->name);
+        if (want(c, acc, PC_YAML_MAP, kp) < 0 || load_access(c, acc, kp, label) < 0) return -1;
         o->access = acc;
     }
     if (o->tls && !o->tls_verify) {
@@ -913,6 +1116,7 @@ static int load_root(ctx *c, const pc_yaml_node *root)
         entry_label(label, "origins", c->origins_keyed, i, cfg->origins[i].name);
         if (warn(c, "%s: no zone uses this origin", label) < 0) return -1;
     }
+    if (access_zone_warnings(c) < 0) return -1;
     return 0;
 }
 

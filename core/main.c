@@ -12,8 +12,10 @@
 #include "access_log.h"
 #include "admin.h"
 #include "config.h"
+#include "jwks.h"
 #include "log.h"
 #include "plugin_loader.h"
+#include "rules_test.h"
 #include "tls.h"
 #include "version.h"
 #include "worker.h"
@@ -22,6 +24,8 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: portcullis run -c FILE      serve in the foreground\n"
                "       portcullis check -c FILE    validate the config, print warnings (exit 0 valid, 2 not)\n"
+               "       portcullis rules test -c FILE CASES.yaml\n"
+               "                                   run the Lua rules on the cases (exit 0 pass, 1 fail, 2 bad input)\n"
                "       portcullis --version\n"
                "       portcullis --help\n");
 }
@@ -78,11 +82,14 @@ static int runtime_build(pc_runtime *rt, pc_config *cfg, char *err, size_t errle
     rt->origin_addrs = calloc(cfg->norigins, sizeof *rt->origin_addrs);
     if (!rt->front_tls || !rt->origin_tls || !rt->origin_addrs)
         return -1;
+    /* The vouch keys' JWKS (admin /jwks.json), before anything that can mint tokens with them. */
+    if (pc__jwks_update(cfg, err, errlen) < 0)
+        return -1;
     for (size_t i = 0; i < cfg->nlisten; i++) {
         if (!cfg->listen[i].tls)
             continue;
         char e[512];
-        rt->front_tls[i] = pc__tls_server_new(&cfg->listen[i], e, sizeof e);
+        rt->front_tls[i] = pc__tls_server_new(&cfg->listen[i], cfg, e, sizeof e);
         if (!rt->front_tls[i]) {
             snprintf(err, errlen, "%s: listen %s: %s", cfg->path, cfg->listen[i].address, e);
             return -1;
@@ -382,6 +389,8 @@ int main(int argc, char **argv)
         usage(stdout);
         return 0;
     }
+    if (argc == 6 && !strcmp(argv[1], "rules") && !strcmp(argv[2], "test") && !strcmp(argv[3], "-c"))
+        return pc__rules_test(argv[4], argv[5]);
     if (argc == 4 && strcmp(argv[2], "-c") == 0) {
         if (strcmp(argv[1], "run") == 0)
             return cmd_run(argv[3]);

@@ -1,14 +1,18 @@
 /* Front TLS: one SSL_CTX per certificate; the client-hello callback reads SNI and ALPN from the
- * raw hello, refuses clients that cannot speak h2 with no_application_protocol, and switches to
- * the context whose certificate names the requested host. */
+ * raw hello, refuses clients that cannot speak h2 with no_application_protocol, switches to the
+ * context whose certificate names the requested host, and asks for a client certificate when the
+ * zone of that host routes to an origin whose access policy is mtls. */
 #include "tls.h"
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
 #include <openssl/x509v3.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "access_check.h"
 #include "log.h"
 #include "transport.h"
 
@@ -18,9 +22,18 @@ typedef struct cert_entry {
     size_t nnames;
 } cert_entry;
 
+/* Client certificates for one origin with access.grpc: mtls. */
+typedef struct mtls_origin {
+    X509_STORE *store;           /* NULL: the origin does not use mtls */
+    STACK_OF(X509_NAME) * names; /* sent in the CertificateRequest so clients pick the right certificate */
+    unsigned char sid_ctx[32];   /* a session only resumes for the origin (and CA) it was verified for */
+} mtls_origin;
+
 struct pc_tls_server {
     cert_entry *certs;
     size_t ncerts;
+    const pc_config *cfg; /* zones by SNI; outlives the server (both belong to one runtime) */
+    mtls_origin *mtls;    /* one per origin; NULL when no origin uses mtls */
 };
 
 static const unsigned char alpn_h2[] = {2, 'h', '2'};
@@ -75,6 +88,33 @@ static int hello_sni(SSL *ssl, char *out, size_t outlen)
     return 1;
 }
 
+/* The verdict on the certificate belongs to the access policy: completing the handshake lets a
+ * client without a valid certificate get UNAUTHENTICATED with a reason, not an opaque TLS alert.
+ * A failed chain leaves SSL_get_verify_result() other than X509_V_OK, so it never counts. */
+static int verify_later(int ok, X509_STORE_CTX *x)
+{
+    (void)ok;
+    (void)x;
+    return 1;
+}
+
+/* HTTP/2 forbids renegotiation, so the certificate request is decided here, from the SNI. */
+static int request_client_cert(pc_tls_server *s, SSL *ssl, const char *sni)
+{
+    const pc_zone_conf *z = pc__zone_find(s->cfg, sni, strlen(sni));
+    const mtls_origin *m = z ? &s->mtls[z->origin_index] : NULL;
+    if (!m || !m->store) return 0;
+    STACK_OF(X509_NAME) *names = SSL_dup_CA_list(m->names);
+    if (!names || SSL_set1_verify_cert_store(ssl, m->store) != 1 ||
+        SSL_set_session_id_context(ssl, m->sid_ctx, sizeof m->sid_ctx) != 1) {
+        sk_X509_NAME_pop_free(names, X509_NAME_free);
+        return -1;
+    }
+    SSL_set_client_CA_list(ssl, names);
+    SSL_set_verify(ssl, SSL_VERIFY_PEER, verify_later);
+    return 0;
+}
+
 static int client_hello(SSL *ssl, int *al, void *arg)
 {
     pc_tls_server *s = arg;
@@ -88,14 +128,19 @@ static int client_hello(SSL *ssl, int *al, void *arg)
         return SSL_CLIENT_HELLO_ERROR;
     }
     char sni[256];
-    if (s->ncerts > 1 && hello_sni(ssl, sni, sizeof sni)) {
-        for (size_t i = 0; i < s->ncerts; i++)
-            for (size_t j = 0; j < s->certs[i].nnames; j++)
-                if (pc__tls_name_match(s->certs[i].names[j], sni)) {
-                    if (i != 0)
-                        SSL_set_SSL_CTX(ssl, s->certs[i].ctx);
-                    return SSL_CLIENT_HELLO_SUCCESS;
-                }
+    if ((s->ncerts < 2 && !s->mtls) || !hello_sni(ssl, sni, sizeof sni)) return SSL_CLIENT_HELLO_SUCCESS;
+    size_t pick = s->ncerts;
+    for (size_t i = 0; s->ncerts > 1 && pick == s->ncerts && i < s->ncerts; i++)
+        for (size_t j = 0; j < s->certs[i].nnames; j++)
+            if (pc__tls_name_match(s->certs[i].names[j], sni)) {
+                pick = i;
+                break;
+            }
+    if (pick != 0 && pick < s->ncerts) SSL_set_SSL_CTX(ssl, s->certs[pick].ctx);
+    /* After the context switch, which replaces the per-connection verify store. */
+    if (s->mtls && request_client_cert(s, ssl, sni) < 0) {
+        *al = SSL_AD_INTERNAL_ERROR;
+        return SSL_CLIENT_HELLO_ERROR;
     }
     return SSL_CLIENT_HELLO_SUCCESS;
 }
@@ -175,14 +220,64 @@ static SSL_CTX *server_ctx(pc_tls_server *s, const pc_cert_conf *c, char *err, s
     return ctx;
 }
 
-pc_tls_server *pc__tls_server_new(const pc_listen_conf *l, char *err, size_t errlen)
+/* The session id context binds a session to the origin name and the exact CA file content. */
+static int mtls_load(mtls_origin *m, const char *origin, const char *ca, char *err, size_t errlen)
+{
+    m->store = X509_STORE_new();
+    if (!m->store || X509_STORE_load_file(m->store, ca) != 1 || !(m->names = SSL_load_client_CA_file(ca))) {
+        ssl_err(err, errlen, "access.mtls.ca: cannot load", ca);
+        return -1;
+    }
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    FILE *f = fopen(ca, "rb");
+    int ok = md && f && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+             EVP_DigestUpdate(md, origin, strlen(origin) + 1) == 1;
+    unsigned char buf[4096];
+    size_t n;
+    while (ok && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        ok = EVP_DigestUpdate(md, buf, n) == 1;
+    unsigned int len = 0;
+    ok = ok && !ferror(f) && EVP_DigestFinal_ex(md, m->sid_ctx, &len) == 1 && len == sizeof m->sid_ctx;
+    if (f) fclose(f);
+    EVP_MD_CTX_free(md);
+    if (!ok) snprintf(err, errlen, "access.mtls.ca %s: cannot read", ca);
+    return ok ? 0 : -1;
+}
+
+static int mtls_setup(pc_tls_server *s, const pc_config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->norigins; i++) {
+        char *ca = cfg->origins[i].access ? pc__access_mtls_ca(cfg, &cfg->origins[i]) : NULL;
+        if (!ca) continue;
+        if (!s->mtls && !(s->mtls = calloc(cfg->norigins, sizeof *s->mtls))) {
+            free(ca);
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        char e[512];
+        int rc = mtls_load(&s->mtls[i], cfg->origins[i].name, ca, e, sizeof e);
+        free(ca);
+        if (rc < 0) {
+            snprintf(err, errlen, "origin %s: %s", cfg->origins[i].name, e);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+pc_tls_server *pc__tls_server_new(const pc_listen_conf *l, const pc_config *cfg, char *err, size_t errlen)
 {
     pc_tls_server *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
+    s->cfg = cfg;
     s->certs = calloc(l->ncerts, sizeof *s->certs);
     if (!s->certs) {
         free(s);
+        return NULL;
+    }
+    if (mtls_setup(s, cfg, err, errlen) < 0) {
+        pc__tls_server_free(s);
         return NULL;
     }
     for (size_t i = 0; i < l->ncerts; i++) {
@@ -211,6 +306,11 @@ void pc__tls_server_free(pc_tls_server *s)
         free(s->certs[i].names);
     }
     free(s->certs);
+    for (size_t i = 0; s->mtls && i < s->cfg->norigins; i++) {
+        X509_STORE_free(s->mtls[i].store);
+        sk_X509_NAME_pop_free(s->mtls[i].names, X509_NAME_free);
+    }
+    free(s->mtls);
     free(s);
 }
 
@@ -240,3 +340,17 @@ SSL_CTX *pc__tls_client_new(const pc_origin_conf *o, char *err, size_t errlen)
 }
 
 const char *pc__tls_sni(SSL *ssl) { return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name); }
+
+int pc__tls_client_subject(SSL *ssl, char *out, size_t outlen)
+{
+    X509 *peer = SSL_get0_peer_certificate(ssl);
+    if (!peer || SSL_get_verify_result(ssl) != X509_V_OK || outlen == 0) return 0;
+    BIO *b = BIO_new(BIO_s_mem());
+    int ok = b && X509_NAME_print_ex(b, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253) >= 0;
+    int n = ok ? BIO_read(b, out, (int)outlen) : -1;
+    BIO_free(b);
+    /* A subject that does not fit is not passed on cut: a prefix could name someone else. */
+    if (n <= 0 || (size_t)n >= outlen) return 0;
+    out[n] = '\0';
+    return 1;
+}

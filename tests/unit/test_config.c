@@ -104,7 +104,7 @@ static const char *full_fmt =
     "    max_connections: 8\n"
     "    max_pending: 0\n"
     "    cooldown_ms: 0\n"
-    "    access: { anything: [goes, here], nested: { deep: true } }\n"
+    "    access: { protected: true, grpc: deny }\n"
     "  - name: billing\n"
     "    servers: [\"billing:9000\"]\n"
     "    tls: { verify: off }\n"
