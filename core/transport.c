@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fingerprint.h"
 #include "log.h"
 #include "worker.h"
 
@@ -217,6 +218,9 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             pc__transport_close(t, true);
         return;
     }
+    /* The raw ClientHello for JA3/JA4: OpenSSL's own view of it has lost GREASE and unknown extensions. */
+    if (t->server && !t->ready)
+        pc__fp_ssl_feed(t->ssl, (const uint8_t *)buf->base, (size_t)nread);
     BIO_write(SSL_get_rbio(t->ssl), buf->base, (int)nread);
     handle_tls_input(t);
 }

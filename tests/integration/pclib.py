@@ -1085,6 +1085,7 @@ class RawH2:
             self.raw.bind((source, 0))
         self.raw.settimeout(timeout * TIME_SCALE)
         self.raw.connect(("127.0.0.1", port))
+        self.local = "%s:%d" % self.raw.getsockname()[:2]  # as the proxy logs this client
         self.sock = self.raw
         if tls:
             ctx = ssl.create_default_context(cafile=ca)
@@ -1107,6 +1108,10 @@ class RawH2:
         self.ended = set()
         self.frames_in = {}
         self.settings_seen = 0
+        self.ping_acks = set()
+        self.peer_initial_window = 65535  # flow control for send_body()
+        self.conn_window = 65535
+        self.stream_windows = {}
         self.closed = False
         self.closed_at = None
         self.send_blocked = False
@@ -1200,14 +1205,28 @@ class RawH2:
         reply = b""
         if ftype == H2_SETTINGS and not flags & H2_ACK:
             self.settings_seen += 1
+            for i in range(0, len(payload) - 5, 6):
+                if int.from_bytes(payload[i:i + 2], "big") == H2_SETTINGS_INITIAL_WINDOW_SIZE:
+                    new = int.from_bytes(payload[i + 2:i + 6], "big")
+                    for k in self.stream_windows:
+                        self.stream_windows[k] += new - self.peer_initial_window
+                    self.peer_initial_window = new
             if self.ack_settings:
                 reply = h2_settings(ack=True)
         elif ftype == H2_GOAWAY:
             self.goaway = (int.from_bytes(payload[:4], "big") & 0x7FFFFFFF, int.from_bytes(payload[4:8], "big"))
         elif ftype == H2_RST_STREAM:
             self.resets[sid] = int.from_bytes(payload[:4], "big")
+        elif ftype == H2_WINDOW_UPDATE:
+            inc = int.from_bytes(payload[:4], "big") & 0x7FFFFFFF
+            if sid == 0:
+                self.conn_window += inc
+            else:
+                self.stream_windows[sid] = self.stream_windows.get(sid, self.peer_initial_window) + inc
         elif ftype == H2_PING and not flags & H2_ACK:
             reply = h2_ping(payload, ack=True)
+        elif ftype == H2_PING:
+            self.ping_acks.add(bytes(payload))
         elif ftype in (H2_HEADERS, H2_CONTINUATION):
             if ftype == H2_HEADERS:
                 pad = payload[0] if flags & 0x8 else 0
@@ -1234,6 +1253,42 @@ class RawH2:
                     h2_window_update(sid, len(payload)) if not flags & H2_END_STREAM else b"")
         return reply
 
+    def send_body(self, sid, data, end_stream=True, frame_size=16384, timeout=10.0):
+        """Sends `data` on stream `sid` as DATA frames of at most frame_size bytes, within the
+        server's flow-control windows (waiting for WINDOW_UPDATE). Stops early when the stream is
+        answered and ended or reset, or the connection goes. Returns the bytes sent."""
+        end = time.monotonic() + timeout * TIME_SCALE
+        view = memoryview(data)
+        sent = 0
+        while True:
+            if self.closed or self.stream_done(sid) or time.monotonic() > end:
+                return sent
+            window = min(self.conn_window, self.stream_windows.get(sid, self.peer_initial_window))
+            n = min(len(view) - sent, frame_size, window)
+            last = sent + n == len(view)
+            if n <= 0 and not (last and len(view) == sent):
+                self.pump(0.05)
+                continue
+            frames = [h2_data(sid, bytes(view[sent:sent + n]), end_stream=end_stream and last)]
+            self.conn_window -= n
+            self.stream_windows[sid] = self.stream_windows.get(sid, self.peer_initial_window) - n
+            sent += n
+            # Small frames go out in batches (one syscall for many frames).
+            while frame_size < 1024 and not last and len(frames) < 256:
+                window = min(self.conn_window, self.stream_windows[sid])
+                n = min(len(view) - sent, frame_size, window)
+                if n <= 0:
+                    break
+                last = sent + n == len(view)
+                frames.append(h2_data(sid, bytes(view[sent:sent + n]), end_stream=end_stream and last))
+                self.conn_window -= n
+                self.stream_windows[sid] -= n
+                sent += n
+            self.send(b"".join(frames))
+            self.pump(0)
+            if last:
+                return sent
+
     def wait(self, predicate, timeout):
         """Pumps until predicate(self) is true, the connection is gone or `timeout` s passed."""
         end = time.monotonic() + timeout * TIME_SCALE
@@ -1243,6 +1298,16 @@ class RawH2:
             if self.closed or time.monotonic() >= end:
                 return bool(predicate(self))
             self.pump(min(0.05, max(0.0, end - time.monotonic())))
+
+    def sync(self, timeout=5.0):
+        """A PING round trip: once its ACK is back, the server has read everything sent before it.
+        Returns False when the connection went (or GOAWAY came) first. The PING counts as a frame
+        like any other (on a connection without streams, a glitch)."""
+        self.sync_n = getattr(self, "sync_n", 0) + 1
+        token = b"sync%04d" % (self.sync_n % 10000)
+        if not self.send(h2_ping(token)):
+            return False
+        return self.wait(lambda c: token in c.ping_acks or c.goaway is not None, timeout) and token in self.ping_acks
 
     def wait_closed(self, timeout):
         """Waits for the server to close the connection; True if it did within `timeout` s."""
@@ -1361,6 +1426,7 @@ class HonestClient:
         self.pause = pause
         self.ok = 0
         self.failures = []
+        self.max_latency = 0.0  # s, the slowest successful call
         self.stopping = threading.Event()
         self.lock = threading.Lock()
         self.thread = threading.Thread(target=self._run, daemon=True)
@@ -1388,6 +1454,7 @@ class HonestClient:
         n = 0
         while not self.stopping.is_set():
             n += 1
+            started = time.monotonic()
             try:
                 if self.stream_every and n % self.stream_every == 0:
                     count, size = 8, 1000 + n % 7
@@ -1406,6 +1473,7 @@ class HonestClient:
                 continue
             with self.lock:
                 self.ok += 1
+                self.max_latency = max(self.max_latency, time.monotonic() - started)
             if self.pause:
                 self.stopping.wait(self.pause)
 

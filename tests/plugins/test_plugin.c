@@ -8,7 +8,9 @@
  *   nosym      exports no descriptor at all
  *   counter    denies the request message whose index equals config `deny_index`
  *   async      like counter, but decides every request header block and message on the thread
- *              pool (queue_work + PC_PAUSE + resume), after `delay_ms` (default 20) */
+ *              pool (queue_work + PC_PAUSE + resume), after `delay_ms` (default 20)
+ *   botscore   stands in for the bot plugin: publishes "bot.score" from the request header
+ *              x-bot-score */
 #include <portcullis/plugin.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -116,6 +118,11 @@ static int on_headers(void *p, pc_request *r)
     if (tag)
         h->header_set(r, "x-echo-reader-saw", tag);
     return PC_CONTINUE;
+#elif defined(VARIANT_BOTSCORE)
+    const char *score = h->header_get(r, "x-bot-score");
+    if (score)
+        h->publish(r, "bot.score", score);
+    return PC_CONTINUE;
 #elif defined(VARIANT_FAILING)
     (void)h;
     (void)r;
@@ -156,6 +163,8 @@ static int on_message(void *p, pc_request *r, const pc_message *m)
 #define NAME "badabi"
 #elif defined(VARIANT_ASYNC)
 #define NAME "async"
+#elif defined(VARIANT_BOTSCORE)
+#define NAME "botscore"
 #else
 #define NAME "counter"
 #endif

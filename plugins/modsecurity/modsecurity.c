@@ -1,0 +1,715 @@
+/* ModSecurity WAF plugin: runs libmodsecurity v3 with the OWASP Core Rule Set on every request,
+ * and on every gRPC message decoded and rendered as JSON, so that rules see each protobuf string
+ * field as an argument. All rule evaluation runs on the thread pool (queue_work + PC_PAUSE),
+ * never on the event loop; each worker bounds the transactions it has in flight.
+ *
+ *   - name: modsecurity
+ *     config:
+ *       crs: /usr/share/modsecurity-crs     # the Core Rule Set (crs-setup.conf found next to it or in /etc)
+ *       paranoia: 1                         # CRS paranoia level 1-4
+ *       anomaly_threshold: 5                # inbound anomaly score that blocks
+ *       mode: block                         # block | detect | off
+ *       rules: [rules/waf/local.conf]       # SecLang files loaded after the CRS
+ *       exclude: [920350]                   # rule ids removed everywhere
+ *       audit_log: /var/log/portcullis/waf-audit.json
+ *       zones: { internal.example.com: { mode: detect, paranoia: 2, exclude: [942100] } }
+ *       max_queue: 256                      # transactions in flight per worker
+ *       on_queue_full: deny                 # deny (RESOURCE_EXHAUSTED) | open (pass uninspected)
+ *       body_limit: 1048576                 # largest body (or message as JSON) inspected
+ *       inspect_response: false             # response messages too (reported, not blocked)
+ *
+ * Transactions. A request's first transaction starts in the request-headers hook: connection,
+ * URI, headers, phase 1, before anything reaches the origin. For plain HTTP/2 requests phase 2
+ * follows at once (URI arguments, cookies, headers). For gRPC calls the same transaction takes the
+ * first message as its body, so a unary call costs one transaction. libmodsecurity runs body
+ * rules once per transaction, so each later message of a stream gets a fresh transaction
+ * carrying the request headers again: each message is judged with the headers, as a unary call
+ * would be, and a message that crosses the threshold stops the call before it is forwarded.
+ *
+ * Threads. Rule sets are loaded once, in init, on the main thread (loading is not thread-safe),
+ * and are read-only afterwards: libmodsecurity keeps all per-request state in the Transaction,
+ * so many transactions may evaluate one rules set at once (as the nginx connector's workers and
+ * its thread-pool builds do). A transaction is only ever used by one job at a time: the call is
+ * paused while its job runs, and the next job for it is queued only after the previous one's
+ * done() ran on the worker thread. The in-memory collections that libmodsecurity 3.0.9 does not
+ * lock correctly are not used (rules/waf/crs-overrides.conf removes the rule that opens them). */
+#include <modsecurity/intervention.h>
+#include <modsecurity/modsecurity.h>
+#include <modsecurity/rules_set.h>
+#include <modsecurity/transaction.h>
+#include <portcullis/plugin.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "waf_body.h"
+#include "waf_config.h"
+
+#define MAX_IDS 32 /* rule ids kept per request for the access log and metrics */
+
+/* What one transaction reported: filled on the pool thread (log callback, interventions). */
+typedef struct waf_report {
+    uint32_t ids[MAX_IDS];
+    size_t nids;
+    int score;     /* inbound anomaly score, -1 when no rule reported one */
+    int out_score; /* outbound (response) anomaly score, -1 likewise */
+    int status;    /* HTTP status of a disruptive intervention; 0: none */
+    const waf_conf *conf;
+} waf_report;
+
+typedef struct waf_worker {
+    const waf_conf *c;
+    size_t inflight; /* jobs queued or running for this worker's requests */
+} waf_worker;
+
+enum { VERDICT_NONE = 0, VERDICT_DETECTED, VERDICT_BLOCKED };
+
+/* One request, from its headers hook to on_log. Worker thread only, except that a running job
+ * reads the request facts (immutable once copied) and its log callback writes `live`. */
+typedef struct waf_req {
+    const waf_profile *profile;
+    int headers_first;
+    char *id;
+    char *method, *uri, *client_ip;
+    int client_port;
+    char **hv; /* header names and values, interleaved; one allocation with the strings */
+    size_t nh;
+    int grpc;
+    int json_subtype; /* application/grpc+json: messages are JSON already */
+    Transaction *tx;  /* phase 1 done, waiting for its body (the first message, or the end) */
+    unsigned ntx;     /* transactions started: later ones get "<id>-<n>" */
+    waf_report live;  /* written by the running request job only */
+    /* merged results */
+    uint32_t ids[MAX_IDS];
+    size_t nids;
+    int score, out_score;
+    int verdict;
+    const char *skipped; /* why something went uninspected: "queue_full", "too_large" */
+} waf_req;
+
+typedef struct waf_slot {
+    waf_req *req;
+} waf_slot;
+
+enum { JOB_HEADERS, JOB_BODY, JOB_RESPONSE };
+
+typedef struct waf_job {
+    waf_worker *w;
+    waf_req *req;
+    int kind;
+    Transaction *tx; /* in: the transaction to continue (JOB_BODY), out: the one left open (JOB_HEADERS) */
+    char *body;
+    size_t body_len;
+    int resp_status;
+    char txid[96];
+    waf_report rep; /* JOB_RESPONSE: its own, as it may run beside a request job */
+    int failed;
+} waf_job;
+
+/* ---- rule messages ---- */
+
+static void report_reset(waf_report *rep, const waf_conf *c)
+{
+    memset(rep, 0, sizeof *rep);
+    rep->score = rep->out_score = -1;
+    rep->conf = c;
+}
+
+static void add_id(uint32_t *ids, size_t *n, uint32_t id)
+{
+    for (size_t i = 0; i < *n; i++)
+        if (ids[i] == id)
+            return;
+    if (*n < MAX_IDS)
+        ids[(*n)++] = id;
+}
+
+/* "Matched "Operator `Gt' with parameter `0' against variable `TX:ANOMALY_SCORE' (Value: `12' )":
+ * the text right after the first `Matched "` comes from the rule itself (operator, parameter,
+ * variable name), so a score read there cannot be supplied by the request. */
+static int score_of(const char *text, const char *op)
+{
+    static const char var[] = "' against variable `TX:ANOMALY_SCORE' (Value: `";
+    static const char ovar[] = "' against variable `TX:OUTBOUND_ANOMALY_SCORE' (Value: `";
+    const char *m = strstr(text, "Matched \"Operator `");
+    if (!m)
+        return -1;
+    m += strlen("Matched \"Operator `");
+    size_t ol = strlen(op);
+    if (strncmp(m, op, ol) != 0 || strncmp(m + ol, "' with parameter `", 18) != 0)
+        return -1;
+    m += ol + 18;
+    while (*m >= '0' && *m <= '9')
+        m++;
+    if (!strncmp(m, var, sizeof var - 1))
+        return atoi(m + sizeof var - 1);
+    if (!strncmp(m, ovar, sizeof ovar - 1))
+        return -2 - atoi(m + sizeof ovar - 1); /* outbound, encoded below -1 */
+    return -1;
+}
+
+/* Takes rule ids and scores from one rule message. The message quotes matched values verbatim,
+ * so ids are read only from the exact `"] [line "N"] [id "N"] [rev "` sequence and only when they
+ * name a loaded rule: a request can at most add ids of real rules to its own log line. Verdicts
+ * never depend on this text, only on msc_intervention(). */
+static void report_text(waf_report *rep, const char *text)
+{
+    int own = 0;
+    for (const char *p = text; (p = strstr(p, "\"] [id \"")); p += 8) {
+        const char *q = p + 8;
+        char *end;
+        unsigned long id = strtoul(q, &end, 10);
+        if (end == q || strncmp(end, "\"] [rev \"", 9) != 0)
+            continue;
+        /* the field before must be [line "<digits>"] */
+        const char *l = p;
+        while (l > text && l[-1] >= '0' && l[-1] <= '9')
+            l--;
+        if (l == p || l - text < 8 || strncmp(l - 8, " [line \"", 8) != 0)
+            continue;
+        if (id == WAF_RULE_SCORE || id == WAF_RULE_RESP_SCORE || id == 949110 || id == 959100) {
+            own = 1;
+            if (id == WAF_RULE_SCORE || id == WAF_RULE_RESP_SCORE)
+                continue; /* bookkeeping, not a detection */
+        }
+        if (rep->conf && waf_conf_known_id(rep->conf, (uint32_t)id))
+            add_id(rep->ids, &rep->nids, (uint32_t)id);
+    }
+    if (!own)
+        return;
+    int s = score_of(text, "Gt");
+    if (s == -1)
+        s = score_of(text, "Ge");
+    if (s >= 0 && s > rep->score)
+        rep->score = s;
+    else if (s <= -2 && -2 - s > rep->out_score)
+        rep->out_score = -2 - s;
+}
+
+/* libmodsecurity's log callback: called on the thread running the transaction, with the data
+ * pointer given to msc_new_transaction (the job's report). */
+static void on_rule_message(void *data, const void *msg)
+{
+    if (data && msg)
+        report_text(data, msg);
+}
+
+/* ---- running transactions (thread pool) ---- */
+
+static int intervened(Transaction *t, waf_report *rep)
+{
+    ModSecurityIntervention it = {200, 0, NULL, NULL, 0};
+    if (msc_intervention(t, &it) && it.disruptive) {
+        rep->status = it.status >= 400 ? it.status : 403;
+        if (it.log)
+            report_text(rep, it.log);
+    }
+    free(it.log);
+    free(it.url);
+    return rep->status != 0;
+}
+
+/* Connection, URI and headers, then phase 1. */
+static Transaction *tx_start(waf_job *j, waf_report *rep)
+{
+    const waf_req *q = j->req;
+    Transaction *t = msc_new_transaction_with_id(j->w->c->msc, q->profile->rules, j->txid, rep);
+    if (!t)
+        return NULL;
+    /* The edge's own address is not known to plugins; rules rarely look at SERVER_ADDR. */
+    msc_process_connection(t, q->client_ip, q->client_port, "0.0.0.0", 0);
+    if (intervened(t, rep))
+        return t;
+    msc_process_uri(t, q->uri, q->method, "2.0");
+    for (size_t i = 0; i < q->nh; i++)
+        msc_add_n_request_header(t, (const unsigned char *)q->hv[2 * i], strlen(q->hv[2 * i]),
+                                 (const unsigned char *)q->hv[2 * i + 1], strlen(q->hv[2 * i + 1]));
+    msc_process_request_headers(t);
+    intervened(t, rep);
+    return t;
+}
+
+/* Phase 5 (logging: correlation rules, the audit log), then the transaction is freed. Phase 5
+ * is skipped when no rule reported anything: then the audit log (relevant transactions only)
+ * would not record it and the CRS correlation rules have nothing to correlate. */
+static void tx_end(Transaction *t, const waf_report *rep)
+{
+    if (rep->status || rep->nids || rep->score > 0 || rep->out_score > 0)
+        msc_process_logging(t);
+    msc_transaction_cleanup(t);
+}
+
+/* Phase 2 with `body`, then the end of the transaction. */
+static void tx_finish(Transaction *t, waf_job *j, waf_report *rep)
+{
+    if (!rep->status) {
+        if (j->body_len)
+            msc_append_request_body(t, (const unsigned char *)j->body, j->body_len);
+        if (!intervened(t, rep)) {
+            msc_process_request_body(t);
+            intervened(t, rep);
+        }
+    }
+    tx_end(t, rep);
+}
+
+static void job_work(void *arg)
+{
+    waf_job *j = arg;
+    waf_req *q = j->req;
+    waf_report *rep = &q->live;
+    Transaction *t;
+    switch (j->kind) {
+    case JOB_HEADERS:
+        if (!(t = tx_start(j, rep))) {
+            j->failed = 1;
+            return;
+        }
+        if (rep->status || !q->grpc || q->headers_first) {
+            /* Plain HTTP/2: the body is not shown to plugins, so phase 2 runs now, on the URI
+             * arguments, cookies and headers, before the origin sees anything. headers_first
+             * does the same for gRPC calls; their messages then get transactions of their own. */
+            tx_finish(t, j, rep);
+        } else {
+            j->tx = t;
+        }
+        return;
+    case JOB_BODY:
+        t = j->tx ? j->tx : tx_start(j, rep);
+        j->tx = NULL;
+        if (!t) {
+            j->failed = 1;
+            return;
+        }
+        tx_finish(t, j, rep);
+        return;
+    case JOB_RESPONSE:
+        rep = &j->rep;
+        /* A transaction of its own: phase 1 initialises the CRS variables the response rules
+         * read (paranoia level, thresholds); the request rules already ran elsewhere. */
+        if (!(t = tx_start(j, rep))) {
+            j->failed = 1;
+            return;
+        }
+        if (!rep->status) {
+            msc_add_n_response_header(t, (const unsigned char *)"content-type", 12,
+                                      (const unsigned char *)"application/json", 16);
+            msc_process_response_headers(t, j->resp_status, "HTTP 2.0");
+            if (j->body_len)
+                msc_append_response_body(t, (const unsigned char *)j->body, j->body_len);
+            msc_process_response_body(t);
+            intervened(t, rep);
+        }
+        tx_end(t, rep);
+        return;
+    }
+}
+
+/* ---- verdicts (worker thread) ---- */
+
+static void publish_results(const pc_host *h, pc_request *r, const waf_req *q)
+{
+    if (q->nids) {
+        char ids[MAX_IDS * 11 + 1];
+        size_t n = 0;
+        for (size_t i = 0; i < q->nids; i++)
+            n += (size_t)snprintf(ids + n, sizeof ids - n, "%s%u", i ? "," : "", q->ids[i]);
+        h->publish(r, "waf.rule_ids", ids);
+    }
+    char num[16];
+    if (q->score >= 0) {
+        snprintf(num, sizeof num, "%d", q->score);
+        h->publish(r, "waf.score", num);
+    }
+    if (q->out_score >= 0) {
+        snprintf(num, sizeof num, "%d", q->out_score);
+        h->publish(r, "waf.response_score", num);
+    }
+    if (q->verdict)
+        h->publish(r, "waf.verdict", q->verdict == VERDICT_BLOCKED ? "blocked" : "detected");
+    if (q->skipped)
+        h->publish(r, "waf.skipped", q->skipped);
+}
+
+static void merge(waf_req *q, const waf_report *rep)
+{
+    for (size_t i = 0; i < rep->nids; i++)
+        add_id(q->ids, &q->nids, rep->ids[i]);
+    if (rep->score > q->score)
+        q->score = rep->score;
+    if (rep->out_score > q->out_score)
+        q->out_score = rep->out_score;
+}
+
+static void job_free(waf_job *j)
+{
+    if (j->tx)
+        msc_transaction_cleanup(j->tx);
+    free(j->body);
+    free(j);
+}
+
+static void job_done(void *arg, pc_request *r)
+{
+    waf_job *j = arg;
+    waf_worker *w = j->w;
+    waf_req *q = j->req;
+    const waf_conf *c = w->c;
+    const pc_host *h = c->host;
+    w->inflight--;
+    if (j->kind == JOB_RESPONSE) {
+        /* Response hooks cannot hold a call: what a response matched is reported, not blocked. */
+        merge(q, &j->rep);
+        if (j->rep.status || (j->rep.out_score >= 0 && j->rep.out_score >= q->profile->threshold))
+            q->verdict = q->verdict ? q->verdict : VERDICT_DETECTED;
+        publish_results(h, r, q);
+        job_free(j);
+        return;
+    }
+    waf_report rep = q->live;
+    report_reset(&q->live, c);
+    if (j->tx) {
+        q->tx = j->tx; /* phase 1 done: the first message (or the request's end) continues it */
+        j->tx = NULL;
+    }
+    merge(q, &rep);
+    int failed = j->failed;
+    job_free(j);
+    if (failed) {
+        h->metric_count(r, "waf", "error", 1);
+        h->resume(r, PC_ERROR);
+        return;
+    }
+    if (rep.status && q->profile->mode == WAF_BLOCK) {
+        q->verdict = VERDICT_BLOCKED;
+        publish_results(h, r, q);
+        char msg[160];
+        snprintf(msg, sizeof msg, "request %s blocked by the WAF", q->id);
+        h->deny(r, 7 /* PERMISSION_DENIED */, msg);
+        h->resume(r, PC_DENY);
+        return;
+    }
+    /* Detect mode: DetectionOnly raises no intervention; a score at the threshold is a block
+     * that was not enforced. */
+    if (rep.status || (rep.score >= 0 && rep.score >= q->profile->threshold))
+        if (q->verdict == VERDICT_NONE)
+            q->verdict = VERDICT_DETECTED;
+    publish_results(h, r, q);
+    h->resume(r, PC_CONTINUE);
+}
+
+/* ---- hooks ---- */
+
+static waf_req *req_of(const waf_conf *c, pc_request *r)
+{
+    waf_slot *s = c->host->request_state(r);
+    return s ? s->req : NULL;
+}
+
+static char *dup_or(const char *s, const char *dflt) { return strdup(s ? s : dflt); }
+
+static void req_free(waf_req *q)
+{
+    if (!q)
+        return;
+    if (q->tx)
+        msc_transaction_cleanup(q->tx);
+    free(q->id);
+    free(q->method);
+    free(q->uri);
+    free(q->client_ip);
+    free(q->hv);
+    free(q);
+}
+
+/* Copies what the jobs need, since a job must not touch the request. HTTP/2 carries the host in
+ * :authority; it is presented as Host, as HTTP/1 connectors do (CRS requires a Host header). */
+static waf_req *req_new(const waf_conf *c, pc_request *r, const waf_zone *z)
+{
+    const pc_host *h = c->host;
+    waf_req *q = calloc(1, sizeof *q);
+    if (!q)
+        return NULL;
+    q->profile = z->profile;
+    q->headers_first = z->headers_first;
+    q->score = q->out_score = -1;
+    report_reset(&q->live, c);
+    const char *port = h->request_info(r, "client.port");
+    q->client_port = port ? atoi(port) : 0;
+    q->id = dup_or(h->request_info(r, "request_id"), "-");
+    q->method = dup_or(h->request_info(r, "method"), "GET");
+    q->uri = dup_or(h->request_info(r, "path"), "/");
+    q->client_ip = dup_or(h->request_info(r, "client.ip"), "0.0.0.0");
+    const char *grpc = h->request_info(r, "grpc");
+    q->grpc = grpc && !strcmp(grpc, "1");
+    const char *sub = q->grpc ? h->request_info(r, "grpc.subtype") : NULL;
+    q->json_subtype = sub && !strcmp(sub, "json");
+    if (!q->id || !q->method || !q->uri || !q->client_ip)
+        goto fail;
+
+    size_t n = h->header_count(r), bytes = 0, k = 0;
+    const char *authority = h->request_info(r, "authority");
+    int has_host = h->header_get(r, "host") != NULL;
+    for (size_t i = 0; i < n; i++) {
+        const char *name, *value;
+        if (h->header_at(r, i, &name, &value) == 0 && name[0] != ':')
+            bytes += strlen(name) + strlen(value) + 2;
+    }
+    if (!has_host && authority)
+        bytes += 5 + strlen(authority) + 1;
+    q->hv = malloc((n + 1) * 2 * sizeof *q->hv + bytes);
+    if (!q->hv)
+        goto fail;
+    char *s = (char *)(q->hv + (n + 1) * 2);
+    if (!has_host && authority) {
+        q->hv[2 * k] = memcpy(s, "host", 5);
+        s += 5;
+        q->hv[2 * k + 1] = strcpy(s, authority);
+        s += strlen(authority) + 1;
+        k++;
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *name, *value;
+        if (h->header_at(r, i, &name, &value) != 0 || name[0] == ':')
+            continue; /* pseudo-headers are already the URI and method */
+        q->hv[2 * k] = strcpy(s, name);
+        s += strlen(name) + 1;
+        q->hv[2 * k + 1] = strcpy(s, value);
+        s += strlen(value) + 1;
+        k++;
+    }
+    q->nh = k;
+    return q;
+fail:
+    req_free(q);
+    return NULL;
+}
+
+/* Queues a job and pauses the call (or, for responses, just queues it). Applies the per-worker
+ * bound first: a full queue denies with RESOURCE_EXHAUSTED, or lets the call through
+ * uninspected with on_queue_full: open. */
+static int start_job(waf_worker *w, pc_request *r, waf_req *q, int kind, Transaction *tx, char *body, size_t len,
+                     int resp_status)
+{
+    const waf_conf *c = w->c;
+    const pc_host *h = c->host;
+    if (w->inflight >= c->max_queue) {
+        free(body);
+        if (tx)
+            q->tx = tx; /* keep it for the next message */
+        if (kind == JOB_RESPONSE || c->queue_full_open) {
+            h->metric_count(r, "waf", kind == JOB_RESPONSE ? "response_skipped" : "fail_open", 1);
+            q->skipped = "queue_full";
+            publish_results(h, r, q);
+            return PC_CONTINUE;
+        }
+        h->metric_count(r, "waf", "queue_full", 1);
+        char msg[160];
+        snprintf(msg, sizeof msg, "request %s refused: the WAF is busy", q->id);
+        return h->deny(r, 8 /* RESOURCE_EXHAUSTED */, msg);
+    }
+    waf_job *j = calloc(1, sizeof *j);
+    if (!j) {
+        free(body);
+        if (tx)
+            q->tx = tx;
+        return PC_ERROR;
+    }
+    j->w = w;
+    j->req = q;
+    j->kind = kind;
+    j->tx = tx;
+    j->body = body;
+    j->body_len = len;
+    j->resp_status = resp_status;
+    if (kind == JOB_RESPONSE)
+        report_reset(&j->rep, c);
+    if (tx || q->ntx == 0)
+        snprintf(j->txid, sizeof j->txid, "%s", q->id);
+    else
+        snprintf(j->txid, sizeof j->txid, "%s-%u", q->id, q->ntx);
+    if (!tx)
+        q->ntx++;
+    if (h->queue_work(r, job_work, job_done, j) != 0) {
+        j->tx = NULL;
+        if (tx)
+            q->tx = tx;
+        job_free(j);
+        return PC_ERROR;
+    }
+    w->inflight++;
+    return kind == JOB_RESPONSE ? PC_CONTINUE : PC_PAUSE;
+}
+
+static int on_request_headers(void *ctx, pc_request *r)
+{
+    waf_worker *w = ctx;
+    const waf_conf *c = w->c;
+    const pc_host *h = c->host;
+    const waf_zone *z = waf_conf_zone(c, h->request_info(r, "zone"));
+    waf_slot *slot = h->request_state(r);
+    if (!z->profile || !slot)
+        return PC_CONTINUE;
+    if (!(slot->req = req_new(c, r, z)))
+        return PC_ERROR;
+    return start_job(w, r, slot->req, JOB_HEADERS, NULL, NULL, 0, 0);
+}
+
+/* The body ModSecurity sees for one message: its fields as flat JSON. */
+static int render_message(const waf_conf *c, pc_request *r, const waf_req *q, const pc_message *m, waf_buf *b)
+{
+    if (q->json_subtype) {
+        /* application/grpc+json: the message is JSON text already. */
+        if (waf_is_text(m->data, m->len)) {
+            waf_buf_init(b, c->body_limit);
+            if (m->len + 1 > c->body_limit) {
+                b->over = 1;
+                return -1;
+            }
+            if (!(b->p = malloc(m->len + 1))) {
+                b->oom = 1;
+                return -1;
+            }
+            memcpy(b->p, m->data, m->len);
+            b->p[m->len] = '\0';
+            b->len = m->len;
+            b->cap = m->len + 1;
+            return 0;
+        }
+    }
+    const pc_field *f;
+    long n = q->json_subtype ? -1 : c->host->message_fields(r, m, &f, NULL, 0);
+    return n >= 0 ? waf_render_fields(b, f, n, c->inspect_numbers) : waf_render_raw(b, m->data, m->len);
+}
+
+static int on_request_message(void *ctx, pc_request *r, const pc_message *m)
+{
+    waf_worker *w = ctx;
+    const waf_conf *c = w->c;
+    const pc_host *h = c->host;
+    waf_req *q = req_of(c, r);
+    if (!q)
+        return PC_CONTINUE;
+    waf_buf b;
+    waf_buf_init(&b, c->body_limit);
+    if (render_message(c, r, q, m, &b) < 0) {
+        int over = b.over;
+        waf_buf_free(&b);
+        if (!over)
+            return PC_ERROR;
+        /* Larger than body_limit: inspecting it whole would cost too much, and a part is not a
+         * verdict. Blocked (RESOURCE_EXHAUSTED) unless the WAF only detects. */
+        h->metric_count(r, "waf", "too_large", 1);
+        q->skipped = "too_large";
+        publish_results(h, r, q);
+        if (q->profile->mode != WAF_BLOCK)
+            return PC_CONTINUE;
+        char msg[160];
+        snprintf(msg, sizeof msg, "request %s refused: message too large for the WAF", q->id);
+        return h->deny(r, 8, msg);
+    }
+    size_t len;
+    char *body = waf_buf_take(&b, &len);
+    Transaction *tx = q->tx;
+    q->tx = NULL;
+    return start_job(w, r, q, JOB_BODY, tx, body, len, 0);
+}
+
+/* A gRPC call that ended without any message still gets its phase 2 (headers, URI). */
+static int on_request_end(void *ctx, pc_request *r)
+{
+    waf_worker *w = ctx;
+    waf_req *q = req_of(w->c, r);
+    if (!q || !q->tx)
+        return PC_CONTINUE;
+    Transaction *tx = q->tx;
+    q->tx = NULL;
+    return start_job(w, r, q, JOB_BODY, tx, NULL, 0, 0);
+}
+
+static int on_response_message(void *ctx, pc_request *r, const pc_message *m)
+{
+    waf_worker *w = ctx;
+    const waf_conf *c = w->c;
+    waf_req *q = req_of(c, r);
+    if (!q || !c->inspect_response)
+        return PC_CONTINUE;
+    waf_buf b;
+    waf_buf_init(&b, c->body_limit);
+    if (render_message(c, r, q, m, &b) < 0) {
+        waf_buf_free(&b);
+        return PC_CONTINUE; /* reported only: nothing to stop */
+    }
+    size_t len;
+    char *body = waf_buf_take(&b, &len);
+    const char *status = c->host->request_info(r, "status");
+    int rv = start_job(w, r, q, JOB_RESPONSE, NULL, body, len, status ? atoi(status) : 200);
+    return rv == PC_ERROR ? PC_CONTINUE : rv;
+}
+
+static void on_log(void *ctx, pc_request *r)
+{
+    waf_worker *w = ctx;
+    const waf_conf *c = w->c;
+    const pc_host *h = c->host;
+    waf_slot *slot = h->request_state(r);
+    waf_req *q = slot ? slot->req : NULL;
+    if (!q)
+        return;
+    char id[16];
+    for (size_t i = 0; i < q->nids; i++) {
+        snprintf(id, sizeof id, "%u", q->ids[i]);
+        h->metric_count(r, "waf_rule", id, 1);
+    }
+    if (q->verdict)
+        h->metric_count(r, "waf", q->verdict == VERDICT_BLOCKED ? "blocked" : "detected", 1);
+    /* A call that ended before its first message leaves its phase-1 transaction unused. */
+    req_free(q);
+    slot->req = NULL;
+}
+
+/* ---- lifecycle ---- */
+
+static int init(const pc_host *host, const void *handle, const pc_config_node *config, void **out, char *err,
+                size_t errlen)
+{
+    waf_conf *c;
+    if (waf_conf_load(host, handle, config, on_rule_message, &c, err, errlen) < 0)
+        return -1;
+    *out = c;
+    return 0;
+}
+
+static void destroy(void *ctx) { waf_conf_free(ctx); }
+
+static int worker_init(void *plugin_ctx, unsigned worker_id, void **out, char *err, size_t errlen)
+{
+    (void)worker_id;
+    waf_worker *w = calloc(1, sizeof *w);
+    if (!w) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    w->c = plugin_ctx;
+    *out = w;
+    return 0;
+}
+
+static void worker_destroy(void *ctx) { free(ctx); }
+
+PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v1 = {
+    .abi_version = PC_PLUGIN_ABI_VERSION,
+    .struct_size = sizeof(pc_plugin),
+    .name = "modsecurity",
+    .version = "1.0",
+    .request_state_size = sizeof(waf_slot),
+    .init = init,
+    .destroy = destroy,
+    .worker_init = worker_init,
+    .worker_destroy = worker_destroy,
+    .on_request_headers = on_request_headers,
+    .on_request_message = on_request_message,
+    .on_request_end = on_request_end,
+    .on_response_message = on_response_message,
+    .on_log = on_log,
+};

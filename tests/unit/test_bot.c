@@ -1,0 +1,445 @@
+/* Tests for the bot plugin's parts, compiled in from its sources: the client table stays at its size with
+ * 100,000 distinct addresses and evicts the least recently seen, sliding windows, the rules format (and the
+ * shipped rules/bots files), and the scoring rules one by one. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "../../plugins/bot/bot.c"
+#include "../../plugins/bot/clients.c"
+#include "../../plugins/bot/rules.c"
+#include "../../plugins/bot/score.c"
+
+static void v4(uint32_t a, uint8_t out[16])
+{
+    char s[32];
+    snprintf(s, sizeof s, "%u.%u.%u.%u", a >> 24, (a >> 16) & 255, (a >> 8) & 255, a & 255);
+    assert_int_equal(bot_parse_ip(s, out), 0);
+}
+
+/* ---- the client table ---- */
+
+static void test_table_bounded_with_100000_addresses(void **state)
+{
+    (void)state;
+    enum { CAP = 65536, N = 100000 };
+    bot_clients *t = bot_clients_new(CAP);
+    assert_non_null(t);
+    size_t bytes = bot_clients_bytes(t);
+    assert_true(bytes < CAP * 100u); /* about 80 bytes an entry plus the bucket array */
+    uint8_t addr[16], key[16];
+    for (uint32_t i = 0; i < N; i++) {
+        v4(0x0a000000u + i, addr);
+        bot_client_key(addr, key);
+        bot_client *c = bot_clients_get(t, key, true);
+        assert_non_null(c);
+        bot_window_add(&c->rate, 1000, 10000, 1);
+        assert_true(bot_clients_count(t) <= CAP);
+    }
+    assert_int_equal(bot_clients_count(t), CAP);
+    assert_int_equal(bot_clients_bytes(t), bytes); /* nothing allocated after creation */
+    /* The oldest N - CAP went, the newest CAP are there with their counts. */
+    for (uint32_t i = 0; i < N; i++) {
+        v4(0x0a000000u + i, addr);
+        bot_client_key(addr, key);
+        bot_client *c = bot_clients_get(t, key, false);
+        if (i < N - CAP) {
+            assert_null(c);
+        } else {
+            assert_non_null(c);
+            assert_int_equal(c->rate.cur, 1);
+        }
+    }
+    bot_clients_free(t);
+}
+
+static void test_table_evicts_least_recently_seen(void **state)
+{
+    (void)state;
+    bot_clients *t = bot_clients_new(4);
+    uint8_t k[6][16];
+    for (int i = 0; i < 6; i++) {
+        uint8_t a[16];
+        v4(0xc0000200u + (uint32_t)i, a);
+        bot_client_key(a, k[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        bot_clients_get(t, k[i], true)->rate.cur = (uint32_t)i + 10;
+    assert_non_null(bot_clients_get(t, k[0], false)); /* 0 is now the most recent: 1 is the oldest */
+    bot_clients_get(t, k[4], true);
+    assert_null(bot_clients_get(t, k[1], false));
+    assert_int_equal(bot_clients_get(t, k[0], false)->rate.cur, 10);
+    bot_clients_get(t, k[5], true); /* evicts 2 */
+    assert_null(bot_clients_get(t, k[2], false));
+    assert_non_null(bot_clients_get(t, k[3], false));
+    /* A returning client starts from zero. */
+    assert_int_equal(bot_clients_get(t, k[1], true)->rate.cur, 0);
+    assert_int_equal(bot_clients_count(t), 4);
+    bot_clients_free(t);
+    assert_null(bot_clients_new(0));
+}
+
+static void test_ipv6_counted_per_64(void **state)
+{
+    (void)state;
+    uint8_t a[16], b[16], c[16], ka[16], kb[16], kc[16];
+    assert_int_equal(bot_parse_ip("2001:db8:1:2::1", a), 0);
+    assert_int_equal(bot_parse_ip("2001:db8:1:2:ffff::9", b), 0);
+    assert_int_equal(bot_parse_ip("2001:db8:1:3::1", c), 0);
+    bot_client_key(a, ka);
+    bot_client_key(b, kb);
+    bot_client_key(c, kc);
+    assert_memory_equal(ka, kb, 16);
+    assert_memory_not_equal(ka, kc, 16);
+    /* IPv4 keeps its whole address, also when it arrives IPv4-mapped. */
+    uint8_t d[16], e[16], kd[16], ke[16];
+    assert_int_equal(bot_parse_ip("198.51.100.7", d), 0);
+    assert_int_equal(bot_parse_ip("::ffff:198.51.100.7", e), 0);
+    bot_client_key(d, kd);
+    bot_client_key(e, ke);
+    assert_memory_equal(kd, ke, 16);
+    assert_int_equal(bot_parse_ip("not an address", d), -1);
+}
+
+static void test_sliding_window(void **state)
+{
+    (void)state;
+    bot_window w = {0};
+    const uint64_t len = 10000;
+    for (int i = 0; i < 20; i++)
+        bot_window_add(&w, 100000 + (uint64_t)i, len, 1);
+    assert_true(bot_window_estimate(&w, 100050, len) == 20);
+    /* Half way through the next window, half of the previous one still counts. */
+    assert_true(bot_window_estimate(&w, 115000, len) == 10);
+    bot_window_add(&w, 115000, len, 3);
+    assert_true(bot_window_estimate(&w, 115000, len) == 13);
+    /* Two windows later nothing is left. */
+    assert_true(bot_window_estimate(&w, 130001, len) == 0);
+    bot_window_add(&w, 130001, len, 1);
+    assert_int_equal(w.prev, 0);
+    assert_int_equal(w.cur, 1);
+}
+
+/* ---- rules ---- */
+
+static const char sample[] = "# a comment\n"
+                             "\n"
+                             "fingerprint ja4 t13d0812gp_48922242edce_b14c9c0b5032 grpc_library 60 grpcio\n"
+                             "fingerprint ja3 0149f47eabf9a20d0893e2a44e5a6323 http_library 20 curl\n"
+                             "fingerprint h2 3:100;4:33554432;2:0|33488897|0|m,p,s,a http_library 20 curl\n"
+                             "fingerprint ja4 t13d1516h2_8daaf6152771_e5627efa2ab1 browser 70 chrome\n"
+                             "fingerprint ja4 t13d9999h2_000000000000_000000000000 automated 1 evil\n"
+                             "useragent automated crawler bot/\n"
+                             "useragent grpc_library grpc-python ^grpc-python\n"
+                             "useragent http_library curl ^curl/\n"
+                             "useragent browser browser ^Mozilla/5.0\n"
+                             "verified examplebot 192.0.2.0/24,2001:db8::/32 ExampleBot\n";
+
+static bot_rules sample_rules(void)
+{
+    bot_rules r = {0};
+    char err[256];
+    if (bot_rules_load_text(&r, "sample.rules", sample, sizeof sample - 1, err, sizeof err) < 0)
+        fail_msg("%s", err);
+    bot_rules_finish(&r);
+    return r;
+}
+
+static void test_rules_lookup(void **state)
+{
+    (void)state;
+    bot_rules r = sample_rules();
+    assert_int_equal(r.nfps, 5);
+    const bot_fp *f = bot_rules_fp(&r, BOT_FP_H2, "3:100;4:33554432;2:0|33488897|0|m,p,s,a");
+    assert_non_null(f);
+    assert_string_equal(f->label, "curl");
+    assert_null(bot_rules_fp(&r, BOT_FP_JA4, "3:100;4:33554432;2:0|33488897|0|m,p,s,a")); /* types apart */
+    assert_null(bot_rules_fp(&r, BOT_FP_JA4, NULL));
+    assert_string_equal(bot_rules_ua(&r, "grpc-python/1.51.1 grpc-c/29.0.0 (linux; chttp2)")->label,
+                        "grpc-python");
+    /* Anchored patterns only match at the start; case does not matter; the first rule wins. */
+    assert_null(bot_rules_ua(&r, "my curl/7.0"));
+    assert_string_equal(bot_rules_ua(&r, "MOZILLA/5.0 (X11)")->label, "browser");
+    assert_string_equal(bot_rules_ua(&r, "Mozilla/5.0 (compatible; Somebot/2.1)")->label, "crawler");
+    const bot_verified *v = bot_rules_verified(&r, "Mozilla/5.0 (compatible; ExampleBot/1.0)");
+    assert_non_null(v);
+    uint8_t in[16], out[16], in6[16];
+    bot_parse_ip("192.0.2.77", in);
+    bot_parse_ip("192.0.3.1", out);
+    bot_parse_ip("2001:db8:ff::1", in6);
+    assert_true(bot_net_match(v->nets, v->nnets, in));
+    assert_false(bot_net_match(v->nets, v->nnets, out));
+    assert_true(bot_net_match(v->nets, v->nnets, in6));
+    bot_rules_free(&r);
+}
+
+static void test_rules_later_entry_wins(void **state)
+{
+    (void)state;
+    bot_rules r = {0};
+    char err[256];
+    const char a[] = "fingerprint ja3 0149f47eabf9a20d0893e2a44e5a6323 http_library 20 curl\n";
+    const char b[] = "fingerprint ja3 0149f47eabf9a20d0893e2a44e5a6323 automated 1 blocked-curl\n";
+    assert_int_equal(bot_rules_load_text(&r, "a.rules", a, sizeof a - 1, err, sizeof err), 0);
+    assert_int_equal(bot_rules_load_text(&r, "b.rules", b, sizeof b - 1, err, sizeof err), 0);
+    bot_rules_finish(&r);
+    assert_int_equal(r.nfps, 1);
+    assert_string_equal(bot_rules_fp(&r, BOT_FP_JA3, "0149f47eabf9a20d0893e2a44e5a6323")->label,
+                        "blocked-curl");
+    bot_rules_free(&r);
+}
+
+static void test_rules_errors_name_the_line(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"\n\nfingerprint ja5 x browser 50 y\n", "x.rules:3: fingerprint type must be ja4, ja3 or h2"},
+        {"fingerprint ja3 abc browser 50 y\n", "x.rules:1: malformed ja3 fingerprint"},
+        {"fingerprint ja4 t13d_x_y robot 50 y\n", "x.rules:1: unknown kind \"robot\""},
+        {"fingerprint ja4 t13d_x_y browser 0 y\n", "x.rules:1: score must be a number from 1 to 99"},
+        {"fingerprint ja4 t13d_x_y browser 100 y\n", "x.rules:1: score must be a number from 1 to 99"},
+        {"fingerprint ja4 t13d_x_y browser 50 two words\n", "x.rules:1: expected one label"},
+        {"useragent browser\n", "x.rules:1: expected a label"},
+        {"useragent browser b ^\n", "x.rules:1: missing user-agent pattern"},
+        {"verified g 10.0.0.0/33 G\n", "x.rules:1: bad address range \"10.0.0.0/33\""},
+        {"verified g 10.0.0.0/8, G\n", "x.rules:1: bad address range \"\""},
+        {"verified g 10.0.0.0/8\n", "x.rules:1: missing user-agent pattern"},
+        {"block everything\n", "x.rules:1: unknown rule \"block\""},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bot_rules r = {0};
+        char err[256] = "";
+        int rv = bot_rules_load_text(&r, "x.rules", cases[i].text, strlen(cases[i].text), err, sizeof err);
+        if (rv != -1 || strncmp(err, cases[i].want, strlen(cases[i].want)) != 0)
+            fail_msg("case %zu: rv %d, err \"%s\", want \"%s\"", i, rv, err, cases[i].want);
+        bot_rules_free(&r);
+    }
+    /* An overlong line and a NUL byte. */
+    char *big = malloc(BOT_RULES_MAX_LINE + 10);
+    memset(big, 'a', BOT_RULES_MAX_LINE + 9);
+    big[BOT_RULES_MAX_LINE + 9] = '\n';
+    bot_rules r = {0};
+    char err[256];
+    assert_int_equal(bot_rules_load_text(&r, "x.rules", big, BOT_RULES_MAX_LINE + 10, err, sizeof err), -1);
+    free(big);
+    assert_int_equal(bot_rules_load_text(&r, "x.rules", "useragent browser b a\0b\n", 24, err, sizeof err),
+                     -1);
+    bot_rules_free(&r);
+}
+
+static void test_shipped_rules_load(void **state)
+{
+    (void)state;
+    const char *src = getenv("PC_SOURCE_DIR");
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/rules/bots", src ? src : "../..");
+    bot_rules r = {0};
+    char err[512];
+    if (bot_rules_load_dir(&r, dir, err, sizeof err) < 0) fail_msg("%s", err);
+    assert_true(r.nfps > 0 && r.nuas > 0 && r.nver > 0);
+    /* The shipped order puts crawlers before browsers and knows gRPC libraries. */
+    assert_int_equal(
+        bot_rules_ua(&r, "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)")->kind,
+        BOT_KIND_AUTOMATED);
+    assert_int_equal(bot_rules_ua(&r, "grpc-go/1.60.1")->kind, BOT_KIND_GRPC);
+    assert_int_equal(bot_rules_ua(&r, "curl/7.88.1")->kind, BOT_KIND_LIBRARY);
+    bot_rules_free(&r);
+    assert_int_equal(bot_rules_load_dir(&r, "/nonexistent/rules", err, sizeof err), -1);
+}
+
+/* ---- scoring ---- */
+
+static const bot_params params = {.rate_limit = 20, .error_min = 10, .error_ratio = 0.5};
+
+static bot_verdict eval(const bot_rules *r, bot_input in)
+{
+    bot_verdict v;
+    if (in.rate == 0) in.rate = 1;
+    bot_evaluate(r, &params, &in, &v);
+    return v;
+}
+
+static void test_score_grpc_library_is_not_penalised(void **state)
+{
+    (void)state;
+    bot_rules r = sample_rules();
+    bot_verdict v = eval(&r, (bot_input){.ja4 = "t13d0812gp_48922242edce_b14c9c0b5032",
+                                         .user_agent = "grpc-python/1.51.1 grpc-c/29.0.0 (linux; chttp2)"});
+    assert_int_equal(v.score, 60);
+    assert_string_equal(v.class, "likely_human");
+    assert_string_equal(v.signals, "fp:grpcio,ua:grpc-python");
+    bot_rules_free(&r);
+}
+
+static void test_score_browser_ua_over_library(void **state)
+{
+    (void)state;
+    bot_rules r = sample_rules();
+    const char *chrome =
+        "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36";
+    bot_verdict v =
+        eval(&r, (bot_input){.ja4 = "t13d0812gp_48922242edce_b14c9c0b5032", .user_agent = chrome});
+    assert_true(v.score <= 10);
+    assert_string_equal(v.class, "likely_automated");
+    assert_non_null(strstr(v.signals, "ua_fp_mismatch"));
+    /* JA3 and the HTTP/2 fingerprint count when JA4 is unknown. */
+    v = eval(&r, (bot_input){.ja4 = "t13d0000h2_aaaaaaaaaaaa_bbbbbbbbbbbb",
+                             .h2fp = "3:100;4:33554432;2:0|33488897|0|m,p,s,a",
+                             .user_agent = chrome});
+    assert_true(v.score <= 10);
+    assert_string_equal(v.signals, "fp:curl,ua:browser,ua_fp_mismatch");
+    /* The real browser: untouched. */
+    v = eval(&r, (bot_input){.ja4 = "t13d1516h2_8daaf6152771_e5627efa2ab1", .user_agent = chrome});
+    assert_int_equal(v.score, 70);
+    /* A library UA over a browser's fingerprint is the same lie the other way round. */
+    v = eval(&r, (bot_input){.ja4 = "t13d1516h2_8daaf6152771_e5627efa2ab1", .user_agent = "curl/8.0"});
+    assert_true(v.score <= 10);
+    /* Browser TLS with a library's HTTP/2 stack. */
+    v = eval(&r, (bot_input){.ja4 = "t13d1516h2_8daaf6152771_e5627efa2ab1",
+                             .h2fp = "3:100;4:33554432;2:0|33488897|0|m,p,s,a",
+                             .user_agent = chrome});
+    assert_non_null(strstr(v.signals, "tls_h2_mismatch"));
+    assert_true(v.score <= 15);
+    bot_rules_free(&r);
+}
+
+static void test_score_unknown_and_missing(void **state)
+{
+    (void)state;
+    bot_rules r = sample_rules();
+    bot_verdict v = eval(&r, (bot_input){.user_agent = "something/1.0"});
+    assert_int_equal(v.score, 50);
+    assert_string_equal(v.signals, "fp:none,ua:unknown");
+    v = eval(&r, (bot_input){.ja4 = "t13d0000h2_aaaaaaaaaaaa_bbbbbbbbbbbb"});
+    assert_int_equal(v.score, 40);
+    assert_string_equal(v.signals, "fp:unknown,ua:none");
+    v = eval(&r, (bot_input){.ja3_hash = "0149f47eabf9a20d0893e2a44e5a6323", .user_agent = "curl/7.88.1"});
+    assert_int_equal(v.score, 20);
+    assert_string_equal(v.class, "likely_automated");
+    bot_rules_free(&r);
+}
+
+static void test_score_known_bad_is_1(void **state)
+{
+    (void)state;
+    bot_rules r = sample_rules();
+    bot_verdict v = eval(&r, (bot_input){.ja4 = "t13d9999h2_000000000000_000000000000",
+                                         .user_agent = "Mozilla/5.0 (X11) Chrome/120.0"});
+    assert_int_equal(v.score, 1);
+    assert_string_equal(v.class, "automated");
+    assert_string_equal(v.signals, "fp:evil,known_bad");
+    bot_rules_free(&r);
+}
+
+static void test_score_verified_bot(void **state)
+{
+    (void)state;
+    bot_rules r = sample_rules();
+    uint8_t in[16], out[16];
+    bot_parse_ip("192.0.2.10", in);
+    bot_parse_ip("203.0.113.10", out);
+    const char *ua = "Mozilla/5.0 (compatible; ExampleBot/1.0)";
+    bot_verdict v = eval(&r, (bot_input){.user_agent = ua, .addr = in});
+    assert_true(v.verified);
+    assert_string_equal(v.class, "verified_bot");
+    assert_non_null(strstr(v.signals, "verified:examplebot"));
+    v = eval(&r, (bot_input){.user_agent = ua, .addr = out});
+    assert_false(v.verified);
+    assert_true(v.score <= 5);
+    assert_non_null(strstr(v.signals, "bot_ua_unverified:examplebot"));
+    bot_rules_free(&r);
+}
+
+static void test_score_behaviour(void **state)
+{
+    (void)state;
+    bot_rules r = sample_rules();
+    bot_input base = {.ja4 = "t13d0812gp_48922242edce_b14c9c0b5032", .user_agent = "grpc-python/1.51.1"};
+    bot_input in = base;
+    in.rate = 20;
+    assert_int_equal(eval(&r, in).score, 60); /* at the limit: nothing */
+    in.rate = 30;
+    bot_verdict v = eval(&r, in);
+    assert_int_equal(v.score, 29 - 10);
+    assert_string_equal(v.signals, "fp:grpcio,ua:grpc-python,rate:30");
+    in.rate = 1000;
+    assert_int_equal(eval(&r, in).score, 29 - 20); /* the penalty stops at twice the limit */
+    /* Errors: counted once enough requests finished. */
+    in = base;
+    in.done = 9;
+    in.errors = 9;
+    assert_int_equal(eval(&r, in).score, 60);
+    in.done = 12;
+    in.errors = 6;
+    v = eval(&r, in);
+    assert_int_equal(v.score, 19);
+    assert_non_null(strstr(v.signals, "errors:50%"));
+    in.errors = 5;
+    assert_int_equal(eval(&r, in).score, 60);
+    /* Never below 2 unless known bad. */
+    in = base;
+    in.user_agent = NULL;
+    in.rate = 1000;
+    in.done = 100;
+    in.errors = 100;
+    assert_int_equal(eval(&r, in).score, 2);
+    bot_rules_free(&r);
+}
+
+static void test_signals_never_overflow(void **state)
+{
+    (void)state;
+    bot_rules r = {0};
+    char err[256], text[512];
+    /* Labels at their longest make every signal long. */
+    char label[65];
+    memset(label, 'x', 64);
+    label[64] = '\0';
+    int n = snprintf(text, sizeof text,
+                     "fingerprint ja4 t13d0812gp_48922242edce_b14c9c0b5032 grpc_library 60 %s\n"
+                     "useragent browser %s ^M\nverified %s 10.0.0.0/8 M\n",
+                     label, label, label);
+    assert_int_equal(bot_rules_load_text(&r, "long.rules", text, (size_t)n, err, sizeof err), 0);
+    bot_rules_finish(&r);
+    uint8_t a[16];
+    bot_parse_ip("11.0.0.1", a);
+    bot_verdict v = eval(&r, (bot_input){.ja4 = "t13d0812gp_48922242edce_b14c9c0b5032",
+                                         .user_agent = "Mozilla",
+                                         .addr = a,
+                                         .rate = 1e9,
+                                         .done = 1e9,
+                                         .errors = 1e9});
+    assert_true(strlen(v.signals) < sizeof v.signals);
+    assert_int_equal(v.score, 2);
+    bot_rules_free(&r);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_table_bounded_with_100000_addresses),
+        cmocka_unit_test(test_table_evicts_least_recently_seen),
+        cmocka_unit_test(test_ipv6_counted_per_64),
+        cmocka_unit_test(test_sliding_window),
+        cmocka_unit_test(test_rules_lookup),
+        cmocka_unit_test(test_rules_later_entry_wins),
+        cmocka_unit_test(test_rules_errors_name_the_line),
+        cmocka_unit_test(test_shipped_rules_load),
+        cmocka_unit_test(test_score_grpc_library_is_not_penalised),
+        cmocka_unit_test(test_score_browser_ua_over_library),
+        cmocka_unit_test(test_score_unknown_and_missing),
+        cmocka_unit_test(test_score_known_bad_is_1),
+        cmocka_unit_test(test_score_verified_bot),
+        cmocka_unit_test(test_score_behaviour),
+        cmocka_unit_test(test_signals_never_overflow),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
