@@ -1,5 +1,6 @@
-/* Chunked byte FIFO. Chunks are 16 KiB, the HTTP/2 default frame size, so a DATA frame
- * usually lands in one chunk and is read back out in one copy. */
+/* Chunked byte FIFO. Chunks are up to 16 KiB, the HTTP/2 default frame size, so a DATA frame
+ * usually lands in one chunk and is read back out in one copy; the first chunk of an empty queue
+ * is sized to what arrives (at least 1 KiB), since most gRPC messages are small. */
 #include "bytequeue.h"
 
 #include <stdlib.h>
@@ -7,10 +8,12 @@
 
 #define CHUNK_SIZE 16384
 
+#define SMALL_CHUNK 1024
+
 struct pc_bq_chunk {
     pc_bq_chunk *next;
-    size_t start, end;
-    uint8_t data[CHUNK_SIZE];
+    size_t start, end, cap;
+    uint8_t data[];
 };
 
 void pc__bq_init(pc_bytequeue *q) { memset(q, 0, sizeof *q); }
@@ -30,19 +33,23 @@ int pc__bq_append(pc_bytequeue *q, const uint8_t *data, size_t len)
 {
     while (len > 0) {
         pc_bq_chunk *t = q->tail;
-        if (!t || t->end == CHUNK_SIZE) {
-            t = malloc(sizeof *t);
+        if (!t || t->end == t->cap) {
+            size_t cap = CHUNK_SIZE;
+            if (!q->head)
+                cap = len < SMALL_CHUNK ? SMALL_CHUNK : len < CHUNK_SIZE ? len : CHUNK_SIZE;
+            t = malloc(sizeof *t + cap);
             if (!t)
                 return -1;
             t->next = NULL;
             t->start = t->end = 0;
+            t->cap = cap;
             if (q->tail)
                 q->tail->next = t;
             else
                 q->head = t;
             q->tail = t;
         }
-        size_t n = CHUNK_SIZE - t->end;
+        size_t n = t->cap - t->end;
         if (n > len)
             n = len;
         memcpy(t->data + t->end, data, n);

@@ -204,8 +204,7 @@ static void remove_all(pc_stream *st, const char *name)
                 st->host_header = NULL;
             if ((const char *)nv->value == st->content_type)
                 st->content_type = NULL;
-            free(nv->name);
-            continue;
+            continue; /* its bytes stay in the header arena until the request ends */
         }
         st->req.nv[k++] = *nv;
     }

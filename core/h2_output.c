@@ -6,44 +6,40 @@
 #include <string.h>
 
 #include "log.h"
-
-#define CHUNK 65536
+#include "worker.h"
 
 int pc__h2_output(pc_transport *t, nghttp2_session *sess)
 {
     if (!sess || t->closing)
         return 0;
-    uint8_t *buf = NULL;
-    size_t have = 0, cap = 0;
+    /* Frames are gathered in the worker's scratch buffer (used by one thread, only during this
+     * call), then handed to the transport as one write. */
+    uint8_t *buf = t->worker->outbuf;
+    size_t have = 0, cap = sizeof t->worker->outbuf;
     while (t->write_pending + have < PC_TRANSPORT_HIGH_WATER) {
         const uint8_t *data;
         ssize_t n = nghttp2_session_mem_send(sess, &data);
         if (n < 0) {
             pc_log_debug("h2: %s: send failed: %s", t->peer, nghttp2_strerror((int)n));
-            free(buf);
             pc__transport_close(t, false);
             return -1;
         }
         if (n == 0)
             break;
         if (have + (size_t)n > cap) {
-            if (buf) {
-                pc__transport_write(t, buf, have);
-                buf = NULL;
-                have = 0;
-            }
-            cap = (size_t)n > CHUNK ? (size_t)n : CHUNK;
-            buf = malloc(cap);
-            if (!buf) {
-                pc__transport_close(t, false);
-                return -1;
+            if (have)
+                pc__transport_write_copy(t, buf, have);
+            have = 0;
+            if ((size_t)n > cap) {
+                pc__transport_write_copy(t, data, (size_t)n);
+                continue;
             }
         }
         memcpy(buf + have, data, (size_t)n);
         have += (size_t)n;
     }
-    if (buf)
-        pc__transport_write(t, buf, have);
+    if (have)
+        pc__transport_write_copy(t, buf, have);
     if (!nghttp2_session_want_read(sess) && !nghttp2_session_want_write(sess))
         pc__transport_close(t, true);
     return 0;

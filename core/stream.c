@@ -71,6 +71,14 @@ pc_stream *pc__stream_new(pc_h2conn *c, int32_t sid)
     return st;
 }
 
+struct pc_hblock {
+    pc_hblock *next;
+    size_t used, cap;
+    uint8_t data[];
+};
+
+#define HBLOCK_SIZE 1024
+
 int pc__stream_add_header(pc_headers *h, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen)
 {
     if (h->n == h->cap) {
@@ -81,9 +89,19 @@ int pc__stream_add_header(pc_headers *h, const uint8_t *name, size_t nlen, const
         h->nv = nv;
         h->cap = cap;
     }
-    uint8_t *mem = malloc(nlen + vlen + 2);
-    if (!mem)
-        return -1;
+    size_t need = nlen + vlen + 2;
+    pc_hblock *b = h->blocks;
+    if (!b || b->cap - b->used < need) {
+        size_t cap = need > HBLOCK_SIZE ? need : HBLOCK_SIZE;
+        if (!(b = malloc(sizeof *b + cap)))
+            return -1;
+        b->used = 0;
+        b->cap = cap;
+        b->next = h->blocks;
+        h->blocks = b;
+    }
+    uint8_t *mem = b->data + b->used;
+    b->used += need;
     memcpy(mem, name, nlen);
     mem[nlen] = '\0';
     memcpy(mem + nlen + 1, value, vlen);
@@ -95,8 +113,10 @@ int pc__stream_add_header(pc_headers *h, const uint8_t *name, size_t nlen, const
 
 void pc__headers_free(pc_headers *h)
 {
-    for (size_t i = 0; i < h->n; i++)
-        free(h->nv[i].name);
+    for (pc_hblock *b = h->blocks, *next; b; b = next) {
+        next = b->next;
+        free(b);
+    }
     free(h->nv);
     memset(h, 0, sizeof *h);
 }
@@ -697,10 +717,12 @@ static bool is_hop_by_hop(const nghttp2_nv *nv)
     return false;
 }
 
-static nghttp2_nv *forwardable(const pc_headers *h, const pc_headers *extra, size_t *n)
+/* The headers to pass on, hop-by-hop ones removed, into buf when they fit (else allocated: free
+ * with release_nva). */
+static nghttp2_nv *forwardable(const pc_headers *h, const pc_headers *extra, nghttp2_nv *buf, size_t bufn, size_t *n)
 {
     size_t ne = extra ? extra->n : 0;
-    nghttp2_nv *nva = malloc((h->n + ne + 1) * sizeof *nva);
+    nghttp2_nv *nva = h->n + ne <= bufn ? buf : malloc((h->n + ne + 1) * sizeof *nva);
     if (!nva)
         return NULL;
     size_t k = 0;
@@ -713,12 +735,19 @@ static nghttp2_nv *forwardable(const pc_headers *h, const pc_headers *extra, siz
     return nva;
 }
 
+static void release_nva(nghttp2_nv *nva, const nghttp2_nv *buf)
+{
+    if (nva != buf)
+        free(nva);
+}
+
 void pc__stream_resp_headers_done(pc_stream *st, bool end_stream)
 {
     if (st->resp_done || !client_writable(st))
         return;
     size_t n;
-    nghttp2_nv *nva = forwardable(&st->resp, &st->extra_resp, &n);
+    nghttp2_nv buf[32];
+    nghttp2_nv *nva = forwardable(&st->resp, &st->extra_resp, buf, 32, &n);
     if (!nva) {
         pc__stream_fail(st, PC_GRPC_INTERNAL, 502, "out_of_memory", "out of memory");
         return;
@@ -729,7 +758,7 @@ void pc__stream_resp_headers_done(pc_stream *st, bool end_stream)
             st->http_status = atoi(st->remote_status);
         }
     if (pc__chain_response_headers(st) || (end_stream && pc__chain_response_trailers(st))) {
-        free(nva);
+        release_nva(nva, buf);
         denied(st);
         return;
     }
@@ -752,7 +781,7 @@ void pc__stream_resp_headers_done(pc_stream *st, bool end_stream)
         nghttp2_data_provider prd = {.source.ptr = st, .read_callback = pc__stream_read_response};
         nghttp2_submit_response(st->client->sess, st->sid, nva, n, &prd);
     }
-    free(nva);
+    release_nva(nva, buf);
     pc__h2conn_schedule(st->client);
 }
 
@@ -854,11 +883,12 @@ ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, 
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         if (st->trailers.n > 0) {
             size_t tn;
-            nghttp2_nv *nva = forwardable(&st->trailers, NULL, &tn);
+            nghttp2_nv buf[16];
+            nghttp2_nv *nva = forwardable(&st->trailers, NULL, buf, 16, &tn);
             if (nva) {
                 *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
                 nghttp2_submit_trailer(s, sid, nva, tn);
-                free(nva);
+                release_nva(nva, buf);
             }
         }
     } else if (n == 0) {

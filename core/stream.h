@@ -21,10 +21,15 @@ typedef struct pc_worker pc_worker;
 
 enum { PC_PHASE_HEADERS = 1, PC_PHASE_MESSAGE = 2, PC_PHASE_END = 3 };
 
+typedef struct pc_hblock pc_hblock;
+
+/* A header list: names and values live in a few arena blocks freed together, so a request's
+ * headers cost a handful of allocations, not two per field. */
 typedef struct pc_headers {
     nghttp2_nv *nv;
     size_t n, cap;
     size_t bytes; /* name + value + 32 per field, as RFC 9113 counts */
+    pc_hblock *blocks;
 } pc_headers;
 
 typedef struct pc_stream pc_stream;

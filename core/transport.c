@@ -377,6 +377,36 @@ int pc__transport_connect(pc_transport *t, const struct sockaddr *addr, SSL_CTX 
     return 0;
 }
 
+static void after_write(pc_transport *t, int rv)
+{
+    /* A peer that does not read our output must not make us buffer without bound. */
+    if (rv == 0 && t->write_pending >= PC_TRANSPORT_HIGH_WATER && t->reading && !t->read_paused) {
+        t->read_paused = true;
+        uv_read_stop((uv_stream_t *)&t->tcp);
+    }
+}
+
+int pc__transport_write_copy(pc_transport *t, const uint8_t *data, size_t len)
+{
+    if (t->closing || t->close_when_flushed)
+        return -1;
+    int rv;
+    if (t->ssl) {
+        ERR_clear_error();
+        if (SSL_write(t->ssl, data, (int)len) <= 0)
+            return -1;
+        rv = flush_tls(t);
+    } else {
+        uint8_t *copy = malloc(len);
+        if (!copy)
+            return -1;
+        memcpy(copy, data, len);
+        rv = raw_write(t, copy, len);
+    }
+    after_write(t, rv);
+    return rv;
+}
+
 int pc__transport_write(pc_transport *t, uint8_t *buf, size_t len)
 {
     if (t->closing || t->close_when_flushed) {
@@ -394,11 +424,7 @@ int pc__transport_write(pc_transport *t, uint8_t *buf, size_t len)
     } else {
         rv = raw_write(t, buf, len);
     }
-    /* A peer that does not read our output must not make us buffer without bound. */
-    if (rv == 0 && t->write_pending >= PC_TRANSPORT_HIGH_WATER && t->reading && !t->read_paused) {
-        t->read_paused = true;
-        uv_read_stop((uv_stream_t *)&t->tcp);
-    }
+    after_write(t, rv);
     return rv;
 }
 

@@ -60,6 +60,8 @@ int pc__transport_connect(pc_transport *t, const struct sockaddr *addr, SSL_CTX 
                           bool verify_host);
 /* Send plaintext; takes ownership of the malloc'd buffer. */
 int pc__transport_write(pc_transport *t, uint8_t *buf, size_t len);
+/* Send plaintext from a buffer the caller keeps (TLS encrypts straight from it). */
+int pc__transport_write_copy(pc_transport *t, const uint8_t *data, size_t len);
 /* Close: graceful sends what is queued first (bounded by a short linger). Safe to call twice. */
 void pc__transport_close(pc_transport *t, bool graceful);
 /* (Re)arm the owner's timer; 0 stops it. */

@@ -376,7 +376,8 @@ static const nghttp2_nv *find_header(const pc_headers *h, const char *name)
 static int submit(pc_upconn *u, pc_stream *st)
 {
     pc_pool *p = u->srv->pool;
-    nghttp2_nv *nva = malloc((st->req.n + 8) * sizeof *nva);
+    nghttp2_nv stack[48]; /* nghttp2 copies the list: no allocation for usual header counts */
+    nghttp2_nv *nva = st->req.n + 8 <= 48 ? stack : malloc((st->req.n + 8) * sizeof *nva);
     if (!nva)
         return -1;
     size_t n = 0;
@@ -417,7 +418,8 @@ static int submit(pc_upconn *u, pc_stream *st)
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = pc__stream_read_request};
     bool body = !st->req_eof || st->req_q.size > 0;
     int32_t id = nghttp2_submit_request(u->sess, NULL, nva, n, body ? &prd : NULL, st);
-    free(nva);
+    if (nva != stack)
+        free(nva);
     if (id < 0)
         return -1;
     st->up = u;

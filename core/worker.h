@@ -73,6 +73,7 @@ struct pc_worker {
     uint64_t request_seq;
     uint8_t readbuf[65536];
     uint8_t tlsbuf[65536];
+    uint8_t outbuf[65536]; /* HTTP/2 output gathered before a write */
 };
 
 int pc__worker_init(pc_worker *w, int id, pc_runtime *rt, char *err, size_t errlen);
