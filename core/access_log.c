@@ -10,6 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -19,7 +22,15 @@
 #include "worker.h"
 
 static atomic_int log_fd = -1; /* -1: off */
+static atomic_bool log_pipe;   /* a pipe or socket: writes must stay within PIPE_BUF to stay whole */
 static char *log_path;         /* main thread only */
+
+static void set_fd(int fd)
+{
+    struct stat sb;
+    atomic_store(&log_pipe, fstat(fd, &sb) == 0 && (S_ISFIFO(sb.st_mode) || S_ISSOCK(sb.st_mode)));
+    atomic_store(&log_fd, fd);
+}
 
 static int open_path(const char *path, char *err, size_t errlen)
 {
@@ -35,14 +46,14 @@ int pc__access_log_open(const char *spec, char *err, size_t errlen)
     if (!strcmp(spec, "off"))
         return 0;
     if (!strcmp(spec, "stdout") || !strcmp(spec, "stderr")) {
-        atomic_store(&log_fd, !strcmp(spec, "stdout") ? STDOUT_FILENO : STDERR_FILENO);
+        set_fd(!strcmp(spec, "stdout") ? STDOUT_FILENO : STDERR_FILENO);
         return 0;
     }
     int fd = open_path(spec, err, errlen);
     if (fd < 0)
         return -1;
     log_path = strdup(spec);
-    atomic_store(&log_fd, fd);
+    set_fd(fd);
     return 0;
 }
 
@@ -68,9 +79,12 @@ void pc__access_log_close(void)
     log_path = NULL;
 }
 
+/* Keys are literals, each added once: json-c can skip the lookup and the key copy. */
+#define ADD(o, k, v) json_object_object_add_ex(o, k, v, JSON_C_OBJECT_ADD_KEY_IS_NEW | JSON_C_OBJECT_KEY_IS_CONSTANT)
+
 static void add_str(json_object *o, const char *k, const char *v)
 {
-    json_object_object_add(o, k, v ? json_object_new_string(v) : NULL);
+    ADD(o, k, v ? json_object_new_string(v) : NULL);
 }
 
 void pc__access_log_write(pc_stream *st)
@@ -103,40 +117,63 @@ void pc__access_log_write(pc_stream *st)
     const char *svc, *meth;
     size_t sl, ml;
     if (st->is_grpc && pc__grpc_split_path(st->path, &svc, &sl, &meth, &ml) == 0) {
-        json_object_object_add(o, "grpc_service", json_object_new_string_len(svc, (int)sl));
-        json_object_object_add(o, "grpc_method", json_object_new_string_len(meth, (int)ml));
+        ADD(o, "grpc_service", json_object_new_string_len(svc, (int)sl));
+        ADD(o, "grpc_method", json_object_new_string_len(meth, (int)ml));
     } else {
         add_str(o, "grpc_service", NULL);
         add_str(o, "grpc_method", NULL);
     }
-    json_object_object_add(o, "status", st->http_status ? json_object_new_int(st->http_status) : NULL);
+    ADD(o, "status", st->http_status ? json_object_new_int(st->http_status) : NULL);
     int gs = pc__stream_grpc_status(st);
-    json_object_object_add(o, "grpc_status", gs >= 0 ? json_object_new_int(gs) : NULL);
-    json_object_object_add(o, "request_bytes", json_object_new_int64((int64_t)st->req_bytes));
-    json_object_object_add(o, "response_bytes", json_object_new_int64((int64_t)st->resp_bytes));
-    json_object_object_add(o, "request_messages", json_object_new_int64(st->req_msgs));
-    json_object_object_add(o, "response_messages", json_object_new_int64(st->resp_msgs));
+    ADD(o, "grpc_status", gs >= 0 ? json_object_new_int(gs) : NULL);
+    ADD(o, "request_bytes", json_object_new_int64((int64_t)st->req_bytes));
+    ADD(o, "response_bytes", json_object_new_int64((int64_t)st->resp_bytes));
+    ADD(o, "request_messages", json_object_new_int64(st->req_msgs));
+    ADD(o, "response_messages", json_object_new_int64(st->resp_msgs));
     double ms = (double)(uv_hrtime() - st->start_ns) / 1e6;
     char msbuf[32];
     snprintf(msbuf, sizeof msbuf, "%.3f", ms); /* microsecond resolution, without float noise */
-    json_object_object_add(o, "duration_ms", json_object_new_double_s(ms, msbuf));
+    ADD(o, "duration_ms", json_object_new_double_s(ms, msbuf));
     add_str(o, "upstream", st->upstream_addr[0] ? st->upstream_addr : NULL);
     add_str(o, "reason", st->edge_reason);
     if (st->nkv) {
         json_object *p = json_object_new_object();
         for (size_t i = 0; i < st->nkv; i += 2)
             json_object_object_add(p, st->kv[i], json_object_new_string(st->kv[i + 1]));
-        json_object_object_add(o, "plugins", p);
+        ADD(o, "plugins", p);
     }
     size_t len;
     const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-    char *line = malloc(len + 1);
-    if (line) {
-        memcpy(line, s, len);
-        line[len] = '\n';
-        ssize_t w = write(fd, line, len + 1);
-        (void)w;
-        free(line);
+    pc_worker *w = st->worker;
+    if (w->loglen + len + 1 > sizeof w->logbuf)
+        pc__access_log_flush(w);
+    if (len + 1 <= sizeof w->logbuf) {
+        memcpy(w->logbuf + w->loglen, s, len);
+        w->loglen += len;
+        w->logbuf[w->loglen++] = '\n';
     }
     json_object_put(o);
+}
+
+/* One write per batch of whole lines; to a pipe, batches of at most PIPE_BUF bytes, which the
+ * kernel keeps whole even with several workers writing. */
+void pc__access_log_flush(pc_worker *w)
+{
+    int fd = atomic_load(&log_fd);
+    size_t off = 0;
+    bool pipe = atomic_load(&log_pipe);
+    while (fd >= 0 && off < w->loglen) {
+        size_t n = w->loglen - off;
+        if (pipe && n > PIPE_BUF) {
+            size_t cut = PIPE_BUF;
+            while (cut > 0 && w->logbuf[off + cut - 1] != '\n')
+                cut--;
+            n = cut ? cut : PIPE_BUF;
+        }
+        ssize_t wr = write(fd, w->logbuf + off, n);
+        if (wr <= 0)
+            break;
+        off += (size_t)wr;
+    }
+    w->loglen = 0;
 }

@@ -12,5 +12,8 @@ int pc__access_log_open(const char *spec, char *err, size_t errlen);
 int pc__access_log_reopen(char *err, size_t errlen);
 void pc__access_log_close(void);
 void pc__access_log_write(pc_stream *st);
+/* Lines are gathered per worker and written after each loop turn (and when the buffer fills). */
+struct pc_worker;
+void pc__access_log_flush(struct pc_worker *w);
 
 #endif

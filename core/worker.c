@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "h2_server.h"
+#include "access_log.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugin_loader.h"
@@ -45,6 +46,8 @@ static void on_check(uv_check_t *h)
         }
     }
     uv_idle_stop(&w->idle);
+    if (w->loglen)
+        pc__access_log_flush(w);
 }
 
 static void on_accept(uv_stream_t *server, int status)
@@ -309,6 +312,7 @@ void pc__worker_stop(pc_worker *w) { uv_async_send(&w->stop_async); }
 void pc__worker_join(pc_worker *w)
 {
     uv_thread_join(&w->thread);
+    pc__access_log_flush(w);
     pc__gen_release(w->gen);
     w->gen = NULL;
     uv_run(&w->loop, UV_RUN_NOWAIT);

@@ -74,6 +74,8 @@ struct pc_worker {
     uint8_t readbuf[65536];
     uint8_t tlsbuf[65536];
     uint8_t outbuf[65536]; /* HTTP/2 output gathered before a write */
+    char logbuf[65536];    /* access log lines not yet written */
+    size_t loglen;
 };
 
 int pc__worker_init(pc_worker *w, int id, pc_runtime *rt, char *err, size_t errlen);
