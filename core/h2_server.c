@@ -362,40 +362,31 @@ static void t_ready(pc_transport *t)
 
 /* ---- client fingerprints (fingerprint.h) ---- */
 
-/* A client connection with its HTTP/2 fingerprint parser, kept beside pc_h2conn rather than in it while the
- * struct is being changed by other work; pc__h2conn_accept allocates every pc_h2conn as one of these. */
-typedef struct h2conn_fp {
-    pc_h2conn c; /* first, so the two pointers are the same */
-    pc_fp_h2 *h2;
-    bool started;
-} h2conn_fp;
-
 /* Runs before nghttp2 sees the bytes, so the fingerprints are in conn_info when the first stream's plugins
  * run. The first call takes the TLS fingerprints (the handshake is over by now); then the frames are parsed
  * until the first header block is complete, and the parser is freed. */
 static void fingerprint_read(pc_h2conn *c, const uint8_t *data, size_t len)
 {
-    h2conn_fp *x = (h2conn_fp *)c;
     pc_conn_shared *cs = c->conn_info;
-    if (!x->started) {
-        x->started = true;
+    if (!c->fp_started) {
+        c->fp_started = true;
         pc_fp_tls tls;
         if (c->tls && pc__fp_ssl_take(c->t.ssl, &tls) == 0) {
             snprintf(cs->ja3, sizeof cs->ja3, "%s", tls.ja3);
             snprintf(cs->ja3_hash, sizeof cs->ja3_hash, "%s", tls.ja3_hash);
             snprintf(cs->ja4, sizeof cs->ja4, "%s", tls.ja4);
         }
-        x->h2 = pc__fp_h2_new();
+        c->fp_h2 = pc__fp_h2_new();
     }
-    if (!x->h2)
+    if (!c->fp_h2)
         return;
-    int rv = pc__fp_h2_feed(x->h2, data, len);
+    int rv = pc__fp_h2_feed(c->fp_h2, data, len);
     if (rv == PC_FP_MORE)
         return;
     if (rv == PC_FP_DONE)
-        snprintf(cs->h2fp, sizeof cs->h2fp, "%s", pc__fp_h2_result(x->h2));
-    pc__fp_h2_free(x->h2);
-    x->h2 = NULL;
+        snprintf(cs->h2fp, sizeof cs->h2fp, "%s", pc__fp_h2_result(c->fp_h2));
+    pc__fp_h2_free(c->fp_h2);
+    c->fp_h2 = NULL;
 }
 
 static int t_read(pc_transport *t, const uint8_t *data, size_t len)
@@ -461,7 +452,7 @@ static void t_closed(pc_transport *t)
         c->next->prev = c->prev;
     pc_worker *w = c->worker;
     pc__metrics_conn(w->metrics, -1);
-    pc__fp_h2_free(((h2conn_fp *)c)->h2);
+    pc__fp_h2_free(c->fp_h2);
     free(c);
     pc__worker_conn_closed(w);
 }
@@ -478,10 +469,9 @@ static const pc_transport_cbs client_cbs = {
 
 void pc__h2conn_accept(pc_worker *w, uv_stream_t *listener, size_t index)
 {
-    h2conn_fp *x = calloc(1, sizeof *x);
-    if (!x)
+    pc_h2conn *c = calloc(1, sizeof *c);
+    if (!c)
         return;
-    pc_h2conn *c = &x->c;
     pc__transport_init(w, &c->t, &client_cbs);
     c->worker = w;
     c->gen = pc__gen_acquire(w);

@@ -23,6 +23,8 @@ struct pc_h2conn {
     int timer_mode;
     bool goaway_sent;
     pc_conn_shared *conn_info;
+    struct pc_fp_h2 *fp_h2; /* HTTP/2 fingerprint parser, until the first header block is read */
+    bool fp_started;
     pc_gen *gen; /* config at accept: limits and certificates */
     struct sockaddr_storage peer_addr;
     bool client_counted; /* holds a slot in the per-client connection limit */
