@@ -34,6 +34,16 @@ def test_alpn_h2_negotiated(st):
     assert "Verify return code: 0 (ok)" in out, f"edge certificate did not verify:\n{out[-1500:]}"
 
 
+def test_tls12_and_tls13(st):
+    """Both TLS 1.2 (ECDHE + AEAD, as RFC 9113 requires for h2) and TLS 1.3 negotiate h2; TLS 1.1 is refused."""
+    for flag, version in (("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")):
+        _, out = s_client(st.tls_port, ["-servername", "example.com", "-alpn", "h2", flag, "-CAfile", st.certs["ca"]])
+        assert alpn_line(out) == "h2", f"{version}: ALPN not h2:\n{out[-1500:]}"
+        assert f"Protocol  : {version}" in out or f", {version}," in out, f"{version} not negotiated:\n{out[-1500:]}"
+    _, out = s_client(st.tls_port, ["-servername", "example.com", "-alpn", "h2", "-tls1_1", "-CAfile", st.certs["ca"]])
+    assert alpn_line(out) is None, f"TLS 1.1 was accepted:\n{out[-1500:]}"
+
+
 def test_alpn_http11_refused(st):
     _, out = s_client(st.tls_port, ["-servername", "example.com", "-alpn", "http/1.1", "-CAfile", st.certs["ca"]])
     assert "no application protocol" in out.lower(), f"expected alert no_application_protocol:\n{out[-1500:]}"
