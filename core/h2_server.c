@@ -42,6 +42,11 @@ static void update_timer(pc_h2conn *c)
 static void conn_flush(pc_flushable *f)
 {
     pc_h2conn *c = (pc_h2conn *)((char *)f - offsetof(pc_h2conn, fl));
+    if (c->pending_resets) {
+        c->pending_resets = 0;
+        for (pc_stream *st = c->streams; st; st = st->cnext)
+            pc__stream_client_reset_due(st);
+    }
     pc__h2_output(&c->t, c->sess);
 }
 

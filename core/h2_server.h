@@ -22,6 +22,7 @@ struct pc_h2conn {
     int headers_pending;
     int timer_mode;
     bool goaway_sent;
+    size_t pending_resets; /* streams whose origin reset waits for their data to go out */
     pc_conn_shared *conn_info;
     struct pc_fp_h2 *fp_h2; /* HTTP/2 fingerprint parser, until the first header block is read */
     bool fp_started;

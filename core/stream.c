@@ -162,7 +162,10 @@ static void maybe_free(pc_stream *st)
     free(st);
 }
 
-/* ---- acknowledging bytes (flow control) ---- */
+/* ---- acknowledging bytes (flow control) ----
+ * Bytes held for a slow side are held back from the sender's STREAM window only: the connection
+ * window is given back at once, so one stalled stream never stalls the others sharing its
+ * connection (memory stays bounded by the stream windows and stream counts). */
 
 static void ack_client(pc_stream *st, size_t n)
 {
@@ -172,12 +175,48 @@ static void ack_client(pc_stream *st, size_t n)
     pc__h2conn_schedule(st->client);
 }
 
+static void defer_client(pc_stream *st, size_t n)
+{
+    if (n && st->client && st->client->sess) {
+        nghttp2_session_consume_connection(st->client->sess, n);
+        pc__h2conn_schedule(st->client);
+    }
+    st->req_deferred += n;
+}
+
+static void release_client(pc_stream *st)
+{
+    if (st->req_deferred && st->client && st->client->sess) {
+        nghttp2_session_consume_stream(st->client->sess, st->sid, st->req_deferred);
+        pc__h2conn_schedule(st->client);
+    }
+    st->req_deferred = 0;
+}
+
 static void ack_origin(pc_stream *st, size_t n)
 {
     if (n == 0 || !st->up || !st->up->sess)
         return;
     nghttp2_session_consume(st->up->sess, st->up_sid, n);
     pc__upconn_schedule(st->up);
+}
+
+static void defer_origin(pc_stream *st, size_t n)
+{
+    if (n && st->up && st->up->sess) {
+        nghttp2_session_consume_connection(st->up->sess, n);
+        pc__upconn_schedule(st->up);
+    }
+    st->resp_deferred += n;
+}
+
+static void release_origin(pc_stream *st)
+{
+    if (st->resp_deferred && st->up && st->up->sess) {
+        nghttp2_session_consume_stream(st->up->sess, st->up_sid, st->resp_deferred);
+        pc__upconn_schedule(st->up);
+    }
+    st->resp_deferred = 0;
 }
 
 /* ---- answering the client ---- */
@@ -492,10 +531,8 @@ static void wake_origin(pc_stream *st)
 /* Acknowledge what was held back once little is waiting for the origin. */
 static void release_acks(pc_stream *st)
 {
-    if (st->req_deferred && held_bytes(st) < QUEUE_LOW_WATER) {
-        ack_client(st, st->req_deferred);
-        st->req_deferred = 0;
-    }
+    if (st->req_deferred && held_bytes(st) < QUEUE_LOW_WATER)
+        release_client(st);
 }
 
 static void finish_request(pc_stream *st)
@@ -636,7 +673,7 @@ void pc__stream_req_data(pc_stream *st, const uint8_t *data, size_t len)
     if (held_bytes(st) < QUEUE_LOW_WATER)
         ack_client(st, len);
     else
-        st->req_deferred += len;
+        defer_client(st, len);
     wake_origin(st);
 }
 
@@ -689,9 +726,7 @@ void pc__stream_client_closed(pc_stream *st, uint32_t error_code)
         st->edge_reason = "client_reset";
     st->client_closed = true;
     /* Bytes we held unacknowledged: give the connection window back. */
-    if (c && c->sess && st->req_deferred)
-        nghttp2_session_consume_connection(c->sess, st->req_deferred);
-    st->req_deferred = 0;
+    st->req_deferred = 0; /* the connection window was given back as the bytes came */
     if (c)
         pc__h2conn_unlink_stream(c, st);
     /* A client reset (or a finished call) ends the origin stream too. */
@@ -842,7 +877,7 @@ void pc__stream_resp_data(pc_stream *st, const uint8_t *data, size_t len)
     if (st->resp_q.size < QUEUE_LOW_WATER)
         ack_origin(st, len);
     else
-        st->resp_deferred += len;
+        defer_origin(st, len);
     nghttp2_session_resume_data(st->client->sess, st->sid);
     pc__h2conn_schedule(st->client);
 }
@@ -875,10 +910,16 @@ ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, 
     pc_stream *st = src->ptr;
     size_t n = pc__bq_read(&st->resp_q, buf, len);
     st->resp_bytes += n;
-    if (st->resp_deferred && st->resp_q.size < QUEUE_LOW_WATER) {
-        ack_origin(st, st->resp_deferred);
-        st->resp_deferred = 0;
+    if (st->client_rst_after) {
+        if (st->resp_q.size == 0 && !st->client_rst_now) {
+            st->client_rst_now = true;
+            st->client->pending_resets++;
+            pc__h2conn_schedule(st->client);
+        }
+        return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
     }
+    if (st->resp_deferred && st->resp_q.size < QUEUE_LOW_WATER)
+        release_origin(st);
     if (st->resp_q.size == 0 && st->resp_eof) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         if (st->trailers.n > 0) {
@@ -922,15 +963,33 @@ void pc__stream_up_closed(pc_stream *st, uint32_t error_code, const char *why)
         maybe_free(st);
         return;
     } else {
-        /* The origin reset the stream: the client sees the same reset. */
+        /* The origin reset the stream: the client sees the same reset, after the data the origin
+         * sent before it. */
         uint32_t code = error_code == NGHTTP2_NO_ERROR ? NGHTTP2_INTERNAL_ERROR : error_code;
         st->edge_reason = "origin_reset";
-        st->resp_done = true;
         stop_deadline(st);
-        nghttp2_submit_rst_stream(st->client->sess, NGHTTP2_FLAG_NONE, st->sid, code);
+        if (st->resp_submitted && st->resp_q.size > 0) {
+            st->client_rst_code = code;
+            st->client_rst_after = true;
+            nghttp2_session_resume_data(st->client->sess, st->sid);
+        } else {
+            st->resp_done = true;
+            nghttp2_submit_rst_stream(st->client->sess, NGHTTP2_FLAG_NONE, st->sid, code);
+        }
         pc__h2conn_schedule(st->client);
     }
     maybe_free(st);
+}
+
+void pc__stream_client_reset_due(pc_stream *st)
+{
+    if (!st->client_rst_now)
+        return;
+    st->client_rst_now = false;
+    st->client_rst_after = false;
+    st->resp_done = true;
+    if (client_writable(st))
+        nghttp2_submit_rst_stream(st->client->sess, NGHTTP2_FLAG_NONE, st->sid, st->client_rst_code);
 }
 
 void pc__stream_up_failed(pc_stream *st, int grpc_status, int http_status, const char *msg)

@@ -123,6 +123,9 @@ struct pc_stream {
     bool up_reset_sent;
     bool rst_after_flush; /* send what the chain allowed, then reset the origin stream */
     bool rst_pending;     /* allowed bytes are out: reset at the next flush */
+    uint32_t client_rst_code; /* the origin reset after sending data: pass that data on, then reset */
+    bool client_rst_after;
+    bool client_rst_now;
     int edge_status;       /* gRPC status the edge answered with, -1 none */
     const char *edge_reason;
     char remote_status[4];
@@ -160,6 +163,8 @@ void pc__headers_free(pc_headers *h);
 int pc__stream_grpc_status(const pc_stream *st);
 /* A unique id for the request ("<worker>-<n>"), made on first use. */
 const char *pc__stream_request_id(pc_stream *st);
+/* Called by the client connection before it writes: resets whose data has gone out. */
+void pc__stream_client_reset_due(pc_stream *st);
 /* host->resume(): continue or end a paused request. */
 void pc__stream_resume(pc_stream *st, int verdict);
 /* Free the stream if neither side holds it any more. */

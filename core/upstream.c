@@ -569,10 +569,7 @@ void pc__pool_cancel(pc_stream *st, bool flush_first)
         if (u->sess) {
             nghttp2_session_set_stream_user_data(u->sess, st->up_sid, NULL);
             nghttp2_submit_rst_stream(u->sess, NGHTTP2_FLAG_NONE, st->up_sid, NGHTTP2_CANCEL);
-            /* Give back what we held unacknowledged so the connection window stays open. */
-            if (st->resp_deferred)
-                nghttp2_session_consume_connection(u->sess, st->resp_deferred);
-            st->resp_deferred = 0;
+            st->resp_deferred = 0; /* its connection window was given back as the bytes came */
         }
         unlink_stream(u, st);
         st->up_closed = true;
