@@ -38,23 +38,22 @@ static const pc_plugin offline = {
     .name = "offline",
 };
 
-static bool is_lua(const pc_loaded_plugin *lp) { return lp->desc && lp->desc->name && !strcmp(lp->desc->name, "lua"); }
+static bool is_lua(const pc_loaded_plugin *lp)
+{
+    return lp->desc && lp->desc->name && !strcmp(lp->desc->name, "lua");
+}
 
 void pc__rules_env_close(pc_rules_env *env)
 {
-    if (!env)
-        return;
+    if (!env) return;
     pc_plugins *ps = env->rt.plugins;
     if (ps && env->saved)
         for (size_t i = 0; i < ps->n; i++)
-            if (env->saved[i])
-                ps->p[i].desc = env->saved[i];
-    if (ps && env->wctx)
-        pc__plugins_worker_destroy(ps, env->wctx);
+            if (env->saved[i]) ps->p[i].desc = env->saved[i];
+    if (ps && env->wctx) pc__plugins_worker_destroy(ps, env->wctx);
     pc__plugins_free(ps);
     free(env->saved);
-    if (env->w)
-        pc__metrics_free(env->w->metrics);
+    if (env->w) pc__metrics_free(env->w->metrics);
     free(env->w);
     pc__config_free(env->cfg);
     free(env);
@@ -75,19 +74,17 @@ pc_rules_env *pc__rules_env_open(const char *config_path, char *err, size_t errl
     /* Like `run`: a build tree keeps its plugins next to the binary. */
     char exe[4096];
     size_t exelen = sizeof exe;
-    if (uv_exepath(exe, &exelen) != 0)
-        snprintf(exe, sizeof exe, ".");
+    if (uv_exepath(exe, &exelen) != 0) snprintf(exe, sizeof exe, ".");
     char *slash = strrchr(exe, '/');
-    if (slash)
-        *slash = '\0';
-    if (pc__plugins_load(env->cfg, exe, &env->rt.plugins, err, errlen) < 0)
-        goto fail;
+    if (slash) *slash = '\0';
+    if (pc__plugins_load(env->cfg, exe, &env->rt.plugins, err, errlen) < 0) goto fail;
     pc_plugins *ps = env->rt.plugins;
     size_t nlua = 0;
     for (size_t i = 0; i < ps->n; i++)
         nlua += is_lua(&ps->p[i]);
     if (!nlua) {
-        snprintf(err, errlen, "%s: no lua plugin in the plugins list (add `- name: lua` with `config: {dir: ...}`)",
+        snprintf(err, errlen,
+                 "%s: no lua plugin in the plugins list (add `- name: lua` with `config: {dir: ...}`)",
                  config_path);
         goto fail;
     }
@@ -95,8 +92,7 @@ pc_rules_env *pc__rules_env_open(const char *config_path, char *err, size_t errl
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
-    if (pc__plugins_worker_init(ps, 0, &env->wctx, err, errlen) < 0)
-        goto fail;
+    if (pc__plugins_worker_init(ps, 0, &env->wctx, err, errlen) < 0) goto fail;
     if (!(env->saved = calloc(ps->n ? ps->n : 1, sizeof *env->saved))) {
         snprintf(err, errlen, "out of memory");
         goto fail;
@@ -106,7 +102,8 @@ pc_rules_env *pc__rules_env_open(const char *config_path, char *err, size_t errl
             env->saved[i] = ps->p[i].desc;
             ps->p[i].desc = &offline;
         }
-    env->gen = (pc_gen){.refs = 1, .worker = env->w, .rt = &env->rt, .cfg = env->cfg, .plugin_ctx = env->wctx};
+    env->gen =
+        (pc_gen){.refs = 1, .worker = env->w, .rt = &env->rt, .cfg = env->cfg, .plugin_ctx = env->wctx};
     return env;
 fail:
     pc__rules_env_close(env);
@@ -117,14 +114,14 @@ fail:
 
 static int add(pc_headers *h, const char *name, const char *value)
 {
-    return pc__stream_add_header(h, (const uint8_t *)name, strlen(name), (const uint8_t *)value, strlen(value));
+    return pc__stream_add_header(h, (const uint8_t *)name, strlen(name), (const uint8_t *)value,
+                                 strlen(value));
 }
 
 static const char *find(const pc_headers *h, const char *name)
 {
     for (size_t i = 0; i < h->n; i++)
-        if (!strcmp((const char *)h->nv[i].name, name))
-            return (const char *)h->nv[i].value;
+        if (!strcmp((const char *)h->nv[i].name, name)) return (const char *)h->nv[i].value;
     return NULL;
 }
 
@@ -140,19 +137,18 @@ static void free_stream(pc_stream *st)
 void pc__rules_result_free(pc_rules_env *env, pc_rules_result *res)
 {
     (void)env;
-    if (res->st)
-        free_stream(res->st);
+    if (res->st) free_stream(res->st);
     memset(res, 0, sizeof *res);
 }
 
 static pc_conn_shared *make_conn(const pc_rules_request *rq)
 {
     pc_conn_shared *cs = calloc(1, sizeof *cs);
-    if (!cs)
-        return NULL;
+    if (!cs) return NULL;
     cs->refs = 1;
     snprintf(cs->ip, sizeof cs->ip, "%s", rq->client_ip ? rq->client_ip : "192.0.2.1");
-    snprintf(cs->port, sizeof cs->port, "%u", (unsigned)(uint16_t)(rq->client_port ? rq->client_port : 40000));
+    snprintf(cs->port, sizeof cs->port, "%u",
+             (unsigned)(uint16_t)(rq->client_port ? rq->client_port : 40000));
     cs->info.client_ip = cs->ip;
     cs->info.client_port = (uint16_t)(rq->client_port ? rq->client_port : 40000);
     cs->info.tls = !rq->cleartext;
@@ -180,7 +176,8 @@ int pc__rules_env_run(pc_rules_env *env, const pc_rules_request *rq, pc_rules_re
     size_t hostlen = strcspn(host, ":");
     const pc_zone_conf *zone = pc__zone_find(env->cfg, host, hostlen);
     if (!zone) {
-        snprintf(err, errlen, "no zone of the config serves host \"%s\" (the edge answers NOT_FOUND before any rule)",
+        snprintf(err, errlen,
+                 "no zone of the config serves host \"%s\" (the edge answers NOT_FOUND before any rule)",
                  host);
         return -1;
     }
@@ -196,8 +193,7 @@ int pc__rules_env_run(pc_rules_env *env, const pc_rules_request *rq, pc_rules_re
     int bad = add(&st->req, ":method", rq->method ? rq->method : "POST") |
               add(&st->req, ":scheme", rq->cleartext ? "http" : "https") | add(&st->req, ":authority", host) |
               add(&st->req, ":path", rq->path ? rq->path : "/");
-    if (rq->grpc)
-        bad |= add(&st->req, "content-type", "application/grpc") | add(&st->req, "te", "trailers");
+    if (rq->grpc) bad |= add(&st->req, "content-type", "application/grpc") | add(&st->req, "te", "trailers");
     for (size_t i = 0; i < rq->nheaders; i++)
         bad |= add(&st->req, rq->headers[2 * i], rq->headers[2 * i + 1]);
     st->conn = make_conn(rq);
@@ -213,6 +209,12 @@ int pc__rules_env_run(pc_rules_env *env, const pc_rules_request *rq, pc_rules_re
     st->path = find(&st->req, ":path");
     st->content_type = find(&st->req, "content-type");
     st->is_grpc = st->content_type && pc__grpc_is_content_type(st->content_type, strlen(st->content_type));
+    if (st->is_grpc && !zone->grpc) {
+        snprintf(err, errlen, "gRPC is disabled for zone %s (the edge answers UNIMPLEMENTED before any rule)",
+                 zone->name);
+        free_stream(st);
+        return -1;
+    }
     res->st = st;
     for (size_t i = 0; i < rq->npublished; i++)
         pc__host_api.publish((pc_request *)st, rq->published[2 * i], rq->published[2 * i + 1]);
@@ -221,8 +223,7 @@ int pc__rules_env_run(pc_rules_env *env, const pc_rules_request *rq, pc_rules_re
     for (size_t i = 0; rv == PC_CHAIN_GO && st->is_grpc && i < rq->nmessages; i++) {
         pc_message m = {rq->messages[i].data, rq->messages[i].len, (uint32_t)i, 0, 0};
         rv = pc__chain_request_message(st, &m, 0);
-        if (rv == PC_CHAIN_DENY)
-            res->message_index = (long)i;
+        if (rv == PC_CHAIN_DENY) res->message_index = (long)i;
     }
     if (rv == PC_CHAIN_PAUSE) {
         /* Only plugins that pause could: none runs offline. Treat it as the failure it would be. */
@@ -257,8 +258,7 @@ typedef struct bytes {
 
 static void put(bytes *b, const void *p, size_t n)
 {
-    if (b->oom)
-        return;
+    if (b->oom) return;
     if (b->n + n > b->cap) {
         size_t cap = (b->n + n) * 2 + 64;
         uint8_t *q = realloc(b->p, cap);
@@ -269,8 +269,7 @@ static void put(bytes *b, const void *p, size_t n)
         b->p = q;
         b->cap = cap;
     }
-    if (n)
-        memcpy(b->p + b->n, p, n);
+    if (n) memcpy(b->p + b->n, p, n);
     b->n += n;
 }
 
@@ -285,7 +284,10 @@ static void put_varint(bytes *b, uint64_t v)
     put(b, tmp, n);
 }
 
-static void put_tag(bytes *b, uint32_t number, int wire) { put_varint(b, ((uint64_t)number << 3) | (uint64_t)wire); }
+static void put_tag(bytes *b, uint32_t number, int wire)
+{
+    put_varint(b, ((uint64_t)number << 3) | (uint64_t)wire);
+}
 
 static void put_fixed(bytes *b, uint64_t v, size_t n)
 {
@@ -321,8 +323,7 @@ static bool parse_u64(const char *s, uint64_t *out)
 {
     char *end;
     errno = 0;
-    if (s[0] == '-')
-        return false;
+    if (s[0] == '-') return false;
     unsigned long long v = strtoull(s, &end, 0);
     *out = v;
     return s[0] && !*end && !errno;
@@ -343,8 +344,7 @@ static int enc_value(enc *e, bytes *b, const pc_pb_fielddesc *fd, uint32_t numbe
 {
     if (v->kind == PC_YAML_SEQ) {
         for (size_t i = 0; i < v->n; i++)
-            if (enc_value(e, b, fd, number, v->items[i], field) < 0)
-                return -1;
+            if (enc_value(e, b, fd, number, v->items[i], field) < 0) return -1;
         return 0;
     }
     if (v->kind == PC_YAML_MAP) {
@@ -389,8 +389,7 @@ static int enc_value(enc *e, bytes *b, const pc_pb_fielddesc *fd, uint32_t numbe
     switch (fd->type) {
     case PC_PB_TYPE_DOUBLE:
     case PC_PB_TYPE_FLOAT:
-        if (!parse_f64(s, &d))
-            return enc_fail(e, v, "expected a number", field);
+        if (!parse_f64(s, &d)) return enc_fail(e, v, "expected a number", field);
         if (fd->type == PC_PB_TYPE_DOUBLE) {
             memcpy(&u, &d, 8);
             put_tag(b, number, PC_PB_WIRE_I64);
@@ -411,8 +410,9 @@ static int enc_value(enc *e, bytes *b, const pc_pb_fielddesc *fd, uint32_t numbe
     case PC_PB_TYPE_SFIXED32:
     case PC_PB_TYPE_SFIXED64:
         if (!parse_i64(s, &i))
-            return enc_fail(e, v, fd->type == PC_PB_TYPE_ENUM ? "expected the enum's number" : "expected an integer",
-                            field);
+            return enc_fail(
+                e, v, fd->type == PC_PB_TYPE_ENUM ? "expected the enum's number" : "expected an integer",
+                field);
         if (fd->type == PC_PB_TYPE_SFIXED32 || fd->type == PC_PB_TYPE_SFIXED64) {
             put_tag(b, number, fd->type == PC_PB_TYPE_SFIXED32 ? PC_PB_WIRE_I32 : PC_PB_WIRE_I64);
             put_fixed(b, (uint64_t)i, fd->type == PC_PB_TYPE_SFIXED32 ? 4 : 8);
@@ -426,8 +426,7 @@ static int enc_value(enc *e, bytes *b, const pc_pb_fielddesc *fd, uint32_t numbe
     case PC_PB_TYPE_UINT32:
     case PC_PB_TYPE_FIXED32:
     case PC_PB_TYPE_FIXED64:
-        if (!parse_u64(s, &u))
-            return enc_fail(e, v, "expected a non-negative integer", field);
+        if (!parse_u64(s, &u)) return enc_fail(e, v, "expected a non-negative integer", field);
         if (fd->type == PC_PB_TYPE_FIXED32 || fd->type == PC_PB_TYPE_FIXED64) {
             put_tag(b, number, fd->type == PC_PB_TYPE_FIXED32 ? PC_PB_WIRE_I32 : PC_PB_WIRE_I64);
             put_fixed(b, u, fd->type == PC_PB_TYPE_FIXED32 ? 4 : 8);
@@ -437,8 +436,7 @@ static int enc_value(enc *e, bytes *b, const pc_pb_fielddesc *fd, uint32_t numbe
         }
         return 0;
     case PC_PB_TYPE_BOOL:
-        if (strcmp(s, "true") && strcmp(s, "false"))
-            return enc_fail(e, v, "expected true or false", field);
+        if (strcmp(s, "true") && strcmp(s, "false")) return enc_fail(e, v, "expected true or false", field);
         put_tag(b, number, PC_PB_WIRE_VARINT);
         put_varint(b, s[0] == 't');
         return 0;
@@ -448,7 +446,8 @@ static int enc_value(enc *e, bytes *b, const pc_pb_fielddesc *fd, uint32_t numbe
         put_varint(b, v->scalar_len);
         put(b, s, v->scalar_len);
         return 0;
-    default: return enc_fail(e, v, "is a message: give its fields as a map", field);
+    default:
+        return enc_fail(e, v, "is a message: give its fields as a map", field);
     }
 }
 
@@ -469,17 +468,16 @@ static int enc_path(enc *e, bytes *b, const pc_pb_msgdesc *type, const char *pat
         snprintf(num, sizeof num, "%.*s", (int)(n < 15 ? n : 15), path);
         uint64_t u;
         if (n >= 15 || !parse_u64(num, &u) || u == 0 || u > 536870911)
-            return enc_fail(e, v,
-                            type ? "no such field in the message's descriptor" :
-                                   "no descriptor names it (add `descriptors` to the config, or use field numbers)",
-                            field);
+            return enc_fail(
+                e, v,
+                type ? "no such field in the message's descriptor"
+                     : "no descriptor names it (add `descriptors` to the config, or use field numbers)",
+                field);
         number = (uint32_t)u;
         for (size_t i = 0; type && i < type->nfields; i++)
-            if (type->fields[i].number == number)
-                fd = &type->fields[i];
+            if (type->fields[i].number == number) fd = &type->fields[i];
     }
-    if (!path[n])
-        return enc_value(e, b, fd, number, v, field);
+    if (!path[n]) return enc_value(e, b, fd, number, v, field);
     if (fd && fd->type != PC_PB_TYPE_MESSAGE)
         return enc_fail(e, v, "a path goes through a field that is not a message", field);
     bytes sub = {0};
@@ -496,8 +494,7 @@ static int enc_path(enc *e, bytes *b, const pc_pb_msgdesc *type, const char *pat
 static int enc_map(enc *e, bytes *b, const pc_pb_msgdesc *type, const pc_yaml_node *map)
 {
     for (size_t i = 0; i < map->n; i++)
-        if (enc_path(e, b, type, map->keys[i]->scalar, map->items[i], map->keys[i]->scalar) < 0)
-            return -1;
+        if (enc_path(e, b, type, map->keys[i]->scalar, map->items[i], map->keys[i]->scalar) < 0) return -1;
     return 0;
 }
 
@@ -508,8 +505,7 @@ static const pc_pb_msgdesc *input_type(const pc_plugins *ps, const char *path)
         if (pc__pb_descset_method(ps->descs[i], path, &in, NULL) == 0)
             for (size_t k = 0; k < ps->ndescs; k++) {
                 const pc_pb_msgdesc *d = pc__pb_descset_message(ps->descs[k], in);
-                if (d)
-                    return d;
+                if (d) return d;
             }
     }
     return NULL;
@@ -517,8 +513,7 @@ static const pc_pb_msgdesc *input_type(const pc_plugins *ps, const char *path)
 
 static int hex_value(char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
+    if (c >= '0' && c <= '9') return c - '0';
     c = (char)(c | 0x20);
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
@@ -544,15 +539,16 @@ static void case_free(tcase *c)
     free(c->strs);
 }
 
-static const char *const case_keys[] = {"name", "host", "path", "method", "grpc", "headers", "client_ip",
-                                        "client_port", "tls", "h2_fingerprint", "bot_score", "published",
-                                        "messages", "raw_messages", "expect"};
+static const char *const case_keys[] = {"name",     "host",           "path",      "method",
+                                        "grpc",     "headers",        "client_ip", "client_port",
+                                        "tls",      "h2_fingerprint", "bot_score", "published",
+                                        "messages", "raw_messages",   "expect"};
 static const char *const tls_keys[] = {"sni", "version", "ja3", "ja4"};
-static const char *const expect_keys[] = {"verdict", "status",  "message", "rule",   "headers",
-                                          "response_headers", "published", "route", "skipped"};
+static const char *const expect_keys[] = {"verdict",          "status",    "message", "rule",   "headers",
+                                          "response_headers", "published", "route",   "skipped"};
 
-static int check_keys(const char *file, const pc_yaml_node *map, const char *const *keys, size_t n, const char *what,
-                      char *err, size_t errlen)
+static int check_keys(const char *file, const pc_yaml_node *map, const char *const *keys, size_t n,
+                      const char *what, char *err, size_t errlen)
 {
     char at[512];
     if (!map || map->kind != PC_YAML_MAP) {
@@ -564,8 +560,8 @@ static int check_keys(const char *file, const pc_yaml_node *map, const char *con
         for (size_t k = 0; k < n; k++)
             ok |= !strcmp(map->keys[i]->scalar, keys[k]);
         if (!ok) {
-            snprintf(err, errlen, "%s: %s: unknown key \"%s\"", where(file, map->keys[i], at, sizeof at), what,
-                     map->keys[i]->scalar);
+            snprintf(err, errlen, "%s: %s: unknown key \"%s\"", where(file, map->keys[i], at, sizeof at),
+                     what, map->keys[i]->scalar);
             return -1;
         }
     }
@@ -583,15 +579,13 @@ static int pairs(tcase *c, const char *file, const pc_yaml_node *map, const char
                  size_t errlen)
 {
     char at[512];
-    if (!map || (map->kind == PC_YAML_MAP && map->n == 0))
-        return 0;
+    if (!map || (map->kind == PC_YAML_MAP && map->n == 0)) return 0;
     if (map->kind != PC_YAML_MAP) {
         snprintf(err, errlen, "%s: %s must be a map", where(file, map, at, sizeof at), what);
         return -1;
     }
     char **s = realloc(c->strs, (c->nstrs + 2 * map->n) * sizeof *s);
-    if (!s)
-        return -1;
+    if (!s) return -1;
     c->strs = s;
     for (size_t i = 0; i < map->n; i++) {
         if (map->items[i]->kind != PC_YAML_SCALAR) {
@@ -608,8 +602,8 @@ static int pairs(tcase *c, const char *file, const pc_yaml_node *map, const char
     return 0;
 }
 
-static int parse_case(pc_rules_env *env, const char *file, const pc_yaml_node *n, size_t idx, tcase *c, char *err,
-                      size_t errlen)
+static int parse_case(pc_rules_env *env, const char *file, const pc_yaml_node *n, size_t idx, tcase *c,
+                      char *err, size_t errlen)
 {
     char at[512];
     c->node = n;
@@ -617,8 +611,7 @@ static int parse_case(pc_rules_env *env, const char *file, const pc_yaml_node *n
         return -1;
     const char *name = scalar(n, "name");
     snprintf(c->name, sizeof c->name, "%s", name ? name : "");
-    if (!name)
-        snprintf(c->name, sizeof c->name, "case %zu", idx + 1);
+    if (!name) snprintf(c->name, sizeof c->name, "case %zu", idx + 1);
     c->rq.host = scalar(n, "host");
     c->rq.path = scalar(n, "path");
     if (!c->rq.host || !c->rq.path) {
@@ -643,16 +636,13 @@ static int parse_case(pc_rules_env *env, const char *file, const pc_yaml_node *n
         c->rq.ja3 = scalar(tls, "ja3");
         c->rq.ja4 = scalar(tls, "ja4");
     }
-    if (pairs(c, file, pc__yaml_get(n, "headers"), "headers", true, err, errlen) < 0)
-        return -1;
+    if (pairs(c, file, pc__yaml_get(n, "headers"), "headers", true, err, errlen) < 0) return -1;
     size_t nhdr = c->nstrs / 2;
     const char *bot = scalar(n, "bot_score");
-    if (pairs(c, file, pc__yaml_get(n, "published"), "published", false, err, errlen) < 0)
-        return -1;
+    if (pairs(c, file, pc__yaml_get(n, "published"), "published", false, err, errlen) < 0) return -1;
     if (bot) {
         char **s = realloc(c->strs, (c->nstrs + 2) * sizeof *s);
-        if (!s)
-            return -1;
+        if (!s) return -1;
         c->strs = s;
         snprintf(c->bot_score, sizeof c->bot_score, "%s", bot);
         s[c->nstrs++] = "bot.score";
@@ -666,12 +656,12 @@ static int parse_case(pc_rules_env *env, const char *file, const pc_yaml_node *n
     const pc_yaml_node *msgs = pc__yaml_get(n, "messages"), *raw = pc__yaml_get(n, "raw_messages");
     size_t total = (msgs ? msgs->n : 0) + (raw ? raw->n : 0);
     if ((msgs && msgs->kind != PC_YAML_SEQ) || (raw && raw->kind != PC_YAML_SEQ)) {
-        snprintf(err, errlen, "%s: messages and raw_messages are lists", where(file, msgs ? msgs : raw, at, sizeof at));
+        snprintf(err, errlen, "%s: messages and raw_messages are lists",
+                 where(file, msgs ? msgs : raw, at, sizeof at));
         return -1;
     }
     c->msgs = calloc(total ? total : 1, sizeof *c->msgs);
-    if (!c->msgs)
-        return -1;
+    if (!c->msgs) return -1;
     const pc_pb_msgdesc *type = input_type(env->rt.plugins, c->rq.path);
     enc e = {file, err, errlen};
     for (size_t i = 0; msgs && i < msgs->n; i++) {
@@ -683,15 +673,13 @@ static int parse_case(pc_rules_env *env, const char *file, const pc_yaml_node *n
         bytes b = {0};
         int rv = enc_map(&e, &b, type, msgs->items[i]);
         c->msgs[c->rq.nmessages++] = (pc_rules_msg){b.p, b.n};
-        if (rv < 0 || b.oom)
-            return -1;
+        if (rv < 0 || b.oom) return -1;
     }
     for (size_t i = 0; raw && i < raw->n; i++) {
         const pc_yaml_node *h = raw->items[i];
         size_t len = h->kind == PC_YAML_SCALAR ? h->scalar_len : 1;
         uint8_t *p = malloc(len / 2 + 1);
-        if (!p)
-            return -1;
+        if (!p) return -1;
         c->msgs[c->rq.nmessages++] = (pc_rules_msg){p, len / 2};
         bool ok = len % 2 == 0;
         for (size_t k = 0; ok && k < len; k += 2) {
@@ -706,8 +694,8 @@ static int parse_case(pc_rules_env *env, const char *file, const pc_yaml_node *n
     }
     c->rq.messages = c->msgs;
     c->expect = pc__yaml_get(n, "expect");
-    if (c->expect &&
-        check_keys(file, c->expect, expect_keys, sizeof expect_keys / sizeof *expect_keys, "expect", err, errlen) < 0)
+    if (c->expect && check_keys(file, c->expect, expect_keys, sizeof expect_keys / sizeof *expect_keys,
+                                "expect", err, errlen) < 0)
         return -1;
     if (c->expect) {
         const char *v = scalar(c->expect, "verdict");
@@ -732,12 +720,14 @@ typedef struct outcome {
 static const char *kv_get(const pc_stream *st, const char *key)
 {
     for (size_t i = 0; i < st->nkv; i += 2)
-        if (!strcmp(st->kv[i], key))
-            return st->kv[i + 1];
+        if (!strcmp(st->kv[i], key)) return st->kv[i + 1];
     return NULL;
 }
 
-static bool same(const char *a, const char *b) { return (!a && !b) || (a && b && !strcmp(a, b)); }
+static bool same(const char *a, const char *b)
+{
+    return (!a && !b) || (a && b && !strcmp(a, b));
+}
 
 static int mismatch(FILE *out, int *n, const char *what, const char *want, const char *got)
 {
@@ -752,11 +742,9 @@ static int check(FILE *out, const pc_rules_env *env, const tcase *c, const outco
     const pc_yaml_node *x = c->expect;
     const pc_stream *st = o->res->st;
     int n = 0;
-    if (!x)
-        return 0;
+    if (!x) return 0;
     const char *v;
-    if ((v = scalar(x, "verdict")) && strcmp(v, o->verdict))
-        mismatch(out, &n, "verdict", v, o->verdict);
+    if ((v = scalar(x, "verdict")) && strcmp(v, o->verdict)) mismatch(out, &n, "verdict", v, o->verdict);
     if ((v = scalar(x, "status")) && (!o->res->denied || pc__grpc_status_parse(v) != o->res->status))
         mismatch(out, &n, "status", v, o->res->denied ? pc__grpc_status_name(o->res->status) : NULL);
     if (pc__yaml_get(x, "message") && !same(scalar(x, "message"), o->res->denied ? o->res->message : NULL))
@@ -770,8 +758,7 @@ static int check(FILE *out, const pc_rules_env *env, const tcase *c, const outco
             snprintf(what, sizeof what, "request header %s", m->keys[i]->scalar);
             const char *want = is_null(m->items[i]) ? NULL : m->items[i]->scalar;
             const char *got = find(&st->req, m->keys[i]->scalar);
-            if (!same(want, got))
-                mismatch(out, &n, what, want, got);
+            if (!same(want, got)) mismatch(out, &n, what, want, got);
         }
     if ((m = pc__yaml_get(x, "response_headers")) && m->kind == PC_YAML_MAP)
         for (size_t i = 0; i < m->n; i++) {
@@ -779,8 +766,7 @@ static int check(FILE *out, const pc_rules_env *env, const tcase *c, const outco
             snprintf(what, sizeof what, "response header %s", m->keys[i]->scalar);
             const char *want = is_null(m->items[i]) ? NULL : m->items[i]->scalar;
             const char *got = find(&st->extra_resp, m->keys[i]->scalar);
-            if (!same(want, got))
-                mismatch(out, &n, what, want, got);
+            if (!same(want, got)) mismatch(out, &n, what, want, got);
         }
     if ((m = pc__yaml_get(x, "published")) && m->kind == PC_YAML_MAP)
         for (size_t i = 0; i < m->n; i++) {
@@ -788,8 +774,7 @@ static int check(FILE *out, const pc_rules_env *env, const tcase *c, const outco
             snprintf(what, sizeof what, "published %s", m->keys[i]->scalar);
             const char *want = is_null(m->items[i]) ? NULL : m->items[i]->scalar;
             const char *got = kv_get(st, m->keys[i]->scalar);
-            if (!same(want, got))
-                mismatch(out, &n, what, want, got);
+            if (!same(want, got)) mismatch(out, &n, what, want, got);
         }
     const char *route = st->route_origin ? env->cfg->origins[st->route_origin - 1].name : NULL;
     if (pc__yaml_get(x, "route") && !same(scalar(x, "route"), route))
@@ -806,9 +791,9 @@ static int check(FILE *out, const pc_rules_env *env, const tcase *c, const outco
         }
         for (size_t k = 0; st->skipped && k < ps->n; k++)
             if (st->skipped[k])
-                snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", ngot++ ? ", " : "", ps->p[k].name);
-        if (hit != nwant || ngot != nwant)
-            mismatch(out, &n, "skipped", want, got);
+                snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", ngot++ ? ", " : "",
+                         ps->p[k].name);
+        if (hit != nwant || ngot != nwant) mismatch(out, &n, "skipped", want, got);
     }
     return n;
 }
@@ -820,19 +805,14 @@ static void describe(FILE *out, const pc_rules_env *env, const outcome *o)
         fprintf(out, "deny %s \"%s\"", pc__grpc_status_name(res->status), res->message ? res->message : "");
     else
         fprintf(out, "%s", o->error ? "error, continued (on_error: continue)" : "allow");
-    if (res->denied && res->message_index >= 0)
-        fprintf(out, " at message %ld", res->message_index);
-    if (o->rule)
-        fprintf(out, " by rule \"%s\"", o->rule);
+    if (res->denied && res->message_index >= 0) fprintf(out, " at message %ld", res->message_index);
+    if (o->rule) fprintf(out, " by rule \"%s\"", o->rule);
     const pc_stream *st = res->st;
-    if (st->route_origin)
-        fprintf(out, "; route %s", env->cfg->origins[st->route_origin - 1].name);
+    if (st->route_origin) fprintf(out, "; route %s", env->cfg->origins[st->route_origin - 1].name);
     for (size_t k = 0; st->skipped && k < env->rt.plugins->n; k++)
-        if (st->skipped[k])
-            fprintf(out, "; skip %s", env->rt.plugins->p[k].name);
+        if (st->skipped[k]) fprintf(out, "; skip %s", env->rt.plugins->p[k].name);
     fputc('\n', out);
-    if (o->error)
-        fprintf(out, "        rule error: %s\n", o->error);
+    if (o->error) fprintf(out, "        rule error: %s\n", o->error);
 }
 
 int pc__rules_test(const char *config_path, const char *cases_path)
@@ -852,8 +832,7 @@ int pc__rules_test(const char *config_path, const char *cases_path)
         return 2;
     }
     const pc_yaml_node *list = doc->root;
-    if (list && list->kind == PC_YAML_MAP)
-        list = pc__yaml_get(list, "cases");
+    if (list && list->kind == PC_YAML_MAP) list = pc__yaml_get(list, "cases");
     int rv = 0;
     tcase *cases = NULL;
     size_t ncases = 0;
@@ -887,8 +866,7 @@ int pc__rules_test(const char *config_path, const char *cases_path)
         char detail[4096] = "";
         FILE *mem = fmemopen(detail, sizeof detail - 1, "w");
         int bad = mem ? check(mem, env, c, &o) : 0;
-        if (mem)
-            fclose(mem);
+        if (mem) fclose(mem);
         fprintf(stdout, "%s %3zu  %s: ", bad ? "FAIL" : "ok  ", i + 1, c->name);
         describe(stdout, env, &o);
         fputs(detail, stdout);

@@ -37,16 +37,16 @@ typedef struct pc_rules_request {
     unsigned client_port;
     const char *sni, *tls_version, *ja3, *ja4, *h2_fingerprint;
     const char *const *published; /* as if earlier plugins had published them */
-    size_t npublished;           /* pairs */
+    size_t npublished;            /* pairs */
     const pc_rules_msg *messages;
     size_t nmessages;
 } pc_rules_request;
 
 typedef struct pc_rules_result {
     bool denied;
-    int status;          /* gRPC status when denied */
-    const char *message; /* deny message */
-    long message_index;  /* the request message that was denied; -1: the headers (or none) */
+    int status;           /* gRPC status when denied */
+    const char *message;  /* deny message */
+    long message_index;   /* the request message that was denied; -1: the headers (or none) */
     struct pc_stream *st; /* the request after the chain: headers, published values, route, skips */
 } pc_rules_result;
 

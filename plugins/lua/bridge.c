@@ -10,48 +10,53 @@
 #include "lua_rules.h"
 
 static const char *const grpc_names[17] = {
-    "OK",        "CANCELLED",          "UNKNOWN",        "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
-    "OUT_OF_RANGE", "UNIMPLEMENTED",   "INTERNAL",       "UNAVAILABLE",      "DATA_LOSS",         "UNAUTHENTICATED",
+    "OK",        "CANCELLED",       "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS",  "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",    "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+    "DATA_LOSS", "UNAUTHENTICATED",
 };
-
-const char *lr_status_name(int code) { return code >= 0 && code <= 16 ? grpc_names[code] : "?"; }
 
 /* HTTP statuses a rule may give map to the gRPC status a gRPC client understands for them. */
 static int from_http(lua_Integer http)
 {
     switch (http) {
-    case 400: return 3;  /* INVALID_ARGUMENT */
-    case 401: return 16; /* UNAUTHENTICATED */
-    case 403: return 7;  /* PERMISSION_DENIED */
-    case 404: return 5;  /* NOT_FOUND */
-    case 409: return 10; /* ABORTED */
-    case 429: return 8;  /* RESOURCE_EXHAUSTED */
-    case 501: return 12; /* UNIMPLEMENTED */
-    case 503: return 14; /* UNAVAILABLE */
-    case 504: return 4;  /* DEADLINE_EXCEEDED */
-    default: return http >= 500 ? 13 /* INTERNAL */ : 7;
+    case 400:
+        return 3; /* INVALID_ARGUMENT */
+    case 401:
+        return 16; /* UNAUTHENTICATED */
+    case 403:
+        return 7; /* PERMISSION_DENIED */
+    case 404:
+        return 5; /* NOT_FOUND */
+    case 409:
+        return 10; /* ABORTED */
+    case 429:
+        return 8; /* RESOURCE_EXHAUSTED */
+    case 501:
+        return 12; /* UNIMPLEMENTED */
+    case 503:
+        return 14; /* UNAVAILABLE */
+    case 504:
+        return 4; /* DEADLINE_EXCEEDED */
+    default:
+        return http >= 500 ? 13 /* INTERNAL */ : 7;
     }
 }
 
-int lr_status_code(lua_State *L, int idx)
+/* A status given to req:deny: gRPC name, gRPC code or HTTP status; -1 when unknown. */
+static int status_code(lua_State *L, int idx)
 {
-    if (lua_isnoneornil(L, idx))
-        return 7;
+    if (lua_isnoneornil(L, idx)) return 7;
     if (lua_type(L, idx) == LUA_TNUMBER) {
-        if (!lua_isinteger(L, idx))
-            return -1;
+        if (!lua_isinteger(L, idx)) return -1;
         lua_Integer n = lua_tointeger(L, idx);
-        if (n >= 1 && n <= 16)
-            return (int)n;
+        if (n >= 1 && n <= 16) return (int)n;
         return n >= 400 && n <= 599 ? from_http(n) : -1;
     }
-    if (lua_type(L, idx) != LUA_TSTRING)
-        return -1;
+    if (lua_type(L, idx) != LUA_TSTRING) return -1;
     const char *s = lua_tostring(L, idx);
     for (int i = 1; i <= 16; i++)
-        if (strcasecmp(s, grpc_names[i]) == 0)
-            return i;
+        if (strcasecmp(s, grpc_names[i]) == 0) return i;
     return -1;
 }
 
@@ -59,8 +64,7 @@ int lr_status_code(lua_State *L, int idx)
 
 static bool is_current(lr_state *s, lua_State *L, int slot, int idx)
 {
-    if (!s->r)
-        return false;
+    if (!s->r) return false;
     lua_rawgeti(L, LUA_REGISTRYINDEX, slot);
     bool same = lua_rawequal(L, -1, idx);
     lua_pop(L, 1);
@@ -108,27 +112,70 @@ static void push_host(lua_State *L, lr_state *s)
     luaL_pushresultsize(&b, n);
 }
 
-/* Every request header, names lower-case as HTTP/2 sends them; repeated headers joined as HTTP allows
- * ("; " for cookie, ", " otherwise). Kept in step by set_header and remove_header. */
-static void push_headers(lua_State *L, lr_state *s)
+/* req.headers: lower-case names as HTTP/2 sends them; a repeated header joined as HTTP allows ("; " for
+ * cookie, ", " otherwise). Filled lazily (most rules read one or two headers of many): __index looks one
+ * name up and keeps it, __pairs fills in the rest. set_header and remove_header keep it in step. */
+static bool current_headers(lr_state *s, lua_State *L, int idx)
+{
+    if (!s->r) return false;
+    lua_rawgeti(L, LUA_REGISTRYINDEX, s->slot_req);
+    lua_pushliteral(L, "headers");
+    lua_rawget(L, -2);
+    bool same = lua_rawequal(L, -1, idx);
+    lua_pop(L, 2);
+    return same;
+}
+
+/* Push the value of header `name` (joined when repeated); false when absent. */
+static bool push_header(lua_State *L, lr_state *s, const char *name)
 {
     const pc_host *h = s->conf->host;
-    size_t n = h->header_count(s->r);
-    lua_createtable(L, 0, (int)(n < 64 ? n : 64));
+    size_t n = h->header_count(s->r), found = 0;
+    const char *sep = strcmp(name, "cookie") == 0 ? "; " : ", ";
     for (size_t i = 0; i < n; i++) {
-        const char *name, *value;
-        if (h->header_at(s->r, i, &name, &value) != 0)
-            continue;
-        if (lua_getfield(L, -1, name) == LUA_TSTRING) {
-            lua_pushstring(L, strcmp(name, "cookie") == 0 ? "; " : ", ");
-            lua_pushstring(L, value);
-            lua_concat(L, 3);
-        } else {
-            lua_pop(L, 1);
-            lua_pushstring(L, value);
-        }
-        lua_setfield(L, -2, name);
+        const char *k, *v;
+        if (h->header_at(s->r, i, &k, &v) != 0 || strcmp(k, name) != 0) continue;
+        if (found++) lua_pushstring(L, sep);
+        lua_pushstring(L, v);
     }
+    if (found > 1) lua_concat(L, (int)(2 * found - 1));
+    return found > 0;
+}
+
+static int headers_index(lua_State *L)
+{
+    lr_state *s = lr_state_of(L);
+    size_t len;
+    if (lua_type(L, 2) != LUA_TSTRING) return 0;
+    const char *k = lua_tolstring(L, 2, &len);
+    if (len == 0 || len >= 256) return 0;
+    if (!current_headers(s, L, 1)) return luaL_error(L, "req.headers: not the req of the hook running now");
+    char name[256];
+    for (size_t i = 0; i <= len; i++)
+        name[i] = (k[i] >= 'A' && k[i] <= 'Z') ? (char)(k[i] - 'A' + 'a') : k[i];
+    if (!push_header(L, s, name)) return 0;
+    lua_pushvalue(L, -1);
+    lua_setfield(L, 1, name);
+    return 1;
+}
+
+static int headers_pairs(lua_State *L)
+{
+    lr_state *s = lr_state_of(L);
+    if (!current_headers(s, L, 1)) return luaL_error(L, "req.headers: not the req of the hook running now");
+    const pc_host *h = s->conf->host;
+    size_t n = h->header_count(s->r);
+    for (size_t i = 0; i < n; i++) {
+        const char *k, *v;
+        if (h->header_at(s->r, i, &k, &v) != 0) continue;
+        lua_pushstring(L, k);
+        if (lua_rawget(L, 1) == LUA_TNIL && push_header(L, s, k)) lua_setfield(L, 1, k);
+        lua_settop(L, 1);
+    }
+    lua_pushvalue(L, lua_upvalueindex(1)); /* the library's next, whatever a rule did to the global */
+    lua_pushvalue(L, 1);
+    lua_pushnil(L);
+    return 3;
 }
 
 static void push_number_or_string(lua_State *L, const char *v)
@@ -184,22 +231,22 @@ static void push_view(lua_State *L, int req, lua_CFunction index)
 static int req_index(lua_State *L)
 {
     lua_pushvalue(L, 2);
-    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL)
-        return 1; /* a method */
+    if (lua_rawget(L, lua_upvalueindex(1)) != LUA_TNIL) return 1; /* a method */
     lua_pop(L, 1);
-    if (lua_type(L, 2) != LUA_TSTRING)
-        return 0;
+    if (lua_type(L, 2) != LUA_TSTRING) return 0;
     const char *k = lua_tostring(L, 2);
     lr_state *s = lr_state_of(L);
     if (!is_current(s, L, s->slot_req, 1))
-        return luaL_error(L, "req.%s: not the req of the hook running now (req tables are only valid during their "
-                             "hook)",
-                          k);
+        return luaL_error(
+            L,
+            "req.%s: not the req of the hook running now (req tables are only valid during their "
+            "hook)",
+            k);
     bool keep = true;
     if (!strcmp(k, "host")) {
         push_host(L, s);
-    } else if (!strcmp(k, "path") || !strcmp(k, "method") || !strcmp(k, "scheme") || !strcmp(k, "authority") ||
-               !strcmp(k, "zone") || !strcmp(k, "request_id")) {
+    } else if (!strcmp(k, "path") || !strcmp(k, "method") || !strcmp(k, "scheme") ||
+               !strcmp(k, "authority") || !strcmp(k, "zone") || !strcmp(k, "request_id")) {
         push_info(L, s, k);
     } else if (!strcmp(k, "origin")) {
         push_info(L, s, k);
@@ -219,8 +266,8 @@ static int req_index(lua_State *L)
         push_number_or_string(L, port);
         lua_setfield(L, -2, "port");
     } else if (!strcmp(k, "tls")) {
-        static const char *const keys[] = {"sni", "alpn", "version", "cipher", "client_subject", "ja3", "ja3_hash",
-                                           "ja4"};
+        static const char *const keys[] = {"sni", "alpn",     "version", "cipher", "client_subject",
+                                           "ja3", "ja3_hash", "ja4"};
         lua_createtable(L, 0, 8);
         for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
             char key[32];
@@ -231,7 +278,9 @@ static int req_index(lua_State *L)
         lua_createtable(L, 0, 1);
         set_info(L, s, "fingerprint", "h2.fingerprint");
     } else if (!strcmp(k, "headers")) {
-        push_headers(L, s);
+        lua_newtable(L);
+        lua_rawgeti(L, LUA_REGISTRYINDEX, s->mt_headers);
+        lua_setmetatable(L, -2);
     } else if (!strcmp(k, "bot")) {
         push_view(L, 1, bot_index);
     } else if (!strcmp(k, "values")) {
@@ -254,12 +303,10 @@ static int header_name(lua_State *L, int idx, char *buf, size_t len)
 {
     size_t n;
     const char *s = luaL_checklstring(L, idx, &n);
-    if (n == 0 || n >= len)
-        return -1;
+    if (n == 0 || n >= len) return -1;
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
-        if ((unsigned char)c <= 0x20 || c == 0x7f || c == ':' || (unsigned char)c >= 0x80)
-            return -1;
+        if ((unsigned char)c <= 0x20 || c == 0x7f || c == ':' || (unsigned char)c >= 0x80) return -1;
         buf[i] = (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
     }
     buf[n] = '\0';
@@ -272,20 +319,17 @@ static const char *header_value(lua_State *L, int idx)
     size_t n;
     const char *v = luaL_checklstring(L, idx, &n);
     for (size_t i = 0; i < n; i++)
-        if (v[i] == '\0' || v[i] == '\r' || v[i] == '\n')
-            return NULL;
+        if (v[i] == '\0' || v[i] == '\r' || v[i] == '\n') return NULL;
     return v;
 }
 
-/* Keep req.headers (when already read) in step with a change. */
-static void sync_header(lua_State *L, const char *name, int value_idx)
+/* Keep req.headers (when already read) in step with a change: forget the name, the next read looks
+ * it up again. */
+static void sync_header(lua_State *L, const char *name)
 {
     lua_pushliteral(L, "headers");
     if (lua_rawget(L, 1) == LUA_TTABLE) {
-        if (value_idx)
-            lua_pushvalue(L, value_idx);
-        else
-            lua_pushnil(L);
+        lua_pushnil(L);
         lua_setfield(L, -2, name);
     }
     lua_pop(L, 1);
@@ -294,10 +338,11 @@ static void sync_header(lua_State *L, const char *name, int value_idx)
 static int m_deny(lua_State *L)
 {
     lr_state *s = check_req(L, 1, "req:deny");
-    int code = lr_status_code(L, 2);
+    int code = status_code(L, 2);
     if (code < 0)
-        return luaL_error(L, "req:deny: unknown status %s (a gRPC status name or number 1-16, or an HTTP status "
-                             "400-599)",
+        return luaL_error(L,
+                          "req:deny: unknown status %s (a gRPC status name or number 1-16, or an HTTP status "
+                          "400-599)",
                           lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : luaL_typename(L, 2));
     char msg[512];
     snprintf(msg, sizeof msg, "%s", luaL_optstring(L, 3, "denied"));
@@ -314,10 +359,7 @@ static int m_set_header(lua_State *L)
     const char *value = header_value(L, 3);
     bool ok = header_name(L, 2, name, sizeof name) == 0 && value &&
               s->conf->host->header_set(s->r, name, value) == 0;
-    if (ok) {
-        lua_pushstring(L, value);
-        sync_header(L, name, lua_gettop(L));
-    }
+    if (ok) sync_header(L, name);
     lua_pushboolean(L, ok);
     return 1;
 }
@@ -327,8 +369,7 @@ static int m_remove_header(lua_State *L)
     lr_state *s = check_req(L, 1, "req:remove_header");
     char name[256];
     bool ok = header_name(L, 2, name, sizeof name) == 0 && s->conf->host->header_remove(s->r, name) == 0;
-    if (ok)
-        sync_header(L, name, 0);
+    if (ok) sync_header(L, name);
     lua_pushboolean(L, ok);
     return 1;
 }
@@ -362,8 +403,8 @@ static int m_log(lua_State *L)
     lr_state *s = check_req(L, 1, "req:log");
     const char *text = luaL_checkstring(L, 2);
     s->conf->host->log(s->conf->handle, PC_PLUGIN_LOG_INFO, "rule \"%s\" (%s:%d) request %s: %.900s",
-                       s->rule ? s->rule->name : "?", s->rule ? s->rule->file : "?", s->rule ? s->rule->line : 0,
-                       s->conf->host->request_info(s->r, "request_id"), text);
+                       s->rule ? s->rule->name : "?", s->rule ? s->rule->file : "?",
+                       s->rule ? s->rule->line : 0, s->conf->host->request_info(s->r, "request_id"), text);
     return 0;
 }
 
@@ -402,24 +443,32 @@ static void push_field(lua_State *L, const pc_field *f)
         else
             lua_pushnumber(L, (lua_Number)f->u64);
         break;
-    case PC_FIELD_INT: lua_pushinteger(L, (lua_Integer)f->i64); break;
-    case PC_FIELD_BOOL: lua_pushboolean(L, f->u64 != 0); break;
+    case PC_FIELD_INT:
+        lua_pushinteger(L, (lua_Integer)f->i64);
+        break;
+    case PC_FIELD_BOOL:
+        lua_pushboolean(L, f->u64 != 0);
+        break;
     case PC_FIELD_FLOAT:
-    case PC_FIELD_DOUBLE: lua_pushnumber(L, f->f64); break;
-    case PC_FIELD_MESSAGE: lua_pushboolean(L, 1); break;
-    default: lua_pushlstring(L, f->str ? f->str : "", f->str_len); break;
+    case PC_FIELD_DOUBLE:
+        lua_pushnumber(L, f->f64);
+        break;
+    case PC_FIELD_MESSAGE:
+        lua_pushboolean(L, 1);
+        break;
+    default:
+        lua_pushlstring(L, f->str ? f->str : "", f->str_len);
+        break;
     }
 }
 
 static int msg_index(lua_State *L)
 {
-    if (lua_type(L, 2) != LUA_TSTRING)
-        return 0;
+    if (lua_type(L, 2) != LUA_TSTRING) return 0;
     const char *k = lua_tostring(L, 2);
     lr_state *s = lr_state_of(L);
     bool fields = !strcmp(k, "fields"), all = !strcmp(k, "all"), error = !strcmp(k, "error");
-    if (!fields && !all && !error && strcmp(k, "json") != 0)
-        return 0;
+    if (!fields && !all && !error && strcmp(k, "json") != 0) return 0;
     if (!is_current(s, L, s->slot_msg, 1) || !s->m)
         return luaL_error(L, "msg.%s: not the msg of the hook running now", k);
     const pc_host *h = s->conf->host;
@@ -474,7 +523,10 @@ static int ref_new(lua_State *L)
     return luaL_ref(L, LUA_REGISTRYINDEX);
 }
 
-static int no_write(lua_State *L) { return luaL_error(L, "req.captures of a pattern without wildcards is empty"); }
+static int no_write(lua_State *L)
+{
+    return luaL_error(L, "req.captures of a pattern without wildcards is empty");
+}
 
 void lr_bridge_setup(lua_State *L, lr_state *s)
 {
@@ -482,9 +534,15 @@ void lr_bridge_setup(lua_State *L, lr_state *s)
     s->slot_msg = ref_new(L);
 
     static const luaL_Reg methods[] = {
-        {"deny", m_deny},     {"set_header", m_set_header}, {"remove_header", m_remove_header},
-        {"route", m_route},   {"skip", m_skip},             {"set_response_header", m_set_response_header},
-        {"log", m_log},       {"publish", m_publish},       {"lookup", m_lookup},
+        {"deny", m_deny},
+        {"set_header", m_set_header},
+        {"remove_header", m_remove_header},
+        {"route", m_route},
+        {"skip", m_skip},
+        {"set_response_header", m_set_response_header},
+        {"log", m_log},
+        {"publish", m_publish},
+        {"lookup", m_lookup},
         {NULL, NULL},
     };
     lua_createtable(L, 0, 3);
@@ -502,6 +560,16 @@ void lr_bridge_setup(lua_State *L, lr_state *s)
     lua_setfield(L, -2, "__metatable");
     s->mt_msg = luaL_ref(L, LUA_REGISTRYINDEX);
 
+    lua_createtable(L, 0, 3);
+    lua_pushcfunction(L, headers_index);
+    lua_setfield(L, -2, "__index");
+    lua_getglobal(L, "next");
+    lua_pushcclosure(L, headers_pairs, 1);
+    lua_setfield(L, -2, "__pairs");
+    lua_pushboolean(L, 0);
+    lua_setfield(L, -2, "__metatable");
+    s->mt_headers = luaL_ref(L, LUA_REGISTRYINDEX);
+
     lua_newtable(L);
     lua_createtable(L, 0, 2);
     lua_pushcfunction(L, no_write);
@@ -515,15 +583,18 @@ void lr_bridge_setup(lua_State *L, lr_state *s)
 void lr_push_req(lr_state *s, lr_reqstate *rs)
 {
     lua_State *L = s->L;
-    if (rs->ref && rs->epoch == s->epoch) {
+    if (rs && rs->ref && rs->epoch == s->epoch) {
         lua_rawgeti(L, LUA_REGISTRYINDEX, rs->ref);
     } else {
         lua_createtable(L, 0, 8);
         lua_rawgeti(L, LUA_REGISTRYINDEX, s->mt_req);
         lua_setmetatable(L, -2);
-        lua_pushvalue(L, -1);
-        rs->ref = luaL_ref(L, LUA_REGISTRYINDEX);
-        rs->epoch = s->epoch;
+        /* Kept for the request's message hooks, when there are any. */
+        if (rs && s->n_message) {
+            lua_pushvalue(L, -1);
+            rs->ref = luaL_ref(L, LUA_REGISTRYINDEX);
+            rs->epoch = s->epoch;
+        }
     }
     lua_pushvalue(L, -1);
     lua_rawseti(L, LUA_REGISTRYINDEX, s->slot_req);

@@ -42,25 +42,24 @@ static void conf_free(lr_conf *c)
 static char *resolve_dir(const pc_host *h, const pc_config_node *node, const char *dir)
 {
     char *out = NULL;
-    if (dir[0] == '/')
-        return strdup(dir);
+    if (dir[0] == '/') return strdup(dir);
     char where[4096];
     h->config_where(node, where, sizeof where); /* "file:line:col" */
     for (int i = 0; i < 2; i++) {
         char *colon = strrchr(where, ':');
-        if (colon)
-            *colon = '\0';
+        if (colon) *colon = '\0';
     }
     char *slash = strrchr(where, '/');
-    if (!slash)
-        return strdup(dir);
+    if (!slash) return strdup(dir);
     slash[slash == where] = '\0'; /* keep "/" for a file at the root */
-    if (asprintf(&out, "%s%s%s", where, slash == where ? "" : "/", dir) < 0)
-        return NULL;
+    if (asprintf(&out, "%s%s%s", where, slash == where ? "" : "/", dir) < 0) return NULL;
     return out;
 }
 
-static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
 
 static bool is_rule_file(const char *name)
 {
@@ -106,8 +105,7 @@ static int read_rules(lr_conf *c, const char *shown_dir, char *err, size_t errle
     struct dirent *e;
     int rv = 0;
     while ((e = readdir(d))) {
-        if (!is_rule_file(e->d_name))
-            continue;
+        if (!is_rule_file(e->d_name)) continue;
         char **nn = n < MAX_FILES ? realloc(names, (n + 1) * sizeof *names) : NULL;
         if (!nn || !(nn[n] = strdup(e->d_name))) {
             snprintf(err, errlen, "dir %s: more than %d rule files, or out of memory", c->dir, MAX_FILES);
@@ -119,8 +117,7 @@ static int read_rules(lr_conf *c, const char *shown_dir, char *err, size_t errle
         n++;
     }
     closedir(d);
-    if (rv == 0 && n)
-        qsort(names, n, sizeof *names, by_name);
+    if (rv == 0 && n) qsort(names, n, sizeof *names, by_name);
     if (rv == 0 && n && !(c->files = calloc(n, sizeof *c->files))) {
         snprintf(err, errlen, "out of memory");
         rv = -1;
@@ -147,19 +144,19 @@ static int read_rules(lr_conf *c, const char *shown_dir, char *err, size_t errle
     return rv;
 }
 
-static int config_number(const pc_host *h, const pc_config_node *config, const char *key, unsigned long long lo,
-                         unsigned long long hi, unsigned long long *out, char *err, size_t errlen)
+static int config_number(const pc_host *h, const pc_config_node *config, const char *key,
+                         unsigned long long lo, unsigned long long hi, unsigned long long *out, char *err,
+                         size_t errlen)
 {
     const pc_config_node *n = h->config_get(config, key);
-    if (!n)
-        return 0;
+    if (!n) return 0;
     const char *v = h->config_string(n);
     char *end = NULL;
     errno = 0;
     unsigned long long x = v && v[0] >= '0' && v[0] <= '9' ? strtoull(v, &end, 10) : 0;
     if (!v || !end || *end || errno || x < lo || x > hi) {
         char where[512];
-        snprintf(err, errlen, "config (%s): %s: expected a whole number from %llu to %llu", 
+        snprintf(err, errlen, "config (%s): %s: expected a whole number from %llu to %llu",
                  h->config_where(n, where, sizeof where), key, lo, hi);
         return -1;
     }
@@ -172,9 +169,11 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
 {
     static const char *const known[] = {"dir", "max_memory", "max_instructions"};
     char where[512];
-    if (!config || !host->config_get(config, "dir") || !host->config_string(host->config_get(config, "dir"))) {
+    if (!config || !host->config_get(config, "dir") ||
+        !host->config_string(host->config_get(config, "dir"))) {
         snprintf(err, errlen, "config%s%s%s: dir is required (the directory of *.lua rule files)",
-                 config ? " (" : "", config ? host->config_where(config, where, sizeof where) : "", config ? ")" : "");
+                 config ? " (" : "", config ? host->config_where(config, where, sizeof where) : "",
+                 config ? ")" : "");
         return -1;
     }
     for (size_t i = 0; i < host->config_len(config); i++) {
@@ -183,14 +182,14 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
         for (size_t j = 0; k && j < sizeof known / sizeof known[0]; j++)
             ok |= strcmp(k, known[j]) == 0;
         if (!ok) {
-            snprintf(err, errlen, "config (%s): unknown key \"%s\" (valid keys: dir, max_memory, max_instructions)",
+            snprintf(err, errlen,
+                     "config (%s): unknown key \"%s\" (valid keys: dir, max_memory, max_instructions)",
                      host->config_where(host->config_at(config, i), where, sizeof where), k ? k : "?");
             return -1;
         }
     }
     lr_conf *c = calloc(1, sizeof *c);
-    if (!c)
-        return -1;
+    if (!c) return -1;
     c->host = host;
     c->handle = handle;
     unsigned long long mem = 32ull << 20, insns = 1000000;
@@ -225,7 +224,10 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
     return 0;
 }
 
-static void destroy(void *ctx) { conf_free(ctx); }
+static void destroy(void *ctx)
+{
+    conf_free(ctx);
+}
 
 static int worker_init(void *ctx, unsigned worker_id, void **out, char *err, size_t errlen)
 {
@@ -262,18 +264,20 @@ typedef struct run {
     size_t hostlen, pathlen;
     size_t first; /* the first rule that matches (found before entering Lua) */
     int verdict;
-    int status; /* Lua status of the failure, LUA_OK when none */
+    int status;          /* Lua status of the failure, LUA_OK when none */
     const lr_rule *rule; /* the rule that denied or failed */
     char err[768];
 } run;
 
-static int hook_of(const lr_rule *ru, int phase) { return phase == PHASE_REQUEST ? ru->on_request : ru->on_message; }
+static int hook_of(const lr_rule *ru, int phase)
+{
+    return phase == PHASE_REQUEST ? ru->on_request : ru->on_message;
+}
 
 static bool matches(const lr_rule *ru, const run *rn, lr_span *caps, unsigned *ncaps)
 {
     *ncaps = 0;
-    if (ru->npats == 0)
-        return true;
+    if (ru->npats == 0) return true;
     for (size_t k = 0; k < ru->npats; k++)
         if (lr_pattern_match(&ru->pats[k], rn->host, rn->hostlen, rn->path, rn->pathlen, caps)) {
             *ncaps = ru->pats[k].ncaptures;
@@ -283,16 +287,15 @@ static bool matches(const lr_rule *ru, const run *rn, lr_span *caps, unsigned *n
 }
 
 /* Call one rule's hook with req (and `extra`, when not 0). 1 when the evaluation ends here. */
-static int call_rule(lua_State *L, run *rn, const lr_rule *ru, int fn, int req, int extra, const lr_span *caps,
-                     unsigned ncaps, int nresults)
+static int call_rule(lua_State *L, run *rn, const lr_rule *ru, int fn, int req, int extra,
+                     const lr_span *caps, unsigned ncaps, int nresults)
 {
     lr_state *s = rn->s;
     lr_set_rule_fields(s, req, ru, caps, ncaps);
     s->rule = ru;
     lua_rawgeti(L, LUA_REGISTRYINDEX, fn);
     lua_pushvalue(L, req);
-    if (extra)
-        lua_pushvalue(L, extra);
+    if (extra) lua_pushvalue(L, extra);
     int rc = lr_call(s, extra ? 2 : 1, nresults);
     if (rc != LUA_OK) {
         lr_error_text(s, rc, rn->err, sizeof rn->err);
@@ -314,8 +317,7 @@ static int call_rule(lua_State *L, run *rn, const lr_rule *ru, int fn, int req, 
 
 static void push_req_once(run *rn, int *req, int *msg)
 {
-    if (*req)
-        return;
+    if (*req) return;
     lr_push_req(rn->s, rn->rs);
     *req = lua_gettop(rn->s->L);
     if (rn->phase == PHASE_MESSAGE) {
@@ -331,19 +333,16 @@ static int adjust_bot_score(lua_State *L, run *rn, int *req, int *msg)
     lr_state *s = rn->s;
     const pc_host *h = s->conf->host;
     const char *v = h->lookup(s->r, "bot.score");
-    if (!v || lua_stringtonumber(L, v) == 0)
-        lua_pushnil(L);
+    if (!v || lua_stringtonumber(L, v) == 0) lua_pushnil(L);
     int score = lua_gettop(L);
     bool changed = false;
     for (size_t i = 0; i < s->nrules; i++) {
         const lr_rule *ru = &s->rules[i];
         lr_span caps[LR_MAX_CAPTURES];
         unsigned ncaps;
-        if (ru->bot_score == LUA_NOREF || !matches(ru, rn, caps, &ncaps))
-            continue;
+        if (ru->bot_score == LUA_NOREF || !matches(ru, rn, caps, &ncaps)) continue;
         push_req_once(rn, req, msg);
-        if (call_rule(L, rn, ru, ru->bot_score, *req, score, caps, ncaps, 1))
-            return 1;
+        if (call_rule(L, rn, ru, ru->bot_score, *req, score, caps, ncaps, 1)) return 1;
         if (lua_type(L, -1) == LUA_TNUMBER) {
             lua_Number x = lua_tonumber(L, -1);
             lua_pushinteger(L, x != x ? 1 : x < 1 ? 1 : x > 99 ? 99 : (lua_Integer)(x + 0.5));
@@ -356,6 +355,8 @@ static int adjust_bot_score(lua_State *L, run *rn, int *req, int *msg)
         char buf[16];
         snprintf(buf, sizeof buf, "%d", (int)lua_tointeger(L, score));
         h->publish(s->r, "bot.score", buf);
+        /* The bot plugin's flat access-log key says the same. */
+        if (h->lookup(s->r, "bot_score")) h->publish(s->r, "bot_score", buf);
     }
     return 0;
 }
@@ -366,18 +367,15 @@ static int run_rules(lua_State *L)
     run *rn = lua_touserdata(L, 1);
     lr_state *s = rn->s;
     int req = 0, msg = 0;
-    if (rn->phase == PHASE_REQUEST && s->n_bot && adjust_bot_score(L, rn, &req, &msg))
-        return 0;
+    if (rn->phase == PHASE_REQUEST && s->n_bot && adjust_bot_score(L, rn, &req, &msg)) return 0;
     for (size_t i = rn->first; i < s->nrules; i++) {
         const lr_rule *ru = &s->rules[i];
         int fn = hook_of(ru, rn->phase);
         lr_span caps[LR_MAX_CAPTURES];
         unsigned ncaps;
-        if (fn == LUA_NOREF || !matches(ru, rn, caps, &ncaps))
-            continue;
+        if (fn == LUA_NOREF || !matches(ru, rn, caps, &ncaps)) continue;
         push_req_once(rn, &req, &msg);
-        if (call_rule(L, rn, ru, fn, req, msg, caps, ncaps, 0))
-            return 0;
+        if (call_rule(L, rn, ru, fn, req, msg, caps, ncaps, 0)) return 0;
     }
     return 0;
 }
@@ -387,8 +385,7 @@ static int run_rules(lua_State *L)
 static void recover(lr_state *s)
 {
     lua_gc(s->L, LUA_GCCOLLECT, 0);
-    if (s->used <= s->conf->max_memory / 4 * 3)
-        return;
+    if (s->used <= s->conf->max_memory / 4 * 3) return;
     const lr_conf *c = s->conf;
     c->host->log(c->handle, PC_PLUGIN_LOG_WARN,
                  "Lua state holds %zu of %zu bytes after a full collection (rules keeping data in globals?): "
@@ -406,12 +403,11 @@ static void report(lr_state *s, pc_request *r, const run *rn)
     if (rn->err[0]) {
         const char *path = h->request_info(r, "path");
         h->log(s->conf->handle, PC_PLUGIN_LOG_ERROR, "rule \"%s\" (%s:%d) failed on %s (request %s): %s",
-               rn->rule ? rn->rule->name : "-", rn->rule ? rn->rule->file : "-", rn->rule ? rn->rule->line : 0,
-               path ? path : "-", h->request_info(r, "request_id"), rn->err);
+               rn->rule ? rn->rule->name : "-", rn->rule ? rn->rule->file : "-",
+               rn->rule ? rn->rule->line : 0, path ? path : "-", h->request_info(r, "request_id"), rn->err);
         h->publish(r, "lua.error", rn->err);
     }
-    if (rn->verdict != PC_CONTINUE && rn->rule)
-        h->publish(r, "lua.rule", rn->rule->name);
+    if (rn->verdict != PC_CONTINUE && rn->rule) h->publish(r, "lua.rule", rn->rule->name);
 }
 
 static int evaluate(lr_state *s, pc_request *r, const pc_message *m, int phase)
@@ -444,13 +440,12 @@ static int evaluate(lr_state *s, pc_request *r, const pc_message *m, int phase)
     unsigned ncaps;
     for (rn.first = 0; rn.first < s->nrules; rn.first++) {
         const lr_rule *ru = &s->rules[rn.first];
-        if ((hook_of(ru, phase) != LUA_NOREF || (bot && ru->bot_score != LUA_NOREF)) && matches(ru, &rn, caps, &ncaps))
+        if ((hook_of(ru, phase) != LUA_NOREF || (bot && ru->bot_score != LUA_NOREF)) &&
+            matches(ru, &rn, caps, &ncaps))
             break;
     }
-    if (rn.first == s->nrules)
-        return PC_CONTINUE;
-    if (bot)
-        rn.first = 0; /* the loop over on_* hooks simply starts at the first match it finds */
+    if (rn.first == s->nrules) return PC_CONTINUE;
+    if (bot) rn.first = 0; /* the loop over on_* hooks simply starts at the first match it finds */
     rn.rs = h->request_state(r);
     s->r = r;
     s->m = m;
@@ -467,8 +462,7 @@ static int evaluate(lr_state *s, pc_request *r, const pc_message *m, int phase)
         lr_error_text(s, rc, rn.err, sizeof rn.err);
         rn.status = rc;
         rn.verdict = s->denied ? PC_DENY : PC_ERROR;
-        if (!rn.rule)
-            rn.rule = s->rule;
+        if (!rn.rule) rn.rule = s->rule;
     }
     lua_settop(L, top);
     lua_pushboolean(L, 0);
@@ -479,24 +473,21 @@ static int evaluate(lr_state *s, pc_request *r, const pc_message *m, int phase)
     s->m = NULL;
     s->rule = NULL;
     report(s, r, &rn);
-    if (rn.status == LUA_ERRMEM || s->mem_refused)
-        recover(s);
+    if (rn.status == LUA_ERRMEM || s->mem_refused) recover(s);
     return rn.verdict;
 }
 
 static int on_request_headers(void *ctx, pc_request *r)
 {
     lr_state *s = ctx;
-    if (!s->n_request && !s->n_bot)
-        return PC_CONTINUE;
+    if (s->L && !s->n_request && !s->n_bot) return PC_CONTINUE; /* no state: evaluate() fails closed */
     return evaluate(s, r, NULL, PHASE_REQUEST);
 }
 
 static int on_request_message(void *ctx, pc_request *r, const pc_message *m)
 {
     lr_state *s = ctx;
-    if (!s->n_message)
-        return PC_CONTINUE;
+    if (s->L && !s->n_message) return PC_CONTINUE;
     return evaluate(s, r, m, PHASE_MESSAGE);
 }
 
@@ -504,10 +495,8 @@ static void on_log(void *ctx, pc_request *r)
 {
     lr_state *s = ctx;
     lr_reqstate *rs = s->conf->host->request_state(r);
-    if (rs && rs->ref && s->L && rs->epoch == s->epoch)
-        luaL_unref(s->L, LUA_REGISTRYINDEX, rs->ref);
-    if (rs)
-        rs->ref = 0;
+    if (rs && rs->ref && s->L && rs->epoch == s->epoch) luaL_unref(s->L, LUA_REGISTRYINDEX, rs->ref);
+    if (rs) rs->ref = 0;
 }
 
 PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v1 = {

@@ -22,7 +22,7 @@ typedef struct lr_file {
 typedef struct lr_conf {
     const pc_host *host;
     const void *handle;
-    char *dir; /* resolved against the config file's directory */
+    char *dir;      /* resolved against the config file's directory */
     lr_file *files; /* in file-name order */
     size_t nfiles;
     size_t max_memory;    /* bytes per Lua state */
@@ -54,7 +54,7 @@ typedef struct lr_state {
 
     /* Registry slots and shared tables made when the state is opened. */
     int slot_req, slot_msg; /* the req / msg table of the hook running now (false between hooks) */
-    int mt_req, mt_msg, mt_env, no_captures;
+    int mt_req, mt_msg, mt_headers, mt_env, no_captures;
 
     /* The hook running now; NULL between hooks, so a req kept past its hook cannot reach the request. */
     pc_request *r;
@@ -85,14 +85,11 @@ const char *lr_error_text(lr_state *s, int status, char *buf, size_t len);
 /* bridge.c */
 /* Make the req/msg metatables and registry slots (called protected, while the state opens). */
 void lr_bridge_setup(lua_State *L, lr_state *s);
-/* Push the request's req table, making it on first use (protected context only). */
+/* Push the request's req table, making it on first use and keeping it in rs for the message hooks
+ * (protected context only). */
 void lr_push_req(lr_state *s, lr_reqstate *rs);
 /* Push a msg table for s->m (protected context only). */
 void lr_push_msg(lr_state *s);
 /* Set req.captures and req.rule for the rule about to run (protected context only). */
 void lr_set_rule_fields(lr_state *s, int req, const lr_rule *rule, const lr_span *caps, unsigned ncaps);
-/* Parse a status given to req:deny: gRPC name, gRPC code or HTTP status. -1 when unknown. */
-int lr_status_code(lua_State *L, int idx);
-const char *lr_status_name(int code);
-
 #endif

@@ -8,7 +8,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static char lower(char c) { return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c; }
+static char lower(char c)
+{
+    return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+}
 
 void lr_pattern_free(lr_pattern *p)
 {
@@ -42,7 +45,8 @@ int lr_pattern_compile(const char *text, lr_pattern *p, char *err, size_t errlen
     const char *close = memchr(text, ']', hlen);
     const char *colon = memchr(close ? close : text, ':', hlen - (size_t)(close ? close - text : 0));
     if (colon) {
-        snprintf(err, errlen, "no port in the host part: a request's host is its :authority without the port");
+        snprintf(err, errlen,
+                 "no port in the host part: a request's host is its :authority without the port");
         return -1;
     }
     unsigned stars = 0;
@@ -103,8 +107,7 @@ static bool glob(const char *pat, const char *s, size_t slen, bool nocase, lr_sp
         caps[next++] = (lr_span){s + i, 0};
         p++;
     }
-    if (p != plen)
-        return false;
+    if (p != plen) return false;
     *k = next;
     return true;
 }
@@ -113,14 +116,11 @@ bool lr_pattern_match(const lr_pattern *p, const char *host, size_t hostlen, con
                       lr_span caps[LR_MAX_CAPTURES])
 {
     unsigned k = 0;
-    if (!glob(p->host, host, hostlen, true, caps, &k))
-        return false;
-    if (!p->path)
-        return true;
+    if (!glob(p->host, host, hostlen, true, caps, &k)) return false;
+    if (!p->path) return true;
     if (!p->query) {
         const char *q = memchr(path, '?', pathlen);
-        if (q)
-            pathlen = (size_t)(q - path);
+        if (q) pathlen = (size_t)(q - path);
     }
     return glob(p->path, path, pathlen, false, caps, &k);
 }

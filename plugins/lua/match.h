@@ -11,9 +11,9 @@
 #define LR_MAX_CAPTURES 16
 
 typedef struct lr_pattern {
-    char *host;        /* lower-case glob for the host (the :authority without port) */
-    char *path;        /* glob for the path, starting with '/'; NULL: any path (no capture) */
-    bool query;        /* the path glob has a '?': match the query string too */
+    char *host;         /* lower-case glob for the host (the :authority without port) */
+    char *path;         /* glob for the path, starting with '/'; NULL: any path (no capture) */
+    bool query;         /* the path glob has a '?': match the query string too */
     unsigned ncaptures; /* number of `*` in host and path */
 } lr_pattern;
 

@@ -10,7 +10,10 @@
 
 #include "lua_rules.h"
 
-lr_state *lr_state_of(lua_State *L) { return *(lr_state **)lua_getextraspace(L); }
+lr_state *lr_state_of(lua_State *L)
+{
+    return *(lr_state **)lua_getextraspace(L);
+}
 
 /* Every byte the state holds goes through here, so max_memory is a hard cap: Lua turns a refused
  * allocation into a "not enough memory" error that the rule's call returns. */
@@ -28,8 +31,7 @@ static void *capped_alloc(void *ud, void *ptr, size_t osize, size_t nsize)
         return NULL;
     }
     void *p = realloc(ptr, nsize);
-    if (!p)
-        return NULL;
+    if (!p) return NULL;
     s->used = s->used - old + nsize;
     return p;
 }
@@ -69,7 +71,8 @@ int lr_call(lr_state *s, int nargs, int nresults)
     if (s->over_budget && rc == LUA_OK) {
         /* Cannot normally happen (see budget_hook), but never let an over-budget call count as done. */
         lua_settop(s->L, lua_gettop(s->L) - nresults);
-        lua_pushfstring(s->L, "%s: instruction budget of %d exceeded", s->budget_where, s->conf->max_instructions);
+        lua_pushfstring(s->L, "%s: instruction budget of %d exceeded", s->budget_where,
+                        s->conf->max_instructions);
         rc = LUA_ERRRUN;
     }
     return rc;
@@ -111,8 +114,7 @@ static int safe_load(lua_State *L)
     }
     if (!lua_isnoneornil(L, 4)) {
         lua_pushvalue(L, 4);
-        if (!lua_setupvalue(L, -2, 1))
-            lua_pop(L, 1);
+        if (!lua_setupvalue(L, -2, 1)) lua_pop(L, 1);
     }
     return 1;
 }
@@ -123,7 +125,8 @@ static int safe_collectgarbage(lua_State *L)
     const char *opt = luaL_optstring(L, 1, "collect");
     if (strcmp(opt, "count") != 0)
         return luaL_error(L, "collectgarbage(\"%s\") is not available to rules (only \"count\")", opt);
-    lua_pushnumber(L, (lua_Number)lua_gc(L, LUA_GCCOUNT, 0) + (lua_Number)lua_gc(L, LUA_GCCOUNTB, 0) / 1024.0);
+    lua_pushnumber(L,
+                   (lua_Number)lua_gc(L, LUA_GCCOUNT, 0) + (lua_Number)lua_gc(L, LUA_GCCOUNTB, 0) / 1024.0);
     return 1;
 }
 
@@ -151,8 +154,7 @@ static int safe_print(lua_State *L)
     int n = lua_gettop(L);
     for (int i = 1; i <= n; i++) {
         int t = lua_type(L, i);
-        if (i > 1)
-            luaL_addchar(&b, '\t');
+        if (i > 1) luaL_addchar(&b, '\t');
         if (t == LUA_TSTRING || t == LUA_TNUMBER) {
             lua_pushvalue(L, i);
             luaL_addvalue(&b); /* numbers convert in place of the copy */
@@ -241,8 +243,7 @@ static const char *const rule_keys[] = {"name", "match", "on_request", "on_messa
 static lr_rule *new_rule(lua_State *L, lr_state *s)
 {
     lr_rule *r = realloc(s->rules, (s->nrules + 1) * sizeof *r);
-    if (!r)
-        luaL_error(L, "out of memory");
+    if (!r) luaL_error(L, "out of memory");
     s->rules = r;
     r = &s->rules[s->nrules++];
     memset(r, 0, sizeof *r);
@@ -253,8 +254,7 @@ static lr_rule *new_rule(lua_State *L, lr_state *s)
 static void add_pattern(lua_State *L, lr_rule *r, const char *at, int index, const char *text)
 {
     lr_pattern *p = realloc(r->pats, (r->npats + 1) * sizeof *p);
-    if (!p)
-        luaL_error(L, "out of memory");
+    if (!p) luaL_error(L, "out of memory");
     r->pats = p;
     char err[256];
     if (lr_pattern_compile(text, &r->pats[r->npats], err, sizeof err) < 0)
@@ -284,8 +284,7 @@ static void compile_rule(lua_State *L, lr_state *s, const lr_file *f, int index)
         if (lua_type(L, -2) == LUA_TSTRING)
             for (size_t k = 0; k < sizeof rule_keys / sizeof rule_keys[0]; k++)
                 known |= strcmp(lua_tostring(L, -2), rule_keys[k]) == 0;
-        if (!known && !bad_key)
-            bad_key = key_text(L, -2, kb, sizeof kb);
+        if (!known && !bad_key) bad_key = key_text(L, -2, kb, sizeof kb);
         lua_pop(L, 1);
     }
     char at[4200];
@@ -304,12 +303,12 @@ static void compile_rule(lua_State *L, lr_state *s, const lr_file *f, int index)
         luaL_error(L, "%s: rule %d: name must be a string", at, index);
     }
     lua_pop(L, 1);
-    if (!r->name)
-        luaL_error(L, "out of memory");
+    if (!r->name) luaL_error(L, "out of memory");
     /* Unknown keys are mistakes (say "on_requests"): refuse them rather than silently never run. */
     if (bad_key)
-        luaL_error(L, "%s: rule %d (%s): unknown key %s (valid: name, match, on_request, on_message, bot_score)", at,
-                   index, r->name, bad_key);
+        luaL_error(L,
+                   "%s: rule %d (%s): unknown key %s (valid: name, match, on_request, on_message, bot_score)",
+                   at, index, r->name, bad_key);
 
     int t = lua_getfield(L, -1, "match");
     if (t == LUA_TSTRING) {
@@ -322,10 +321,10 @@ static void compile_rule(lua_State *L, lr_state *s, const lr_file *f, int index)
             add_pattern(L, r, at, index, lua_tostring(L, -1));
             lua_pop(L, 1);
         }
-        if (n == 0)
-            luaL_error(L, "%s: rule %d (%s): match is an empty list", at, index, r->name);
+        if (n == 0) luaL_error(L, "%s: rule %d (%s): match is an empty list", at, index, r->name);
     } else if (t != LUA_TNIL) {
-        luaL_error(L, "%s: rule %d (%s): match must be a pattern string or a list of them", at, index, r->name);
+        luaL_error(L, "%s: rule %d (%s): match must be a pattern string or a list of them", at, index,
+                   r->name);
     }
     lua_pop(L, 1);
 
@@ -363,8 +362,7 @@ static void compile_file(lua_State *L, lr_state *s, const lr_file *f)
         char buf[1024];
         lr_error_text(s, rc, buf, sizeof buf);
         s->over_budget = false; /* the message says it; the outer call's error is this one */
-        if (rc == LUA_ERRMEM)
-            luaL_error(L, "%s: %s", f->path, buf);
+        if (rc == LUA_ERRMEM) luaL_error(L, "%s: %s", f->path, buf);
         lua_pushstring(L, buf);
         lua_error(L);
     }
@@ -398,8 +396,7 @@ static void compile_file(lua_State *L, lr_state *s, const lr_file *f)
         char buf[512];
         const char *base = strrchr(f->path, '/');
         snprintf(buf, sizeof buf, "%s:bot_score", base ? base + 1 : f->path);
-        if (!(r->name = strdup(buf)))
-            luaL_error(L, "out of memory");
+        if (!(r->name = strdup(buf))) luaL_error(L, "out of memory");
         r->bot_score = luaL_ref(L, LUA_REGISTRYINDEX);
     } else {
         lua_pop(L, 1);
@@ -425,8 +422,6 @@ static int open_protected(lua_State *L)
         s->n_message += s->rules[i].on_message != LUA_NOREF;
         s->n_bot += s->rules[i].bot_score != LUA_NOREF;
     }
-    /* Requests make short-lived tables: the generational collector handles that best. */
-    lua_gc(L, LUA_GCGEN, 0, 0);
     return 0;
 }
 
@@ -445,8 +440,7 @@ static void free_rules(lr_state *s)
 
 void lr_state_close(lr_state *s)
 {
-    if (s->L)
-        lua_close(s->L);
+    if (s->L) lua_close(s->L);
     s->L = NULL;
     free_rules(s);
 }

@@ -98,17 +98,14 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
         plugin[n > 0 ? n : 0] = '\0';
         for (int i = 0; i < 2; i++) {
             char *slash = strrchr(plugin, '/');
-            if (slash)
-                *slash = '\0';
+            if (slash) *slash = '\0';
         }
         strcat(plugin, "/plugins/pc-lua.so");
     }
-    if (!mkdtemp(tmpdir))
-        abort();
+    if (!mkdtemp(tmpdir)) abort();
     char path[sizeof tmpdir + 64], conf[PATH_MAX + 1024];
     snprintf(path, sizeof path, "%s/rules", tmpdir);
-    if (mkdir(path, 0700) != 0)
-        abort();
+    if (mkdir(path, 0700) != 0) abort();
     snprintf(path, sizeof path, "%s/rules/10-fuzz.lua", tmpdir);
     write_file(path, rules);
     snprintf(conf, sizeof conf,
@@ -137,13 +134,11 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1 || size > 65536)
-        return 0;
+    if (size < 1 || size > 65536) return 0;
     uint8_t flags = data[0];
     /* A NUL-terminated copy: the fields are then C strings in place. */
     char *buf = malloc(size + 1);
-    if (!buf)
-        return 0;
+    if (!buf) return 0;
     memcpy(buf, data + 1, size - 1);
     buf[size - 1] = '\0';
     size_t len = size - 1, pos = 0, nf = 0;
@@ -191,8 +186,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rq.npublished = flags & 4 ? 2 : 0;
     pc_rules_result res;
     char err[512];
-    if (pc__rules_env_run(env, &rq, &res, err, sizeof err) == 0 || res.st)
-        pc__rules_result_free(env, &res);
+    if (pc__rules_env_run(env, &rq, &res, err, sizeof err) == 0 || res.st) pc__rules_result_free(env, &res);
     free(buf);
     return 0;
 }

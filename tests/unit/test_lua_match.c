@@ -21,7 +21,8 @@ static bool try_match(const char *pattern, const char *authority, const char *pa
     bool ok = lr_pattern_match(&p, authority, lr_host_len(authority), path, strlen(path), caps);
     out[0] = '\0';
     for (unsigned i = 0; ok && i < p.ncaptures; i++)
-        snprintf(out + strlen(out), outlen - strlen(out), "%s%.*s", i ? "|" : "", (int)caps[i].len, caps[i].s);
+        snprintf(out + strlen(out), outlen - strlen(out), "%s%.*s", i ? "|" : "", (int)caps[i].len,
+                 caps[i].s);
     lr_pattern_free(&p);
     return ok;
 }
@@ -31,19 +32,18 @@ static void expect(const char *pattern, const char *authority, const char *path,
     char got[512];
     bool ok = try_match(pattern, authority, path, got, sizeof got);
     if (!captures) {
-        if (ok)
-            fail_msg("%s should not match %s%s", pattern, authority, path);
+        if (ok) fail_msg("%s should not match %s%s", pattern, authority, path);
         return;
     }
-    if (!ok)
-        fail_msg("%s should match %s%s", pattern, authority, path);
+    if (!ok) fail_msg("%s should match %s%s", pattern, authority, path);
     assert_string_equal(got, captures);
 }
 
 static void test_literals_and_wildcards(void **state)
 {
     (void)state;
-    expect("api.example.com/admin.v1.AdminService/*", "api.example.com", "/admin.v1.AdminService/List", "List");
+    expect("api.example.com/admin.v1.AdminService/*", "api.example.com", "/admin.v1.AdminService/List",
+           "List");
     expect("api.example.com/admin.v1.AdminService/*", "api.example.com", "/admin.v1.AdminService/", "");
     expect("api.example.com/admin.v1.AdminService/*", "www.example.com", "/admin.v1.AdminService/List", NULL);
     expect("api.example.com/admin.v1.AdminService/*", "api.example.com", "/admin.v1.Other/List", NULL);
@@ -89,8 +89,7 @@ static void refused(const char *pattern, const char *why)
     lr_pattern p;
     char err[256];
     assert_int_equal(lr_pattern_compile(pattern, &p, err, sizeof err), -1);
-    if (!strstr(err, why))
-        fail_msg("%s: \"%s\" lacks \"%s\"", pattern, err, why);
+    if (!strstr(err, why)) fail_msg("%s: \"%s\" lacks \"%s\"", pattern, err, why);
 }
 
 static void test_refused(void **state)
@@ -123,8 +122,11 @@ static void test_no_blowup(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_literals_and_wildcards), cmocka_unit_test(test_host_case_port_ipv6),
-        cmocka_unit_test(test_query), cmocka_unit_test(test_refused), cmocka_unit_test(test_no_blowup),
+        cmocka_unit_test(test_literals_and_wildcards),
+        cmocka_unit_test(test_host_case_port_ipv6),
+        cmocka_unit_test(test_query),
+        cmocka_unit_test(test_refused),
+        cmocka_unit_test(test_no_blowup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
