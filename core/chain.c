@@ -248,6 +248,12 @@ static int host_deny(pc_request *r, int status, const char *message)
     return PC_DENY;
 }
 
+static int host_deny_http(pc_request *r, int http_status, int grpc_status, const char *message)
+{
+    ST(r)->deny_http = http_status >= 400 && http_status <= 599 ? http_status : 403;
+    return host_deny(r, grpc_status, message);
+}
+
 static int host_publish(pc_request *r, const char *key, const char *value)
 {
     pc_stream *st = ST(r);
@@ -555,6 +561,7 @@ const pc_host pc__host_api = {
     .set_response_header = host_set_response_header,
     .metric_count = host_metric_count,
     .metric_observe = host_metric_observe,
+    .deny_http = host_deny_http,
 };
 
 /* ---- running hooks ---- */

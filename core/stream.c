@@ -319,7 +319,8 @@ static const char *hdr(const nghttp2_nv *nv, const char *name, size_t nlen)
 
 static void denied(pc_stream *st)
 {
-    pc__stream_fail(st, st->deny_status, 403, "plugin_deny", st->deny_msg ? st->deny_msg : "denied");
+    pc__stream_fail(st, st->deny_status, st->deny_http ? st->deny_http : 403, "plugin_deny",
+                    st->deny_msg ? st->deny_msg : "denied");
 }
 
 /* A message kept while a plugin holds the request: copies, since the framer's buffers are

@@ -82,6 +82,7 @@ struct pc_stream {
     char **kv;           /* published key, value, key, value ... */
     size_t nkv;
     int deny_status;     /* set by host->deny */
+    int deny_http;       /* HTTP status for plain HTTP (0: 403) */
     char *deny_msg;
     const pc_message *cur_msg; /* message whose decoding is cached below */
     void *pb;            /* pc_pb_result of cur_msg */

@@ -4,6 +4,7 @@
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
 #include <strings.h>
 
@@ -346,7 +347,12 @@ static int m_deny(lua_State *L)
                           lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : luaL_typename(L, 2));
     char msg[512];
     snprintf(msg, sizeof msg, "%s", luaL_optstring(L, 3, "denied"));
-    s->conf->host->deny(s->r, code, msg);
+    /* An HTTP status is what plain HTTP gets; gRPC calls get its gRPC equivalent. */
+    lua_Integer http = lua_type(L, 2) == LUA_TNUMBER && lua_isinteger(L, 2) ? lua_tointeger(L, 2) : 0;
+    if (http >= 400 && http <= 599 && s->conf->host->struct_size >= offsetof(pc_host, deny_http) + sizeof(void *))
+        s->conf->host->deny_http(s->r, (int)http, code, msg);
+    else
+        s->conf->host->deny(s->r, code, msg);
     s->denied = true;
     lua_pushboolean(L, 1);
     return 1;

@@ -171,6 +171,8 @@ typedef struct pc_host {
      * histogram of values 0-100 `pc_<name>{zone}` (e.g. bot scores). name: [a-z0-9_], at most 48. */
     void (*metric_count)(pc_request *r, const char *name, const char *label, uint64_t n);
     void (*metric_observe)(pc_request *r, const char *name, double value);
+    /* Like deny(), with the HTTP status plain-HTTP requests get (gRPC calls get grpc_status). */
+    int (*deny_http)(pc_request *r, int http_status, int grpc_status, const char *message);
 } pc_host;
 
 /* The descriptor a plugin exports as `pc_plugin_v1`. */
