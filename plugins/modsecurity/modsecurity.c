@@ -16,23 +16,30 @@
  *       max_queue: 256                      # transactions in flight per worker
  *       on_queue_full: deny                 # deny (RESOURCE_EXHAUSTED) | open (pass uninspected)
  *       body_limit: 1048576                 # largest body (or message as JSON) inspected
+ *       inspect_numbers: false              # numeric and boolean fields too (for local rules)
+ *       headers_first: false                # judge headers before the origin sees them (also per zone)
  *       inspect_response: false             # response messages too (reported, not blocked)
  *
- * Transactions. A request's first transaction starts in the request-headers hook: connection,
- * URI, headers, phase 1, before anything reaches the origin. For plain HTTP/2 requests phase 2
- * follows at once (URI arguments, cookies, headers). For gRPC calls the same transaction takes the
- * first message as its body, so a unary call costs one transaction. libmodsecurity runs body
- * rules once per transaction, so each later message of a stream gets a fresh transaction
- * carrying the request headers again: each message is judged with the headers, as a unary call
- * would be, and a message that crosses the threshold stops the call before it is forwarded.
+ * Transactions. Each gRPC message is judged by one transaction: connection, URI, every request
+ * header, phase 1, the message as the JSON body, phase 2. libmodsecurity runs body rules once per
+ * transaction, so a stream gets one transaction per message, each carrying the headers: a message
+ * is judged with its headers exactly as a unary call is, and one that crosses the threshold stops
+ * the call before it is forwarded (earlier messages went through). A unary call costs one
+ * transaction in one job on one pool thread. The CRS decides in phase 2 (rule 949110), so the
+ * headers are judged with the first message: the origin may see the headers of a call that is
+ * then blocked, never its message. With headers_first the headers are judged on their own
+ * (phases 1 and 2) before the origin sees anything, and every message then gets its own
+ * transaction: for streams whose server speaks first, or where handlers act on metadata alone,
+ * at about twice the CPU of a unary call. Plain HTTP/2 requests are always judged that way (their
+ * bodies do not reach plugins), as is a gRPC call that ends without a message.
  *
  * Threads. Rule sets are loaded once, in init, on the main thread (loading is not thread-safe),
  * and are read-only afterwards: libmodsecurity keeps all per-request state in the Transaction,
  * so many transactions may evaluate one rules set at once (as the nginx connector's workers and
- * its thread-pool builds do). A transaction is only ever used by one job at a time: the call is
- * paused while its job runs, and the next job for it is queued only after the previous one's
- * done() ran on the worker thread. The in-memory collections that libmodsecurity 3.0.9 does not
- * lock correctly are not used (rules/waf/crs-overrides.conf removes the rule that opens them). */
+ * its thread-pool builds do). A transaction is created, run and freed within one job, on one
+ * thread. A request has at most one request job at a time (the call is paused while it runs).
+ * The in-memory collections that libmodsecurity 3.0.9 does not lock correctly are not used
+ * (rules/waf/crs-overrides.conf removes the rule that opens them). */
 #include <modsecurity/intervention.h>
 #include <modsecurity/modsecurity.h>
 #include <modsecurity/rules_set.h>
@@ -64,8 +71,8 @@ typedef struct waf_worker {
 
 enum { VERDICT_NONE = 0, VERDICT_DETECTED, VERDICT_BLOCKED };
 
-/* One request, from its headers hook to on_log. Worker thread only, except that a running job
- * reads the request facts (immutable once copied) and its log callback writes `live`. */
+/* One request, from its headers hook to on_log. Worker thread only, except that running jobs read
+ * the request facts, which do not change once copied. */
 typedef struct waf_req {
     const waf_profile *profile;
     int headers_first;
@@ -76,10 +83,8 @@ typedef struct waf_req {
     size_t nh;
     int grpc;
     int json_subtype; /* application/grpc+json: messages are JSON already */
-    Transaction *tx;  /* phase 1 done, waiting for its body (the first message, or the end) */
-    unsigned ntx;     /* transactions started: later ones get "<id>-<n>" */
-    waf_report live;  /* written by the running request job only */
-    /* merged results */
+    unsigned ntx;     /* transactions started: the first is "<id>", later ones "<id>-<n>" */
+    /* merged results, worker thread only */
     uint32_t ids[MAX_IDS];
     size_t nids;
     int score, out_score;
@@ -91,18 +96,22 @@ typedef struct waf_slot {
     waf_req *req;
 } waf_slot;
 
-enum { JOB_HEADERS, JOB_BODY, JOB_RESPONSE };
+enum {
+    JOB_HEADERS,  /* phases 1 and 2 without a body */
+    JOB_MESSAGE,  /* phases 1 and 2 with a message as the body */
+    JOB_RESPONSE, /* phase 1, then phases 3 and 4 with a response message; reported only */
+};
 
+/* One transaction, start to end, on a pool thread. */
 typedef struct waf_job {
     waf_worker *w;
     waf_req *req;
     int kind;
-    Transaction *tx; /* in: the transaction to continue (JOB_BODY), out: the one left open (JOB_HEADERS) */
     char *body;
     size_t body_len;
     int resp_status;
     char txid[96];
-    waf_report rep; /* JOB_RESPONSE: its own, as it may run beside a request job */
+    waf_report rep; /* the log callback's data pointer */
     int failed;
 } waf_job;
 
@@ -118,10 +127,8 @@ static void report_reset(waf_report *rep, const waf_conf *c)
 static void add_id(uint32_t *ids, size_t *n, uint32_t id)
 {
     for (size_t i = 0; i < *n; i++)
-        if (ids[i] == id)
-            return;
-    if (*n < MAX_IDS)
-        ids[(*n)++] = id;
+        if (ids[i] == id) return;
+    if (*n < MAX_IDS) ids[(*n)++] = id;
 }
 
 /* "Matched "Operator `Gt' with parameter `0' against variable `TX:ANOMALY_SCORE' (Value: `12' )":
@@ -132,17 +139,14 @@ static int score_of(const char *text, const char *op)
     static const char var[] = "' against variable `TX:ANOMALY_SCORE' (Value: `";
     static const char ovar[] = "' against variable `TX:OUTBOUND_ANOMALY_SCORE' (Value: `";
     const char *m = strstr(text, "Matched \"Operator `");
-    if (!m)
-        return -1;
+    if (!m) return -1;
     m += strlen("Matched \"Operator `");
     size_t ol = strlen(op);
-    if (strncmp(m, op, ol) != 0 || strncmp(m + ol, "' with parameter `", 18) != 0)
-        return -1;
+    if (strncmp(m, op, ol) != 0 || strncmp(m + ol, "' with parameter `", 18) != 0) return -1;
     m += ol + 18;
     while (*m >= '0' && *m <= '9')
         m++;
-    if (!strncmp(m, var, sizeof var - 1))
-        return atoi(m + sizeof var - 1);
+    if (!strncmp(m, var, sizeof var - 1)) return atoi(m + sizeof var - 1);
     if (!strncmp(m, ovar, sizeof ovar - 1))
         return -2 - atoi(m + sizeof ovar - 1); /* outbound, encoded below -1 */
     return -1;
@@ -159,14 +163,12 @@ static void report_text(waf_report *rep, const char *text)
         const char *q = p + 8;
         char *end;
         unsigned long id = strtoul(q, &end, 10);
-        if (end == q || strncmp(end, "\"] [rev \"", 9) != 0)
-            continue;
+        if (end == q || strncmp(end, "\"] [rev \"", 9) != 0) continue;
         /* the field before must be [line "<digits>"] */
         const char *l = p;
         while (l > text && l[-1] >= '0' && l[-1] <= '9')
             l--;
-        if (l == p || l - text < 8 || strncmp(l - 8, " [line \"", 8) != 0)
-            continue;
+        if (l == p || l - text < 8 || strncmp(l - 8, " [line \"", 8) != 0) continue;
         if (id == WAF_RULE_SCORE || id == WAF_RULE_RESP_SCORE || id == 949110 || id == 959100) {
             own = 1;
             if (id == WAF_RULE_SCORE || id == WAF_RULE_RESP_SCORE)
@@ -175,11 +177,9 @@ static void report_text(waf_report *rep, const char *text)
         if (rep->conf && waf_conf_known_id(rep->conf, (uint32_t)id))
             add_id(rep->ids, &rep->nids, (uint32_t)id);
     }
-    if (!own)
-        return;
+    if (!own) return;
     int s = score_of(text, "Gt");
-    if (s == -1)
-        s = score_of(text, "Ge");
+    if (s == -1) s = score_of(text, "Ge");
     if (s >= 0 && s > rep->score)
         rep->score = s;
     else if (s <= -2 && -2 - s > rep->out_score)
@@ -190,8 +190,7 @@ static void report_text(waf_report *rep, const char *text)
  * pointer given to msc_new_transaction (the job's report). */
 static void on_rule_message(void *data, const void *msg)
 {
-    if (data && msg)
-        report_text(data, msg);
+    if (data && msg) report_text(data, msg);
 }
 
 /* ---- running transactions (thread pool) ---- */
@@ -201,8 +200,7 @@ static int intervened(Transaction *t, waf_report *rep)
     ModSecurityIntervention it = {200, 0, NULL, NULL, 0};
     if (msc_intervention(t, &it) && it.disruptive) {
         rep->status = it.status >= 400 ? it.status : 403;
-        if (it.log)
-            report_text(rep, it.log);
+        if (it.log) report_text(rep, it.log);
     }
     free(it.log);
     free(it.url);
@@ -210,99 +208,54 @@ static int intervened(Transaction *t, waf_report *rep)
 }
 
 /* Connection, URI and headers, then phase 1. */
-static Transaction *tx_start(waf_job *j, waf_report *rep)
+static int tx_start(Transaction *t, const waf_req *q, waf_report *rep)
 {
-    const waf_req *q = j->req;
-    Transaction *t = msc_new_transaction_with_id(j->w->c->msc, q->profile->rules, j->txid, rep);
-    if (!t)
-        return NULL;
     /* The edge's own address is not known to plugins; rules rarely look at SERVER_ADDR. */
     msc_process_connection(t, q->client_ip, q->client_port, "0.0.0.0", 0);
-    if (intervened(t, rep))
-        return t;
+    if (intervened(t, rep)) return -1;
     msc_process_uri(t, q->uri, q->method, "2.0");
     for (size_t i = 0; i < q->nh; i++)
         msc_add_n_request_header(t, (const unsigned char *)q->hv[2 * i], strlen(q->hv[2 * i]),
                                  (const unsigned char *)q->hv[2 * i + 1], strlen(q->hv[2 * i + 1]));
     msc_process_request_headers(t);
-    intervened(t, rep);
-    return t;
-}
-
-/* Phase 5 (logging: correlation rules, the audit log), then the transaction is freed. Phase 5
- * is skipped when no rule reported anything: then the audit log (relevant transactions only)
- * would not record it and the CRS correlation rules have nothing to correlate. */
-static void tx_end(Transaction *t, const waf_report *rep)
-{
-    if (rep->status || rep->nids || rep->score > 0 || rep->out_score > 0)
-        msc_process_logging(t);
-    msc_transaction_cleanup(t);
-}
-
-/* Phase 2 with `body`, then the end of the transaction. */
-static void tx_finish(Transaction *t, waf_job *j, waf_report *rep)
-{
-    if (!rep->status) {
-        if (j->body_len)
-            msc_append_request_body(t, (const unsigned char *)j->body, j->body_len);
-        if (!intervened(t, rep)) {
-            msc_process_request_body(t);
-            intervened(t, rep);
-        }
-    }
-    tx_end(t, rep);
+    return intervened(t, rep) ? -1 : 0;
 }
 
 static void job_work(void *arg)
 {
     waf_job *j = arg;
-    waf_req *q = j->req;
-    waf_report *rep = &q->live;
-    Transaction *t;
-    switch (j->kind) {
-    case JOB_HEADERS:
-        if (!(t = tx_start(j, rep))) {
-            j->failed = 1;
-            return;
-        }
-        if (rep->status || !q->grpc || q->headers_first) {
-            /* Plain HTTP/2: the body is not shown to plugins, so phase 2 runs now, on the URI
-             * arguments, cookies and headers, before the origin sees anything. headers_first
-             * does the same for gRPC calls; their messages then get transactions of their own. */
-            tx_finish(t, j, rep);
-        } else {
-            j->tx = t;
-        }
+    const waf_req *q = j->req;
+    waf_report *rep = &j->rep;
+    Transaction *t = msc_new_transaction_with_id(j->w->c->msc, q->profile->rules, j->txid, rep);
+    if (!t) {
+        j->failed = 1;
         return;
-    case JOB_BODY:
-        t = j->tx ? j->tx : tx_start(j, rep);
-        j->tx = NULL;
-        if (!t) {
-            j->failed = 1;
-            return;
-        }
-        tx_finish(t, j, rep);
-        return;
-    case JOB_RESPONSE:
-        rep = &j->rep;
-        /* A transaction of its own: phase 1 initialises the CRS variables the response rules
-         * read (paranoia level, thresholds); the request rules already ran elsewhere. */
-        if (!(t = tx_start(j, rep))) {
-            j->failed = 1;
-            return;
-        }
-        if (!rep->status) {
+    }
+    if (tx_start(t, q, rep) == 0) {
+        if (j->kind == JOB_RESPONSE) {
+            /* Phase 1 sets up the CRS variables the response rules read (paranoia level,
+             * thresholds); the request rules of phase 2 ran in the request's own transactions. */
             msc_add_n_response_header(t, (const unsigned char *)"content-type", 12,
                                       (const unsigned char *)"application/json", 16);
             msc_process_response_headers(t, j->resp_status, "HTTP 2.0");
-            if (j->body_len)
-                msc_append_response_body(t, (const unsigned char *)j->body, j->body_len);
-            msc_process_response_body(t);
-            intervened(t, rep);
+            if (j->body_len) msc_append_response_body(t, (const unsigned char *)j->body, j->body_len);
+            if (!intervened(t, rep)) {
+                msc_process_response_body(t);
+                intervened(t, rep);
+            }
+        } else {
+            if (j->body_len) msc_append_request_body(t, (const unsigned char *)j->body, j->body_len);
+            if (!intervened(t, rep)) {
+                msc_process_request_body(t);
+                intervened(t, rep);
+            }
         }
-        tx_end(t, rep);
-        return;
     }
+    /* Phase 5 (correlation rules, the audit log) only when a rule reported something: otherwise
+     * the audit log (relevant transactions only) would not record it and the correlation rules
+     * have nothing to correlate. */
+    if (rep->status || rep->nids || rep->score > 0 || rep->out_score > 0) msc_process_logging(t);
+    msc_transaction_cleanup(t);
 }
 
 /* ---- verdicts (worker thread) ---- */
@@ -325,26 +278,27 @@ static void publish_results(const pc_host *h, pc_request *r, const waf_req *q)
         snprintf(num, sizeof num, "%d", q->out_score);
         h->publish(r, "waf.response_score", num);
     }
-    if (q->verdict)
-        h->publish(r, "waf.verdict", q->verdict == VERDICT_BLOCKED ? "blocked" : "detected");
-    if (q->skipped)
-        h->publish(r, "waf.skipped", q->skipped);
+    if (q->verdict) h->publish(r, "waf.verdict", q->verdict == VERDICT_BLOCKED ? "blocked" : "detected");
+    if (q->skipped) h->publish(r, "waf.skipped", q->skipped);
 }
 
 static void merge(waf_req *q, const waf_report *rep)
 {
     for (size_t i = 0; i < rep->nids; i++)
         add_id(q->ids, &q->nids, rep->ids[i]);
-    if (rep->score > q->score)
-        q->score = rep->score;
-    if (rep->out_score > q->out_score)
-        q->out_score = rep->out_score;
+    if (rep->score > q->score) q->score = rep->score;
+    if (rep->out_score > q->out_score) q->out_score = rep->out_score;
+}
+
+static int has_id(const waf_report *rep, uint32_t id)
+{
+    for (size_t i = 0; i < rep->nids; i++)
+        if (rep->ids[i] == id) return 1;
+    return 0;
 }
 
 static void job_free(waf_job *j)
 {
-    if (j->tx)
-        msc_transaction_cleanup(j->tx);
     free(j->body);
     free(j);
 }
@@ -354,33 +308,26 @@ static void job_done(void *arg, pc_request *r)
     waf_job *j = arg;
     waf_worker *w = j->w;
     waf_req *q = j->req;
-    const waf_conf *c = w->c;
-    const pc_host *h = c->host;
+    const pc_host *h = w->c->host;
+    const waf_report *rep = &j->rep;
     w->inflight--;
+    merge(q, rep);
     if (j->kind == JOB_RESPONSE) {
-        /* Response hooks cannot hold a call: what a response matched is reported, not blocked. */
-        merge(q, &j->rep);
-        if (j->rep.status || (j->rep.out_score >= 0 && j->rep.out_score >= q->profile->threshold))
-            q->verdict = q->verdict ? q->verdict : VERDICT_DETECTED;
+        /* Response hooks cannot hold a call: what a response matched is reported, not blocked.
+         * Rule 959100 is the CRS's outbound verdict (its threshold is the CRS's own). */
+        if ((rep->status || has_id(rep, 959100)) && q->verdict == VERDICT_NONE) q->verdict = VERDICT_DETECTED;
         publish_results(h, r, q);
         job_free(j);
         return;
     }
-    waf_report rep = q->live;
-    report_reset(&q->live, c);
-    if (j->tx) {
-        q->tx = j->tx; /* phase 1 done: the first message (or the request's end) continues it */
-        j->tx = NULL;
-    }
-    merge(q, &rep);
-    int failed = j->failed;
-    job_free(j);
-    if (failed) {
+    if (j->failed) {
+        job_free(j);
         h->metric_count(r, "waf", "error", 1);
         h->resume(r, PC_ERROR);
         return;
     }
-    if (rep.status && q->profile->mode == WAF_BLOCK) {
+    if (rep->status && q->profile->mode == WAF_BLOCK) {
+        job_free(j);
         q->verdict = VERDICT_BLOCKED;
         publish_results(h, r, q);
         char msg[160];
@@ -389,11 +336,10 @@ static void job_done(void *arg, pc_request *r)
         h->resume(r, PC_DENY);
         return;
     }
-    /* Detect mode: DetectionOnly raises no intervention; a score at the threshold is a block
-     * that was not enforced. */
-    if (rep.status || (rep.score >= 0 && rep.score >= q->profile->threshold))
-        if (q->verdict == VERDICT_NONE)
-            q->verdict = VERDICT_DETECTED;
+    /* Detect mode: DetectionOnly raises no intervention; rule 949110 matching (the score reached
+     * the threshold) is a block that was not enforced. */
+    if ((rep->status || has_id(rep, 949110)) && q->verdict == VERDICT_NONE) q->verdict = VERDICT_DETECTED;
+    job_free(j);
     publish_results(h, r, q);
     h->resume(r, PC_CONTINUE);
 }
@@ -406,14 +352,14 @@ static waf_req *req_of(const waf_conf *c, pc_request *r)
     return s ? s->req : NULL;
 }
 
-static char *dup_or(const char *s, const char *dflt) { return strdup(s ? s : dflt); }
+static char *dup_or(const char *s, const char *dflt)
+{
+    return strdup(s ? s : dflt);
+}
 
 static void req_free(waf_req *q)
 {
-    if (!q)
-        return;
-    if (q->tx)
-        msc_transaction_cleanup(q->tx);
+    if (!q) return;
     free(q->id);
     free(q->method);
     free(q->uri);
@@ -428,12 +374,10 @@ static waf_req *req_new(const waf_conf *c, pc_request *r, const waf_zone *z)
 {
     const pc_host *h = c->host;
     waf_req *q = calloc(1, sizeof *q);
-    if (!q)
-        return NULL;
+    if (!q) return NULL;
     q->profile = z->profile;
     q->headers_first = z->headers_first;
     q->score = q->out_score = -1;
-    report_reset(&q->live, c);
     const char *port = h->request_info(r, "client.port");
     q->client_port = port ? atoi(port) : 0;
     q->id = dup_or(h->request_info(r, "request_id"), "-");
@@ -444,8 +388,7 @@ static waf_req *req_new(const waf_conf *c, pc_request *r, const waf_zone *z)
     q->grpc = grpc && !strcmp(grpc, "1");
     const char *sub = q->grpc ? h->request_info(r, "grpc.subtype") : NULL;
     q->json_subtype = sub && !strcmp(sub, "json");
-    if (!q->id || !q->method || !q->uri || !q->client_ip)
-        goto fail;
+    if (!q->id || !q->method || !q->uri || !q->client_ip) goto fail;
 
     size_t n = h->header_count(r), bytes = 0, k = 0;
     const char *authority = h->request_info(r, "authority");
@@ -455,11 +398,9 @@ static waf_req *req_new(const waf_conf *c, pc_request *r, const waf_zone *z)
         if (h->header_at(r, i, &name, &value) == 0 && name[0] != ':')
             bytes += strlen(name) + strlen(value) + 2;
     }
-    if (!has_host && authority)
-        bytes += 5 + strlen(authority) + 1;
+    if (!has_host && authority) bytes += 5 + strlen(authority) + 1;
     q->hv = malloc((n + 1) * 2 * sizeof *q->hv + bytes);
-    if (!q->hv)
-        goto fail;
+    if (!q->hv) goto fail;
     char *s = (char *)(q->hv + (n + 1) * 2);
     if (!has_host && authority) {
         q->hv[2 * k] = memcpy(s, "host", 5);
@@ -485,18 +426,16 @@ fail:
     return NULL;
 }
 
-/* Queues a job and pauses the call (or, for responses, just queues it). Applies the per-worker
+/* Queues one transaction and pauses the call (responses: only queues). Applies the per-worker
  * bound first: a full queue denies with RESOURCE_EXHAUSTED, or lets the call through
- * uninspected with on_queue_full: open. */
-static int start_job(waf_worker *w, pc_request *r, waf_req *q, int kind, Transaction *tx, char *body, size_t len,
+ * uninspected with on_queue_full: open. Takes `body`. */
+static int start_job(waf_worker *w, pc_request *r, waf_req *q, int kind, char *body, size_t len,
                      int resp_status)
 {
     const waf_conf *c = w->c;
     const pc_host *h = c->host;
     if (w->inflight >= c->max_queue) {
         free(body);
-        if (tx)
-            q->tx = tx; /* keep it for the next message */
         if (kind == JOB_RESPONSE || c->queue_full_open) {
             h->metric_count(r, "waf", kind == JOB_RESPONSE ? "response_skipped" : "fail_open", 1);
             q->skipped = "queue_full";
@@ -511,32 +450,24 @@ static int start_job(waf_worker *w, pc_request *r, waf_req *q, int kind, Transac
     waf_job *j = calloc(1, sizeof *j);
     if (!j) {
         free(body);
-        if (tx)
-            q->tx = tx;
         return PC_ERROR;
     }
     j->w = w;
     j->req = q;
     j->kind = kind;
-    j->tx = tx;
     j->body = body;
     j->body_len = len;
     j->resp_status = resp_status;
-    if (kind == JOB_RESPONSE)
-        report_reset(&j->rep, c);
-    if (tx || q->ntx == 0)
+    report_reset(&j->rep, c);
+    if (q->ntx == 0)
         snprintf(j->txid, sizeof j->txid, "%s", q->id);
     else
         snprintf(j->txid, sizeof j->txid, "%s-%u", q->id, q->ntx);
-    if (!tx)
-        q->ntx++;
     if (h->queue_work(r, job_work, job_done, j) != 0) {
-        j->tx = NULL;
-        if (tx)
-            q->tx = tx;
         job_free(j);
         return PC_ERROR;
     }
+    q->ntx++;
     w->inflight++;
     return kind == JOB_RESPONSE ? PC_CONTINUE : PC_PAUSE;
 }
@@ -548,34 +479,32 @@ static int on_request_headers(void *ctx, pc_request *r)
     const pc_host *h = c->host;
     const waf_zone *z = waf_conf_zone(c, h->request_info(r, "zone"));
     waf_slot *slot = h->request_state(r);
-    if (!z->profile || !slot)
-        return PC_CONTINUE;
-    if (!(slot->req = req_new(c, r, z)))
-        return PC_ERROR;
-    return start_job(w, r, slot->req, JOB_HEADERS, NULL, NULL, 0, 0);
+    if (!z->profile || !slot) return PC_CONTINUE;
+    waf_req *q = slot->req = req_new(c, r, z);
+    if (!q) return PC_ERROR;
+    /* gRPC calls are judged with their first message (see the top of this file). */
+    if (q->grpc && !q->headers_first) return PC_CONTINUE;
+    return start_job(w, r, q, JOB_HEADERS, NULL, 0, 0);
 }
 
 /* The body ModSecurity sees for one message: its fields as flat JSON. */
 static int render_message(const waf_conf *c, pc_request *r, const waf_req *q, const pc_message *m, waf_buf *b)
 {
-    if (q->json_subtype) {
+    if (q->json_subtype && waf_is_text(m->data, m->len)) {
         /* application/grpc+json: the message is JSON text already. */
-        if (waf_is_text(m->data, m->len)) {
-            waf_buf_init(b, c->body_limit);
-            if (m->len + 1 > c->body_limit) {
-                b->over = 1;
-                return -1;
-            }
-            if (!(b->p = malloc(m->len + 1))) {
-                b->oom = 1;
-                return -1;
-            }
-            memcpy(b->p, m->data, m->len);
-            b->p[m->len] = '\0';
-            b->len = m->len;
-            b->cap = m->len + 1;
-            return 0;
+        if (m->len + 1 > c->body_limit) {
+            b->over = 1;
+            return -1;
         }
+        if (!(b->p = malloc(m->len + 1))) {
+            b->oom = 1;
+            return -1;
+        }
+        memcpy(b->p, m->data, m->len);
+        b->p[m->len] = '\0';
+        b->len = m->len;
+        b->cap = m->len + 1;
+        return 0;
     }
     const pc_field *f;
     long n = q->json_subtype ? -1 : c->host->message_fields(r, m, &f, NULL, 0);
@@ -588,43 +517,35 @@ static int on_request_message(void *ctx, pc_request *r, const pc_message *m)
     const waf_conf *c = w->c;
     const pc_host *h = c->host;
     waf_req *q = req_of(c, r);
-    if (!q)
-        return PC_CONTINUE;
+    if (!q) return PC_CONTINUE;
     waf_buf b;
     waf_buf_init(&b, c->body_limit);
     if (render_message(c, r, q, m, &b) < 0) {
         int over = b.over;
         waf_buf_free(&b);
-        if (!over)
-            return PC_ERROR;
+        if (!over) return PC_ERROR;
         /* Larger than body_limit: inspecting it whole would cost too much, and a part is not a
-         * verdict. Blocked (RESOURCE_EXHAUSTED) unless the WAF only detects. */
+         * verdict. Refused (RESOURCE_EXHAUSTED) unless the WAF only detects. */
         h->metric_count(r, "waf", "too_large", 1);
         q->skipped = "too_large";
         publish_results(h, r, q);
-        if (q->profile->mode != WAF_BLOCK)
-            return PC_CONTINUE;
+        if (q->profile->mode != WAF_BLOCK) return PC_CONTINUE;
         char msg[160];
         snprintf(msg, sizeof msg, "request %s refused: message too large for the WAF", q->id);
         return h->deny(r, 8, msg);
     }
     size_t len;
     char *body = waf_buf_take(&b, &len);
-    Transaction *tx = q->tx;
-    q->tx = NULL;
-    return start_job(w, r, q, JOB_BODY, tx, body, len, 0);
+    return start_job(w, r, q, JOB_MESSAGE, body, len, 0);
 }
 
-/* A gRPC call that ended without any message still gets its phase 2 (headers, URI). */
+/* A gRPC call that ended without any message still has its headers and URI judged. */
 static int on_request_end(void *ctx, pc_request *r)
 {
     waf_worker *w = ctx;
     waf_req *q = req_of(w->c, r);
-    if (!q || !q->tx)
-        return PC_CONTINUE;
-    Transaction *tx = q->tx;
-    q->tx = NULL;
-    return start_job(w, r, q, JOB_BODY, tx, NULL, 0, 0);
+    if (!q || q->ntx) return PC_CONTINUE;
+    return start_job(w, r, q, JOB_HEADERS, NULL, 0, 0);
 }
 
 static int on_response_message(void *ctx, pc_request *r, const pc_message *m)
@@ -632,8 +553,7 @@ static int on_response_message(void *ctx, pc_request *r, const pc_message *m)
     waf_worker *w = ctx;
     const waf_conf *c = w->c;
     waf_req *q = req_of(c, r);
-    if (!q || !c->inspect_response)
-        return PC_CONTINUE;
+    if (!q || !c->inspect_response) return PC_CONTINUE;
     waf_buf b;
     waf_buf_init(&b, c->body_limit);
     if (render_message(c, r, q, m, &b) < 0) {
@@ -643,7 +563,7 @@ static int on_response_message(void *ctx, pc_request *r, const pc_message *m)
     size_t len;
     char *body = waf_buf_take(&b, &len);
     const char *status = c->host->request_info(r, "status");
-    int rv = start_job(w, r, q, JOB_RESPONSE, NULL, body, len, status ? atoi(status) : 200);
+    int rv = start_job(w, r, q, JOB_RESPONSE, body, len, status ? atoi(status) : 200);
     return rv == PC_ERROR ? PC_CONTINUE : rv;
 }
 
@@ -654,16 +574,13 @@ static void on_log(void *ctx, pc_request *r)
     const pc_host *h = c->host;
     waf_slot *slot = h->request_state(r);
     waf_req *q = slot ? slot->req : NULL;
-    if (!q)
-        return;
+    if (!q) return;
     char id[16];
     for (size_t i = 0; i < q->nids; i++) {
         snprintf(id, sizeof id, "%u", q->ids[i]);
         h->metric_count(r, "waf_rule", id, 1);
     }
-    if (q->verdict)
-        h->metric_count(r, "waf", q->verdict == VERDICT_BLOCKED ? "blocked" : "detected", 1);
-    /* A call that ended before its first message leaves its phase-1 transaction unused. */
+    if (q->verdict) h->metric_count(r, "waf", q->verdict == VERDICT_BLOCKED ? "blocked" : "detected", 1);
     req_free(q);
     slot->req = NULL;
 }
@@ -674,13 +591,15 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
                 size_t errlen)
 {
     waf_conf *c;
-    if (waf_conf_load(host, handle, config, on_rule_message, &c, err, errlen) < 0)
-        return -1;
+    if (waf_conf_load(host, handle, config, on_rule_message, &c, err, errlen) < 0) return -1;
     *out = c;
     return 0;
 }
 
-static void destroy(void *ctx) { waf_conf_free(ctx); }
+static void destroy(void *ctx)
+{
+    waf_conf_free(ctx);
+}
 
 static int worker_init(void *plugin_ctx, unsigned worker_id, void **out, char *err, size_t errlen)
 {
@@ -695,7 +614,10 @@ static int worker_init(void *plugin_ctx, unsigned worker_id, void **out, char *e
     return 0;
 }
 
-static void worker_destroy(void *ctx) { free(ctx); }
+static void worker_destroy(void *ctx)
+{
+    free(ctx);
+}
 
 PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v1 = {
     .abi_version = PC_PLUGIN_ABI_VERSION,

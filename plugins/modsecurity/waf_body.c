@@ -33,8 +33,7 @@ char *waf_buf_take(waf_buf *b, size_t *len)
 
 static int put(waf_buf *b, const char *s, size_t n)
 {
-    if (b->over || b->oom)
-        return -1;
+    if (b->over || b->oom) return -1;
     if (b->len + n + 1 > b->limit) {
         b->over = 1;
         return -1;
@@ -43,8 +42,7 @@ static int put(waf_buf *b, const char *s, size_t n)
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->len + n + 1)
             cap *= 2;
-        if (cap > b->limit + 1)
-            cap = b->limit + 1;
+        if (cap > b->limit + 1) cap = b->limit + 1;
         char *p = realloc(b->p, cap);
         if (!p) {
             b->oom = 1;
@@ -59,14 +57,16 @@ static int put(waf_buf *b, const char *s, size_t n)
     return 0;
 }
 
-static int puts_(waf_buf *b, const char *s) { return put(b, s, strlen(s)); }
+static int puts_(waf_buf *b, const char *s)
+{
+    return put(b, s, strlen(s));
+}
 
 /* Length of the UTF-8 sequence at s (1-4), or 0 when it is not valid UTF-8. */
 static size_t utf8_len(const uint8_t *s, size_t n)
 {
     uint8_t c = s[0];
-    if (c < 0x80)
-        return 1;
+    if (c < 0x80) return 1;
     size_t k;
     uint8_t lo = 0x80, hi = 0xbf;
     if (c >= 0xc2 && c <= 0xdf) {
@@ -86,22 +86,22 @@ static size_t utf8_len(const uint8_t *s, size_t n)
     } else {
         return 0;
     }
-    if (n - 1 < k || s[1] < lo || s[1] > hi)
-        return 0;
+    if (n - 1 < k || s[1] < lo || s[1] > hi) return 0;
     for (size_t i = 2; i <= k; i++)
-        if (s[i] < 0x80 || s[i] > 0xbf)
-            return 0;
+        if (s[i] < 0x80 || s[i] > 0xbf) return 0;
     return k + 1;
 }
 
-static int is_control(uint8_t c) { return (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f; }
+static int is_control(uint8_t c)
+{
+    return (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f;
+}
 
 int waf_is_text(const uint8_t *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
         size_t k = utf8_len(s + i, n - i);
-        if (!k || (k == 1 && is_control(s[i])))
-            return 0;
+        if (!k || (k == 1 && is_control(s[i]))) return 0;
         i += k;
     }
     return 1;
@@ -112,8 +112,7 @@ int waf_is_text(const uint8_t *s, size_t n)
 static int put_string(waf_buf *b, const char *s, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    if (put(b, "\"", 1) < 0)
-        return -1;
+    if (put(b, "\"", 1) < 0) return -1;
     size_t run = 0; /* bytes not yet copied that need no escape */
     for (size_t i = 0; i < n; i++) {
         uint8_t c = (uint8_t)s[i];
@@ -121,8 +120,7 @@ static int put_string(waf_buf *b, const char *s, size_t n)
             run++;
             continue;
         }
-        if (put(b, s + i - run, run) < 0)
-            return -1;
+        if (put(b, s + i - run, run) < 0) return -1;
         run = 0;
         char esc[7] = {'\\', (char)c, 0};
         size_t elen = 2;
@@ -138,21 +136,17 @@ static int put_string(waf_buf *b, const char *s, size_t n)
             esc[5] = hex[c & 15];
             elen = 6;
         }
-        if (put(b, esc, elen) < 0)
-            return -1;
+        if (put(b, esc, elen) < 0) return -1;
     }
-    if (put(b, s + n - run, run) < 0)
-        return -1;
+    if (put(b, s + n - run, run) < 0) return -1;
     return put(b, "\"", 1);
 }
 
 static int put_key(waf_buf *b, int *first, const char *key)
 {
-    if (!*first && put(b, ",", 1) < 0)
-        return -1;
+    if (!*first && put(b, ",", 1) < 0) return -1;
     *first = 0;
-    if (put_string(b, key, strlen(key)) < 0)
-        return -1;
+    if (put_string(b, key, strlen(key)) < 0) return -1;
     return put(b, ":", 1);
 }
 
@@ -166,15 +160,14 @@ static int put_runs(waf_buf *b, int *first, const char *key, const uint8_t *d, s
         size_t start = i, chars = 0;
         while (i < n) {
             size_t k = utf8_len(d + i, n - i);
-            if (!k || (k == 1 && is_control(d[i])))
-                break;
+            if (!k || (k == 1 && is_control(d[i]))) break;
             i += k;
             chars++;
         }
-        if (chars >= 4 && (put_key(b, first, key) < 0 || put_string(b, (const char *)d + start, i - start) < 0))
+        if (chars >= 4 &&
+            (put_key(b, first, key) < 0 || put_string(b, (const char *)d + start, i - start) < 0))
             return -1;
-        if (i == start)
-            i++;
+        if (i == start) i++;
     }
     return 0;
 }
@@ -185,19 +178,16 @@ static int declared(const char *path)
 {
     const char *last = strrchr(path, '.');
     last = last ? last + 1 : path;
-    if (!*last)
-        return 0;
+    if (!*last) return 0;
     for (; *last; last++)
-        if (*last < '0' || *last > '9')
-            return 1;
+        if (*last < '0' || *last > '9') return 1;
     return 0;
 }
 
 int waf_render_fields(waf_buf *b, const pc_field *f, long n, int numbers)
 {
     int first = 1;
-    if (puts_(b, "{") < 0)
-        return -1;
+    if (puts_(b, "{") < 0) return -1;
     for (long i = 0; i < n; i++) {
         char num[48];
         const char *path = f[i].path ? f[i].path : "";
@@ -219,8 +209,7 @@ int waf_render_fields(waf_buf *b, const pc_field *f, long n, int numbers)
             continue;
         }
         default:
-            if (!numbers)
-                continue;
+            if (!numbers) continue;
             break;
         }
         switch (f[i].kind) {
@@ -236,16 +225,14 @@ int waf_render_fields(waf_buf *b, const pc_field *f, long n, int numbers)
         case PC_FIELD_FLOAT:
         case PC_FIELD_DOUBLE:
             /* JSON has no NaN or infinity; such values cannot carry an attack anyway. */
-            if (!isfinite(f[i].f64))
-                continue;
+            if (!isfinite(f[i].f64)) continue;
             snprintf(num, sizeof num, "%.17g", f[i].f64);
             break;
         default:
             continue;
         }
         /* Local rules may constrain numbers (ARGS:json.amount "@lt 0"): inspect_numbers. */
-        if (put_key(b, &first, path) < 0 || puts_(b, num) < 0)
-            return -1;
+        if (put_key(b, &first, path) < 0 || puts_(b, num) < 0) return -1;
     }
     return puts_(b, "}");
 }
@@ -253,14 +240,11 @@ int waf_render_fields(waf_buf *b, const pc_field *f, long n, int numbers)
 int waf_render_raw(waf_buf *b, const uint8_t *d, size_t n)
 {
     int first = 1;
-    if (puts_(b, "{") < 0)
-        return -1;
+    if (puts_(b, "{") < 0) return -1;
     if (waf_is_text(d, n)) {
-        if (put_key(b, &first, "message") < 0 || put_string(b, (const char *)d, n) < 0)
-            return -1;
+        if (put_key(b, &first, "message") < 0 || put_string(b, (const char *)d, n) < 0) return -1;
         return puts_(b, "}");
     }
-    if (put_runs(b, &first, "raw", d, n) < 0)
-        return -1;
+    if (put_runs(b, &first, "raw", d, n) < 0) return -1;
     return puts_(b, "}");
 }

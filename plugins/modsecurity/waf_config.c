@@ -35,8 +35,7 @@ static ModSecurity *engine_acquire(ModSecLogCb cb)
 {
     if (!engine) {
         engine = msc_init();
-        if (!engine)
-            return NULL;
+        if (!engine) return NULL;
         msc_set_connector_info(engine, "Portcullis modsecurity plugin");
         /* Without a callback libmodsecurity prints rule messages to stderr; the plugin
          * reports them itself (access log, metrics) and the audit log keeps the details. */
@@ -86,19 +85,16 @@ static void config_dir(cfg *c)
 {
     char w[PATH_MAX + 64];
     c->dir[0] = '\0';
-    if (!c->root)
-        return;
+    if (!c->root) return;
     c->h->config_where(c->root, w, sizeof w);
     for (int i = 0; i < 2; i++) {
         char *colon = strrchr(w, ':');
-        if (colon)
-            *colon = '\0';
+        if (colon) *colon = '\0';
     }
     char *slash = strrchr(w, '/');
     if (slash) {
         *slash = '\0';
-        if (snprintf(c->dir, sizeof c->dir, "%s", w[0] ? w : "/") >= (int)sizeof c->dir)
-            c->dir[0] = '\0';
+        if (snprintf(c->dir, sizeof c->dir, "%s", w[0] ? w : "/") >= (int)sizeof c->dir) c->dir[0] = '\0';
     }
 }
 
@@ -111,7 +107,8 @@ static int joinp(char *out, size_t len, const char *dir, const char *name)
 
 static int resolve(cfg *c, const char *path, char *out, size_t len)
 {
-    int n = path[0] == '/' || !c->dir[0] ? snprintf(out, len, "%s", path) : snprintf(out, len, "%s/%s", c->dir, path);
+    int n = path[0] == '/' || !c->dir[0] ? snprintf(out, len, "%s", path)
+                                         : snprintf(out, len, "%s/%s", c->dir, path);
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
@@ -135,14 +132,14 @@ static const char *scalar(cfg *c, const pc_config_node *map, const char *key)
 static int get_int(cfg *c, const pc_config_node *map, const char *key, long min, long max, long *out)
 {
     const pc_config_node *n = map ? c->h->config_get(map, key) : NULL;
-    if (!n)
-        return 0;
+    if (!n) return 0;
     const char *s = c->h->config_string(n);
     char *end;
     errno = 0;
     long v = s ? strtol(s, &end, 10) : 0;
     if (!s || !*s || *end || errno || v < min || v > max)
-        return fail(c, n, "%s: expected an integer from %ld to %ld, not \"%s\"", key, min, max, s ? s : "(not a scalar)");
+        return fail(c, n, "%s: expected an integer from %ld to %ld, not \"%s\"", key, min, max,
+                    s ? s : "(not a scalar)");
     *out = v;
     return 0;
 }
@@ -150,8 +147,7 @@ static int get_int(cfg *c, const pc_config_node *map, const char *key, long min,
 static int get_bool(cfg *c, const pc_config_node *map, const char *key, int *out)
 {
     const pc_config_node *n = map ? c->h->config_get(map, key) : NULL;
-    if (!n)
-        return 0;
+    if (!n) return 0;
     const char *s = c->h->config_string(n);
     if (s && (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on")))
         *out = 1;
@@ -165,8 +161,7 @@ static int get_bool(cfg *c, const pc_config_node *map, const char *key, int *out
 static int get_mode(cfg *c, const pc_config_node *map, int *out)
 {
     const pc_config_node *n = map ? c->h->config_get(map, "mode") : NULL;
-    if (!n)
-        return 0;
+    if (!n) return 0;
     const char *s = c->h->config_string(n);
     if (s && !strcmp(s, "block"))
         *out = WAF_BLOCK;
@@ -210,14 +205,12 @@ static int get_ids(cfg *c, const pc_config_node *map, const char *key, uint32_t 
     const pc_config_node *n = map ? h->config_get(map, key) : NULL;
     *out = NULL;
     *nout = 0;
-    if (!n)
-        return 0;
+    if (!n) return 0;
     size_t len = h->config_len(n);
     if (h->config_string(n) || (len && h->config_key(n, 0)))
         return fail(c, n, "%s: expected a list of rule ids", key);
     uint32_t *ids = calloc(len ? len : 1, sizeof *ids);
-    if (!ids)
-        return fail(c, n, "out of memory");
+    if (!ids) return fail(c, n, "out of memory");
     for (size_t i = 0; i < len; i++) {
         const char *s = h->config_string(h->config_at(n, i));
         char *end;
@@ -225,16 +218,15 @@ static int get_ids(cfg *c, const pc_config_node *map, const char *key, uint32_t 
         unsigned long v = s ? strtoul(s, &end, 10) : 0;
         if (!s || !*s || *end || errno || v == 0 || v > UINT32_MAX) {
             free(ids);
-            return fail(c, h->config_at(n, i), "%s[%zu]: expected a rule id (a positive integer), not \"%s\"", key,
-                        i, s ? s : "(not a scalar)");
+            return fail(c, h->config_at(n, i), "%s[%zu]: expected a rule id (a positive integer), not \"%s\"",
+                        key, i, s ? s : "(not a scalar)");
         }
         ids[i] = (uint32_t)v;
     }
     qsort(ids, len, sizeof *ids, cmp_u32);
     size_t k = 0;
     for (size_t i = 0; i < len; i++)
-        if (k == 0 || ids[k - 1] != ids[i])
-            ids[k++] = ids[i];
+        if (k == 0 || ids[k - 1] != ids[i]) ids[k++] = ids[i];
     *out = ids;
     *nout = k;
     return 0;
@@ -303,7 +295,8 @@ static int add_text(cfg *c, RulesSet *rs, const char *text, const pc_config_node
 static int seclang_path(cfg *c, const char *p, const char *key)
 {
     if (strpbrk(p, "\"\n\r"))
-        return fail(c, c->h->config_get(c->root, key), "%s: the path may not contain quotes or newlines", key);
+        return fail(c, c->h->config_get(c->root, key), "%s: the path may not contain quotes or newlines",
+                    key);
     return 0;
 }
 
@@ -320,8 +313,7 @@ static waf_profile *build_profile(cfg *c, const sources *s, const settings *st)
     p->threshold = st->threshold;
     if (st->nexclude) {
         p->exclude = malloc(st->nexclude * sizeof *p->exclude);
-        if (!p->exclude)
-            goto oom;
+        if (!p->exclude) goto oom;
         memcpy(p->exclude, st->exclude, st->nexclude * sizeof *p->exclude);
         p->nexclude = st->nexclude;
     }
@@ -333,26 +325,23 @@ static waf_profile *build_profile(cfg *c, const sources *s, const settings *st)
      * The limit is the plugin's own body_limit plus room for the JSON punctuation, so ModSecurity
      * never truncates what it is given. */
     snprintf(text, sizeof text,
-                     "SecRuleEngine %s\n"
-                     "SecRequestBodyAccess On\n"
-                     "SecRequestBodyLimit %zu\n"
-                     "SecRequestBodyNoFilesLimit %zu\n"
-                     "SecResponseBodyAccess %s\n",
-                     st->mode == WAF_BLOCK ? "On" : "DetectionOnly", s->body_limit + 64, s->body_limit + 64,
-                     s->inspect_response ? "On" : "Off");
-    if (add_text(c, p->rules, text, NULL) < 0)
-        goto fail;
-    if (add_file(c, p->rules, s->base_conf, c->h->config_get(c->root, "base")) < 0)
-        goto fail;
+             "SecRuleEngine %s\n"
+             "SecRequestBodyAccess On\n"
+             "SecRequestBodyLimit %zu\n"
+             "SecRequestBodyNoFilesLimit %zu\n"
+             "SecResponseBodyAccess %s\n",
+             st->mode == WAF_BLOCK ? "On" : "DetectionOnly", s->body_limit + 64, s->body_limit + 64,
+             s->inspect_response ? "On" : "Off");
+    if (add_text(c, p->rules, text, NULL) < 0) goto error;
+    if (add_file(c, p->rules, s->base_conf, c->h->config_get(c->root, "base")) < 0) goto error;
     /* The audit log settings merge the other way (the last one given wins): after the base. */
     if (s->audit_log[0]) {
         snprintf(text, sizeof text, "SecAuditEngine RelevantOnly\nSecAuditLog \"%s\"\n", s->audit_log);
-        if (add_text(c, p->rules, text, c->h->config_get(c->root, "audit_log")) < 0)
-            goto fail;
+        if (add_text(c, p->rules, text, c->h->config_get(c->root, "audit_log")) < 0) goto error;
     }
     if (add_file(c, p->rules, s->crs_setup, crs_node) < 0 ||
         add_file(c, p->rules, s->overrides_conf, c->h->config_get(c->root, "base")) < 0)
-        goto fail;
+        goto error;
     /* After crs-setup.conf, so that these win over a paranoia level set there; before
      * REQUEST-901, whose defaults apply only to what is still unset. Rule 10001: the plugin hands
      * ModSecurity each gRPC message rendered as JSON, so the JSON body processor must read it
@@ -363,24 +352,18 @@ static waf_profile *build_profile(cfg *c, const sources *s, const settings *st)
              "SecRule REQUEST_HEADERS:Content-Type \"@rx ^application/grpc(?:$|[+;])\" "
              "\"id:%d,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=JSON\"\n",
              WAF_RULE_SETTINGS, st->paranoia, st->threshold, WAF_RULE_GRPC_JSON);
-    if (add_text(c, p->rules, text, NULL) < 0)
-        goto fail;
-    if (s->before_crs[0] && add_file(c, p->rules, s->before_crs, crs_node) < 0)
-        goto fail;
+    if (add_text(c, p->rules, text, NULL) < 0) goto error;
+    if (s->before_crs[0] && add_file(c, p->rules, s->before_crs, crs_node) < 0) goto error;
     for (size_t i = 0; i < s->ncrs_rules; i++)
-        if (add_file(c, p->rules, s->crs_rules[i], crs_node) < 0)
-            goto fail;
-    if (s->after_crs[0] && add_file(c, p->rules, s->after_crs, crs_node) < 0)
-        goto fail;
+        if (add_file(c, p->rules, s->crs_rules[i], crs_node) < 0) goto error;
+    if (s->after_crs[0] && add_file(c, p->rules, s->after_crs, crs_node) < 0) goto error;
     for (size_t i = 0; i < s->nuser_rules; i++)
-        if (add_file(c, p->rules, s->user_rules[i], s->user_nodes[i]) < 0)
-            goto fail;
+        if (add_file(c, p->rules, s->user_rules[i], s->user_nodes[i]) < 0) goto error;
     /* Last: exclusions, then the reporters. They log (to the plugin's callback, not the audit log)
      * the anomaly score after CRS and user rules added to it, so the access log can show it. */
     size_t off = 0;
     char *tail = malloc(st->nexclude * 12 + 1024);
-    if (!tail)
-        goto oom;
+    if (!tail) goto oom;
     tail[0] = '\0';
     if (st->nexclude) {
         off += (size_t)sprintf(tail + off, "SecRuleRemoveById");
@@ -399,12 +382,11 @@ static waf_profile *build_profile(cfg *c, const sources *s, const settings *st)
                 WAF_RULE_RESP_SCORE);
     int rv = add_text(c, p->rules, tail, NULL);
     free(tail);
-    if (rv < 0)
-        goto fail;
+    if (rv < 0) goto error;
     return p;
 oom:
     fail(c, NULL, "out of memory");
-fail:
+error:
     msc_rules_cleanup(p->rules);
     free(p->exclude);
     free(p);
@@ -414,18 +396,17 @@ fail:
 static int same_settings(const waf_profile *p, const settings *s)
 {
     return p->mode == s->mode && p->paranoia == s->paranoia && p->threshold == s->threshold &&
-           p->nexclude == s->nexclude && (!s->nexclude || !memcmp(p->exclude, s->exclude, s->nexclude * 4));
+           p->nexclude == s->nexclude &&
+           (!s->nexclude || !memcmp(p->exclude, s->exclude, s->nexclude * sizeof *s->exclude));
 }
 
 /* The rules set for these settings: an equal one is shared, so zones cost a load only when they
  * differ (each rules set with the CRS costs about 0.1 s to load and some megabytes). */
 static const waf_profile *profile_for(cfg *c, waf_conf *wc, const sources *s, const settings *st)
 {
-    if (st->mode == WAF_OFF)
-        return NULL;
+    if (st->mode == WAF_OFF) return NULL;
     for (size_t i = 0; i < wc->nprofiles; i++)
-        if (same_settings(wc->profiles[i], st))
-            return wc->profiles[i];
+        if (same_settings(wc->profiles[i], st)) return wc->profiles[i];
     waf_profile **ps = realloc(wc->profiles, (wc->nprofiles + 1) * sizeof *ps);
     if (!ps) {
         fail(c, NULL, "out of memory");
@@ -433,8 +414,7 @@ static const waf_profile *profile_for(cfg *c, waf_conf *wc, const sources *s, co
     }
     wc->profiles = ps;
     waf_profile *p = build_profile(c, s, st);
-    if (p)
-        ps[wc->nprofiles++] = p;
+    if (p) ps[wc->nprofiles++] = p;
     return p;
 }
 
@@ -452,22 +432,24 @@ static int find_sources(cfg *c, sources *s)
     } else {
         snprintf(path, sizeof path, "%s", PC_WAF_SOURCE_RULES_DIR);
     }
-    if (snprintf(s->base_conf, sizeof s->base_conf, "%s/modsecurity.conf", path) >= (int)sizeof s->base_conf ||
+    if (snprintf(s->base_conf, sizeof s->base_conf, "%s/modsecurity.conf", path) >=
+            (int)sizeof s->base_conf ||
         snprintf(s->overrides_conf, sizeof s->overrides_conf, "%s/crs-overrides.conf", path) >=
             (int)sizeof s->overrides_conf)
         return fail(c, NULL, "base: path too long");
     if (!is_file(s->base_conf) || !is_file(s->overrides_conf))
-        return fail(c, h->config_get(c->root, "base"),
-                    "base: no modsecurity.conf and crs-overrides.conf in %s (set `base` to the rules/waf directory)",
-                    path[0] ? path : "(not found)");
+        return fail(
+            c, h->config_get(c->root, "base"),
+            "base: no modsecurity.conf and crs-overrides.conf in %s (set `base` to the rules/waf directory)",
+            path[0] ? path : "(not found)");
 
     const char *crs = scalar(c, c->root, "crs");
     char crsdir[PATH_MAX];
     if (resolve(c, crs ? crs : DEFAULT_CRS, crsdir, sizeof crsdir) < 0)
         return fail(c, h->config_get(c->root, "crs"), "crs: path too long");
     if (joinp(path, sizeof path, crsdir, "rules") < 0 || !is_dir(path))
-        return fail(c, h->config_get(c->root, "crs"), "crs: %s has no rules/ directory (is modsecurity-crs installed?)",
-                    crsdir);
+        return fail(c, h->config_get(c->root, "crs"),
+                    "crs: %s has no rules/ directory (is modsecurity-crs installed?)", crsdir);
     /* crs-setup.conf: `crs_setup`, else next to the rules (upstream layout), else Debian's. */
     const char *setup = scalar(c, c->root, "crs_setup");
     if (setup) {
@@ -478,7 +460,8 @@ static int find_sources(cfg *c, sources *s)
             joinp(s->crs_setup, sizeof s->crs_setup, DEBIAN_CRS_ETC, "crs-setup.conf");
         if (!is_file(s->crs_setup))
             return fail(c, h->config_get(c->root, "crs"),
-                        "crs: no crs-setup.conf in %s or %s (set crs_setup to its path)", crsdir, DEBIAN_CRS_ETC);
+                        "crs: no crs-setup.conf in %s or %s (set crs_setup to its path)", crsdir,
+                        DEBIAN_CRS_ETC);
     }
     /* The exclusion files sit next to crs-setup.conf (Debian); in the upstream layout they are
      * in rules/ and the glob below picks them up in their place. */
@@ -490,10 +473,14 @@ static int find_sources(cfg *c, sources *s)
     else
         snprintf(setupdir, sizeof setupdir, ".");
     int same = strcmp(setupdir, path) == 0;
-    if (same || joinp(s->before_crs, sizeof s->before_crs, setupdir, "REQUEST-900-EXCLUSION-RULES-BEFORE-CRS.conf") < 0 ||
+    if (same ||
+        joinp(s->before_crs, sizeof s->before_crs, setupdir, "REQUEST-900-EXCLUSION-RULES-BEFORE-CRS.conf") <
+            0 ||
         !is_file(s->before_crs))
         s->before_crs[0] = '\0';
-    if (same || joinp(s->after_crs, sizeof s->after_crs, setupdir, "RESPONSE-999-EXCLUSION-RULES-AFTER-CRS.conf") < 0 ||
+    if (same ||
+        joinp(s->after_crs, sizeof s->after_crs, setupdir, "RESPONSE-999-EXCLUSION-RULES-AFTER-CRS.conf") <
+            0 ||
         !is_file(s->after_crs))
         s->after_crs[0] = '\0';
 
@@ -503,17 +490,14 @@ static int find_sources(cfg *c, sources *s)
     glob_t g;
     int grv = glob(pattern, 0, NULL, &g);
     if (grv != 0 || g.gl_pathc == 0) {
-        if (grv == 0)
-            globfree(&g);
+        if (grv == 0) globfree(&g);
         return fail(c, h->config_get(c->root, "crs"), "crs: no rule files in %s", path);
     }
     s->crs_rules = calloc(g.gl_pathc, sizeof *s->crs_rules);
     for (size_t i = 0; s->crs_rules && i < g.gl_pathc; i++)
-        if ((s->crs_rules[s->ncrs_rules] = strdup(g.gl_pathv[i])))
-            s->ncrs_rules++;
+        if ((s->crs_rules[s->ncrs_rules] = strdup(g.gl_pathv[i]))) s->ncrs_rules++;
     globfree(&g);
-    if (!s->crs_rules)
-        return fail(c, NULL, "out of memory");
+    if (!s->crs_rules) return fail(c, NULL, "out of memory");
 
     /* The user's files; a glob pattern stands for its matches, in order. */
     const pc_config_node *rn = h->config_get(c->root, "rules");
@@ -523,13 +507,10 @@ static int find_sources(cfg *c, sources *s)
     for (size_t i = 0; i < nr; i++) {
         const pc_config_node *item = h->config_at(rn, i);
         const char *f = h->config_string(item);
-        if (!f || !*f)
-            return fail(c, item, "rules[%zu]: expected a file path", i);
-        if (resolve(c, f, path, sizeof path) < 0)
-            return fail(c, item, "rules[%zu]: path too long", i);
+        if (!f || !*f) return fail(c, item, "rules[%zu]: expected a file path", i);
+        if (resolve(c, f, path, sizeof path) < 0) return fail(c, item, "rules[%zu]: path too long", i);
         grv = glob(path, GLOB_NOCHECK, NULL, &g);
-        if (grv != 0)
-            return fail(c, item, "rules[%zu]: %s: no such file", i, f);
+        if (grv != 0) return fail(c, item, "rules[%zu]: %s: no such file", i, f);
         for (size_t k = 0; k < g.gl_pathc; k++) {
             if (!is_file(g.gl_pathv[k])) {
                 fail(c, item, "rules[%zu]: %s: no such file", i, g.gl_pathv[k]);
@@ -537,11 +518,9 @@ static int find_sources(cfg *c, sources *s)
                 return -1;
             }
             char **ur = realloc(s->user_rules, (s->nuser_rules + 1) * sizeof *ur);
-            if (ur)
-                s->user_rules = ur;
+            if (ur) s->user_rules = ur;
             const pc_config_node **un = realloc(s->user_nodes, (s->nuser_rules + 1) * sizeof *un);
-            if (un)
-                s->user_nodes = un;
+            if (un) s->user_nodes = un;
             if (!ur || !un || !(s->user_rules[s->nuser_rules] = strdup(g.gl_pathv[k]))) {
                 globfree(&g);
                 return fail(c, NULL, "out of memory");
@@ -552,7 +531,8 @@ static int find_sources(cfg *c, sources *s)
     }
 
     const char *audit = scalar(c, c->root, "audit_log");
-    if (audit && (resolve(c, audit, s->audit_log, sizeof s->audit_log) < 0 || seclang_path(c, s->audit_log, "audit_log") < 0))
+    if (audit && (resolve(c, audit, s->audit_log, sizeof s->audit_log) < 0 ||
+                  seclang_path(c, s->audit_log, "audit_log") < 0))
         return -1;
     return 0;
 }
@@ -562,8 +542,7 @@ static int find_sources(cfg *c, sources *s)
 static int scan_ids(waf_conf *wc, const char *file)
 {
     FILE *f = fopen(file, "r");
-    if (!f)
-        return 0;
+    if (!f) return 0;
     char line[8192];
     size_t cap = wc->nknown_ids;
     while (fgets(line, sizeof line, f)) {
@@ -573,11 +552,9 @@ static int scan_ids(waf_conf *wc, const char *file)
             const char *q = p + 3;
             while (*q == ' ' || *q == '\'' || *q == '"')
                 q++;
-            if (*q < '0' || *q > '9')
-                continue;
+            if (*q < '0' || *q > '9') continue;
             unsigned long v = strtoul(q, NULL, 10);
-            if (v == 0 || v > UINT32_MAX)
-                continue;
+            if (v == 0 || v > UINT32_MAX) continue;
             if (wc->nknown_ids == cap) {
                 cap = cap ? cap * 2 : 1024;
                 uint32_t *ids = realloc(wc->known_ids, cap * sizeof *ids);
@@ -599,25 +576,20 @@ static int collect_ids(waf_conf *wc, const sources *s)
     static const uint32_t own[] = {WAF_RULE_GRPC_JSON, WAF_RULE_SETTINGS};
     const char *fixed[] = {s->base_conf, s->crs_setup, s->overrides_conf, s->before_crs, s->after_crs};
     for (size_t i = 0; i < sizeof fixed / sizeof *fixed; i++)
-        if (fixed[i][0] && scan_ids(wc, fixed[i]) < 0)
-            return -1;
+        if (fixed[i][0] && scan_ids(wc, fixed[i]) < 0) return -1;
     for (size_t i = 0; i < s->ncrs_rules; i++)
-        if (scan_ids(wc, s->crs_rules[i]) < 0)
-            return -1;
+        if (scan_ids(wc, s->crs_rules[i]) < 0) return -1;
     for (size_t i = 0; i < s->nuser_rules; i++)
-        if (scan_ids(wc, s->user_rules[i]) < 0)
-            return -1;
+        if (scan_ids(wc, s->user_rules[i]) < 0) return -1;
     uint32_t *ids = realloc(wc->known_ids, (wc->nknown_ids + 2) * sizeof *ids);
-    if (!ids)
-        return -1;
+    if (!ids) return -1;
     wc->known_ids = ids;
     for (size_t i = 0; i < 2; i++)
         ids[wc->nknown_ids++] = own[i];
     qsort(ids, wc->nknown_ids, sizeof *ids, cmp_u32);
     size_t k = 0;
     for (size_t i = 0; i < wc->nknown_ids; i++)
-        if (k == 0 || ids[k - 1] != ids[i])
-            ids[k++] = ids[i];
+        if (k == 0 || ids[k - 1] != ids[i]) ids[k++] = ids[i];
     wc->nknown_ids = k;
     return 0;
 }
@@ -627,51 +599,48 @@ int waf_conf_known_id(const waf_conf *c, uint32_t id)
     return bsearch(&id, c->known_ids, c->nknown_ids, sizeof id, cmp_u32) != NULL;
 }
 
-static const char *const top_keys[] = {"crs",        "crs_setup",     "base",          "paranoia",
-                                       "anomaly_threshold", "mode",   "rules",         "exclude",
-                                       "audit_log",  "zones",         "max_queue",     "on_queue_full",
-                                       "body_limit", "inspect_response", "inspect_numbers", "headers_first"};
+static const char *const top_keys[] = {
+    "crs",          "crs_setup",     "base",       "paranoia",         "anomaly_threshold",
+    "mode",         "rules",         "exclude",    "audit_log",        "zones",
+    "max_queue",    "on_queue_full", "body_limit", "inspect_response", "inspect_numbers",
+    "headers_first"};
 static const char *const zone_keys[] = {"mode", "paranoia", "anomaly_threshold", "exclude", "headers_first"};
 
-static int zone_settings(cfg *c, const pc_config_node *zn, const settings *deflt, settings *out, int *headers_first)
+static int zone_settings(cfg *c, const pc_config_node *zn, const settings *deflt, settings *out,
+                         int *headers_first)
 {
     long v;
     *out = *deflt;
     out->exclude = NULL;
     out->nexclude = 0;
     if (c->h->config_string(zn) || (c->h->config_len(zn) && !c->h->config_key(zn, 0)))
-        return fail(c, zn, "zones: each zone maps to {mode, paranoia, anomaly_threshold, exclude, headers_first}");
-    if (check_keys(c, zn, zone_keys, sizeof zone_keys / sizeof *zone_keys) < 0 || get_mode(c, zn, &out->mode) < 0 ||
-        get_bool(c, zn, "headers_first", headers_first) < 0)
+        return fail(c, zn,
+                    "zones: each zone maps to {mode, paranoia, anomaly_threshold, exclude, headers_first}");
+    if (check_keys(c, zn, zone_keys, sizeof zone_keys / sizeof *zone_keys) < 0 ||
+        get_mode(c, zn, &out->mode) < 0 || get_bool(c, zn, "headers_first", headers_first) < 0)
         return -1;
     v = out->paranoia;
-    if (get_int(c, zn, "paranoia", 1, 4, &v) < 0)
-        return -1;
+    if (get_int(c, zn, "paranoia", 1, 4, &v) < 0) return -1;
     out->paranoia = (int)v;
     v = out->threshold;
-    if (get_int(c, zn, "anomaly_threshold", 1, 10000, &v) < 0)
-        return -1;
+    if (get_int(c, zn, "anomaly_threshold", 1, 10000, &v) < 0) return -1;
     out->threshold = (int)v;
     uint32_t *ids;
     size_t nids;
-    if (get_ids(c, zn, "exclude", &ids, &nids) < 0)
-        return -1;
+    if (get_ids(c, zn, "exclude", &ids, &nids) < 0) return -1;
     /* A zone's exclusions add to the top-level ones. */
     out->exclude = malloc((deflt->nexclude + nids + 1) * sizeof *out->exclude);
     if (!out->exclude) {
         free(ids);
         return fail(c, zn, "out of memory");
     }
-    if (deflt->nexclude)
-        memcpy(out->exclude, deflt->exclude, deflt->nexclude * sizeof *out->exclude);
-    if (nids)
-        memcpy(out->exclude + deflt->nexclude, ids, nids * sizeof *ids);
+    if (deflt->nexclude) memcpy(out->exclude, deflt->exclude, deflt->nexclude * sizeof *out->exclude);
+    if (nids) memcpy(out->exclude + deflt->nexclude, ids, nids * sizeof *ids);
     free(ids);
     size_t n = deflt->nexclude + nids, k = 0;
     qsort(out->exclude, n, sizeof *out->exclude, cmp_u32);
     for (size_t i = 0; i < n; i++)
-        if (k == 0 || out->exclude[k - 1] != out->exclude[i])
-            out->exclude[k++] = out->exclude[i];
+        if (k == 0 || out->exclude[k - 1] != out->exclude[i]) out->exclude[k++] = out->exclude[i];
     out->nexclude = k;
     return 0;
 }
@@ -693,72 +662,66 @@ int waf_conf_load(const pc_host *host, const void *handle, const pc_config_node 
     wc->handle = handle;
     wc->max_queue = 256;
     wc->body_limit = 1 << 20;
-    if (config && (host->config_string(config) || (host->config_len(config) && !host->config_key(config, 0)))) {
+    if (config &&
+        (host->config_string(config) || (host->config_len(config) && !host->config_key(config, 0)))) {
         fail(&c, config, "expected a map of settings");
-        goto fail;
+        goto error;
     }
-    if (check_keys(&c, config, top_keys, sizeof top_keys / sizeof *top_keys) < 0 || get_mode(&c, config, &deflt.mode) < 0)
-        goto fail;
+    if (check_keys(&c, config, top_keys, sizeof top_keys / sizeof *top_keys) < 0 ||
+        get_mode(&c, config, &deflt.mode) < 0)
+        goto error;
     v = 1;
-    if (get_int(&c, config, "paranoia", 1, 4, &v) < 0)
-        goto fail;
+    if (get_int(&c, config, "paranoia", 1, 4, &v) < 0) goto error;
     deflt.paranoia = (int)v;
     v = 5;
-    if (get_int(&c, config, "anomaly_threshold", 1, 10000, &v) < 0)
-        goto fail;
+    if (get_int(&c, config, "anomaly_threshold", 1, 10000, &v) < 0) goto error;
     deflt.threshold = (int)v;
     v = 256;
-    if (get_int(&c, config, "max_queue", 1, 1000000, &v) < 0)
-        goto fail;
+    if (get_int(&c, config, "max_queue", 1, 1000000, &v) < 0) goto error;
     wc->max_queue = (size_t)v;
     v = 1 << 20;
-    if (get_int(&c, config, "body_limit", 1024, 1L << 30, &v) < 0)
-        goto fail;
+    if (get_int(&c, config, "body_limit", 1024, 1L << 30, &v) < 0) goto error;
     wc->body_limit = (size_t)v;
     if (get_bool(&c, config, "inspect_response", &wc->inspect_response) < 0 ||
         get_bool(&c, config, "inspect_numbers", &wc->inspect_numbers) < 0 ||
         get_bool(&c, config, "headers_first", &wc->deflt.headers_first) < 0)
-        goto fail;
+        goto error;
     const char *qf = scalar(&c, config, "on_queue_full");
     if (qf && strcmp(qf, "deny") && strcmp(qf, "open")) {
-        fail(&c, host->config_get(config, "on_queue_full"), "on_queue_full: expected deny or open, not \"%s\"", qf);
-        goto fail;
+        fail(&c, host->config_get(config, "on_queue_full"),
+             "on_queue_full: expected deny or open, not \"%s\"", qf);
+        goto error;
     }
     wc->queue_full_open = qf && !strcmp(qf, "open");
-    if (get_ids(&c, config, "exclude", &deflt.exclude, &deflt.nexclude) < 0)
-        goto fail;
+    if (get_ids(&c, config, "exclude", &deflt.exclude, &deflt.nexclude) < 0) goto error;
     s.body_limit = wc->body_limit;
     s.inspect_response = wc->inspect_response;
-    if (find_sources(&c, &s) < 0)
-        goto fail;
+    if (find_sources(&c, &s) < 0) goto error;
 
     if (!(wc->msc = engine_acquire(log_cb))) {
         fail(&c, config, "cannot start the ModSecurity engine");
-        goto fail;
+        goto error;
     }
-    if (deflt.mode != WAF_OFF && !(wc->deflt.profile = profile_for(&c, wc, &s, &deflt)))
-        goto fail;
+    if (deflt.mode != WAF_OFF && !(wc->deflt.profile = profile_for(&c, wc, &s, &deflt))) goto error;
 
     const pc_config_node *zn = config ? host->config_get(config, "zones") : NULL;
     size_t nz = zn ? host->config_len(zn) : 0;
     if (zn && (host->config_string(zn) || (nz && !host->config_key(zn, 0)))) {
         fail(&c, zn, "zones: expected a map of zone name to settings");
-        goto fail;
+        goto error;
     }
     if (nz && !(wc->zones = calloc(nz, sizeof *wc->zones))) {
         fail(&c, zn, "out of memory");
-        goto fail;
+        goto error;
     }
     for (size_t i = 0; i < nz; i++) {
         settings zs;
         int headers_first = wc->deflt.headers_first;
         const pc_config_node *z = host->config_at(zn, i);
-        if (zone_settings(&c, z, &deflt, &zs, &headers_first) < 0)
-            goto fail;
+        if (zone_settings(&c, z, &deflt, &zs, &headers_first) < 0) goto error;
         const waf_profile *p = zs.mode == WAF_OFF ? NULL : profile_for(&c, wc, &s, &zs);
         free(zs.exclude);
-        if (zs.mode != WAF_OFF && !p)
-            goto fail;
+        if (zs.mode != WAF_OFF && !p) goto error;
         waf_zone *wz = &wc->zones[wc->nzones++];
         wz->name = strdup(host->config_key(zn, i));
         wz->profile = p;
@@ -766,13 +729,13 @@ int waf_conf_load(const pc_host *host, const void *handle, const pc_config_node 
     }
     if (collect_ids(wc, &s) < 0) {
         fail(&c, NULL, "out of memory");
-        goto fail;
+        goto error;
     }
     free(deflt.exclude);
     sources_free(&s);
     *out = wc;
     return 0;
-fail:
+error:
     free(deflt.exclude);
     sources_free(&s);
     waf_conf_free(wc);
@@ -781,8 +744,7 @@ fail:
 
 void waf_conf_free(waf_conf *c)
 {
-    if (!c)
-        return;
+    if (!c) return;
     for (size_t i = 0; i < c->nprofiles; i++) {
         msc_rules_cleanup(c->profiles[i]->rules);
         free(c->profiles[i]->exclude);
@@ -793,15 +755,13 @@ void waf_conf_free(waf_conf *c)
         free(c->zones[i].name);
     free(c->zones);
     free(c->known_ids);
-    if (c->msc)
-        engine_release();
+    if (c->msc) engine_release();
     free(c);
 }
 
 const waf_zone *waf_conf_zone(const waf_conf *c, const char *zone)
 {
     for (size_t i = 0; zone && i < c->nzones; i++)
-        if (c->zones[i].name && !strcmp(c->zones[i].name, zone))
-            return &c->zones[i];
+        if (c->zones[i].name && !strcmp(c->zones[i].name, zone)) return &c->zones[i];
     return &c->deflt;
 }

@@ -13,10 +13,10 @@
 enum { WAF_OFF = 0, WAF_BLOCK = 1, WAF_DETECT = 2 };
 
 /* Rule ids the plugin adds itself (CRS leaves ids below 100000 to local use). */
-#define WAF_RULE_GRPC_JSON 10001   /* gRPC calls: the body is JSON (the plugin renders messages so) */
-#define WAF_RULE_SETTINGS 10002    /* paranoia level and inbound threshold */
-#define WAF_RULE_SCORE 10090       /* reports the inbound anomaly score to the log callback */
-#define WAF_RULE_RESP_SCORE 10091  /* the same for the outbound score (inspect_response) */
+#define WAF_RULE_GRPC_JSON 10001  /* gRPC calls: the body is JSON (the plugin renders messages so) */
+#define WAF_RULE_SETTINGS 10002   /* paranoia level and inbound threshold */
+#define WAF_RULE_SCORE 10090      /* reports the inbound anomaly score to the log callback */
+#define WAF_RULE_RESP_SCORE 10091 /* the same for the outbound score (inspect_response) */
 
 /* Read-only after init, shared by every worker and every thread-pool job. */
 typedef struct waf_profile {

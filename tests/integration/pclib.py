@@ -1299,13 +1299,14 @@ class RawH2:
                 return bool(predicate(self))
             self.pump(min(0.05, max(0.0, end - time.monotonic())))
 
-    def sync(self, timeout=5.0):
+    def sync(self, timeout=5.0, before=b""):
         """A PING round trip: once its ACK is back, the server has read everything sent before it.
-        Returns False when the connection went (or GOAWAY came) first. The PING counts as a frame
-        like any other (on a connection without streams, a glitch)."""
+        `before` (frames) goes out in the same write, ahead of the PING. Returns False when the
+        connection went (or GOAWAY came) first. The PING counts as a frame like any other (on a
+        connection without streams, a glitch)."""
         self.sync_n = getattr(self, "sync_n", 0) + 1
         token = b"sync%04d" % (self.sync_n % 10000)
-        if not self.send(h2_ping(token)):
+        if not self.send(before + h2_ping(token)):
             return False
         return self.wait(lambda c: token in c.ping_acks or c.goaway is not None, timeout) and token in self.ping_acks
 
@@ -1329,10 +1330,12 @@ class RawH2:
             if abort:
                 import struct
 
-                self.raw.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                self.raw.close()
-            else:
-                self.sock.close()
+                # (wrapping in TLS moved the descriptor from self.raw to self.sock)
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:
+            pass
+        try:
+            self.sock.close()
         except OSError:
             pass
         self._gone()
