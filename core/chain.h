@@ -5,6 +5,7 @@
 
 #include <portcullis/plugin.h>
 #include <stdbool.h>
+#include <sys/socket.h>
 
 #include "grpc_frame.h"
 
@@ -22,6 +23,7 @@ typedef struct pc_conn_shared {
     char version[16];
     char cipher[64];
     char subject[256];
+    struct sockaddr_storage addr; /* the client's address, for per-client accounting */
     /* Client fingerprints, filled from the raw ClientHello and the first HTTP/2 frames */
     char ja3[1024];
     char ja3_hash[33];

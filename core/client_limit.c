@@ -16,6 +16,7 @@ typedef struct entry {
     uint8_t key[16];
     uint8_t keylen;
     uint32_t count;
+    int64_t held; /* response bytes held for its shut windows */
 } entry;
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
@@ -73,6 +74,25 @@ int pc__client_acquire(const struct sockaddr *addr, uint32_t limit)
         (*pp)->count++;
     pthread_mutex_unlock(&lock);
     return rv;
+}
+
+int64_t pc__client_held(const struct sockaddr *addr, int64_t delta)
+{
+    uint8_t key[16];
+    int n = key_of(addr, key);
+    if (n == 0)
+        return 0;
+    int64_t total = 0;
+    pthread_mutex_lock(&lock);
+    entry **pp = find(key, n);
+    if (*pp) {
+        (*pp)->held += delta;
+        if ((*pp)->held < 0)
+            (*pp)->held = 0;
+        total = (*pp)->held;
+    }
+    pthread_mutex_unlock(&lock);
+    return total;
 }
 
 void pc__client_release(const struct sockaddr *addr)

@@ -988,7 +988,7 @@ static int load_limits(ctx *c, const pc_yaml_node *map)
     static const char *const keys[] = {
         "max_concurrent_streams", "max_header_list_bytes", "stream_window_bytes", "connection_window_bytes",
         "handshake_timeout_ms",   "header_timeout_ms",     "idle_timeout_ms",     "send_timeout_ms",
-        "glitch_limit",           "max_connections_per_client", NULL};
+        "glitch_limit",           "max_connections_per_client", "max_held_bytes_per_client", NULL};
     pc_limits_conf *l = &c->cfg->limits;
     const char *p = "limits", *ms = " of milliseconds", *by = " of bytes";
     if (want(c, map, PC_YAML_MAP, p) < 0 || check_keys(c, map, p, keys) < 0) return -1;
@@ -1002,7 +1002,8 @@ static int load_limits(ctx *c, const pc_yaml_node *map)
         opt_u32(c, map, p, "idle_timeout_ms", ms, 1, MAX_MS, &l->idle_timeout_ms) < 0 ||
         opt_u32(c, map, p, "send_timeout_ms", ms, 1, MAX_MS, &l->send_timeout_ms) < 0 ||
         opt_u32(c, map, p, "glitch_limit", "", 0, 1000000, &l->glitch_limit) < 0 ||
-        opt_u32(c, map, p, "max_connections_per_client", "", 0, 1000000, &l->max_connections_per_client) < 0)
+        opt_u32(c, map, p, "max_connections_per_client", "", 0, 1000000, &l->max_connections_per_client) < 0 ||
+        opt_u32(c, map, p, "max_held_bytes_per_client", by, 0, UINT32_MAX, &l->max_held_bytes_per_client) < 0)
         return -1;
     return 0;
 }
@@ -1143,6 +1144,7 @@ static pc_config *config_new(const char *path, const char *dir)
         .send_timeout_ms = 60000,
         .glitch_limit = 1000,
         .max_connections_per_client = 1024,
+        .max_held_bytes_per_client = 64u << 20,
     };
     if (!cfg->path || !cfg->dir || !cfg->log.access || !cfg->plugin_dir) {
         pc__config_free(cfg);

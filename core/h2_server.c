@@ -290,6 +290,7 @@ static int fill_conn_info(pc_h2conn *c)
         return -1;
     cs->refs = 1;
     c->conn_info = cs;
+    memcpy(&cs->addr, &c->peer_addr, sizeof cs->addr);
     const char *peer = c->t.peer;
     const char *colon = strrchr(peer, ':');
     size_t iplen = colon ? (size_t)(colon - peer) : strlen(peer);

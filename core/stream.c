@@ -12,6 +12,7 @@
 #include "grpc_status.h"
 #include "h2_server.h"
 #include "access_log.h"
+#include "client_limit.h"
 #include "log.h"
 #include "metrics.h"
 #include "plugin_loader.h"
@@ -22,6 +23,38 @@
 #define QUEUE_LOW_WATER 65536
 
 static void maybe_free(pc_stream *st);
+static bool client_writable(pc_stream *st);
+
+/* Response bytes held beyond the low-water mark count against the client's address: a client
+ * that opens many streams and shuts their windows cannot make the edge hold more than
+ * max_held_bytes_per_client; past it, its window-blocked streams are reset. */
+static bool window_shut(pc_stream *st)
+{
+    nghttp2_session *s = st->client->sess;
+    return nghttp2_session_get_stream_remote_window_size(s, st->sid) <= 0 ||
+           nghttp2_session_get_remote_window_size(s) <= 0;
+}
+
+static void account_held(pc_stream *st)
+{
+    /* Only streams whose window is shut are counted (and hold their whole queue): streams that
+     * flow take no lock here. */
+    size_t want = client_writable(st) && window_shut(st) ? st->resp_q.size : 0;
+    if (want == st->held_acct || !st->conn)
+        return;
+    int64_t total = pc__client_held((struct sockaddr *)&st->conn->addr, (int64_t)want - (int64_t)st->held_acct);
+    st->held_acct = want;
+    uint32_t limit = st->gen->cfg->limits.max_held_bytes_per_client;
+    if (!limit || total <= (int64_t)limit || !client_writable(st))
+        return;
+    nghttp2_session *s = st->client->sess;
+    pc_log_info("conn: client %s holds %lld bytes of unread responses (max_held_bytes_per_client %u): stream %d reset",
+                st->client->t.peer, (long long)total, limit, st->sid);
+    st->edge_reason = "client_not_reading";
+    st->resp_done = true;
+    nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_CANCEL);
+    pc__h2conn_schedule(st->client);
+}
 
 static int status_of(const pc_headers *h)
 {
@@ -139,6 +172,8 @@ static void maybe_free(pc_stream *st)
         return;
     drop_held(st);
     stop_deadline(st);
+    if (st->held_acct && st->conn)
+        pc__client_held((struct sockaddr *)&st->conn->addr, -(int64_t)st->held_acct);
     if (st->method) {
         pc__chain_log(st);
         pc__access_log_write(st);
@@ -879,6 +914,9 @@ void pc__stream_resp_data(pc_stream *st, const uint8_t *data, size_t len)
         ack_origin(st, len);
     else
         defer_origin(st, len);
+    account_held(st);
+    if (st->resp_done)
+        return;
     nghttp2_session_resume_data(st->client->sess, st->sid);
     pc__h2conn_schedule(st->client);
 }
@@ -911,6 +949,8 @@ ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, 
     pc_stream *st = src->ptr;
     size_t n = pc__bq_read(&st->resp_q, buf, len);
     st->resp_bytes += n;
+    if (st->held_acct)
+        account_held(st);
     if (st->client_rst_after) {
         if (st->resp_q.size == 0 && !st->client_rst_now) {
             st->client_rst_now = true;

@@ -117,6 +117,7 @@ struct pc_stream {
     uint32_t resp_skip;
     bool counted; /* included in the active-streams gauge */
     uint64_t blocked_since; /* loop time since which the client's window held back queued output */
+    size_t held_acct;       /* resp_q bytes above the low-water mark counted against the client */
 
     bool client_closed;
     bool up_started; /* a stream was opened on the origin connection */

@@ -45,6 +45,7 @@
 #include <modsecurity/rules_set.h>
 #include <modsecurity/transaction.h>
 #include <portcullis/plugin.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -320,26 +321,31 @@ static void job_done(void *arg, pc_request *r)
         job_free(j);
         return;
     }
-    if (j->failed) {
-        job_free(j);
+    /* What the verdict needs from the report, before the job (and the report in it) is freed. */
+    int failed = j->failed, status = rep->status, would_block = has_id(rep, 949110);
+    job_free(j);
+    if (failed) {
         h->metric_count(r, "waf", "error", 1);
         h->resume(r, PC_ERROR);
         return;
     }
-    if (rep->status && q->profile->mode == WAF_BLOCK) {
-        job_free(j);
+    if (status && q->profile->mode == WAF_BLOCK) {
         q->verdict = VERDICT_BLOCKED;
         publish_results(h, r, q);
         char msg[160];
         snprintf(msg, sizeof msg, "request %s blocked by the WAF", q->id);
-        h->deny(r, 7 /* PERMISSION_DENIED */, msg);
+        /* Plain HTTP gets the intervention's status (403 from the CRS, 400 for a body that does
+         * not parse, or what a local rule says); a core without deny_http answers 403. */
+        if (!q->grpc && h->struct_size >= offsetof(pc_host, deny_http) + sizeof h->deny_http)
+            h->deny_http(r, status, 7 /* PERMISSION_DENIED */, msg);
+        else
+            h->deny(r, 7 /* PERMISSION_DENIED */, msg);
         h->resume(r, PC_DENY);
         return;
     }
     /* Detect mode: DetectionOnly raises no intervention; rule 949110 matching (the score reached
      * the threshold) is a block that was not enforced. */
-    if ((rep->status || has_id(rep, 949110)) && q->verdict == VERDICT_NONE) q->verdict = VERDICT_DETECTED;
-    job_free(j);
+    if ((status || would_block) && q->verdict == VERDICT_NONE) q->verdict = VERDICT_DETECTED;
     publish_results(h, r, q);
     h->resume(r, PC_CONTINUE);
 }

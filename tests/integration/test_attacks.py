@@ -39,6 +39,7 @@ LIMITS = {
     "send_timeout_ms": 1500,
     "glitch_limit": 200,
     "max_connections_per_client": 20,
+    "max_held_bytes_per_client": 16 << 20,
 }
 LOG_LEVEL = os.environ.get("PC_ATTACK_LOG", "info")
 MAX_MESSAGE = 4 << 20
@@ -630,8 +631,9 @@ def test_zero_window_slow_read(st):
 def test_zero_window_many_streams(st):
     """The slow read at scale: one address opens as many connections as it may (20) with 30 big
     server streams each (600, under max_concurrent_streams), windows shut. What the edge buffers
-    for them must stay bounded (the proxy's RSS grows by less than 64 MiB) until send_timeout_ms
-    resets them all: buffering a stream window (256 KiB) for each of them would take 150 MiB."""
+    for them must stay bounded (the proxy's RSS grows by less than 64 MiB): buffering a stream window
+    (256 KiB) for each of them would take 150 MiB, so past max_held_bytes_per_client (16 MiB here)
+    the address's window-blocked streams are reset, and send_timeout_ms resets the rest."""
     limit = LIMITS["send_timeout_ms"] / 1000
     with under_attack(st, "zero-window, many streams") as a:
         sids = _zero_window_streams(st, attacker_ip(st), conns=LIMITS["max_connections_per_client"], streams=30,

@@ -560,11 +560,16 @@ def test_grpc_allowed_by_configuration(st):
                 "|application/x-www-form-urlencoded| |multipart/form-data| |multipart/related| |text/xml| "
                 "|application/xml| |application/soap+xml| |application/json| |application/cloudevents+json| "
                 "|application/cloudevents-batch+json|'\"\n")
+        # A local rule with its own status: plain HTTP requests get it (gRPC calls get 7).
+        f.write('SecRule ARGS:probe "@streq teapot" "id:19001,phase:1,deny,status:418,log"\n')
     proxy = run_proxy(st, "revert", waf_plugin(rules=[revert]))
     err = rpc_error(st.h2c_channel("example.com").unary_unary(UNARY), refund(st.Refund), timeout=10)
     rid = blocked_id(err, "benign call with gRPC not allowed")
     entry = by_id(access_log(proxy, wait_for=[rid]))[rid]
     assert "920420" in entry["plugins"]["waf.rule_ids"].split(","), entry
+    rc, out, err = pclib.curl(["--http2-prior-knowledge", "-o", "/dev/null", "-w", "%{http_code}", "-H",
+                               "Host: example.com", f"http://127.0.0.1:{st.h2c_port}/?probe=teapot"])
+    assert rc == 0 and out == "418", f"plain HTTP denial status {out!r} (want the rule's 418): {err}"
 
 
 def test_config_errors(st):

@@ -354,7 +354,7 @@ static void test_unknown_keys(void **state)
                  "conf.yaml:10:11: limits.max_streams: unknown key (valid keys: max_concurrent_streams, "
                  "max_header_list_bytes, stream_window_bytes, connection_window_bytes, handshake_timeout_ms, "
                  "header_timeout_ms, idle_timeout_ms, send_timeout_ms, glitch_limit, "
-                 "max_connections_per_client)");
+                 "max_connections_per_client, max_held_bytes_per_client)");
     snprintf(text, sizeof text, "%s    \"bad key\": 1\n", minimal);
     expect_error(text,
                  "conf.yaml:10:5: zones[0].\"bad key\": unknown key (valid keys: name, hosts, origin, grpc, "
