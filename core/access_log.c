@@ -151,6 +151,7 @@ void pc__access_log_write(pc_stream *st)
         memcpy(w->logbuf + w->loglen, s, len);
         w->loglen += len;
         w->logbuf[w->loglen++] = '\n';
+        pc__worker_wake(w);
     }
     json_object_put(o);
 }

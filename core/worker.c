@@ -20,6 +20,12 @@
 /* Only there so the loop polls without blocking while output waits for the check phase. */
 static void on_idle(uv_idle_t *h) { (void)h; }
 
+void pc__worker_wake(pc_worker *w)
+{
+    if (!uv_is_active((uv_handle_t *)&w->idle) && !uv_is_closing((uv_handle_t *)&w->idle))
+        uv_idle_start(&w->idle, on_idle);
+}
+
 void pc__worker_schedule(pc_worker *w, pc_flushable *f)
 {
     if (f->queued)

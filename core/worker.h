@@ -85,6 +85,8 @@ int pc__worker_start(pc_worker *w);  /* runs the loop in its own thread */
 void pc__worker_stop(pc_worker *w);  /* thread-safe: begin graceful drain */
 void pc__worker_join(pc_worker *w);
 void pc__worker_schedule(pc_worker *w, pc_flushable *f);
+/* Make the loop run its check phase soon (buffered access-log lines), even from a close callback. */
+void pc__worker_wake(pc_worker *w);
 
 /* Called by h2_server when a connection ends, so a draining worker can finish. */
 void pc__worker_conn_closed(pc_worker *w);
