@@ -732,8 +732,9 @@ ssize_t pc__stream_read_request(nghttp2_session *s, int32_t sid, uint8_t *buf, s
     st->req_sent += n;
     release_acks(st);
     if (st->rst_after_flush) {
-        if (st->req_q.size == 0 && st->up) {
+        if (st->req_q.size == 0 && st->up && !st->rst_pending) {
             st->rst_pending = true;
+            st->up->pending_resets++;
             pc__upconn_schedule(st->up);
         }
         return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;

@@ -52,11 +52,15 @@ void pc__upconn_schedule(pc_upconn *u) { pc__worker_schedule(u->t.worker, &u->fl
 static void up_flush(pc_flushable *f)
 {
     pc_upconn *u = (pc_upconn *)((char *)f - offsetof(pc_upconn, fl));
-    for (pc_stream *st = u->streams, *next; st; st = next) {
-        next = st->unext;
-        if (st->rst_pending) {
-            pc__pool_cancel(st, false);
-            pc__stream_release(st);
+    /* Streams only need a look when one of them has a reset due (rare): flushes stay O(1). */
+    if (u->pending_resets) {
+        u->pending_resets = 0;
+        for (pc_stream *st = u->streams, *next; st; st = next) {
+            next = st->unext;
+            if (st->rst_pending) {
+                pc__pool_cancel(st, false);
+                pc__stream_release(st);
+            }
         }
     }
     pc__h2_output(&u->t, u->sess);
