@@ -415,6 +415,7 @@ static const char *host_json(pc_request *r, const pc_message *m)
 typedef struct plugin_work {
     uv_work_t req;
     pc_stream *st;
+    size_t plugin; /* the plugin that queued it: request_state() in done() is its own */
     void (*work)(void *);
     void (*done)(void *, pc_request *);
     void *arg;
@@ -432,6 +433,7 @@ static void work_done(uv_work_t *req, int status)
     plugin_work *pw = (plugin_work *)req;
     pc_stream *st = pw->st;
     /* Still counted during done(), so a resume() there cannot free the request under us. */
+    st->chain_cur = pw->plugin;
     pw->done(pw->arg, REQ(st));
     st->works--;
     free(pw);
@@ -446,7 +448,7 @@ static int host_queue_work(pc_request *r, void (*work)(void *), void (*done)(voi
         free(pw);
         return -1;
     }
-    *pw = (plugin_work){.st = st, .work = work, .done = done, .arg = arg};
+    *pw = (plugin_work){.st = st, .plugin = st->chain_cur, .work = work, .done = done, .arg = arg};
     if (uv_queue_work(&st->worker->loop, &pw->req, work_run, work_done) != 0) {
         free(pw);
         return -1;
