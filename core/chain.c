@@ -100,11 +100,8 @@ static const char *cfg_where(const pc_config_node *n, char *buf, size_t len)
 
 static const char *find_nv(const pc_headers *h, const char *name)
 {
-    size_t n = strlen(name);
-    for (size_t i = 0; i < h->n; i++)
-        if (h->nv[i].namelen == n && strncasecmp((const char *)h->nv[i].name, name, n) == 0)
-            return (const char *)h->nv[i].value;
-    return NULL;
+    const nghttp2_nv *nv = pc__headers_find(h, name);
+    return nv ? (const char *)nv->value : NULL;
 }
 
 static const char *req_info(pc_request *r, const char *key)

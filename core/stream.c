@@ -56,12 +56,19 @@ static void account_held(pc_stream *st)
     pc__h2conn_schedule(st->client);
 }
 
+const nghttp2_nv *pc__headers_find(const pc_headers *h, const char *name)
+{
+    size_t n = strlen(name);
+    for (size_t i = 0; i < h->n; i++)
+        if (h->nv[i].namelen == n && strncasecmp((const char *)h->nv[i].name, name, n) == 0)
+            return &h->nv[i];
+    return NULL;
+}
+
 static int status_of(const pc_headers *h)
 {
-    for (size_t i = 0; i < h->n; i++)
-        if (h->nv[i].namelen == 11 && memcmp(h->nv[i].name, "grpc-status", 11) == 0)
-            return atoi((const char *)h->nv[i].value);
-    return -1;
+    const nghttp2_nv *nv = pc__headers_find(h, "grpc-status");
+    return nv ? atoi((const char *)nv->value) : -1;
 }
 
 int pc__stream_grpc_status(const pc_stream *st)

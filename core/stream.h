@@ -161,6 +161,8 @@ ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, 
                                  nghttp2_data_source *src, void *ud);
 
 void pc__headers_free(pc_headers *h);
+/* The first field named `name` (any case), or NULL. */
+const nghttp2_nv *pc__headers_find(const pc_headers *h, const char *name);
 /* gRPC status of the finished call: the edge's, the origin's trailers, or -1. */
 int pc__stream_grpc_status(const pc_stream *st);
 /* A unique id for the request ("<worker>-<n>"), made on first use. */

@@ -366,15 +366,6 @@ static bool skip_request_header(const nghttp2_nv *nv)
     return false;
 }
 
-static const nghttp2_nv *find_header(const pc_headers *h, const char *name)
-{
-    size_t n = strlen(name);
-    for (size_t i = 0; i < h->n; i++)
-        if (h->nv[i].namelen == n && memcmp(h->nv[i].name, name, n) == 0)
-            return &h->nv[i];
-    return NULL;
-}
-
 #define NV(n, v, vl) ((nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), NGHTTP2_NV_FLAG_NONE})
 
 static int submit(pc_upconn *u, pc_stream *st)
@@ -394,7 +385,7 @@ static int submit(pc_upconn *u, pc_stream *st)
     for (size_t i = 0; i < st->req.n; i++)
         if (!skip_request_header(&st->req.nv[i]))
             nva[n++] = st->req.nv[i];
-    const nghttp2_nv *te = find_header(&st->req, "te");
+    const nghttp2_nv *te = pc__headers_find(&st->req, "te");
     if (te && te->valuelen == 8 && strncasecmp((const char *)te->value, "trailers", 8) == 0)
         nva[n++] = NV("te", "trailers", 8);
     /* x-forwarded-for: the client's chain, then the address we saw. */
@@ -405,7 +396,7 @@ static int submit(pc_upconn *u, pc_stream *st)
     char *colon = strrchr(ip, peer[0] == '[' ? ']' : ':');
     if (colon)
         *colon = '\0';
-    const nghttp2_nv *prev = find_header(&st->req, "x-forwarded-for");
+    const nghttp2_nv *prev = pc__headers_find(&st->req, "x-forwarded-for");
     int xl = prev ? snprintf(xff, sizeof xff, "%.*s, %s", (int)prev->valuelen, prev->value, ip)
                   : snprintf(xff, sizeof xff, "%s", ip);
     if (xl >= (int)sizeof xff)
