@@ -528,6 +528,8 @@ static void host_metric_observe(pc_request *r, const char *name, double value)
         pc__metrics_plugin_observe(st->worker->metrics, name, st->zone ? st->zone->name : "", value);
 }
 
+static int host_hold_body(pc_request *r, size_t max_bytes) { return pc__stream_hold_body(ST(r), max_bytes); }
+
 const pc_host pc__host_api = {
     .struct_size = sizeof(pc_host),
     .abi_version = PC_PLUGIN_ABI_VERSION,
@@ -561,6 +563,7 @@ const pc_host pc__host_api = {
     .metric_count = host_metric_count,
     .metric_observe = host_metric_observe,
     .deny_http = host_deny_http,
+    .hold_body = host_hold_body,
 };
 
 /* ---- running hooks ---- */

@@ -172,12 +172,14 @@ static void stop_deadline(pc_stream *st)
 }
 
 static void drop_held(pc_stream *st);
+static void body_free(pc_stream *st);
 
 static void maybe_free(pc_stream *st)
 {
     if (!st->client_closed || st->queued || st->up || st->paused || st->works)
         return;
     drop_held(st);
+    body_free(st);
     stop_deadline(st);
     if (st->held_acct && st->conn)
         pc__client_held((struct sockaddr *)&st->conn->addr, -(int64_t)st->held_acct);
@@ -461,8 +463,134 @@ static void framer_failed(pc_stream *st, int rv, const char *err)
 
 static void submit_origin(pc_stream *st)
 {
+    st->origin_submitted = true;
     size_t o = st->route_origin ? st->route_origin - 1 : st->zone->origin_index;
     pc__pool_submit(st->gen->pools[o], st);
+}
+
+/* ---- held plain HTTP bodies (host->hold_body) ---- */
+
+static void body_free(pc_stream *st)
+{
+    free(st->body);
+    st->body = NULL;
+    st->body_len = st->body_cap = 0;
+    if (st->body_acct && st->conn)
+        pc__client_held((struct sockaddr *)&st->conn->addr, -(int64_t)st->body_acct);
+    st->body_acct = 0;
+}
+
+enum { BODY_OK = 0, BODY_TOO_LARGE = -1, BODY_CLIENT_BUDGET = -2, BODY_OOM = -3 };
+
+static int body_append(pc_stream *st, const uint8_t *data, size_t len)
+{
+    if (len > st->body_limit - st->body_len)
+        return BODY_TOO_LARGE;
+    if (st->conn) {
+        int64_t total = pc__client_held((struct sockaddr *)&st->conn->addr, (int64_t)len);
+        st->body_acct += len;
+        uint32_t limit = st->gen->cfg->limits.max_held_bytes_per_client;
+        if (limit && total > (int64_t)limit)
+            return BODY_CLIENT_BUDGET;
+    }
+    if (st->body_len + len > st->body_cap) {
+        size_t cap = st->body_cap ? st->body_cap : 16384;
+        while (cap < st->body_len + len)
+            cap *= 2;
+        if (cap > st->body_limit)
+            cap = st->body_limit;
+        uint8_t *b = realloc(st->body, cap);
+        if (!b)
+            return BODY_OOM;
+        st->body = b;
+        st->body_cap = cap;
+    }
+    memcpy(st->body + st->body_len, data, len);
+    st->body_len += len;
+    return BODY_OK;
+}
+
+static void body_failed(pc_stream *st, int rv)
+{
+    body_free(st);
+    if (rv == BODY_TOO_LARGE) {
+        char msg[128];
+        snprintf(msg, sizeof msg, "request body larger than %zu bytes", st->body_limit);
+        pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 413, "body_too_large", msg);
+    } else if (rv == BODY_CLIENT_BUDGET) {
+        pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "client_held_bytes",
+                        "this client has too many request bodies in flight");
+    } else {
+        pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
+    }
+}
+
+int pc__stream_hold_body(pc_stream *st, size_t max_bytes)
+{
+    if (st->is_grpc || !max_bytes || st->origin_submitted || st->end_done || st->body_passed)
+        return -1;
+    if (!st->body_limit || max_bytes < st->body_limit)
+        st->body_limit = max_bytes;
+    /* Body bytes that arrived while an earlier plugin held the headers join the collection. */
+    uint8_t chunk[4096];
+    while (st->req_q.size) {
+        size_t n = pc__bq_read(&st->req_q, chunk, sizeof chunk);
+        int rv = body_append(st, chunk, n);
+        if (rv != BODY_OK) {
+            release_client(st);
+            body_failed(st, rv);
+            return 0;
+        }
+    }
+    release_client(st);
+    return 0;
+}
+
+/* The client sent the whole body: it goes through the chain as one message, then to the origin
+ * with the headers. False when the chain paused or denied it. */
+static bool pass_body(pc_stream *st)
+{
+    st->body_passed = true;
+    if (!st->body_len) {
+        body_free(st);
+        return true;
+    }
+    pc_held_msg *h = calloc(1, sizeof *h);
+    if (!h) {
+        body_failed(st, BODY_OOM);
+        return false;
+    }
+    h->frame = st->body;
+    h->frame_len = st->body_len;
+    h->m = (pc_message){h->frame, h->frame_len, 0, 0, 0};
+    st->body = NULL;
+    st->body_len = st->body_cap = 0;
+    int rv = pc__chain_request_message(st, &h->m, 0);
+    if (rv == PC_CHAIN_PAUSE) {
+        st->held = h;
+        st->paused = PC_PHASE_MESSAGE;
+        return false;
+    }
+    bool oom = rv == PC_CHAIN_GO && pc__bq_append(&st->req_q, h->frame, h->frame_len) < 0;
+    free(h->frame);
+    free(h);
+    if (rv == PC_CHAIN_DENY) {
+        denied(st);
+        return false;
+    }
+    if (oom) {
+        pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
+        return false;
+    }
+    return true;
+}
+
+/* The request headers passed the chain: on to the origin, unless a plugin holds the body. */
+static void headers_passed(pc_stream *st)
+{
+    if (st->body_limit && !st->body_passed)
+        return;
+    submit_origin(st);
 }
 
 void pc__stream_request_ready(pc_stream *st)
@@ -560,7 +688,7 @@ void pc__stream_request_ready(pc_stream *st)
         st->paused = PC_PHASE_HEADERS;
         return;
     }
-    submit_origin(st);
+    headers_passed(st);
 }
 
 static void wake_origin(pc_stream *st)
@@ -581,6 +709,9 @@ static void release_acks(pc_stream *st)
 static void finish_request(pc_stream *st)
 {
     st->req_eof = true;
+    /* A held body: the origin sees the request only now that every hook passed it. */
+    if (st->body_limit && !st->origin_submitted)
+        submit_origin(st);
     wake_origin(st);
 }
 
@@ -588,6 +719,8 @@ static void finish_request(pc_stream *st)
 static void request_end(pc_stream *st)
 {
     if (!st->client_eof || st->end_done || st->paused || st->pend_head || st->resp_done || st->up_closed)
+        return;
+    if (st->body_limit && !st->body_passed && !pass_body(st))
         return;
     st->end_done = true;
     if (st->is_grpc) {
@@ -674,7 +807,7 @@ void pc__stream_resume(pc_stream *st, int verdict)
         return;
     }
     if (phase == PC_PHASE_HEADERS) {
-        submit_origin(st);
+        headers_passed(st);
     } else if (phase == PC_PHASE_MESSAGE) {
         pc_held_msg *h = st->held;
         st->held = NULL;
@@ -708,6 +841,12 @@ void pc__stream_req_data(pc_stream *st, const uint8_t *data, size_t len)
             framer_failed(st, rv, err);
             return;
         }
+    } else if (st->body_limit && !st->body_passed) {
+        int rv = body_append(st, data, len);
+        ack_client(st, len); /* bounded by body_limit, not by the window */
+        if (rv != BODY_OK)
+            body_failed(st, rv);
+        return;
     } else if (pc__bq_append(&st->req_q, data, len) < 0) {
         ack_client(st, len);
         pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");

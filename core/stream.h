@@ -62,6 +62,13 @@ struct pc_stream {
     uint64_t start_ms;
     uint64_t start_ns; /* uv_hrtime: durations for logs and metrics */
     int64_t deadline_ms; /* loop time; 0 = none */
+    /* host->hold_body(): a plain HTTP body collected whole and judged before the origin sees it */
+    size_t body_limit; /* 0: the body streams through */
+    uint8_t *body;
+    size_t body_len, body_cap;
+    size_t body_acct;  /* counted against the client's held bytes */
+    bool body_passed;  /* the collected body went through the chain */
+    bool origin_submitted;
     uv_timer_t *deadline_timer;
 
     /* response */
@@ -141,6 +148,8 @@ void pc__stream_req_data(pc_stream *st, const uint8_t *data, size_t len);
 void pc__stream_req_end(pc_stream *st);
 void pc__stream_client_closed(pc_stream *st, uint32_t error_code);
 void pc__stream_client_sent_end(pc_stream *st);
+/* host->hold_body(): 0, or -1 when the request can no longer be held. */
+int pc__stream_hold_body(pc_stream *st, size_t max_bytes);
 
 /* upstream -> proxy */
 void pc__stream_up_attached(pc_stream *st);

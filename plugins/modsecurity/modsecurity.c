@@ -30,8 +30,10 @@
  * then blocked, never its message. With headers_first the headers are judged on their own
  * (phases 1 and 2) before the origin sees anything, and every message then gets its own
  * transaction: for streams whose server speaks first, or where handlers act on metadata alone,
- * at about twice the CPU of a unary call. Plain HTTP/2 requests are always judged that way (their
- * bodies do not reach plugins), as is a gRPC call that ends without a message.
+ * at about twice the CPU of a unary call. A gRPC call that ends without a message is judged by its
+ * headers alone. Plain HTTP/2 requests are judged whole, headers and body in one transaction: the
+ * core collects the body (host->hold_body, up to body_limit; larger is a 413) and the origin sees
+ * nothing before the verdict.
  *
  * Threads. Rule sets are loaded once, in init, on the main thread (loading is not thread-safe),
  * and are read-only afterwards: libmodsecurity keeps all per-request state in the Transaction,
@@ -490,6 +492,11 @@ static int on_request_headers(void *ctx, pc_request *r)
     if (!q) return PC_ERROR;
     /* gRPC calls are judged with their first message (see the top of this file). */
     if (q->grpc && !q->headers_first) return PC_CONTINUE;
+    /* Plain HTTP: the core collects the body and the request is judged with it (or, without a
+     * body, in on_request_end), before the origin sees any of it. */
+    if (!q->grpc && h->struct_size >= offsetof(pc_host, hold_body) + sizeof h->hold_body &&
+        h->hold_body(r, c->body_limit) == 0)
+        return PC_CONTINUE;
     return start_job(w, r, q, JOB_HEADERS, NULL, 0, 0);
 }
 
@@ -524,6 +531,14 @@ static int on_request_message(void *ctx, pc_request *r, const pc_message *m)
     const pc_host *h = c->host;
     waf_req *q = req_of(c, r);
     if (!q) return PC_CONTINUE;
+    if (!q->grpc) {
+        /* A plain HTTP body (host->hold_body), as the client sent it: the base settings choose the
+         * body processor from its content-type, as a web server connector would. */
+        char *body = malloc(m->len ? m->len : 1);
+        if (!body) return PC_ERROR;
+        memcpy(body, m->data, m->len);
+        return start_job(w, r, q, JOB_MESSAGE, body, m->len, 0);
+    }
     waf_buf b;
     waf_buf_init(&b, c->body_limit);
     if (render_message(c, r, q, m, &b) < 0) {
@@ -545,7 +560,8 @@ static int on_request_message(void *ctx, pc_request *r, const pc_message *m)
     return start_job(w, r, q, JOB_MESSAGE, body, len, 0);
 }
 
-/* A gRPC call that ended without any message still has its headers and URI judged. */
+/* A gRPC call that ended without any message, or a plain HTTP request without a body, still has
+ * its headers and URI judged. */
 static int on_request_end(void *ctx, pc_request *r)
 {
     waf_worker *w = ctx;

@@ -719,13 +719,18 @@ def h2_request(port, headers, chunks=(), end_stream=True, tls=True, server_name=
         chunks = list(chunks)
         conn.send_headers(sid, headers, end_stream=end_stream and not chunks)
         sock.sendall(conn.data_to_send())
+        finished = False
         for i, chunk in enumerate(chunks):
             last = i == len(chunks) - 1
-            _h2_send_data(conn, sock, sid, chunk, end_stream and last, result, start, timeout)
-        if after_send:
+            # An answer (or a reset) that ends the stream early stops the upload.
+            if _h2_send_data(conn, sock, sid, chunk, end_stream and last, result, start, timeout):
+                finished = True
+                break
+        if after_send and not finished:
             after_send(conn, sock, sid)
             sock.sendall(conn.data_to_send())
-        _h2_read(conn, sock, sid, result, start, timeout)
+        if not finished:
+            _h2_read(conn, sock, sid, result, start, timeout)
         if result.elapsed is None:
             result.timed_out = True
             result.elapsed = time.monotonic() - start
@@ -752,7 +757,7 @@ def _h2_send_data(conn, sock, sid, chunk, end, result, start, timeout):
             continue
         # wait for WINDOW_UPDATE (or an early answer)
         if _h2_read(conn, sock, sid, result, start, timeout, until_window=True):
-            return
+            return True
 
 
 def _h2_read(conn, sock, sid, result, start, timeout, until_window=False):
@@ -820,8 +825,9 @@ class StubH2Origin:
     """An h2c server that records each request (headers, body bytes, resets) and by default never
     answers: for deadlines the edge must enforce itself and cancellations it must pass on."""
 
-    def __init__(self, respond=None, keep_body=False):
+    def __init__(self, respond=None, keep_body=False, respond_on_end=False):
         self.respond = respond  # callable(conn, stream_id, headers) or None to hang
+        self.respond_on_end = respond_on_end  # call respond once the request ended, not at its headers
         self.keep_body = keep_body  # also keep each request's bytes (req["body"]), for grpc_messages()
         self.requests = []  # dicts: headers, data, ended, reset, t
         self.lock = threading.Lock()
@@ -876,7 +882,7 @@ class StubH2Origin:
                         with self.lock:
                             self.requests.append(req)
                         streams[ev.stream_id] = req
-                        if self.respond:
+                        if self.respond and not self.respond_on_end:
                             self.respond(conn, ev.stream_id, req["headers"])
                     elif isinstance(ev, h2.events.DataReceived):
                         if ev.stream_id in streams:
@@ -886,6 +892,8 @@ class StubH2Origin:
                         conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                     elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id in streams:
                         streams[ev.stream_id]["ended"] = True
+                        if self.respond and self.respond_on_end:
+                            self.respond(conn, ev.stream_id, streams[ev.stream_id]["headers"])
                     elif isinstance(ev, h2.events.StreamReset) and ev.stream_id in streams:
                         streams[ev.stream_id]["reset"] = int(ev.error_code)
                     elif isinstance(ev, h2.events.ConnectionTerminated):

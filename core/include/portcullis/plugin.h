@@ -173,6 +173,13 @@ typedef struct pc_host {
     void (*metric_observe)(pc_request *r, const char *name, double value);
     /* Like deny(), with the HTTP status plain-HTTP requests get (gRPC calls get grpc_status). */
     int (*deny_http)(pc_request *r, int http_status, int grpc_status, const char *message);
+    /* Plain HTTP requests (not gRPC), in on_request_headers: collect the whole request body, at most
+     * max_bytes, and hand it to on_request_message once (index 0) when the client has sent all of
+     * it. The origin sees nothing of the request, headers included, until the chain passed the body.
+     * A larger body is answered 413 (with several holders the smallest max_bytes applies); an empty
+     * body skips on_request_message. Collected bytes also count against the client's
+     * max_held_bytes_per_client. 0, or -1 (a gRPC call, or the request already went on). */
+    int (*hold_body)(pc_request *r, size_t max_bytes);
 } pc_host;
 
 /* The descriptor a plugin exports as `pc_plugin_v1`. */
