@@ -1,6 +1,7 @@
 /* The portcullis command: run, check, --version, --help. The main thread loads the config,
  * builds the shared read-only state (TLS contexts, resolved origins), starts the workers and
  * then only waits for signals. */
+#include <malloc.h>
 #include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
@@ -378,9 +379,22 @@ static int cmd_run(const char *path)
     return 0;
 }
 
+/* Each worker thread allocates from its own glibc arena. With the default trim threshold, a
+ * worker whose requests free the top of its heap hands the pages back (madvise) and faults them
+ * in again on the next request: measured at a fifth of the CPU of a busy worker. Freed memory is
+ * kept for reuse instead, up to 64 MiB per arena; allocations from 1 MiB up are mapped on their
+ * own and returned whole. */
+static void tune_malloc(void)
+{
+    mallopt(M_TRIM_THRESHOLD, 64 << 20);
+    mallopt(M_TOP_PAD, 1 << 20);
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGPIPE, SIG_IGN);
+    tune_malloc();
     if (argc >= 2 && (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "-V") == 0)) {
         printf("portcullis %s\n", PC_VERSION);
         return 0;
