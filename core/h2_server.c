@@ -345,7 +345,7 @@ static void t_ready(pc_transport *t)
     nghttp2_option_set_max_continuations(opt, 8);
     /* Rapid reset (CVE-2023-44487): a burst of 1000 resets, then 33 per second. */
     nghttp2_option_set_stream_reset_rate_limit(opt, 1000, 33);
-    int rv = nghttp2_session_server_new2(&c->sess, cb, c, opt);
+    int rv = nghttp2_session_server_new3(&c->sess, cb, c, opt, &c->worker->mem.nghttp2);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     if (rv != 0) {

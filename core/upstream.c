@@ -218,7 +218,7 @@ static void t_ready(pc_transport *t)
     nghttp2_option_new(&opt);
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_peer_max_concurrent_streams(opt, 100);
-    int rv = nghttp2_session_client_new2(&u->sess, cb, u, opt);
+    int rv = nghttp2_session_client_new3(&u->sess, cb, u, opt, &u->srv->pool->w->mem.nghttp2);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
     if (rv != 0) {

@@ -266,6 +266,7 @@ int pc__worker_init(pc_worker *w, int id, pc_runtime *rt, char *err, size_t errl
 {
     memset(w, 0, offsetof(pc_worker, readbuf));
     w->id = id;
+    pc__mempool_init(&w->mem);
     if (uv_loop_init(&w->loop) != 0) {
         snprintf(err, errlen, "cannot create event loop");
         return -1;
@@ -328,4 +329,5 @@ void pc__worker_join(pc_worker *w)
         atomic_fetch_sub(&w->reload_rt->refs, 1);
     uv_mutex_destroy(&w->reload_lock);
     uv_loop_close(&w->loop);
+    pc__mempool_destroy(&w->mem); /* last: sessions freed above return their blocks to it */
 }

@@ -10,6 +10,7 @@
 #include <uv.h>
 
 #include "config.h"
+#include "mempool.h"
 #include "tls.h"
 
 typedef struct pc_pool pc_pool;
@@ -71,6 +72,7 @@ struct pc_worker {
     _Atomic bool done; /* set by the worker thread when its loop has ended */
     uint64_t nconns;
     uint64_t request_seq;
+    pc_mempool mem; /* small blocks for this worker's HTTP/2 sessions and requests */
     uint8_t readbuf[65536];
     uint8_t tlsbuf[65536];
     uint8_t outbuf[65536]; /* HTTP/2 output gathered before a write */
