@@ -8,7 +8,8 @@
 
 #define CHUNK_SIZE 16384
 
-#define SMALL_CHUNK 1024
+/* A small first chunk, header included, fits the worker's block cache. */
+#define SMALL_CHUNK (1024 - sizeof(pc_bq_chunk))
 
 struct pc_bq_chunk {
     pc_bq_chunk *next;
@@ -16,17 +17,31 @@ struct pc_bq_chunk {
     uint8_t data[];
 };
 
-void pc__bq_init(pc_bytequeue *q) { memset(q, 0, sizeof *q); }
+void pc__bq_init(pc_bytequeue *q, pc_mempool *mem)
+{
+    memset(q, 0, sizeof *q);
+    q->mem = mem;
+}
+
+static void *chunk_alloc(pc_bytequeue *q, size_t n) { return q->mem ? pc__mem_malloc(q->mem, n) : malloc(n); }
+
+static void chunk_free(pc_bytequeue *q, pc_bq_chunk *c)
+{
+    if (q->mem)
+        pc__mem_free(q->mem, c);
+    else
+        free(c);
+}
 
 void pc__bq_free(pc_bytequeue *q)
 {
     pc_bq_chunk *c = q->head;
     while (c) {
         pc_bq_chunk *n = c->next;
-        free(c);
+        chunk_free(q, c);
         c = n;
     }
-    memset(q, 0, sizeof *q);
+    pc__bq_init(q, q->mem);
 }
 
 int pc__bq_append(pc_bytequeue *q, const uint8_t *data, size_t len)
@@ -37,7 +52,7 @@ int pc__bq_append(pc_bytequeue *q, const uint8_t *data, size_t len)
             size_t cap = CHUNK_SIZE;
             if (!q->head)
                 cap = len < SMALL_CHUNK ? SMALL_CHUNK : len < CHUNK_SIZE ? len : CHUNK_SIZE;
-            t = malloc(sizeof *t + cap);
+            t = chunk_alloc(q, sizeof *t + cap);
             if (!t)
                 return -1;
             t->next = NULL;
@@ -76,7 +91,7 @@ size_t pc__bq_read(pc_bytequeue *q, uint8_t *out, size_t len)
             q->head = c->next;
             if (!q->head)
                 q->tail = NULL;
-            free(c);
+            chunk_free(q, c);
         }
     }
     q->size -= done;

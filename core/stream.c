@@ -93,7 +93,7 @@ const char *pc__stream_request_id(pc_stream *st)
 
 pc_stream *pc__stream_new(pc_h2conn *c, int32_t sid)
 {
-    pc_stream *st = calloc(1, sizeof *st);
+    pc_stream *st = pc__mem_calloc(&c->worker->mem, 1, sizeof *st);
     if (!st)
         return NULL;
     st->worker = c->worker;
@@ -106,8 +106,10 @@ pc_stream *pc__stream_new(pc_h2conn *c, int32_t sid)
     st->conn = c->conn_info;
     if (st->conn)
         st->conn->refs++;
-    pc__bq_init(&st->req_q);
-    pc__bq_init(&st->resp_q);
+    pc_mempool *mem = &c->worker->mem;
+    pc__bq_init(&st->req_q, mem);
+    pc__bq_init(&st->resp_q, mem);
+    st->req.mem = st->resp.mem = st->trailers.mem = st->extra_resp.mem = mem;
     return st;
 }
 
@@ -117,13 +119,23 @@ struct pc_hblock {
     uint8_t data[];
 };
 
-#define HBLOCK_SIZE 1024
+/* Block and header together fit the worker's block cache. */
+#define HBLOCK_SIZE (1024 - sizeof(pc_hblock))
+
+static void *hmalloc(pc_headers *h, size_t n) { return h->mem ? pc__mem_malloc(h->mem, n) : malloc(n); }
+static void hfree(pc_headers *h, void *p)
+{
+    if (h->mem)
+        pc__mem_free(h->mem, p);
+    else
+        free(p);
+}
 
 int pc__stream_add_header(pc_headers *h, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen)
 {
     if (h->n == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 16;
-        nghttp2_nv *nv = realloc(h->nv, cap * sizeof *nv);
+        nghttp2_nv *nv = h->mem ? pc__mem_realloc(h->mem, h->nv, cap * sizeof *nv) : realloc(h->nv, cap * sizeof *nv);
         if (!nv)
             return -1;
         h->nv = nv;
@@ -133,7 +145,7 @@ int pc__stream_add_header(pc_headers *h, const uint8_t *name, size_t nlen, const
     pc_hblock *b = h->blocks;
     if (!b || b->cap - b->used < need) {
         size_t cap = need > HBLOCK_SIZE ? need : HBLOCK_SIZE;
-        if (!(b = malloc(sizeof *b + cap)))
+        if (!(b = hmalloc(h, sizeof *b + cap)))
             return -1;
         b->used = 0;
         b->cap = cap;
@@ -155,10 +167,10 @@ void pc__headers_free(pc_headers *h)
 {
     for (pc_hblock *b = h->blocks, *next; b; b = next) {
         next = b->next;
-        free(b);
+        hfree(h, b);
     }
-    free(h->nv);
-    memset(h, 0, sizeof *h);
+    hfree(h, h->nv);
+    *h = (pc_headers){.mem = h->mem};
 }
 
 static void timer_closed(uv_handle_t *h) { free(h); }
@@ -203,7 +215,7 @@ static void maybe_free(pc_stream *st)
     pc__bq_free(&st->resp_q);
     if (st->is_grpc)
         pc__grpc_framer_free(&st->framer);
-    free(st);
+    pc__mem_free(&st->worker->mem, st);
 }
 
 /* ---- acknowledging bytes (flow control) ----

@@ -30,6 +30,7 @@ typedef struct pc_headers {
     size_t n, cap;
     size_t bytes; /* name + value + 32 per field, as RFC 9113 counts */
     pc_hblock *blocks;
+    pc_mempool *mem; /* the worker's block cache (NULL: malloc) */
 } pc_headers;
 
 typedef struct pc_stream pc_stream;
