@@ -299,6 +299,19 @@ static void on_signal(uv_signal_t *h, int signum)
     uv_timer_start(&rs->wait, wait_workers, 20, 20);
 }
 
+/* Plugins' slow work (host->queue_work: WAF transactions, token hashing) runs on libuv's thread
+ * pool, one pool for the process, 4 threads unless told otherwise: with more workers than that,
+ * their jobs would queue behind too few threads. One thread per worker (at least libuv's 4),
+ * unless UV_THREADPOOL_SIZE is set. Before any thread starts and before the pool's first use. */
+static void size_thread_pool(size_t nworkers)
+{
+    if (getenv("UV_THREADPOOL_SIZE"))
+        return;
+    char v[16];
+    snprintf(v, sizeof v, "%zu", nworkers < 4 ? 4 : nworkers > 1024 ? 1024 : nworkers);
+    setenv("UV_THREADPOOL_SIZE", v, 1);
+}
+
 static int cmd_run(const char *path)
 {
     pc_config *cfg = load(path);
@@ -307,6 +320,8 @@ static int cmd_run(const char *path)
     pc__log_set_level(cfg->log.level);
     for (size_t i = 0; i < cfg->nwarnings; i++)
         pc_log_warn("config: %s", cfg->warnings[i]);
+    size_t n = cfg->workers ? cfg->workers : (size_t)uv_available_parallelism();
+    size_thread_pool(n);
     char err[1024];
     pc_runtime *rt = runtime_new(cfg, err, sizeof err);
     if (!rt) {
@@ -318,7 +333,6 @@ static int cmd_run(const char *path)
         runtime_release(rt);
         return 2;
     }
-    size_t n = cfg->workers ? cfg->workers : (size_t)uv_available_parallelism();
     pc_worker *workers = calloc(n, sizeof *workers);
     if (!workers)
         return 1;

@@ -431,6 +431,29 @@ def test_async_plugin_keeps_order_and_streams(st):
     assert [f.result() for f in futs] == [b"c%d" % i for i in range(10)]
 
 
+def test_thread_pool_sized_from_workers(st):
+    """Plugin work (queue_work) runs on the process's one thread pool: it gets a thread per worker
+    (at least libuv's 4), unless UV_THREADPOOL_SIZE is set."""
+
+    def threads(env_size):
+        saved = os.environ.pop("UV_THREADPOOL_SIZE", None)
+        if env_size:
+            os.environ["UV_THREADPOOL_SIZE"] = str(env_size)
+        try:
+            proxy = run_proxy(st, f"pool-{env_size or 'auto'}", [{"path": plugin_so("async"), "config": {"delay_ms": 1}}],
+                              extra={"workers": 6})
+        finally:
+            os.environ.pop("UV_THREADPOOL_SIZE", None)
+            if saved is not None:
+                os.environ["UV_THREADPOOL_SIZE"] = saved
+        # The pool starts its threads on first use.
+        assert st.h2c_channel("example.com").unary_unary(UNARY)(b"p", timeout=10) == b"p"
+        return len(os.listdir(f"/proc/{proxy.proc.pid}/task"))
+
+    auto, two = threads(None), threads(2)
+    assert auto - two == 6 - 2, f"threads with 6 workers: {auto} sized automatically, {two} with a pool of 2"
+
+
 def test_async_plugin_denies_midstream(st):
     run_proxy(st, "async-deny", [{"path": plugin_so("async"), "config": {"deny_index": 7, "delay_ms": 2}}])
     stub = st.counting
