@@ -364,12 +364,17 @@ static struct json_object *decode_json(const char *p, size_t len)
 }
 
 /* A NumericDate claim: 1 when present and a number, 0 absent, -1 present but not a number. */
+#define NUMERIC_DATE_MAX ((int64_t)9000000000000000) /* about 285 million years */
+
 static int numeric_claim(struct json_object *claims, const char *key, int64_t *out)
 {
     struct json_object *v;
     if (!json_object_object_get_ex(claims, key, &v)) return 0;
     if (json_object_is_type(v, json_type_int)) {
-        *out = json_object_get_int64(v);
+        /* Clamped far beyond any date (json-c saturates at INT64_MAX), so that adding the leeway
+         * cannot overflow: a token with exp 2^63-1 simply never expires. */
+        int64_t i = json_object_get_int64(v);
+        *out = i > NUMERIC_DATE_MAX ? NUMERIC_DATE_MAX : i < -NUMERIC_DATE_MAX ? -NUMERIC_DATE_MAX : i;
         return 1;
     }
     if (json_object_is_type(v, json_type_double)) {

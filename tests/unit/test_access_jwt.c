@@ -190,6 +190,18 @@ static void test_jwt_verify(void **state)
         assert_string_equal(verify(fx, t, now), "wrong audience");
         free(t);
     }
+    /* An exp at the very end of int64 (found by fuzzing: adding the leeway overflowed) never expires;
+     * an nbf there is never reached. */
+    struct json_object *c = claims(now, "api", 300);
+    json_object_object_add(c, "exp", json_object_new_int64(INT64_MAX));
+    char *far = signed_token(&fx->ec, c);
+    assert_string_equal(verify(fx, far, now), "ok");
+    free(far);
+    c = claims(now, "api", 300);
+    json_object_object_add(c, "nbf", json_object_new_int64(INT64_MAX));
+    far = signed_token(&fx->ec, c);
+    assert_string_equal(verify(fx, far, now), "token not yet valid (nbf)");
+    free(far);
     /* ES256 signatures are 64 raw bytes, never DER. */
     char *t = signed_token(&fx->ec, claims(now, "api", 300));
     char *dot = strrchr(t, '.');
