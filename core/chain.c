@@ -456,6 +456,8 @@ static int host_queue_work(pc_request *r, void (*work)(void *), void (*done)(voi
 
 static void host_resume(pc_request *r, int verdict) { pc__stream_resume(ST(r), verdict); }
 
+static void host_resume_response(pc_request *r, int verdict) { pc__stream_resume_response(ST(r), verdict); }
+
 static int host_skip(pc_request *r, const char *name)
 {
     pc_stream *st = ST(r);
@@ -564,6 +566,7 @@ const pc_host pc__host_api = {
     .metric_observe = host_metric_observe,
     .deny_http = host_deny_http,
     .hold_body = host_hold_body,
+    .resume_response = host_resume_response,
 };
 
 /* ---- running hooks ---- */
@@ -593,7 +596,8 @@ static int verdict(pc_stream *st, const pc_loaded_plugin *lp, int rv)
     return 1;
 }
 
-static int run(pc_stream *st, size_t offset, const pc_message *m, size_t from, bool may_pause)
+/* pause_at: where the position of a plugin that pauses goes (NULL: the hooks may not pause). */
+static int run(pc_stream *st, size_t offset, const pc_message *m, size_t from, size_t *pause_at)
 {
     const pc_chain *ch = st->chain;
     if (!ch || ch->n == 0)
@@ -607,8 +611,8 @@ static int run(pc_stream *st, size_t offset, const pc_message *m, size_t from, b
         st->chain_cur = ch->idx[i];
         void *ctx = st->gen->plugin_ctx[ch->idx[i]];
         int rv = m ? ((hook_msg)fn)(ctx, REQ(st), m) : ((hook_req)fn)(ctx, REQ(st));
-        if (rv == PC_PAUSE && may_pause) {
-            st->pause_pos = i;
+        if (rv == PC_PAUSE && pause_at) {
+            *pause_at = i;
             return PC_CHAIN_PAUSE;
         }
         if (verdict(st, lp, rv))
@@ -617,10 +621,10 @@ static int run(pc_stream *st, size_t offset, const pc_message *m, size_t from, b
     return PC_CHAIN_GO;
 }
 
-int pc__chain_resumed(pc_stream *st, int rv)
+int pc__chain_resumed(pc_stream *st, size_t pos, int rv)
 {
     const pc_plugins *ps = st->gen->rt->plugins;
-    const pc_loaded_plugin *lp = &ps->p[st->chain->idx[st->pause_pos]];
+    const pc_loaded_plugin *lp = &ps->p[st->chain->idx[pos]];
     return verdict(st, lp, rv == PC_PAUSE ? PC_ERROR : rv);
 }
 
@@ -656,42 +660,40 @@ int pc__chain_request_headers(pc_stream *st, size_t from)
         }
         st->chain_started = true;
     }
-    return run(st, offsetof(pc_plugin, on_request_headers), NULL, from, true);
+    return run(st, offsetof(pc_plugin, on_request_headers), NULL, from, &st->pause_pos);
 }
 
 int pc__chain_request_message(pc_stream *st, const pc_message *m, size_t from)
 {
     if (!st->chain || !st->chain->request_messages)
         return PC_CHAIN_GO;
-    int rv = run(st, offsetof(pc_plugin, on_request_message), m, from, true);
+    int rv = run(st, offsetof(pc_plugin, on_request_message), m, from, &st->pause_pos);
     clear_msg_cache(st);
     return rv;
 }
 
 int pc__chain_request_end(pc_stream *st, size_t from)
 {
-    return run(st, offsetof(pc_plugin, on_request_end), NULL, from, true);
+    return run(st, offsetof(pc_plugin, on_request_end), NULL, from, &st->pause_pos);
 }
 
 int pc__chain_response_headers(pc_stream *st)
 {
-    return run(st, offsetof(pc_plugin, on_response_headers), NULL, 0, false);
+    return run(st, offsetof(pc_plugin, on_response_headers), NULL, 0, NULL);
 }
 
-int pc__chain_response_message(pc_stream *st, const pc_grpc_message *gm)
+int pc__chain_response_message(pc_stream *st, const pc_message *m, size_t from)
 {
-    st->resp_msgs++;
     if (!st->chain || !st->chain->response_messages)
         return PC_CHAIN_GO;
-    pc_message m = {gm->data, gm->len, gm->index, gm->compressed, 1};
-    int rv = run(st, offsetof(pc_plugin, on_response_message), &m, 0, false);
+    int rv = run(st, offsetof(pc_plugin, on_response_message), m, from, &st->resp_pause_pos);
     clear_msg_cache(st);
     return rv;
 }
 
 int pc__chain_response_trailers(pc_stream *st)
 {
-    return run(st, offsetof(pc_plugin, on_response_trailers), NULL, 0, false);
+    return run(st, offsetof(pc_plugin, on_response_trailers), NULL, 0, NULL);
 }
 
 void pc__chain_log(pc_stream *st)

@@ -41,10 +41,11 @@ int pc__chain_connection(struct pc_gen *g, const pc_conn_info *ci);
 int pc__chain_request_headers(pc_stream *st, size_t from);
 int pc__chain_request_message(pc_stream *st, const pc_message *m, size_t from);
 int pc__chain_request_end(pc_stream *st, size_t from);
-/* A resumed verdict from the plugin that paused: 0 go on, 1 denied. */
-int pc__chain_resumed(pc_stream *st, int verdict);
+/* A resumed verdict from the plugin that paused at chain position `pos`: 0 go on, 1 denied. */
+int pc__chain_resumed(pc_stream *st, size_t pos, int verdict);
 int pc__chain_response_headers(pc_stream *st);
-int pc__chain_response_message(pc_stream *st, const pc_grpc_message *m);
+/* May pause too (its position goes to the stream's resp_pause_pos). */
+int pc__chain_response_message(pc_stream *st, const pc_message *m, size_t from);
 int pc__chain_response_trailers(pc_stream *st);
 void pc__chain_log(pc_stream *st);
 void pc__chain_free(pc_stream *st);

@@ -188,7 +188,7 @@ static void body_free(pc_stream *st);
 
 static void maybe_free(pc_stream *st)
 {
-    if (!st->client_closed || st->queued || st->up || st->paused || st->works)
+    if (!st->client_closed || st->queued || st->up || st->paused || st->resp_paused || st->works)
         return;
     drop_held(st);
     body_free(st);
@@ -388,7 +388,7 @@ typedef struct pc_held_msg {
     size_t frame_len;
 } pc_held_msg;
 
-static pc_held_msg *hold(const pc_grpc_message *gm)
+static pc_held_msg *hold(const pc_grpc_message *gm, int response)
 {
     pc_held_msg *h = calloc(1, sizeof *h);
     if (!h)
@@ -403,14 +403,15 @@ static pc_held_msg *hold(const pc_grpc_message *gm)
     if (extra)
         memcpy(h->frame + gm->frame_len, gm->data, gm->len);
     h->frame_len = gm->frame_len;
-    h->m = (pc_message){extra ? h->frame + gm->frame_len : h->frame + 5, gm->len, gm->index, gm->compressed, 0};
+    h->m = (pc_message){extra ? h->frame + gm->frame_len : h->frame + 5, gm->len, gm->index, gm->compressed,
+                        response};
     return h;
 }
 
 static void drop_held(pc_stream *st)
 {
-    pc_held_msg *lists[2] = {st->held, st->pend_head};
-    for (int i = 0; i < 2; i++)
+    pc_held_msg *lists[4] = {st->held, st->pend_head, st->resp_held, st->resp_pend_head};
+    for (int i = 0; i < 4; i++)
         for (pc_held_msg *h = lists[i], *n; h; h = n) {
             n = h->next;
             free(h->frame);
@@ -418,6 +419,8 @@ static void drop_held(pc_stream *st)
         }
     st->held = st->pend_head = st->pend_tail = NULL;
     st->pend_bytes = 0;
+    st->resp_held = st->resp_pend_head = st->resp_pend_tail = NULL;
+    st->resp_pend_bytes = 0;
 }
 
 /* Whole messages received from the client that the origin has not taken yet. A message still
@@ -435,7 +438,7 @@ static int on_request_message(void *ud, const pc_grpc_message *gm)
     pc_stream *st = ud;
     st->req_msgs++;
     if (st->paused || st->pend_head) {
-        pc_held_msg *h = hold(gm);
+        pc_held_msg *h = hold(gm, 0);
         if (!h)
             return FRAME_OOM;
         if (st->pend_tail)
@@ -451,7 +454,7 @@ static int on_request_message(void *ud, const pc_grpc_message *gm)
     if (rv == PC_CHAIN_DENY)
         return FRAME_DENIED;
     if (rv == PC_CHAIN_PAUSE) {
-        if (!(st->held = hold(gm)))
+        if (!(st->held = hold(gm, 0)))
             return FRAME_OOM;
         st->paused = PC_PHASE_MESSAGE;
         return 0;
@@ -800,7 +803,7 @@ void pc__stream_resume(pc_stream *st, int verdict)
         return;
     }
     size_t from = st->pause_pos + 1;
-    int rv = pc__chain_resumed(st, verdict) ? PC_CHAIN_DENY : PC_CHAIN_GO;
+    int rv = pc__chain_resumed(st, st->pause_pos, verdict) ? PC_CHAIN_DENY : PC_CHAIN_GO;
     if (rv == PC_CHAIN_GO) {
         if (phase == PC_PHASE_HEADERS)
             rv = pc__chain_request_headers(st, from);
@@ -1039,12 +1042,122 @@ static void count_messages(pc_stream *st, const uint8_t *p, size_t len)
     }
 }
 
-static int on_response_message(void *ud, const pc_grpc_message *m)
+/* Response bytes the client has not taken: queued, and held for a plugin. */
+static size_t resp_held_bytes(const pc_stream *st)
+{
+    return st->resp_q.size + st->resp_pend_bytes + (st->resp_held ? st->resp_held->frame_len : 0);
+}
+
+/* Each response message passes the chain before it is queued for the client; while a plugin
+ * holds one, later ones wait behind it (bounded: the origin's window is not given back). */
+static int on_response_message(void *ud, const pc_grpc_message *gm)
 {
     pc_stream *st = ud;
-    if (pc__chain_response_message(st, m))
+    st->resp_msgs++;
+    if (st->resp_paused || st->resp_pend_head) {
+        pc_held_msg *h = hold(gm, 1);
+        if (!h)
+            return FRAME_OOM;
+        if (st->resp_pend_tail)
+            st->resp_pend_tail->next = h;
+        else
+            st->resp_pend_head = h;
+        st->resp_pend_tail = h;
+        st->resp_pend_bytes += h->frame_len;
+        return 0;
+    }
+    pc_message m = {gm->data, gm->len, gm->index, gm->compressed, 1};
+    int rv = pc__chain_response_message(st, &m, 0);
+    if (rv == PC_CHAIN_DENY)
         return FRAME_DENIED;
-    return pc__bq_append(&st->resp_q, m->frame, m->frame_len) < 0 ? FRAME_OOM : 0;
+    if (rv == PC_CHAIN_PAUSE) {
+        if (!(st->resp_held = hold(gm, 1)))
+            return FRAME_OOM;
+        st->resp_paused = true;
+        return 0;
+    }
+    return pc__bq_append(&st->resp_q, gm->frame, gm->frame_len) < 0 ? FRAME_OOM : 0;
+}
+
+/* Hand what the chain passed to the client, and take more from the origin once little waits. */
+static void resp_flow(pc_stream *st)
+{
+    if (st->resp_deferred && resp_held_bytes(st) < QUEUE_LOW_WATER)
+        release_origin(st);
+    nghttp2_session_resume_data(st->client->sess, st->sid);
+    pc__h2conn_schedule(st->client);
+}
+
+/* Run the response messages that waited behind a held one, until the next pause; then the end
+ * of the response if the origin finished meanwhile. */
+static void drain_resp_held(pc_stream *st)
+{
+    while (st->resp_pend_head && !st->resp_paused && !st->resp_done) {
+        pc_held_msg *h = st->resp_pend_head;
+        st->resp_pend_head = h->next;
+        if (!st->resp_pend_head)
+            st->resp_pend_tail = NULL;
+        st->resp_pend_bytes -= h->frame_len;
+        h->next = NULL;
+        int rv = pc__chain_response_message(st, &h->m, 0);
+        if (rv == PC_CHAIN_PAUSE) {
+            st->resp_held = h;
+            st->resp_paused = true;
+            break;
+        }
+        bool oom = rv == PC_CHAIN_GO && pc__bq_append(&st->resp_q, h->frame, h->frame_len) < 0;
+        free(h->frame);
+        free(h);
+        if (oom) {
+            pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
+            return;
+        }
+        if (rv == PC_CHAIN_DENY) {
+            denied(st);
+            return;
+        }
+    }
+    if (st->resp_done || !client_writable(st))
+        return;
+    resp_flow(st);
+    if (!st->resp_paused && !st->resp_pend_head && st->resp_end_pending) {
+        st->resp_end_pending = false;
+        pc__stream_resp_end(st);
+    }
+}
+
+void pc__stream_resume_response(pc_stream *st, int verdict)
+{
+    if (!st->resp_paused)
+        return;
+    st->resp_paused = false;
+    if (st->resp_done || !client_writable(st)) {
+        drop_held(st);
+        maybe_free(st);
+        return;
+    }
+    int rv = pc__chain_resumed(st, st->resp_pause_pos, verdict) ? PC_CHAIN_DENY : PC_CHAIN_GO;
+    if (rv == PC_CHAIN_GO)
+        rv = pc__chain_response_message(st, &st->resp_held->m, st->resp_pause_pos + 1);
+    if (rv == PC_CHAIN_PAUSE) {
+        st->resp_paused = true;
+        return;
+    }
+    pc_held_msg *h = st->resp_held;
+    st->resp_held = NULL;
+    bool oom = rv == PC_CHAIN_GO && pc__bq_append(&st->resp_q, h->frame, h->frame_len) < 0;
+    free(h->frame);
+    free(h);
+    if (rv == PC_CHAIN_DENY) {
+        denied(st);
+        maybe_free(st);
+        return;
+    }
+    if (oom) {
+        pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
+        return;
+    }
+    drain_resp_held(st);
 }
 
 void pc__stream_resp_data(pc_stream *st, const uint8_t *data, size_t len)
@@ -1069,7 +1182,7 @@ void pc__stream_resp_data(pc_stream *st, const uint8_t *data, size_t len)
         pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
         return;
     }
-    if (st->resp_q.size < QUEUE_LOW_WATER)
+    if (resp_held_bytes(st) < QUEUE_LOW_WATER)
         ack_origin(st, len);
     else
         defer_origin(st, len);
@@ -1082,6 +1195,10 @@ void pc__stream_resp_data(pc_stream *st, const uint8_t *data, size_t len)
 
 void pc__stream_resp_end(pc_stream *st)
 {
+    if (!st->resp_done && client_writable(st) && (st->resp_paused || st->resp_pend_head)) {
+        st->resp_end_pending = true; /* after the held messages (the deadline still runs) */
+        return;
+    }
     stop_deadline(st);
     if (st->resp_done || !client_writable(st))
         return;
@@ -1118,7 +1235,7 @@ ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, 
         }
         return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
     }
-    if (st->resp_deferred && st->resp_q.size < QUEUE_LOW_WATER)
+    if (st->resp_deferred && resp_held_bytes(st) < QUEUE_LOW_WATER)
         release_origin(st);
     if (st->resp_q.size == 0 && st->resp_eof) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
@@ -1152,14 +1269,16 @@ void pc__stream_up_closed(pc_stream *st, uint32_t error_code, const char *why)
         return;
     }
     st->up_closed = true;
-    if (st->resp_done || !client_writable(st) || (st->resp_eof && error_code == NGHTTP2_NO_ERROR)) {
+    /* An origin that finished while a plugin holds a response message has finished all the same. */
+    bool ended = st->resp_eof || st->resp_end_pending;
+    if (st->resp_done || !client_writable(st) || (ended && error_code == NGHTTP2_NO_ERROR)) {
         maybe_free(st);
         return;
     }
     if (why) {
         /* The connection died under the stream. */
         pc__stream_fail(st, PC_GRPC_UNAVAILABLE, 502, "origin_lost", why);
-    } else if (st->resp_eof) {
+    } else if (ended) {
         maybe_free(st);
         return;
     } else {
@@ -1168,7 +1287,7 @@ void pc__stream_up_closed(pc_stream *st, uint32_t error_code, const char *why)
         uint32_t code = error_code == NGHTTP2_NO_ERROR ? NGHTTP2_INTERNAL_ERROR : error_code;
         st->edge_reason = "origin_reset";
         stop_deadline(st);
-        if (st->resp_submitted && st->resp_q.size > 0) {
+        if (st->resp_submitted && st->resp_q.size > 0 && !st->resp_paused && !st->resp_pend_head) {
             st->client_rst_code = code;
             st->client_rst_after = true;
             nghttp2_session_resume_data(st->client->sess, st->sid);

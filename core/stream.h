@@ -109,6 +109,12 @@ struct pc_stream {
     size_t pause_pos;     /* chain position of the plugin that paused */
     struct pc_held_msg *held, *pend_head, *pend_tail; /* the paused message; messages behind it */
     size_t pend_bytes;
+    /* the same for a response message a plugin holds (host->resume_response) */
+    bool resp_paused;
+    size_t resp_pause_pos;
+    struct pc_held_msg *resp_held, *resp_pend_head, *resp_pend_tail;
+    size_t resp_pend_bytes;
+    bool resp_end_pending; /* the origin finished while a response message was held */
     int works;            /* queue_work jobs in flight: the stream stays allocated */
     bool client_eof;      /* the client sent END_STREAM */
     bool end_done;        /* the end-of-request hooks have run */
@@ -151,6 +157,7 @@ void pc__stream_client_closed(pc_stream *st, uint32_t error_code);
 void pc__stream_client_sent_end(pc_stream *st);
 /* host->hold_body(): 0, or -1 when the request can no longer be held. */
 int pc__stream_hold_body(pc_stream *st, size_t max_bytes);
+void pc__stream_resume_response(pc_stream *st, int verdict);
 
 /* upstream -> proxy */
 void pc__stream_up_attached(pc_stream *st);

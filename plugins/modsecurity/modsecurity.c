@@ -18,7 +18,7 @@
  *       body_limit: 1048576                 # largest body (or message as JSON) inspected
  *       inspect_numbers: false              # numeric and boolean fields too (for local rules)
  *       headers_first: false                # judge headers before the origin sees them (also per zone)
- *       inspect_response: false             # response messages too (reported, not blocked)
+ *       inspect_response: false             # response messages too (held and judged in block mode)
  *
  * Transactions. Each gRPC message is judged by one transaction: connection, URI, every request
  * header, phase 1, the message as the JSON body, phase 2. libmodsecurity runs body rules once per
@@ -102,7 +102,7 @@ typedef struct waf_slot {
 enum {
     JOB_HEADERS,  /* phases 1 and 2 without a body */
     JOB_MESSAGE,  /* phases 1 and 2 with a message as the body */
-    JOB_RESPONSE, /* phase 1, then phases 3 and 4 with a response message; reported only */
+    JOB_RESPONSE, /* phase 1, then phases 3 and 4 with a response message */
 };
 
 /* One transaction, start to end, on a pool thread. */
@@ -116,6 +116,7 @@ typedef struct waf_job {
     char txid[96];
     waf_report rep; /* the log callback's data pointer */
     int failed;
+    int held; /* a response message waits for this job's verdict */
 } waf_job;
 
 /* ---- rule messages ---- */
@@ -316,11 +317,24 @@ static void job_done(void *arg, pc_request *r)
     w->inflight--;
     merge(q, rep);
     if (j->kind == JOB_RESPONSE) {
-        /* Response hooks cannot hold a call: what a response matched is reported, not blocked.
-         * Rule 959100 is the CRS's outbound verdict (its threshold is the CRS's own). */
-        if ((rep->status || has_id(rep, 959100)) && q->verdict == VERDICT_NONE) q->verdict = VERDICT_DETECTED;
-        publish_results(h, r, q);
+        /* Rule 959100 is the CRS's outbound verdict (its threshold is the CRS's own). In block
+         * mode the message was held (see on_response_message): it is stopped, or goes on. */
+        int matched = rep->status || has_id(rep, 959100), held = j->held, failed_resp = j->failed;
         job_free(j);
+        if (failed_resp) h->metric_count(r, "waf", "error", 1);
+        if (matched && held) {
+            q->verdict = VERDICT_BLOCKED;
+            publish_results(h, r, q);
+            char msg[160];
+            snprintf(msg, sizeof msg, "response to request %s blocked by the WAF", q->id);
+            h->deny(r, 7 /* PERMISSION_DENIED */, msg);
+            h->resume_response(r, PC_DENY);
+            return;
+        }
+        if (matched && q->verdict == VERDICT_NONE) q->verdict = VERDICT_DETECTED;
+        publish_results(h, r, q);
+        /* A response check that failed lets the message through: the request was already judged. */
+        if (held) h->resume_response(r, PC_CONTINUE);
         return;
     }
     /* What the verdict needs from the report, before the job (and the report in it) is freed. */
@@ -467,6 +481,10 @@ static int start_job(waf_worker *w, pc_request *r, waf_req *q, int kind, char *b
     j->body_len = len;
     j->resp_status = resp_status;
     report_reset(&j->rep, c);
+    /* Response messages are held for the verdict where it can stop them: block mode, and a core
+     * with resume_response. Otherwise they are only reported. */
+    j->held = kind == JOB_RESPONSE && q->profile->mode == WAF_BLOCK &&
+              h->struct_size >= offsetof(pc_host, resume_response) + sizeof h->resume_response;
     if (q->ntx == 0)
         snprintf(j->txid, sizeof j->txid, "%s", q->id);
     else
@@ -477,7 +495,7 @@ static int start_job(waf_worker *w, pc_request *r, waf_req *q, int kind, char *b
     }
     q->ntx++;
     w->inflight++;
-    return kind == JOB_RESPONSE ? PC_CONTINUE : PC_PAUSE;
+    return kind == JOB_RESPONSE && !j->held ? PC_CONTINUE : PC_PAUSE;
 }
 
 static int on_request_headers(void *ctx, pc_request *r)

@@ -681,22 +681,52 @@ def test_config_errors(st):
 # --- 8. responses (optional) ---------------------------------------------------------------------
 
 
-def test_inspect_response_reports(st):
-    """inspect_response: true: an SQL error in a response message is reported (access log, rule
-    ids of the 95x data-leakage rules); the call is not stopped, as responses are only reported."""
-    proxy = run_proxy(st, "responses", waf_plugin(inspect_response=True), extra={"descriptors": [st.echo_pb]})
-    ch = st.h2c_channel("example.com")
+def test_inspect_response(st):
+    """inspect_response: true. Block mode holds each response message for its verdict: an SQL error
+    in a reply (the 95x data-leakage rules) never reaches the client, which gets PERMISSION_DENIED;
+    in a stream the replies before it arrive. Detect mode passes it and reports it. Benign replies
+    pass untouched and unreported."""
+    proxy = run_proxy(st, "responses", waf_plugin(inspect_response=True, zones=ZONES),
+                      extra={"descriptors": [st.echo_pb]})
     leak = refund(st.Refund, tags=("error", "You have an error in your SQL syntax; check the manual that "
                                             "corresponds to your MySQL server version for the right syntax"))
-    _, call = ch.unary_unary(UNARY).with_call(leak, timeout=10)
     ok = refund(st.Refund)
+    ch = st.h2c_channel("example.com")
+    err = rpc_error(ch.unary_unary(UNARY), leak, timeout=10)
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED, describe(err)
+    m = re.fullmatch(r"response to request (\S+) blocked by the WAF", err.details() or "")
+    assert m, describe(err)
     assert ch.unary_unary(UNARY)(ok, timeout=10) == ok
+
+    # A stream: replies before the leaking one arrive, then the call ends; nothing after it.
+    msgs = [refund(st.Refund, order_id=f"S-{i}") for i in range(30)]
+    msgs[12] = leak
+    got = []
+    try:
+        for reply in ch.stream_stream(BIDI)(iter(msgs), timeout=20):
+            got.append(reply)
+        raise AssertionError(f"the stream ended without an error after {len(got)} replies")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.PERMISSION_DENIED, describe(e)
+    assert got == msgs[:12], f"{len(got)} replies before the denial, want the 12 before the leak"
+
+    # Detect mode: the same reply goes through and is reported.
+    dch = st.h2c_channel("detect.example.com")
+    assert dch.unary_unary(UNARY)(leak, timeout=10) == leak
+    assert dch.unary_unary(UNARY)(ok, timeout=10) == ok
     time.sleep(0.3)
-    entries = [e for e in access_log(proxy) if e.get("path") == UNARY]
-    leaked = [e for e in entries if "951" in (e.get("plugins") or {}).get("waf.rule_ids", "")]
-    assert leaked, f"no data-leakage rule reported: {entries}"
-    assert int(leaked[0]["plugins"].get("waf.response_score", "0")) > 0, leaked[0]
-    assert entries[-1].get("plugins") is None, f"a benign reply was reported: {entries[-1]}"
+    entries = by_id(access_log(proxy, wait_for=[m.group(1)]))
+    blocked = entries[m.group(1)]
+    p = blocked.get("plugins") or {}
+    assert blocked["grpc_status"] == 7 and p.get("waf.verdict") == "blocked", blocked
+    assert any(r.startswith("951") for r in p.get("waf.rule_ids", "").split(",")), blocked
+    assert int(p.get("waf.response_score", "0")) > 0, blocked
+    detect = [e for e in entries.values() if e.get("zone") == "detect.example.com" and e.get("path") == UNARY]
+    assert len(detect) == 2, detect
+    assert (detect[0].get("plugins") or {}).get("waf.verdict") == "detected" and detect[0]["grpc_status"] == 0, detect
+    assert detect[1].get("plugins") is None, f"a benign reply was reported: {detect[1]}"
+    assert not [e for e in entries.values() if e.get("zone") == "example.com" and e.get("grpc_status") == 0
+                and (e.get("plugins") or {}).get("waf.verdict")], "a benign call was reported"
 
 
 def test_reload_swaps_rule_sets(st):

@@ -41,8 +41,9 @@ enum {
     PC_CONTINUE = 0, /* go on to the next plugin */
     PC_DENY = 1,     /* stop: answer with the status given to host->deny() */
     PC_ERROR = -1,   /* the hook failed: the plugin's `on_error` (deny | continue) decides */
-    PC_PAUSE = 2,    /* request hooks only: the call waits (its data is held, bounded by flow control)
-                      * until the plugin calls host->resume(); used with host->queue_work() */
+    PC_PAUSE = 2,    /* request hooks and on_response_message: that direction of the call waits (its
+                      * data is held, bounded by flow control) until the plugin calls host->resume()
+                      * (request hooks) or host->resume_response(); used with host->queue_work() */
 };
 
 /* Log levels for host->log. */
@@ -180,6 +181,11 @@ typedef struct pc_host {
      * body skips on_request_message. Collected bytes also count against the client's
      * max_held_bytes_per_client. 0, or -1 (a gRPC call, or the request already went on). */
     int (*hold_body)(pc_request *r, size_t max_bytes);
+    /* End a PC_PAUSE returned by on_response_message, as resume() does for request hooks: the
+     * held response message (and those behind it) go on to the client, or PC_DENY ends the call
+     * (after what the client already got, with trailers carrying the deny status). The request
+     * direction is independent: it may be paused and resumed meanwhile. */
+    void (*resume_response)(pc_request *r, int verdict);
 } pc_host;
 
 /* The descriptor a plugin exports as `pc_plugin_v1`. */
