@@ -454,6 +454,27 @@ def test_thread_pool_sized_from_workers(st):
     assert auto - two == 6 - 2, f"threads with 6 workers: {auto} sized automatically, {two} with a pool of 2"
 
 
+def test_async_plugin_holds_responses(st):
+    """on_response_message may pause too (resume_response): every reply waits for its verdict and
+    keeps its order while the request direction pauses and resumes independently; replies larger
+    than the windows flow through; a denied reply ends the call after the replies before it."""
+    run_proxy(st, "async-resp", [{"path": plugin_so("async"), "config": {"delay_ms": 2, "responses": True}}])
+    msgs = [b"r%03d-" % i + b"z" * (i * 5011 % 200000) for i in range(40)]
+    got = list(st.tls_channel("example.com").stream_stream(BIDI)(iter(msgs), timeout=60))
+    assert got == msgs, f"{len(got)} replies back, order or bytes differ"
+    run_proxy(st, "async-resp-deny", [{"path": plugin_so("async"),
+                                       "config": {"delay_ms": 2, "responses": True, "deny_response_index": 5}}])
+    got = []
+    try:
+        for reply in st.tls_channel("example.com").stream_stream(BIDI)(iter(msgs[:10]), timeout=30):
+            got.append(reply)
+        raise AssertionError(f"the call ended without an error after {len(got)} replies")
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.PERMISSION_DENIED, describe(e)
+        assert e.details() == "reply 5 denied after async check", describe(e)
+    assert got == msgs[:5], f"{len(got)} replies before the denied one, want 5"
+
+
 def test_async_plugin_denies_midstream(st):
     run_proxy(st, "async-deny", [{"path": plugin_so("async"), "config": {"deny_index": 7, "delay_ms": 2}}])
     stub = st.counting

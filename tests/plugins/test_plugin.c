@@ -8,7 +8,9 @@
  *   nosym      exports no descriptor at all
  *   counter    denies the request message whose index equals config `deny_index`
  *   async      like counter, but decides every request header block and message on the thread
- *              pool (queue_work + PC_PAUSE + resume), after `delay_ms` (default 20)
+ *              pool (queue_work + PC_PAUSE + resume), after `delay_ms` (default 20); with
+ *              `responses: true` every response message too (resume_response), denying the one
+ *              whose index equals `deny_response_index`
  *   botscore   stands in for the bot plugin: publishes "bot.score" from the request header
  *              x-bot-score */
 #include <portcullis/plugin.h>
@@ -23,6 +25,8 @@ typedef struct ctx {
     const pc_host *host;
     long deny_index;
     long delay_ms;
+    int responses;
+    long deny_response_index;
 } ctx;
 
 static int init(const pc_host *host, const void *handle, const pc_config_node *config, void **out, char *err,
@@ -50,6 +54,12 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
     v = config ? host->config_string(host->config_get(config, "delay_ms")) : NULL;
     if (v)
         c->delay_ms = atol(v);
+    v = config ? host->config_string(host->config_get(config, "responses")) : NULL;
+    c->responses = v && !strcmp(v, "true");
+    c->deny_response_index = -1;
+    v = config ? host->config_string(host->config_get(config, "deny_response_index")) : NULL;
+    if (v)
+        c->deny_response_index = atol(v);
     *out = c;
     return 0;
 #endif
@@ -61,6 +71,7 @@ static void destroy(void *c) { free(c); }
 typedef struct job {
     ctx *c;
     long index; /* -1 for the header block */
+    int response;
     int deny;
 } job;
 
@@ -69,31 +80,33 @@ static void job_work(void *arg)
     job *j = arg;
     struct timespec ts = {j->c->delay_ms / 1000, (j->c->delay_ms % 1000) * 1000000L};
     nanosleep(&ts, NULL); /* stands for a slow decision, e.g. a WAF transaction */
-    j->deny = j->index >= 0 && j->index == j->c->deny_index;
+    j->deny = j->index >= 0 && j->index == (j->response ? j->c->deny_response_index : j->c->deny_index);
 }
 
 static void job_done(void *arg, pc_request *r)
 {
     job *j = arg;
     const pc_host *h = j->c->host;
+    void (*resume)(pc_request *, int) = j->response ? h->resume_response : h->resume;
     if (j->deny) {
         char msg[64];
-        snprintf(msg, sizeof msg, "message %ld denied after async check", j->index);
+        snprintf(msg, sizeof msg, "%s %ld denied after async check", j->response ? "reply" : "message", j->index);
         h->deny(r, 7, msg);
-        h->resume(r, PC_DENY);
+        resume(r, PC_DENY);
     } else {
-        h->resume(r, PC_CONTINUE);
+        resume(r, PC_CONTINUE);
     }
     free(j);
 }
 
-static int start_job(ctx *c, pc_request *r, long index)
+static int start_job(ctx *c, pc_request *r, long index, int response)
 {
     job *j = calloc(1, sizeof *j);
     if (!j)
         return PC_ERROR;
     j->c = c;
     j->index = index;
+    j->response = response;
     if (c->host->queue_work(r, job_work, job_done, j) != 0) {
         free(j);
         return PC_ERROR;
@@ -129,7 +142,7 @@ static int on_headers(void *p, pc_request *r)
     return PC_ERROR;
 #elif defined(VARIANT_ASYNC)
     (void)h;
-    return start_job(c, r, -1);
+    return start_job(c, r, -1, 0);
 #else
     (void)h;
     (void)r;
@@ -141,7 +154,7 @@ static int on_message(void *p, pc_request *r, const pc_message *m)
 {
     ctx *c = p;
 #ifdef VARIANT_ASYNC
-    return start_job(c, r, (long)m->index);
+    return start_job(c, r, (long)m->index, m->response);
 #endif
     if (c->deny_index >= 0 && (long)m->index == c->deny_index) {
         char msg[64];
@@ -150,6 +163,14 @@ static int on_message(void *p, pc_request *r, const pc_message *m)
     }
     return PC_CONTINUE;
 }
+
+#ifdef VARIANT_ASYNC
+static int on_response(void *p, pc_request *r, const pc_message *m)
+{
+    ctx *c = p;
+    return c->responses ? on_message(p, r, m) : PC_CONTINUE;
+}
+#endif
 
 #if defined(VARIANT_PUBLISHER)
 #define NAME "publisher"
@@ -182,6 +203,9 @@ PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v1 = {
     .destroy = destroy,
     .on_request_headers = on_headers,
     .on_request_message = on_message,
+#ifdef VARIANT_ASYNC
+    .on_response_message = on_response,
+#endif
 };
 
 #else
