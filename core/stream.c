@@ -408,28 +408,91 @@ static pc_held_msg *hold(const pc_grpc_message *gm, int response)
     return h;
 }
 
+static void held_push(pc_held_list *l, pc_held_msg *h)
+{
+    if (l->tail)
+        l->tail->next = h;
+    else
+        l->head = h;
+    l->tail = h;
+    l->bytes += h->frame_len;
+}
+
+static pc_held_msg *held_pop(pc_held_list *l)
+{
+    pc_held_msg *h = l->head;
+    l->head = h->next;
+    if (!l->head)
+        l->tail = NULL;
+    l->bytes -= h->frame_len;
+    h->next = NULL;
+    return h;
+}
+
+static size_t held_size(const pc_held_list *l) { return l->bytes + (l->cur ? l->cur->frame_len : 0); }
+
+static void held_drop(pc_held_list *l)
+{
+    if (l->cur)
+        l->cur->next = l->head;
+    for (pc_held_msg *h = l->cur ? l->cur : l->head, *n; h; h = n) {
+        n = h->next;
+        free(h->frame);
+        free(h);
+    }
+    *l = (pc_held_list){0};
+}
+
 static void drop_held(pc_stream *st)
 {
-    pc_held_msg *lists[4] = {st->held, st->pend_head, st->resp_held, st->resp_pend_head};
-    for (int i = 0; i < 4; i++)
-        for (pc_held_msg *h = lists[i], *n; h; h = n) {
-            n = h->next;
-            free(h->frame);
-            free(h);
+    held_drop(&st->req_hold);
+    held_drop(&st->resp_hold);
+}
+
+/* A held message the chain has decided on: queued for the other side if it passed, then freed.
+ * False when that ended the stream (denied, or out of memory). */
+static bool held_decided(pc_stream *st, pc_held_msg *h, int rv, pc_bytequeue *q)
+{
+    bool oom = rv == PC_CHAIN_GO && pc__bq_append(q, h->frame, h->frame_len) < 0;
+    free(h->frame);
+    free(h);
+    if (rv == PC_CHAIN_DENY) {
+        denied(st);
+        return false;
+    }
+    if (oom) {
+        pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
+        return false;
+    }
+    return true;
+}
+
+/* Runs the messages that waited behind a held one (request or response direction) through the
+ * chain, until one pauses. False when the stream ended. */
+static bool held_drain(pc_stream *st, bool response)
+{
+    pc_held_list *l = response ? &st->resp_hold : &st->req_hold;
+    while (l->head && !(response ? st->resp_paused : st->paused) && !st->resp_done) {
+        pc_held_msg *h = held_pop(l);
+        int rv = response ? pc__chain_response_message(st, &h->m, 0) : pc__chain_request_message(st, &h->m, 0);
+        if (rv == PC_CHAIN_PAUSE) {
+            l->cur = h;
+            if (response)
+                st->resp_paused = true;
+            else
+                st->paused = PC_PHASE_MESSAGE;
+            break;
         }
-    st->held = st->pend_head = st->pend_tail = NULL;
-    st->pend_bytes = 0;
-    st->resp_held = st->resp_pend_head = st->resp_pend_tail = NULL;
-    st->resp_pend_bytes = 0;
+        if (!held_decided(st, h, rv, response ? &st->resp_q : &st->req_q))
+            return false;
+    }
+    return true;
 }
 
 /* Whole messages received from the client that the origin has not taken yet. A message still
  * arriving is not counted: it must be acknowledged to complete (it is bounded by
  * max_message_bytes instead). */
-static size_t held_bytes(const pc_stream *st)
-{
-    return st->req_q.size + st->pend_bytes + (st->held ? st->held->frame_len : 0);
-}
+static size_t held_bytes(const pc_stream *st) { return st->req_q.size + held_size(&st->req_hold); }
 
 /* Each whole message passes the chain before its bytes are queued: a denied message never
  * reaches the origin. While a plugin holds the request, later messages wait behind it. */
@@ -437,16 +500,11 @@ static int on_request_message(void *ud, const pc_grpc_message *gm)
 {
     pc_stream *st = ud;
     st->req_msgs++;
-    if (st->paused || st->pend_head) {
+    if (st->paused || st->req_hold.head) {
         pc_held_msg *h = hold(gm, 0);
         if (!h)
             return FRAME_OOM;
-        if (st->pend_tail)
-            st->pend_tail->next = h;
-        else
-            st->pend_head = h;
-        st->pend_tail = h;
-        st->pend_bytes += h->frame_len;
+        held_push(&st->req_hold, h);
         return 0;
     }
     pc_message m = {gm->data, gm->len, gm->index, gm->compressed, 0};
@@ -454,7 +512,7 @@ static int on_request_message(void *ud, const pc_grpc_message *gm)
     if (rv == PC_CHAIN_DENY)
         return FRAME_DENIED;
     if (rv == PC_CHAIN_PAUSE) {
-        if (!(st->held = hold(gm, 0)))
+        if (!(st->req_hold.cur = hold(gm, 0)))
             return FRAME_OOM;
         st->paused = PC_PHASE_MESSAGE;
         return 0;
@@ -582,22 +640,11 @@ static bool pass_body(pc_stream *st)
     st->body_len = st->body_cap = 0;
     int rv = pc__chain_request_message(st, &h->m, 0);
     if (rv == PC_CHAIN_PAUSE) {
-        st->held = h;
+        st->req_hold.cur = h;
         st->paused = PC_PHASE_MESSAGE;
         return false;
     }
-    bool oom = rv == PC_CHAIN_GO && pc__bq_append(&st->req_q, h->frame, h->frame_len) < 0;
-    free(h->frame);
-    free(h);
-    if (rv == PC_CHAIN_DENY) {
-        denied(st);
-        return false;
-    }
-    if (oom) {
-        pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
-        return false;
-    }
-    return true;
+    return held_decided(st, h, rv, &st->req_q);
 }
 
 /* The request headers passed the chain: on to the origin, unless a plugin holds the body. */
@@ -733,7 +780,7 @@ static void finish_request(pc_stream *st)
 /* The client ended its side and every message went through the chain: end-of-request hooks. */
 static void request_end(pc_stream *st)
 {
-    if (!st->client_eof || st->end_done || st->paused || st->pend_head || st->resp_done || st->up_closed)
+    if (!st->client_eof || st->end_done || st->paused || st->req_hold.head || st->resp_done || st->up_closed)
         return;
     if (st->body_limit && !st->body_passed && !pass_body(st))
         return;
@@ -758,31 +805,8 @@ static void request_end(pc_stream *st)
 /* Run the messages that waited behind a paused one, until the next pause. */
 static void drain_held(pc_stream *st)
 {
-    while (st->pend_head && !st->paused && !st->resp_done) {
-        pc_held_msg *h = st->pend_head;
-        st->pend_head = h->next;
-        if (!st->pend_head)
-            st->pend_tail = NULL;
-        st->pend_bytes -= h->frame_len;
-        h->next = NULL;
-        int rv = pc__chain_request_message(st, &h->m, 0);
-        if (rv == PC_CHAIN_PAUSE) {
-            st->held = h;
-            st->paused = PC_PHASE_MESSAGE;
-            break;
-        }
-        bool oom = rv == PC_CHAIN_GO && pc__bq_append(&st->req_q, h->frame, h->frame_len) < 0;
-        free(h->frame);
-        free(h);
-        if (oom) {
-            pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
-            return;
-        }
-        if (rv == PC_CHAIN_DENY) {
-            denied(st);
-            return;
-        }
-    }
+    if (!held_drain(st, false))
+        return;
     if (st->resp_done)
         return;
     wake_origin(st);
@@ -808,7 +832,7 @@ void pc__stream_resume(pc_stream *st, int verdict)
         if (phase == PC_PHASE_HEADERS)
             rv = pc__chain_request_headers(st, from);
         else if (phase == PC_PHASE_MESSAGE)
-            rv = pc__chain_request_message(st, &st->held->m, from);
+            rv = pc__chain_request_message(st, &st->req_hold.cur->m, from);
         else
             rv = pc__chain_request_end(st, from);
     }
@@ -824,15 +848,10 @@ void pc__stream_resume(pc_stream *st, int verdict)
     if (phase == PC_PHASE_HEADERS) {
         headers_passed(st);
     } else if (phase == PC_PHASE_MESSAGE) {
-        pc_held_msg *h = st->held;
-        st->held = NULL;
-        int bad = pc__bq_append(&st->req_q, h->frame, h->frame_len) < 0;
-        free(h->frame);
-        free(h);
-        if (bad) {
-            pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
+        pc_held_msg *h = st->req_hold.cur;
+        st->req_hold.cur = NULL;
+        if (!held_decided(st, h, PC_CHAIN_GO, &st->req_q))
             return;
-        }
     } else {
         finish_request(st);
         return;
@@ -1045,7 +1064,7 @@ static void count_messages(pc_stream *st, const uint8_t *p, size_t len)
 /* Response bytes the client has not taken: queued, and held for a plugin. */
 static size_t resp_held_bytes(const pc_stream *st)
 {
-    return st->resp_q.size + st->resp_pend_bytes + (st->resp_held ? st->resp_held->frame_len : 0);
+    return st->resp_q.size + held_size(&st->resp_hold);
 }
 
 /* Each response message passes the chain before it is queued for the client; while a plugin
@@ -1054,16 +1073,11 @@ static int on_response_message(void *ud, const pc_grpc_message *gm)
 {
     pc_stream *st = ud;
     st->resp_msgs++;
-    if (st->resp_paused || st->resp_pend_head) {
+    if (st->resp_paused || st->resp_hold.head) {
         pc_held_msg *h = hold(gm, 1);
         if (!h)
             return FRAME_OOM;
-        if (st->resp_pend_tail)
-            st->resp_pend_tail->next = h;
-        else
-            st->resp_pend_head = h;
-        st->resp_pend_tail = h;
-        st->resp_pend_bytes += h->frame_len;
+        held_push(&st->resp_hold, h);
         return 0;
     }
     pc_message m = {gm->data, gm->len, gm->index, gm->compressed, 1};
@@ -1071,7 +1085,7 @@ static int on_response_message(void *ud, const pc_grpc_message *gm)
     if (rv == PC_CHAIN_DENY)
         return FRAME_DENIED;
     if (rv == PC_CHAIN_PAUSE) {
-        if (!(st->resp_held = hold(gm, 1)))
+        if (!(st->resp_hold.cur = hold(gm, 1)))
             return FRAME_OOM;
         st->resp_paused = true;
         return 0;
@@ -1092,35 +1106,12 @@ static void resp_flow(pc_stream *st)
  * of the response if the origin finished meanwhile. */
 static void drain_resp_held(pc_stream *st)
 {
-    while (st->resp_pend_head && !st->resp_paused && !st->resp_done) {
-        pc_held_msg *h = st->resp_pend_head;
-        st->resp_pend_head = h->next;
-        if (!st->resp_pend_head)
-            st->resp_pend_tail = NULL;
-        st->resp_pend_bytes -= h->frame_len;
-        h->next = NULL;
-        int rv = pc__chain_response_message(st, &h->m, 0);
-        if (rv == PC_CHAIN_PAUSE) {
-            st->resp_held = h;
-            st->resp_paused = true;
-            break;
-        }
-        bool oom = rv == PC_CHAIN_GO && pc__bq_append(&st->resp_q, h->frame, h->frame_len) < 0;
-        free(h->frame);
-        free(h);
-        if (oom) {
-            pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
-            return;
-        }
-        if (rv == PC_CHAIN_DENY) {
-            denied(st);
-            return;
-        }
-    }
+    if (!held_drain(st, true))
+        return;
     if (st->resp_done || !client_writable(st))
         return;
     resp_flow(st);
-    if (!st->resp_paused && !st->resp_pend_head && st->resp_end_pending) {
+    if (!st->resp_paused && !st->resp_hold.head && st->resp_end_pending) {
         st->resp_end_pending = false;
         pc__stream_resp_end(st);
     }
@@ -1138,23 +1129,15 @@ void pc__stream_resume_response(pc_stream *st, int verdict)
     }
     int rv = pc__chain_resumed(st, st->resp_pause_pos, verdict) ? PC_CHAIN_DENY : PC_CHAIN_GO;
     if (rv == PC_CHAIN_GO)
-        rv = pc__chain_response_message(st, &st->resp_held->m, st->resp_pause_pos + 1);
+        rv = pc__chain_response_message(st, &st->resp_hold.cur->m, st->resp_pause_pos + 1);
     if (rv == PC_CHAIN_PAUSE) {
         st->resp_paused = true;
         return;
     }
-    pc_held_msg *h = st->resp_held;
-    st->resp_held = NULL;
-    bool oom = rv == PC_CHAIN_GO && pc__bq_append(&st->resp_q, h->frame, h->frame_len) < 0;
-    free(h->frame);
-    free(h);
-    if (rv == PC_CHAIN_DENY) {
-        denied(st);
+    pc_held_msg *h = st->resp_hold.cur;
+    st->resp_hold.cur = NULL;
+    if (!held_decided(st, h, rv, &st->resp_q)) {
         maybe_free(st);
-        return;
-    }
-    if (oom) {
-        pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
         return;
     }
     drain_resp_held(st);
@@ -1195,7 +1178,7 @@ void pc__stream_resp_data(pc_stream *st, const uint8_t *data, size_t len)
 
 void pc__stream_resp_end(pc_stream *st)
 {
-    if (!st->resp_done && client_writable(st) && (st->resp_paused || st->resp_pend_head)) {
+    if (!st->resp_done && client_writable(st) && (st->resp_paused || st->resp_hold.head)) {
         st->resp_end_pending = true; /* after the held messages (the deadline still runs) */
         return;
     }
@@ -1287,7 +1270,7 @@ void pc__stream_up_closed(pc_stream *st, uint32_t error_code, const char *why)
         uint32_t code = error_code == NGHTTP2_NO_ERROR ? NGHTTP2_INTERNAL_ERROR : error_code;
         st->edge_reason = "origin_reset";
         stop_deadline(st);
-        if (st->resp_submitted && st->resp_q.size > 0 && !st->resp_paused && !st->resp_pend_head) {
+        if (st->resp_submitted && st->resp_q.size > 0 && !st->resp_paused && !st->resp_hold.head) {
             st->client_rst_code = code;
             st->client_rst_after = true;
             nghttp2_session_resume_data(st->client->sess, st->sid);

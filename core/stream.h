@@ -33,6 +33,13 @@ typedef struct pc_headers {
     pc_mempool *mem; /* the worker's block cache (NULL: malloc) */
 } pc_headers;
 
+/* Messages a plugin holds in one direction: the one it paused on, and those that arrived behind
+ * it, in order. Bounded by flow control: their bytes are not acknowledged to the sender. */
+typedef struct pc_held_list {
+    struct pc_held_msg *cur, *head, *tail;
+    size_t bytes; /* of head..tail */
+} pc_held_list;
+
 typedef struct pc_stream pc_stream;
 struct pc_stream {
     pc_worker *worker;
@@ -107,13 +114,11 @@ struct pc_stream {
     char request_id[32];
     int paused;           /* PC_PHASE_* while a plugin holds the request */
     size_t pause_pos;     /* chain position of the plugin that paused */
-    struct pc_held_msg *held, *pend_head, *pend_tail; /* the paused message; messages behind it */
-    size_t pend_bytes;
+    pc_held_list req_hold; /* the paused request message; those behind it */
     /* the same for a response message a plugin holds (host->resume_response) */
     bool resp_paused;
     size_t resp_pause_pos;
-    struct pc_held_msg *resp_held, *resp_pend_head, *resp_pend_tail;
-    size_t resp_pend_bytes;
+    pc_held_list resp_hold;
     bool resp_end_pending; /* the origin finished while a response message was held */
     int works;            /* queue_work jobs in flight: the stream stays allocated */
     bool client_eof;      /* the client sent END_STREAM */
