@@ -98,6 +98,21 @@ static const char *cfg_where(const pc_config_node *n, char *buf, size_t len)
     return buf;
 }
 
+/* The core's own rule for paths in the config (config.c): relative to the config file's directory. */
+static const char *cfg_path(const pc_config_node *n, char *buf, size_t len)
+{
+    const char *s = cfg_string(n);
+    if (!s || !*s || !buf || !len)
+        return NULL;
+    const char *slash = strrchr(init_file, '/');
+    int w;
+    if (s[0] == '/' || !slash)
+        w = snprintf(buf, len, "%s", s);
+    else
+        w = snprintf(buf, len, "%.*s/%s", (int)(slash - init_file), init_file, s);
+    return w < 0 || (size_t)w >= len ? NULL : buf;
+}
+
 static const char *find_nv(const pc_headers *h, const char *name)
 {
     const nghttp2_nv *nv = pc__headers_find(h, name);
@@ -567,6 +582,7 @@ const pc_host pc__host_api = {
     .deny_http = host_deny_http,
     .hold_body = host_hold_body,
     .resume_response = host_resume_response,
+    .config_path = cfg_path,
 };
 
 /* ---- running hooks ---- */

@@ -7,10 +7,12 @@
  *
  * Config (handed over by the core): {origin name: that origin's access map}, see README.md. */
 #include <json-c/json.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <portcullis/plugin.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -56,7 +58,6 @@ typedef struct acc_conf {
     size_t n;
     char **edge_headers; /* identity headers the edge sets: never accepted from a client */
     size_t nedge;
-    char *dir; /* directory of the config file: relative paths start there */
 } acc_conf;
 
 typedef struct cache_slot {
@@ -100,7 +101,6 @@ static void conf_free(acc_conf *c)
     for (size_t i = 0; i < c->nedge; i++)
         free(c->edge_headers[i]);
     free(c->edge_headers);
-    free(c->dir);
     free(c);
 }
 
@@ -164,14 +164,6 @@ static bool header_name_ok(const char *s)
     return true;
 }
 
-static char *resolve(parse *ps, const char *written)
-{
-    char *out = NULL;
-    if (written[0] == '/' ? !(out = strdup(written)) : asprintf(&out, "%s/%s", ps->c->dir, written) < 0)
-        return NULL;
-    return out;
-}
-
 /* Loads one kind of material from map.key (a file path). */
 static int material(parse *ps, const pc_config_node *map, const char *origin, const char *key,
                     const char *file_key, int (*load)(const char *, void *, char *, size_t), void *out)
@@ -182,10 +174,9 @@ static int material(parse *ps, const pc_config_node *map, const char *origin, co
     char path_key[64], e[512];
     snprintf(path_key, sizeof path_key, "%s.%s", key, file_key);
     if (!written || !*written) return bad(ps, n ? n : map, origin, path_key, "expected a file name");
-    char *path = resolve(ps, written);
-    if (!path) return bad(ps, n, origin, path_key, "out of memory");
+    char path[PATH_MAX];
+    if (!h->config_path(n, path, sizeof path)) return bad(ps, n, origin, path_key, "path too long");
     int rc = load(path, out, e, sizeof e);
-    free(path);
     return rc < 0 ? bad(ps, n, origin, path_key, e) : 0;
 }
 
@@ -279,22 +270,6 @@ static int add_edge_header(acc_conf *c, const char *name)
     return 0;
 }
 
-/* The config file's directory, from the "file:line:col" the host gives for a node. */
-static char *config_dir(const pc_host *h, const pc_config_node *n)
-{
-    char where[1024];
-    h->config_where(n, where, sizeof where);
-    for (int i = 0; i < 2; i++) {
-        char *colon = strrchr(where, ':');
-        if (colon) *colon = '\0';
-    }
-    char *slash = strrchr(where, '/');
-    if (!slash) return strdup(".");
-    if (slash == where) return strdup("/");
-    *slash = '\0';
-    return strdup(where);
-}
-
 static int init(const pc_host *host, const void *handle, const pc_config_node *config, void **out, char *err,
                 size_t errlen)
 {
@@ -302,11 +277,15 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
     if (!c) return -1;
     c->host = host;
     c->handle = handle;
+    if (host->struct_size < offsetof(pc_host, config_path) + sizeof host->config_path) {
+        snprintf(err, errlen, "this plugin needs a newer Portcullis core (host->config_path)");
+        free(c);
+        return -1;
+    }
     size_t n = config ? host->config_len(config) : 0;
     c->p = calloc(n ? n : 1, sizeof *c->p);
-    c->dir = config_dir(host, config);
     parse ps = {.c = c, .err = err, .errlen = errlen};
-    if (!c->p || !c->dir || add_edge_header(c, DEFAULT_VOUCH_HEADER) < 0) {
+    if (!c->p || add_edge_header(c, DEFAULT_VOUCH_HEADER) < 0) {
         snprintf(err, errlen, "out of memory");
         conf_free(c);
         return -1;

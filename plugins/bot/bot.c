@@ -145,34 +145,14 @@ static int get_bool(const cfg *k, const pc_config_node *map, const char *key, bo
     return 0;
 }
 
-/* The directory of the config file, from config_where's "file:line:col". */
-static void config_dir(const cfg *k, const pc_config_node *any, char *out, size_t len)
-{
-    char at[4096];
-    where(k, any, at, sizeof at);
-    for (int i = 0; i < 2; i++) {
-        char *colon = strrchr(at, ':');
-        if (colon) *colon = '\0';
-    }
-    char *slash = strrchr(at, '/');
-    if (slash) *slash = '\0';
-    snprintf(out, len, "%s", slash ? (at[0] ? at : "/") : ".");
-}
-
 static int load_rules(const cfg *k, bot_conf *c, const pc_config_node *config)
 {
     const pc_config_node *n = k->h->config_get(config, "rules");
     if (!n) return 0;
     const char *s = k->h->config_string(n);
     if (!s || !*s) return bad(k, n, "rules", "expected the path of a directory of .rules files");
-    char path[4096], dir[4096], msg[1024];
-    if (s[0] == '/') {
-        snprintf(path, sizeof path, "%s", s);
-    } else {
-        config_dir(k, n, dir, sizeof dir);
-        if ((size_t)snprintf(path, sizeof path, "%s/%s", dir, s) >= sizeof path)
-            return bad(k, n, "rules", "path too long");
-    }
+    char path[4096], msg[1024];
+    if (!k->h->config_path(n, path, sizeof path)) return bad(k, n, "rules", "path too long");
     if (bot_rules_load_dir(&c->rules, path, msg, sizeof msg) < 0) return bad(k, n, "rules", msg);
     return 0;
 }
@@ -269,6 +249,11 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
     }
     c->host = host;
     c->handle = handle;
+    if (host->struct_size < offsetof(pc_host, config_path) + sizeof host->config_path) {
+        snprintf(err, errlen, "this plugin needs a newer Portcullis core (host->config_path)");
+        free(c);
+        return -1;
+    }
     if (check_keys(&k, config, keys, "the bot plugin's config") < 0 || load_params(&k, c, config) < 0 ||
         (config && (load_rules(&k, c, config) < 0 || load_zones(&k, c, config) < 0))) {
         conf_free(c);

@@ -14,6 +14,7 @@
  * the hook returns PC_ERROR, so the request follows the plugin's on_error (deny by default). */
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <lauxlib.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,24 +37,6 @@ static void conf_free(lr_conf *c)
     free(c->files);
     free(c->dir);
     free(c);
-}
-
-/* Relative paths in the config are relative to the config file; config_where names that file. */
-static char *resolve_dir(const pc_host *h, const pc_config_node *node, const char *dir)
-{
-    char *out = NULL;
-    if (dir[0] == '/') return strdup(dir);
-    char where[4096];
-    h->config_where(node, where, sizeof where); /* "file:line:col" */
-    for (int i = 0; i < 2; i++) {
-        char *colon = strrchr(where, ':');
-        if (colon) *colon = '\0';
-    }
-    char *slash = strrchr(where, '/');
-    if (!slash) return strdup(dir);
-    slash[slash == where] = '\0'; /* keep "/" for a file at the root */
-    if (asprintf(&out, "%s%s%s", where, slash == where ? "" : "/", dir) < 0) return NULL;
-    return out;
 }
 
 static int by_name(const void *a, const void *b)
@@ -169,6 +152,10 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
 {
     static const char *const known[] = {"dir", "max_memory", "max_instructions"};
     char where[512];
+    if (host->struct_size < offsetof(pc_host, config_path) + sizeof host->config_path) {
+        snprintf(err, errlen, "this plugin needs a newer Portcullis core (host->config_path)");
+        return -1;
+    }
     if (!config || !host->config_get(config, "dir") ||
         !host->config_string(host->config_get(config, "dir"))) {
         snprintf(err, errlen, "config%s%s%s: dir is required (the directory of *.lua rule files)",
@@ -202,11 +189,14 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
     c->max_instructions = (int)insns;
     const pc_config_node *dn = host->config_get(config, "dir");
     const char *dir = host->config_string(dn);
-    c->dir = resolve_dir(host, dn, dir);
+    char dirbuf[PATH_MAX];
+    /* Relative to the config file, as the core's own paths. */
+    const char *resolved = host->config_path(dn, dirbuf, sizeof dirbuf);
+    c->dir = resolved ? strdup(resolved) : NULL;
     char e[1024];
     if (!c->dir || read_rules(c, dir, e, sizeof e) < 0) {
         snprintf(err, errlen, "config (%s): %s", host->config_where(dn, where, sizeof where),
-                 c->dir ? e : "out of memory");
+                 c->dir ? e : resolved ? "out of memory" : "dir: path too long");
         conf_free(c);
         return -1;
     }

@@ -58,7 +58,6 @@ static void engine_release(void)
 typedef struct cfg {
     const pc_host *h;
     const pc_config_node *root;
-    char dir[PATH_MAX]; /* directory of the config file: relative paths start there */
     char *err;
     size_t errlen;
 } cfg;
@@ -80,24 +79,6 @@ static int fail(cfg *c, const pc_config_node *n, const char *fmt, ...)
     return -1;
 }
 
-/* The directory of the config file, from the "file:line:col" the host gives for a node. */
-static void config_dir(cfg *c)
-{
-    char w[PATH_MAX + 64];
-    c->dir[0] = '\0';
-    if (!c->root) return;
-    c->h->config_where(c->root, w, sizeof w);
-    for (int i = 0; i < 2; i++) {
-        char *colon = strrchr(w, ':');
-        if (colon) *colon = '\0';
-    }
-    char *slash = strrchr(w, '/');
-    if (slash) {
-        *slash = '\0';
-        if (snprintf(c->dir, sizeof c->dir, "%s", w[0] ? w : "/") >= (int)sizeof c->dir) c->dir[0] = '\0';
-    }
-}
-
 /* dir + "/" + name into out; -1 when it does not fit. */
 static int joinp(char *out, size_t len, const char *dir, const char *name)
 {
@@ -105,11 +86,13 @@ static int joinp(char *out, size_t len, const char *dir, const char *name)
     return n < 0 || (size_t)n >= len ? -1 : 0;
 }
 
-static int resolve(cfg *c, const char *path, char *out, size_t len)
+/* The path written at n, relative to the config file as the core's own paths are, or dflt when
+ * n is NULL; -1 when it does not fit. */
+static int resolve(cfg *c, const pc_config_node *n, const char *dflt, char *out, size_t len)
 {
-    int n = path[0] == '/' || !c->dir[0] ? snprintf(out, len, "%s", path)
-                                         : snprintf(out, len, "%s/%s", c->dir, path);
-    return n < 0 || (size_t)n >= len ? -1 : 0;
+    if (n) return c->h->config_path(n, out, len) ? 0 : -1;
+    int w = snprintf(out, len, "%s", dflt);
+    return w < 0 || (size_t)w >= len ? -1 : 0;
 }
 
 static int is_file(const char *p)
@@ -425,7 +408,7 @@ static int find_sources(cfg *c, sources *s)
     /* Base settings: `base`, else the installed rules/waf, else the source tree's. */
     const char *base = scalar(c, c->root, "base");
     if (base) {
-        if (resolve(c, base, path, sizeof path) < 0 || !is_dir(path))
+        if (resolve(c, h->config_get(c->root, "base"), NULL, path, sizeof path) < 0 || !is_dir(path))
             return fail(c, h->config_get(c->root, "base"), "base: %s is not a directory", base);
     } else if (is_dir(PC_WAF_RULES_DIR)) {
         snprintf(path, sizeof path, "%s", PC_WAF_RULES_DIR);
@@ -445,7 +428,7 @@ static int find_sources(cfg *c, sources *s)
 
     const char *crs = scalar(c, c->root, "crs");
     char crsdir[PATH_MAX];
-    if (resolve(c, crs ? crs : DEFAULT_CRS, crsdir, sizeof crsdir) < 0)
+    if (resolve(c, crs ? h->config_get(c->root, "crs") : NULL, DEFAULT_CRS, crsdir, sizeof crsdir) < 0)
         return fail(c, h->config_get(c->root, "crs"), "crs: path too long");
     if (joinp(path, sizeof path, crsdir, "rules") < 0 || !is_dir(path))
         return fail(c, h->config_get(c->root, "crs"),
@@ -453,7 +436,8 @@ static int find_sources(cfg *c, sources *s)
     /* crs-setup.conf: `crs_setup`, else next to the rules (upstream layout), else Debian's. */
     const char *setup = scalar(c, c->root, "crs_setup");
     if (setup) {
-        if (resolve(c, setup, s->crs_setup, sizeof s->crs_setup) < 0 || !is_file(s->crs_setup))
+        if (resolve(c, h->config_get(c->root, "crs_setup"), NULL, s->crs_setup, sizeof s->crs_setup) < 0 ||
+            !is_file(s->crs_setup))
             return fail(c, h->config_get(c->root, "crs_setup"), "crs_setup: %s is not a file", setup);
     } else {
         if (joinp(s->crs_setup, sizeof s->crs_setup, crsdir, "crs-setup.conf") < 0 || !is_file(s->crs_setup))
@@ -508,7 +492,7 @@ static int find_sources(cfg *c, sources *s)
         const pc_config_node *item = h->config_at(rn, i);
         const char *f = h->config_string(item);
         if (!f || !*f) return fail(c, item, "rules[%zu]: expected a file path", i);
-        if (resolve(c, f, path, sizeof path) < 0) return fail(c, item, "rules[%zu]: path too long", i);
+        if (resolve(c, item, NULL, path, sizeof path) < 0) return fail(c, item, "rules[%zu]: path too long", i);
         grv = glob(path, GLOB_NOCHECK, NULL, &g);
         if (grv != 0) return fail(c, item, "rules[%zu]: %s: no such file", i, f);
         for (size_t k = 0; k < g.gl_pathc; k++) {
@@ -531,7 +515,7 @@ static int find_sources(cfg *c, sources *s)
     }
 
     const char *audit = scalar(c, c->root, "audit_log");
-    if (audit && (resolve(c, audit, s->audit_log, sizeof s->audit_log) < 0 ||
+    if (audit && (resolve(c, h->config_get(c->root, "audit_log"), NULL, s->audit_log, sizeof s->audit_log) < 0 ||
                   seclang_path(c, s->audit_log, "audit_log") < 0))
         return -1;
     return 0;
@@ -652,7 +636,10 @@ int waf_conf_load(const pc_host *host, const void *handle, const pc_config_node 
     sources s = {0};
     settings deflt = {.mode = WAF_BLOCK, .paranoia = 1, .threshold = 5};
     long v;
-    config_dir(&c);
+    if (host->struct_size < offsetof(pc_host, config_path) + sizeof host->config_path) {
+        snprintf(err, errlen, "this plugin needs a newer Portcullis core (host->config_path)");
+        return -1;
+    }
     waf_conf *wc = calloc(1, sizeof *wc);
     if (!wc) {
         snprintf(err, errlen, "out of memory");

@@ -186,6 +186,10 @@ typedef struct pc_host {
      * (after what the client already got, with trailers carrying the deny status). The request
      * direction is independent: it may be paused and resumed meanwhile. */
     void (*resume_response)(pc_request *r, int verdict);
+    /* Config access (init only): a scalar that names a file or directory, resolved as the core
+     * resolves its own paths: relative to the directory of the config file it was written in;
+     * absolute paths unchanged. Into buf; NULL when n is not a scalar or buf is too small. */
+    const char *(*config_path)(const pc_config_node *n, char *buf, size_t len);
 } pc_host;
 
 /* The descriptor a plugin exports as `pc_plugin_v1`. */
