@@ -21,6 +21,7 @@ struct pc_server {
     size_t index;
     const struct sockaddr_storage *addr;
     const pc_hostport *hp;
+    char name[80]; /* "host:port", for the access log of each stream */
     uint64_t down_until;
     char last_error[160];
     pc_upconn *conns;
@@ -355,13 +356,18 @@ static pc_upconn *connect_server(pc_server *srv)
 
 static bool skip_request_header(const nghttp2_nv *nv)
 {
-    static const char *const drop[] = {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                                       "upgrade", "host", "grpc-timeout", "x-forwarded-proto", "te",
-                                       "x-forwarded-for", "http2-settings"};
+#define DROP(s) {s, sizeof(s) - 1}
+    static const struct {
+        const char *name;
+        size_t len;
+    } drop[] = {DROP("connection"),   DROP("keep-alive"),        DROP("proxy-connection"), DROP("transfer-encoding"),
+                DROP("upgrade"),      DROP("host"),              DROP("grpc-timeout"),     DROP("x-forwarded-proto"),
+                DROP("te"),           DROP("x-forwarded-for"),   DROP("http2-settings")};
+#undef DROP
     if (nv->namelen > 0 && nv->name[0] == ':')
         return true;
     for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
-        if (nv->namelen == strlen(drop[i]) && memcmp(nv->name, drop[i], nv->namelen) == 0)
+        if (nv->namelen == drop[i].len && memcmp(nv->name, drop[i].name, nv->namelen) == 0)
             return true;
     return false;
 }
@@ -390,18 +396,16 @@ static int submit(pc_upconn *u, pc_stream *st)
         nva[n++] = NV("te", "trailers", 8);
     /* x-forwarded-for: the client's chain, then the address we saw. */
     char xff[1024];
-    char ip[64];
-    const char *peer = st->client ? st->client->t.peer : "";
-    snprintf(ip, sizeof ip, "%s", peer[0] == '[' ? peer + 1 : peer);
-    char *colon = strrchr(ip, peer[0] == '[' ? ']' : ':');
-    if (colon)
-        *colon = '\0';
+    const char *ip = st->conn ? st->conn->ip : "";
     const nghttp2_nv *prev = pc__headers_find(&st->req, "x-forwarded-for");
-    int xl = prev ? snprintf(xff, sizeof xff, "%.*s, %s", (int)prev->valuelen, prev->value, ip)
-                  : snprintf(xff, sizeof xff, "%s", ip);
-    if (xl >= (int)sizeof xff)
-        xl = (int)sizeof xff - 1;
-    nva[n++] = NV("x-forwarded-for", xff, (size_t)xl);
+    if (prev) {
+        int xl = snprintf(xff, sizeof xff, "%.*s, %s", (int)prev->valuelen, prev->value, ip);
+        if (xl >= (int)sizeof xff)
+            xl = (int)sizeof xff - 1;
+        nva[n++] = NV("x-forwarded-for", xff, (size_t)xl);
+    } else {
+        nva[n++] = NV("x-forwarded-for", ip, strlen(ip));
+    }
     nva[n++] = st->client && st->client->tls ? NV("x-forwarded-proto", "https", 5)
                                               : NV("x-forwarded-proto", "http", 4);
     char tmo[16];
@@ -419,7 +423,8 @@ static int submit(pc_upconn *u, pc_stream *st)
         return -1;
     st->up = u;
     st->up_sid = id;
-    snprintf(st->upstream_addr, sizeof st->upstream_addr, "%s:%u", u->srv->hp->host, u->srv->hp->port);
+    _Static_assert(sizeof st->upstream_addr == sizeof u->srv->name, "server name and stream copy differ");
+    memcpy(st->upstream_addr, u->srv->name, sizeof st->upstream_addr);
     st->up_started = true;
     st->unext = u->streams;
     if (u->streams)
@@ -592,6 +597,8 @@ pc_pool *pc__pool_new(pc_worker *w, pc_gen *g, size_t origin_index)
         p->servers[i].pool = p;
         p->servers[i].index = i;
         p->servers[i].hp = &p->o->servers[i];
+        snprintf(p->servers[i].name, sizeof p->servers[i].name, "%s:%u", p->servers[i].hp->host,
+                 p->servers[i].hp->port);
         p->servers[i].addr = &g->rt->origin_addrs[origin_index][i];
     }
     return p;
