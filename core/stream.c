@@ -647,11 +647,16 @@ static bool pass_body(pc_stream *st)
     return held_decided(st, h, rv, &st->req_q);
 }
 
-/* The request headers passed the chain: on to the origin, unless a plugin holds the body. */
+/* The request headers passed the chain: on to the origin, unless a plugin holds the body. A body
+ * declared larger than the holder accepts is refused at once, not after it was sent. */
 static void headers_passed(pc_stream *st)
 {
-    if (st->body_limit && !st->body_passed)
+    if (st->body_limit && !st->body_passed) {
+        const nghttp2_nv *cl = pc__headers_find(&st->req, "content-length");
+        if (cl && strtoull((const char *)cl->value, NULL, 10) > st->body_limit)
+            body_failed(st, BODY_TOO_LARGE);
         return;
+    }
     submit_origin(st);
 }
 

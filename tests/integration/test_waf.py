@@ -517,8 +517,13 @@ def test_plain_http_bodies(st):
                                           (":authority", "web.example.com"), ("content-type", form)],
                             chunks=[b"a=" + b"x" * 16382] + [b"x" * 16384] * 19, tls=False)
     assert huge.status == 413 and b"larger than 262144 bytes" in huge.data, huge
+    # A body declared too large is refused on its headers, before any of it is sent.
+    declared = pclib.h2_request(st.h2c_port, [(":method", "POST"), (":scheme", "http"), (":path", "/b-declared"),
+                                              (":authority", "web.example.com"), ("content-type", form),
+                                              ("content-length", "300000")], end_stream=False, tls=False, timeout=5)
+    assert declared.status == 413 and not declared.timed_out, declared
     # Nothing of a refused request reached the origin, not even its headers.
-    for path in [a[0] for a in attacks] + ["/b-huge"]:
+    for path in [a[0] for a in attacks] + ["/b-huge", "/b-declared"]:
         assert seen(path) == [], f"{path}: the origin saw a refused request"
     time.sleep(0.2)
     entries = [e for e in access_log(proxy) if e.get("zone") == "web.example.com"]
