@@ -5,7 +5,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <json-c/json.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
+#include <yajl/yajl_gen.h>
 
 #include "chain.h"
 #include "stream.h"
@@ -79,12 +79,47 @@ void pc__access_log_close(void)
     log_path = NULL;
 }
 
-/* Keys are literals, each added once: json-c can skip the lookup and the key copy. */
-#define ADD(o, k, v) json_object_object_add_ex(o, k, v, JSON_C_OBJECT_ADD_KEY_IS_NEW | JSON_C_OBJECT_KEY_IS_CONSTANT)
+/* Each line is written by a yajl generator that the worker keeps and reuses, straight from the
+ * request's fields: no object tree, no allocation per value. */
+#define KEY(g, k) yajl_gen_string(g, (const unsigned char *)(k), sizeof(k) - 1)
 
-static void add_str(json_object *o, const char *k, const char *v)
+static void put_str(yajl_gen g, const char *v)
 {
-    ADD(o, k, v ? json_object_new_string(v) : NULL);
+    if (v)
+        yajl_gen_string(g, (const unsigned char *)v, strlen(v));
+    else
+        yajl_gen_null(g);
+}
+
+static void put_strn(yajl_gen g, const char *v, size_t len) { yajl_gen_string(g, (const unsigned char *)v, len); }
+
+/* Decimal integers formatted here: yajl's own goes through printf. */
+static void put_uint(yajl_gen g, uint64_t v)
+{
+    char buf[24], *p = buf + sizeof buf;
+    do
+        *--p = (char)('0' + v % 10);
+    while ((v /= 10));
+    yajl_gen_number(g, p, (size_t)(buf + sizeof buf - p));
+}
+
+static yajl_gen worker_gen(pc_worker *w)
+{
+    if (!w->log_gen) {
+        yajl_gen g = yajl_gen_alloc(NULL);
+        if (!g)
+            return NULL;
+        yajl_gen_config(g, yajl_gen_beautify, 0);
+        w->log_gen = g;
+    }
+    return w->log_gen;
+}
+
+void pc__access_log_worker_free(pc_worker *w)
+{
+    if (w->log_gen)
+        yajl_gen_free(w->log_gen);
+    w->log_gen = NULL;
 }
 
 void pc__access_log_write(pc_stream *st)
@@ -92,7 +127,13 @@ void pc__access_log_write(pc_stream *st)
     int fd = atomic_load(&log_fd);
     if (fd < 0)
         return;
-    json_object *o = json_object_new_object();
+    pc_worker *w = st->worker;
+    yajl_gen g = worker_gen(w);
+    if (!g)
+        return;
+    yajl_gen_reset(g, NULL);
+    yajl_gen_clear(g);
+    yajl_gen_map_open(g);
     struct timeval tv;
     struct tm tm;
     gettimeofday(&tv, NULL);
@@ -100,51 +141,73 @@ void pc__access_log_write(pc_stream *st)
     char ts[96];
     snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
              tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
-    add_str(o, "time", ts);
-    add_str(o, "request_id", pc__stream_request_id(st));
+    KEY(g, "time");
+    put_str(g, ts);
+    KEY(g, "request_id");
+    put_str(g, pc__stream_request_id(st));
     const pc_conn_info *ci = st->conn ? &st->conn->info : NULL;
     char client[80] = "";
     if (ci)
         snprintf(client, sizeof client, "%s:%u", ci->client_ip, ci->client_port);
-    add_str(o, "client", ci ? client : NULL);
-    add_str(o, "sni", ci ? ci->sni : NULL);
-    add_str(o, "alpn", ci ? ci->alpn : NULL);
-    add_str(o, "tls_version", ci ? ci->tls_version : NULL);
-    add_str(o, "zone", st->zone ? st->zone->name : NULL);
-    add_str(o, "authority", st->authority ? st->authority : st->host_header);
-    add_str(o, "method", st->method);
-    add_str(o, "path", st->path);
+    KEY(g, "client");
+    put_str(g, ci ? client : NULL);
+    KEY(g, "sni");
+    put_str(g, ci ? ci->sni : NULL);
+    KEY(g, "alpn");
+    put_str(g, ci ? ci->alpn : NULL);
+    KEY(g, "tls_version");
+    put_str(g, ci ? ci->tls_version : NULL);
+    KEY(g, "zone");
+    put_str(g, st->zone ? st->zone->name : NULL);
+    KEY(g, "authority");
+    put_str(g, st->authority ? st->authority : st->host_header);
+    KEY(g, "method");
+    put_str(g, st->method);
+    KEY(g, "path");
+    put_str(g, st->path);
     const char *svc, *meth;
     size_t sl, ml;
-    if (st->is_grpc && pc__grpc_split_path(st->path, &svc, &sl, &meth, &ml) == 0) {
-        ADD(o, "grpc_service", json_object_new_string_len(svc, (int)sl));
-        ADD(o, "grpc_method", json_object_new_string_len(meth, (int)ml));
-    } else {
-        add_str(o, "grpc_service", NULL);
-        add_str(o, "grpc_method", NULL);
-    }
-    ADD(o, "status", st->http_status ? json_object_new_int(st->http_status) : NULL);
+    bool split = st->is_grpc && pc__grpc_split_path(st->path, &svc, &sl, &meth, &ml) == 0;
+    KEY(g, "grpc_service");
+    split ? put_strn(g, svc, sl) : (void)yajl_gen_null(g);
+    KEY(g, "grpc_method");
+    split ? put_strn(g, meth, ml) : (void)yajl_gen_null(g);
+    KEY(g, "status");
+    st->http_status ? put_uint(g, (uint64_t)st->http_status) : (void)yajl_gen_null(g);
     int gs = pc__stream_grpc_status(st);
-    ADD(o, "grpc_status", gs >= 0 ? json_object_new_int(gs) : NULL);
-    ADD(o, "request_bytes", json_object_new_int64((int64_t)st->req_bytes));
-    ADD(o, "response_bytes", json_object_new_int64((int64_t)st->resp_bytes));
-    ADD(o, "request_messages", json_object_new_int64(st->req_msgs));
-    ADD(o, "response_messages", json_object_new_int64(st->resp_msgs));
+    KEY(g, "grpc_status");
+    gs >= 0 ? put_uint(g, (uint64_t)gs) : (void)yajl_gen_null(g);
+    KEY(g, "request_bytes");
+    put_uint(g, st->req_bytes);
+    KEY(g, "response_bytes");
+    put_uint(g, st->resp_bytes);
+    KEY(g, "request_messages");
+    put_uint(g, st->req_msgs);
+    KEY(g, "response_messages");
+    put_uint(g, st->resp_msgs);
     double ms = (double)(uv_hrtime() - st->start_ns) / 1e6;
     char msbuf[32];
-    snprintf(msbuf, sizeof msbuf, "%.3f", ms); /* microsecond resolution, without float noise */
-    ADD(o, "duration_ms", json_object_new_double_s(ms, msbuf));
-    add_str(o, "upstream", st->upstream_addr[0] ? st->upstream_addr : NULL);
-    add_str(o, "reason", st->edge_reason);
+    int msl = snprintf(msbuf, sizeof msbuf, "%.3f", ms); /* microsecond resolution, without float noise */
+    KEY(g, "duration_ms");
+    yajl_gen_number(g, msbuf, (size_t)msl);
+    KEY(g, "upstream");
+    put_str(g, st->upstream_addr[0] ? st->upstream_addr : NULL);
+    KEY(g, "reason");
+    put_str(g, st->edge_reason);
     if (st->nkv) {
-        json_object *p = json_object_new_object();
-        for (size_t i = 0; i < st->nkv; i += 2)
-            json_object_object_add(p, st->kv[i], json_object_new_string(st->kv[i + 1]));
-        ADD(o, "plugins", p);
+        KEY(g, "plugins"); /* keys are unique: publishing again replaces the value */
+        yajl_gen_map_open(g);
+        for (size_t i = 0; i < st->nkv; i += 2) {
+            put_str(g, st->kv[i]);
+            put_str(g, st->kv[i + 1]);
+        }
+        yajl_gen_map_close(g);
     }
+    yajl_gen_map_close(g);
+    const unsigned char *s;
     size_t len;
-    const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE, &len);
-    pc_worker *w = st->worker;
+    if (yajl_gen_get_buf(g, &s, &len) != yajl_gen_status_ok)
+        return;
     if (w->loglen + len + 1 > sizeof w->logbuf)
         pc__access_log_flush(w);
     if (len + 1 <= sizeof w->logbuf) {
@@ -153,7 +216,6 @@ void pc__access_log_write(pc_stream *st)
         w->logbuf[w->loglen++] = '\n';
         pc__worker_wake(w);
     }
-    json_object_put(o);
 }
 
 /* One write per batch of whole lines; to a pipe, batches of at most PIPE_BUF bytes, which the

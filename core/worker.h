@@ -78,6 +78,7 @@ struct pc_worker {
     uint8_t outbuf[65536]; /* HTTP/2 output gathered before a write */
     char logbuf[65536];    /* access log lines not yet written */
     size_t loglen;
+    void *log_gen; /* the access log's JSON generator (yajl_gen), made on first use */
 };
 
 int pc__worker_init(pc_worker *w, int id, pc_runtime *rt, char *err, size_t errlen);
