@@ -707,6 +707,11 @@ int pc__chain_response_message(pc_stream *st, const pc_message *m, size_t from)
     return rv;
 }
 
+int pc__chain_request_ready(pc_stream *st)
+{
+    return run(st, offsetof(pc_plugin, on_request_ready), NULL, 0, NULL);
+}
+
 int pc__chain_response_trailers(pc_stream *st)
 {
     return run(st, offsetof(pc_plugin, on_response_trailers), NULL, 0, NULL);

@@ -41,6 +41,8 @@ int pc__chain_connection(struct pc_gen *g, const pc_conn_info *ci);
 int pc__chain_request_headers(pc_stream *st, size_t from);
 int pc__chain_request_message(pc_stream *st, const pc_message *m, size_t from);
 int pc__chain_request_end(pc_stream *st, size_t from);
+/* After the headers hooks passed the request: on_request_ready (no pause). */
+int pc__chain_request_ready(pc_stream *st);
 /* A resumed verdict from the plugin that paused at chain position `pos`: 0 go on, 1 denied. */
 int pc__chain_resumed(pc_stream *st, size_t pos, int verdict);
 int pc__chain_response_headers(pc_stream *st);

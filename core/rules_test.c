@@ -220,6 +220,8 @@ int pc__rules_env_run(pc_rules_env *env, const pc_rules_request *rq, pc_rules_re
         pc__host_api.publish((pc_request *)st, rq->published[2 * i], rq->published[2 * i + 1]);
 
     int rv = pc__chain_request_headers(st, 0);
+    if (rv == PC_CHAIN_GO)
+        rv = pc__chain_request_ready(st);
     for (size_t i = 0; rv == PC_CHAIN_GO && st->is_grpc && i < rq->nmessages; i++) {
         pc_message m = {rq->messages[i].data, rq->messages[i].len, (uint32_t)i, 0, 0};
         rv = pc__chain_request_message(st, &m, 0);

@@ -651,6 +651,10 @@ static bool pass_body(pc_stream *st)
  * declared larger than the holder accepts is refused at once, not after it was sent. */
 static void headers_passed(pc_stream *st)
 {
+    if (pc__chain_request_ready(st) == PC_CHAIN_DENY) {
+        denied(st);
+        return;
+    }
     if (st->body_limit && !st->body_passed) {
         const nghttp2_nv *cl = pc__headers_find(&st->req, "content-length");
         if (cl && strtoull((const char *)cl->value, NULL, 10) > st->body_limit)

@@ -1,7 +1,8 @@
 /* Bot scoring plugin: every request gets a score from 1 (surely automated) to 99 (surely a human-driven
  * client), a class and the signals behind it, from the client's TLS and HTTP/2 fingerprints (computed by the
  * core from the raw ClientHello and frames), its User-Agent, its address and its recent behaviour. Later
- * plugins, Lua and the access log read what it publishes; a zone can deny calls below a threshold.
+ * plugins, Lua and the access log read what it publishes; a zone can deny calls below a threshold,
+ * applied once every plugin saw the headers (on_request_ready), to the score as Lua left it.
  *
  *   - name: bot
  *     config:                           # every key optional
@@ -53,6 +54,7 @@ typedef struct bot_worker {
 
 typedef struct bot_req {
     bool scored;
+    bool verified;
     bool blocked;
 } bot_req;
 
@@ -349,12 +351,29 @@ static int on_request_headers(void *ctx, pc_request *r)
     if (c->header) h->header_set(r, c->header, score);
 
     bot_req *st = h->request_state(r);
-    if (st) st->scored = true;
+    if (st) {
+        st->scored = true;
+        st->verified = v.verified;
+    }
+    return PC_CONTINUE;
+}
+
+/* The zone's threshold is applied once every plugin's headers hook ran, to the score as it then
+ * stands ("bot.score"): a Lua bot_score rule after this plugin may have raised or lowered it. */
+static int on_request_ready(void *ctx, pc_request *r)
+{
+    bot_worker *w = ctx;
+    const bot_conf *c = w->conf;
+    const pc_host *h = c->host;
+    bot_req *st = h->request_state(r);
+    if (!st || !st->scored) return PC_CONTINUE;
     const zone_conf *z = zone_of(c, h->request_info(r, "zone"));
-    if (!z || v.score >= z->block_below || (v.verified && z->allow_verified)) return PC_CONTINUE;
-    if (st) st->blocked = true;
+    const char *score = h->lookup(r, "bot.score");
+    if (!z || !score || atoi(score) >= z->block_below || (st->verified && z->allow_verified)) return PC_CONTINUE;
+    st->blocked = true;
     h->publish(r, "bot.blocked", "1");
-    h->metric_count(r, "bot_blocked", v.class, 1);
+    const char *class = h->lookup(r, "bot.class");
+    h->metric_count(r, "bot_blocked", class ? class : "unknown", 1);
     /* No score or signal in the message: it would tell a bot what to change. The log has them. */
     return h->deny(r, 7 /* PERMISSION_DENIED */, "refused by bot management");
 }
@@ -403,5 +422,6 @@ PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v1 = {
     .worker_init = worker_init,
     .worker_destroy = worker_destroy,
     .on_request_headers = on_request_headers,
+    .on_request_ready = on_request_ready,
     .on_log = on_log,
 };

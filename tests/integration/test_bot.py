@@ -613,5 +613,59 @@ def test_rules_reload_on_sighup(st):
         write_rules(st, st.fingerprints)
 
 
+LUA_ADJUST = r"""
+function bot_score(req, score)
+  if req.headers["x-partner"] == "yes" then return 99 end
+  if req.headers["x-suspicious"] == "yes" then return 5 end
+  return score
+end
+return {}
+"""
+
+
+def test_lua_adjusted_score_decides_block_below(st):
+    """block_below is applied to the score after Lua bot_score rules ran (bot first, lua after it in
+    the chain): a rule that raises a browser-looking client's score lets it in, one that lowers a
+    grpcio client's score has it refused, and the origin never sees the refused calls. (Runs last:
+    it replaces the module's proxy.)"""
+    lua_dir = os.path.join(st.dir, "lua-adjust")
+    os.makedirs(lua_dir, exist_ok=True)
+    with open(os.path.join(lua_dir, "10-partners.lua"), "w") as f:
+        f.write(LUA_ADJUST)
+    bot_conf = {"rules": "bots", "max_clients": MAX_CLIENTS, "zones": {"strict": {"block_below": 30}}}
+    zones = pclib.default_zones("echo") + [zone_conf("strict", ["strict.example.com"], "echo")]
+    st.start_proxy([origin_conf("echo", st.origins["echo"].port)], zones, name="bot-lua",
+                   extra={"workers": 1, "plugins": [{"name": "bot", "config": bot_conf},
+                                                    {"name": "lua", "config": {"dir": lua_dir}}]})
+    port, ca = st.tls_port, st.certs["ca"]
+
+    def call(ua, meta):
+        with open(ca, "rb") as f:
+            creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+        opts = pclib.channel_options() + [("grpc.ssl_target_name_override", "example.com"),
+                                          ("grpc.default_authority", "strict.example.com")]
+        if ua:
+            opts.append(("grpc.primary_user_agent", ua))
+        ch = grpc.secure_channel(f"127.0.0.1:{port}", creds, options=opts)
+        try:
+            ch.unary_unary("/demo.Echo/Unary")(b"probe", metadata=meta, timeout=5 * SCALE)
+            return grpc.StatusCode.OK, ""
+        except grpc.RpcError as e:
+            return e.code(), e.details()
+        finally:
+            ch.close()
+
+    calls = st.origins["echo"].stats()["calls"]["Unary"]
+    assert call(CHROME_UA, [])[0] == grpc.StatusCode.PERMISSION_DENIED, "a browser UA over grpcio passed"
+    assert call(CHROME_UA, [("x-partner", "yes")]) == (grpc.StatusCode.OK, ""), "the raised score was refused"
+    assert call(None, []) == (grpc.StatusCode.OK, ""), "a plain grpcio call was refused"
+    assert call(None, [("x-suspicious", "yes")]) == (grpc.StatusCode.PERMISSION_DENIED,
+                                                     "refused by bot management"), "the lowered score passed"
+    assert st.origins["echo"].stats()["calls"]["Unary"] == calls + 2, "a refused call reached the origin"
+    lines = log_lines(st, lambda l: l.get("zone") == "strict", count=4)
+    scores = [((l.get("plugins") or {}).get("bot.score"), l["grpc_status"]) for l in lines[-4:]]
+    assert ("99", 0) in scores and ("5", 7) in scores, scores
+
+
 if __name__ == "__main__":
     pclib.main(globals(), setup=setup)

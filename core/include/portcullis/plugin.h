@@ -217,6 +217,10 @@ typedef struct pc_plugin {
     int (*on_response_message)(void *ctx, pc_request *r, const pc_message *m);
     int (*on_response_trailers)(void *ctx, pc_request *r);
     void (*on_log)(void *ctx, pc_request *r); /* always, once, after the call ended */
+    /* After every plugin's on_request_headers passed the request, before the origin sees any of
+     * it: the last word on what the chain decided (e.g. blocking on a score that plugins after
+     * this one adjusted). May deny; may not pause. */
+    int (*on_request_ready)(void *ctx, pc_request *r);
 } pc_plugin;
 
 #ifdef __cplusplus
