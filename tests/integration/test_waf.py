@@ -536,6 +536,31 @@ def test_plain_http_bodies(st):
     assert len(huge) == 1 and huge[0]["status"] == 413 and huge[0]["reason"] == "body_too_large", huge
 
 
+def test_body_held_behind_a_paused_plugin(st):
+    """A plugin before the WAF holds the headers (thread-pool work) while the client sends its body:
+    the bytes that arrived meanwhile join the body the WAF collects, so an attack in them is still
+    caught and a benign body still arrives whole."""
+    async_so = os.path.join(pclib.BUILD_DIR, "tests", "plugins", "pc-async.so")
+    run_proxy(st, "hold-after-pause", [{"path": async_so, "config": {"delay_ms": 150}}] + waf_plugin(body_limit=262144))
+    base = f"http://127.0.0.1:{st.h2c_port}"
+    form = "application/x-www-form-urlencoded"
+
+    def post(path, body):
+        rc, out, err = pclib.curl(["--http2-prior-knowledge", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                   "-H", "Host: web.example.com", "-H", f"Content-Type: {form}",
+                                   "--data-binary", body, base + path])
+        assert rc == 0, f"curl {path}: {err}"
+        return int(out)
+
+    assert post("/paused-attack", "id=1&q=1' UNION SELECT username, password FROM users--") == 403
+    benign = "name=Ann&note=" + "see+you+soon+" * 2000
+    assert post("/paused-benign", benign) == 200
+    with st.web.lock:
+        got = {r["headers"].get(":path"): r for r in st.web.requests}
+    assert "/paused-attack" not in got, "the attack reached the origin"
+    assert got["/paused-benign"]["body"] == benign.encode(), "the benign body arrived altered"
+
+
 def test_held_bodies_count_per_client(st):
     """Bodies the edge collects for the WAF count against max_held_bytes_per_client: past it the
     request is refused (503) and nothing reaches the origin; its bytes are given back."""
