@@ -604,16 +604,12 @@ int pc__stream_hold_body(pc_stream *st, size_t max_bytes)
         return -1;
     if (!st->body_limit || max_bytes < st->body_limit)
         st->body_limit = max_bytes;
-    /* Body bytes that arrived while an earlier plugin held the headers join the collection. */
+    /* Body bytes that arrived while an earlier plugin held the headers join the collection. A
+     * failure is answered once the headers hooks are done (headers_passed), not from inside one. */
     uint8_t chunk[4096];
-    while (st->req_q.size) {
+    while (st->req_q.size && !st->body_error) {
         size_t n = pc__bq_read(&st->req_q, chunk, sizeof chunk);
-        int rv = body_append(st, chunk, n);
-        if (rv != BODY_OK) {
-            release_client(st);
-            body_failed(st, rv);
-            return 0;
-        }
+        st->body_error = body_append(st, chunk, n);
     }
     release_client(st);
     return 0;
@@ -658,7 +654,9 @@ static void headers_passed(pc_stream *st)
     if (st->body_limit && !st->body_passed) {
         const nghttp2_nv *cl = pc__headers_find(&st->req, "content-length");
         if (cl && strtoull((const char *)cl->value, NULL, 10) > st->body_limit)
-            body_failed(st, BODY_TOO_LARGE);
+            st->body_error = BODY_TOO_LARGE;
+        if (st->body_error)
+            body_failed(st, st->body_error);
         return;
     }
     submit_origin(st);
@@ -885,7 +883,7 @@ void pc__stream_req_data(pc_stream *st, const uint8_t *data, size_t len)
             return;
         }
     } else if (st->body_limit && !st->body_passed) {
-        int rv = body_append(st, data, len);
+        int rv = st->body_error ? st->body_error : body_append(st, data, len);
         ack_client(st, len); /* bounded by body_limit, not by the window */
         if (rv != BODY_OK)
             body_failed(st, rv);

@@ -76,6 +76,7 @@ struct pc_stream {
     size_t body_len, body_cap;
     size_t body_acct;  /* counted against the client's held bytes */
     bool body_passed;  /* the collected body went through the chain */
+    int body_error;    /* collecting failed (BODY_* in stream.c): answered once the headers hooks ran */
     bool origin_submitted;
     uv_timer_t *deadline_timer;
 
