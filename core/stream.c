@@ -1130,7 +1130,7 @@ void pc__stream_resume_response(pc_stream *st, int verdict)
         return;
     st->resp_paused = false;
     if (st->resp_done || !client_writable(st)) {
-        drop_held(st);
+        held_drop(&st->resp_hold); /* the request direction may still hold its own */
         maybe_free(st);
         return;
     }
