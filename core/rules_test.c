@@ -739,6 +739,25 @@ static int mismatch(FILE *out, int *n, const char *what, const char *want, const
     return 0;
 }
 
+static const char *req_header(const pc_stream *st, const char *name) { return find(&st->req, name); }
+static const char *resp_header(const pc_stream *st, const char *name) { return find(&st->extra_resp, name); }
+
+/* Each entry of the expectation map x[key] (name: value, or null for "absent") against what
+ * get() finds on the stream. */
+static void check_map(FILE *out, int *n, const pc_yaml_node *x, const char *key, const char *label,
+                      const char *(*get)(const pc_stream *, const char *), const pc_stream *st)
+{
+    const pc_yaml_node *m = pc__yaml_get(x, key);
+    if (!m || m->kind != PC_YAML_MAP) return;
+    for (size_t i = 0; i < m->n; i++) {
+        char what[300];
+        snprintf(what, sizeof what, "%s %s", label, m->keys[i]->scalar);
+        const char *want = is_null(m->items[i]) ? NULL : m->items[i]->scalar;
+        const char *got = get(st, m->keys[i]->scalar);
+        if (!same(want, got)) mismatch(out, n, what, want, got);
+    }
+}
+
 static int check(FILE *out, const pc_rules_env *env, const tcase *c, const outcome *o)
 {
     const pc_yaml_node *x = c->expect;
@@ -753,31 +772,10 @@ static int check(FILE *out, const pc_rules_env *env, const tcase *c, const outco
         mismatch(out, &n, "message", scalar(x, "message"), o->res->denied ? o->res->message : NULL);
     if (pc__yaml_get(x, "rule") && !same(scalar(x, "rule"), o->rule))
         mismatch(out, &n, "rule", scalar(x, "rule"), o->rule);
+    check_map(out, &n, x, "headers", "request header", req_header, st);
+    check_map(out, &n, x, "response_headers", "response header", resp_header, st);
+    check_map(out, &n, x, "published", "published", kv_get, st);
     const pc_yaml_node *m;
-    if ((m = pc__yaml_get(x, "headers")) && m->kind == PC_YAML_MAP)
-        for (size_t i = 0; i < m->n; i++) {
-            char what[300];
-            snprintf(what, sizeof what, "request header %s", m->keys[i]->scalar);
-            const char *want = is_null(m->items[i]) ? NULL : m->items[i]->scalar;
-            const char *got = find(&st->req, m->keys[i]->scalar);
-            if (!same(want, got)) mismatch(out, &n, what, want, got);
-        }
-    if ((m = pc__yaml_get(x, "response_headers")) && m->kind == PC_YAML_MAP)
-        for (size_t i = 0; i < m->n; i++) {
-            char what[300];
-            snprintf(what, sizeof what, "response header %s", m->keys[i]->scalar);
-            const char *want = is_null(m->items[i]) ? NULL : m->items[i]->scalar;
-            const char *got = find(&st->extra_resp, m->keys[i]->scalar);
-            if (!same(want, got)) mismatch(out, &n, what, want, got);
-        }
-    if ((m = pc__yaml_get(x, "published")) && m->kind == PC_YAML_MAP)
-        for (size_t i = 0; i < m->n; i++) {
-            char what[300];
-            snprintf(what, sizeof what, "published %s", m->keys[i]->scalar);
-            const char *want = is_null(m->items[i]) ? NULL : m->items[i]->scalar;
-            const char *got = kv_get(st, m->keys[i]->scalar);
-            if (!same(want, got)) mismatch(out, &n, what, want, got);
-        }
     const char *route = st->route_origin ? env->cfg->origins[st->route_origin - 1].name : NULL;
     if (pc__yaml_get(x, "route") && !same(scalar(x, "route"), route))
         mismatch(out, &n, "route", scalar(x, "route"), route);
