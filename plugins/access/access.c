@@ -277,7 +277,7 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
     if (!c) return -1;
     c->host = host;
     c->handle = handle;
-    if (host->struct_size < offsetof(pc_host, config_path) + sizeof host->config_path) {
+    if (!PC_HOST_HAS(host, config_path)) {
         snprintf(err, errlen, "this plugin needs a newer Portcullis core (host->config_path)");
         free(c);
         return -1;

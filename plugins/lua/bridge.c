@@ -349,7 +349,7 @@ static int m_deny(lua_State *L)
     snprintf(msg, sizeof msg, "%s", luaL_optstring(L, 3, "denied"));
     /* An HTTP status is what plain HTTP gets; gRPC calls get its gRPC equivalent. */
     lua_Integer http = lua_type(L, 2) == LUA_TNUMBER && lua_isinteger(L, 2) ? lua_tointeger(L, 2) : 0;
-    if (http >= 400 && http <= 599 && s->conf->host->struct_size >= offsetof(pc_host, deny_http) + sizeof(void *))
+    if (http >= 400 && http <= 599 && PC_HOST_HAS(s->conf->host, deny_http))
         s->conf->host->deny_http(s->r, (int)http, code, msg);
     else
         s->conf->host->deny(s->r, code, msg);

@@ -152,7 +152,7 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
 {
     static const char *const known[] = {"dir", "max_memory", "max_instructions"};
     char where[512];
-    if (host->struct_size < offsetof(pc_host, config_path) + sizeof host->config_path) {
+    if (!PC_HOST_HAS(host, config_path)) {
         snprintf(err, errlen, "this plugin needs a newer Portcullis core (host->config_path)");
         return -1;
     }

@@ -352,7 +352,7 @@ static void job_done(void *arg, pc_request *r)
         snprintf(msg, sizeof msg, "request %s blocked by the WAF", q->id);
         /* Plain HTTP gets the intervention's status (403 from the CRS, 400 for a body that does
          * not parse, or what a local rule says); a core without deny_http answers 403. */
-        if (!q->grpc && h->struct_size >= offsetof(pc_host, deny_http) + sizeof h->deny_http)
+        if (!q->grpc && PC_HOST_HAS(h, deny_http))
             h->deny_http(r, status, 7 /* PERMISSION_DENIED */, msg);
         else
             h->deny(r, 7 /* PERMISSION_DENIED */, msg);
@@ -483,8 +483,7 @@ static int start_job(waf_worker *w, pc_request *r, waf_req *q, int kind, char *b
     report_reset(&j->rep, c);
     /* Response messages are held for the verdict where it can stop them: block mode, and a core
      * with resume_response. Otherwise they are only reported. */
-    j->held = kind == JOB_RESPONSE && q->profile->mode == WAF_BLOCK &&
-              h->struct_size >= offsetof(pc_host, resume_response) + sizeof h->resume_response;
+    j->held = kind == JOB_RESPONSE && q->profile->mode == WAF_BLOCK && PC_HOST_HAS(h, resume_response);
     if (q->ntx == 0)
         snprintf(j->txid, sizeof j->txid, "%s", q->id);
     else
@@ -512,9 +511,7 @@ static int on_request_headers(void *ctx, pc_request *r)
     if (q->grpc && !q->headers_first) return PC_CONTINUE;
     /* Plain HTTP: the core collects the body and the request is judged with it (or, without a
      * body, in on_request_end), before the origin sees any of it. */
-    if (!q->grpc && h->struct_size >= offsetof(pc_host, hold_body) + sizeof h->hold_body &&
-        h->hold_body(r, c->body_limit) == 0)
-        return PC_CONTINUE;
+    if (!q->grpc && PC_HOST_HAS(h, hold_body) && h->hold_body(r, c->body_limit) == 0) return PC_CONTINUE;
     return start_job(w, r, q, JOB_HEADERS, NULL, 0, 0);
 }
 

@@ -636,7 +636,7 @@ int waf_conf_load(const pc_host *host, const void *handle, const pc_config_node 
     sources s = {0};
     settings deflt = {.mode = WAF_BLOCK, .paranoia = 1, .threshold = 5};
     long v;
-    if (host->struct_size < offsetof(pc_host, config_path) + sizeof host->config_path) {
+    if (!PC_HOST_HAS(host, config_path)) {
         snprintf(err, errlen, "this plugin needs a newer Portcullis core (host->config_path)");
         return -1;
     }

@@ -95,6 +95,10 @@ typedef struct pc_field {
     size_t str_len;
 } pc_field;
 
+/* Whether the core offers host function `fn` (one appended after the first ABI 1 core): check
+ * before calling it, e.g. `if (PC_HOST_HAS(host, hold_body)) host->hold_body(r, n);`. */
+#define PC_HOST_HAS(host, fn) ((host)->struct_size >= offsetof(pc_host, fn) + sizeof((host)->fn))
+
 /* Functions the core offers. Every pointer here is non-NULL in ABI 1. */
 typedef struct pc_host {
     uint32_t struct_size; /* sizeof(pc_host) in the core: later cores append functions */
