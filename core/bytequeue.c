@@ -23,22 +23,12 @@ void pc__bq_init(pc_bytequeue *q, pc_mempool *mem)
     q->mem = mem;
 }
 
-static void *chunk_alloc(pc_bytequeue *q, size_t n) { return q->mem ? pc__mem_malloc(q->mem, n) : malloc(n); }
-
-static void chunk_free(pc_bytequeue *q, pc_bq_chunk *c)
-{
-    if (q->mem)
-        pc__mem_free(q->mem, c);
-    else
-        free(c);
-}
-
 void pc__bq_free(pc_bytequeue *q)
 {
     pc_bq_chunk *c = q->head;
     while (c) {
         pc_bq_chunk *n = c->next;
-        chunk_free(q, c);
+        pc__mem_free(q->mem, c);
         c = n;
     }
     pc__bq_init(q, q->mem);
@@ -52,7 +42,7 @@ int pc__bq_append(pc_bytequeue *q, const uint8_t *data, size_t len)
             size_t cap = CHUNK_SIZE;
             if (!q->head)
                 cap = len < SMALL_CHUNK ? SMALL_CHUNK : len < CHUNK_SIZE ? len : CHUNK_SIZE;
-            t = chunk_alloc(q, sizeof *t + cap);
+            t = pc__mem_malloc(q->mem, sizeof *t + cap);
             if (!t)
                 return -1;
             t->next = NULL;
@@ -91,7 +81,7 @@ size_t pc__bq_read(pc_bytequeue *q, uint8_t *out, size_t len)
             q->head = c->next;
             if (!q->head)
                 q->tail = NULL;
-            chunk_free(q, c);
+            pc__mem_free(q->mem, c);
         }
     }
     q->size -= done;

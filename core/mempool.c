@@ -30,6 +30,8 @@ static inline uint32_t *hdr_of(void *ptr) { return (uint32_t *)((unsigned char *
 
 void *pc__mem_malloc(pc_mempool *p, size_t size)
 {
+    if (!p)
+        return malloc(size);
     if (size > class_size(PC_MEMPOOL_CLASSES - 1)) {
         if (size > SIZE_MAX - HDR)
             return NULL;
@@ -63,6 +65,10 @@ void *pc__mem_calloc(pc_mempool *p, size_t n, size_t size)
 
 void pc__mem_free(pc_mempool *p, void *ptr)
 {
+    if (!p) {
+        free(ptr);
+        return;
+    }
     if (!ptr)
         return;
     uint32_t c = *hdr_of(ptr);
@@ -78,6 +84,8 @@ void pc__mem_free(pc_mempool *p, void *ptr)
 
 void *pc__mem_realloc(pc_mempool *p, void *ptr, size_t size)
 {
+    if (!p)
+        return realloc(ptr, size);
     if (!ptr)
         return pc__mem_malloc(p, size);
     if (size == 0) {

@@ -21,6 +21,8 @@ void pc__mempool_init(pc_mempool *p);
 /* Gives the cached blocks back to the system. */
 void pc__mempool_destroy(pc_mempool *p);
 
+/* With p NULL these are plain malloc, calloc, realloc and free (a block goes back to the pool
+ * it came from, or to free when it came from malloc). */
 void *pc__mem_malloc(pc_mempool *p, size_t size);
 void *pc__mem_calloc(pc_mempool *p, size_t n, size_t size);
 void *pc__mem_realloc(pc_mempool *p, void *ptr, size_t size);

@@ -122,20 +122,11 @@ struct pc_hblock {
 /* Block and header together fit the worker's block cache. */
 #define HBLOCK_SIZE (1024 - sizeof(pc_hblock))
 
-static void *hmalloc(pc_headers *h, size_t n) { return h->mem ? pc__mem_malloc(h->mem, n) : malloc(n); }
-static void hfree(pc_headers *h, void *p)
-{
-    if (h->mem)
-        pc__mem_free(h->mem, p);
-    else
-        free(p);
-}
-
 int pc__stream_add_header(pc_headers *h, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen)
 {
     if (h->n == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 16;
-        nghttp2_nv *nv = h->mem ? pc__mem_realloc(h->mem, h->nv, cap * sizeof *nv) : realloc(h->nv, cap * sizeof *nv);
+        nghttp2_nv *nv = pc__mem_realloc(h->mem, h->nv, cap * sizeof *nv);
         if (!nv)
             return -1;
         h->nv = nv;
@@ -145,7 +136,7 @@ int pc__stream_add_header(pc_headers *h, const uint8_t *name, size_t nlen, const
     pc_hblock *b = h->blocks;
     if (!b || b->cap - b->used < need) {
         size_t cap = need > HBLOCK_SIZE ? need : HBLOCK_SIZE;
-        if (!(b = hmalloc(h, sizeof *b + cap)))
+        if (!(b = pc__mem_malloc(h->mem, sizeof *b + cap)))
             return -1;
         b->used = 0;
         b->cap = cap;
@@ -167,9 +158,9 @@ void pc__headers_free(pc_headers *h)
 {
     for (pc_hblock *b = h->blocks, *next; b; b = next) {
         next = b->next;
-        hfree(h, b);
+        pc__mem_free(h->mem, b);
     }
-    hfree(h, h->nv);
+    pc__mem_free(h->mem, h->nv);
     *h = (pc_headers){.mem = h->mem};
 }
 

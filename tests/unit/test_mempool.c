@@ -85,6 +85,23 @@ static void test_realloc_keeps_contents(void **state)
     pc__mempool_destroy(&p);
 }
 
+/* Without a pool the same calls are malloc and free (rules test and other offline users). */
+static void test_no_pool(void **state)
+{
+    (void)state;
+    unsigned char *b = pc__mem_malloc(NULL, 100);
+    assert_non_null(b);
+    memset(b, 7, 100);
+    b = pc__mem_realloc(NULL, b, 5000);
+    assert_non_null(b);
+    assert_int_equal(b[99], 7);
+    pc__mem_free(NULL, b);
+    unsigned char *z = pc__mem_calloc(NULL, 4, 8);
+    assert_non_null(z);
+    assert_int_equal(z[31], 0);
+    pc__mem_free(NULL, z);
+}
+
 static void test_cache_is_bounded(void **state)
 {
     (void)state;
@@ -179,6 +196,7 @@ int main(void)
         cmocka_unit_test(test_sizes_and_alignment),
         cmocka_unit_test(test_reuse_and_calloc),
         cmocka_unit_test(test_realloc_keeps_contents),
+        cmocka_unit_test(test_no_pool),
         cmocka_unit_test(test_cache_is_bounded),
         cmocka_unit_test(test_nghttp2_sessions),
     };
