@@ -336,30 +336,11 @@ static int cmd_run(const char *path)
     pc_worker *workers = calloc(n, sizeof *workers);
     if (!workers)
         return 1;
-    for (size_t i = 0; i < n; i++) {
-        if (pc__worker_init(&workers[i], (int)i, rt, err, sizeof err) < 0) {
-            pc_log_error("%s", err);
-            return 1;
-        }
-    }
-    for (size_t i = 0; i < cfg->nlisten; i++)
-        pc_log_info("listening on %s (%s)", cfg->listen[i].address, cfg->listen[i].tls ? "tls" : "h2c");
-    for (size_t i = 0; i < n; i++)
-        pc__worker_start(&workers[i]);
-    pc_log_info("portcullis %s started with %zu workers", PC_VERSION, n);
-
+    /* Handlers go in before the first listener binds: a client (or a supervisor) that sees the
+     * port open may signal at once, and SIGHUP's default action would kill the process. A signal
+     * that comes early waits in libuv's pipe until the loop runs, when rs is complete. */
     uv_loop_t *loop = uv_default_loop();
     run_state rs = {.workers = workers, .nworkers = n, .path = path, .current = rt};
-    pc_metrics **metrics = calloc(n, sizeof *metrics);
-    for (size_t i = 0; metrics && i < n; i++)
-        metrics[i] = workers[i].metrics;
-    if (cfg->admin_address && metrics) {
-        rs.admin = pc__admin_start(loop, cfg->admin_host, cfg->admin_port, metrics, n, err, sizeof err);
-        if (!rs.admin)
-            pc_log_error("%s", err);
-        else
-            pc_log_info("admin listening on %s (/metrics, /healthz)", cfg->admin_address);
-    }
     uv_timer_init(loop, &rs.wait);
     rs.wait.data = &rs;
     uv_signal_init(loop, &rs.sighup);
@@ -374,6 +355,28 @@ static int cmd_run(const char *path)
     sigterm.data = sigint.data = &rs;
     uv_signal_start(&sigterm, on_signal, SIGTERM);
     uv_signal_start(&sigint, on_signal, SIGINT);
+    for (size_t i = 0; i < n; i++) {
+        if (pc__worker_init(&workers[i], (int)i, rt, err, sizeof err) < 0) {
+            pc_log_error("%s", err);
+            return 1;
+        }
+    }
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        pc_log_info("listening on %s (%s)", cfg->listen[i].address, cfg->listen[i].tls ? "tls" : "h2c");
+    for (size_t i = 0; i < n; i++)
+        pc__worker_start(&workers[i]);
+    pc_log_info("portcullis %s started with %zu workers", PC_VERSION, n);
+
+    pc_metrics **metrics = calloc(n, sizeof *metrics);
+    for (size_t i = 0; metrics && i < n; i++)
+        metrics[i] = workers[i].metrics;
+    if (cfg->admin_address && metrics) {
+        rs.admin = pc__admin_start(loop, cfg->admin_host, cfg->admin_port, metrics, n, err, sizeof err);
+        if (!rs.admin)
+            pc_log_error("%s", err);
+        else
+            pc_log_info("admin listening on %s (/metrics, /healthz)", cfg->admin_address);
+    }
     uv_run(loop, UV_RUN_DEFAULT);
     for (size_t i = 0; i < n; i++)
         pc__worker_join(&workers[i]);

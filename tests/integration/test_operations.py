@@ -270,6 +270,29 @@ def test_reload_refuses_listen_change(st):
         assert st.h2c_channel().unary_unary(UNARY)(b"h2c", timeout=10) == b"h2c", "the h2c listener went away"
 
 
+def test_signals_handled_once_listening(st):
+    """A supervisor may signal as soon as the port accepts: SIGHUP then must reload, not kill (its
+    default action). Polled without pauses to hit the moment the first listener opens."""
+    port = pclib.free_port()
+    cfg_path = st.write_config(pclib.make_config(tls_port=port, h2c_port=None, origins=origins(st), zones=zones()),
+                               name="early.yaml")
+    for round_ in range(5):
+        err_path = os.path.join(st.dir, f"early-{round_}.stderr")
+        with open(err_path, "wb") as err:
+            proc = pclib.spawn([pclib.BINARY, "run", "-c", cfg_path], stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            deadline = time.monotonic() + 30
+            while not pclib.port_open(port):
+                assert proc.poll() is None and time.monotonic() < deadline, f"round {round_}: never listened"
+            proc.send_signal(signal.SIGHUP)
+            ok = pclib.wait_until(lambda: RELOADED in pclib.tail(err_path, 50) or proc.poll() is not None, 10)
+            assert ok and proc.poll() is None, \
+                f"round {round_}: SIGHUP right after the port opened: exit {proc.poll()}\n{pclib.tail(err_path)}"
+        finally:
+            code = pclib.stop_process(proc, timeout=15)
+        assert code == 0, f"round {round_}: exit {code} after SIGTERM\n{pclib.tail(err_path)}"
+
+
 # --- drain --------------------------------------------------------------------------------------
 
 
