@@ -35,23 +35,20 @@ static void set_fd(int fd)
 static int open_path(const char *path, char *err, size_t errlen)
 {
     int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
-    if (fd < 0)
-        snprintf(err, errlen, "access log %s: %s", path, strerror(errno));
+    if (fd < 0) snprintf(err, errlen, "access log %s: %s", path, strerror(errno));
     return fd;
 }
 
 int pc__access_log_open(const char *spec, char *err, size_t errlen)
 {
     pc__access_log_close();
-    if (!strcmp(spec, "off"))
-        return 0;
+    if (!strcmp(spec, "off")) return 0;
     if (!strcmp(spec, "stdout") || !strcmp(spec, "stderr")) {
         set_fd(!strcmp(spec, "stdout") ? STDOUT_FILENO : STDERR_FILENO);
         return 0;
     }
     int fd = open_path(spec, err, errlen);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     log_path = strdup(spec);
     set_fd(fd);
     return 0;
@@ -60,11 +57,9 @@ int pc__access_log_open(const char *spec, char *err, size_t errlen)
 int pc__access_log_reopen(char *err, size_t errlen)
 {
     int cur = atomic_load(&log_fd);
-    if (!log_path || cur < 0)
-        return 0;
+    if (!log_path || cur < 0) return 0;
     int fd = open_path(log_path, err, errlen);
-    if (fd < 0)
-        return -1;
+    if (fd < 0) return -1;
     dup2(fd, cur);
     close(fd);
     return 0;
@@ -73,8 +68,7 @@ int pc__access_log_reopen(char *err, size_t errlen)
 void pc__access_log_close(void)
 {
     int fd = atomic_exchange(&log_fd, -1);
-    if (fd > STDERR_FILENO)
-        close(fd);
+    if (fd > STDERR_FILENO) close(fd);
     free(log_path);
     log_path = NULL;
 }
@@ -91,7 +85,10 @@ static void put_str(yajl_gen g, const char *v)
         yajl_gen_null(g);
 }
 
-static void put_strn(yajl_gen g, const char *v, size_t len) { yajl_gen_string(g, (const unsigned char *)v, len); }
+static void put_strn(yajl_gen g, const char *v, size_t len)
+{
+    yajl_gen_string(g, (const unsigned char *)v, len);
+}
 
 /* Decimal integers formatted here: yajl's own goes through printf. */
 static void put_uint(yajl_gen g, uint64_t v)
@@ -107,8 +104,7 @@ static yajl_gen worker_gen(pc_worker *w)
 {
     if (!w->log_gen) {
         yajl_gen g = yajl_gen_alloc(NULL);
-        if (!g)
-            return NULL;
+        if (!g) return NULL;
         yajl_gen_config(g, yajl_gen_beautify, 0);
         w->log_gen = g;
     }
@@ -117,20 +113,17 @@ static yajl_gen worker_gen(pc_worker *w)
 
 void pc__access_log_worker_free(pc_worker *w)
 {
-    if (w->log_gen)
-        yajl_gen_free(w->log_gen);
+    if (w->log_gen) yajl_gen_free(w->log_gen);
     w->log_gen = NULL;
 }
 
 void pc__access_log_write(pc_stream *st)
 {
     int fd = atomic_load(&log_fd);
-    if (fd < 0)
-        return;
+    if (fd < 0) return;
     pc_worker *w = st->worker;
     yajl_gen g = worker_gen(w);
-    if (!g)
-        return;
+    if (!g) return;
     yajl_gen_reset(g, NULL);
     yajl_gen_clear(g);
     yajl_gen_map_open(g);
@@ -139,16 +132,15 @@ void pc__access_log_write(pc_stream *st)
     gettimeofday(&tv, NULL);
     gmtime_r(&tv.tv_sec, &tm);
     char ts[96];
-    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-             tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
+    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
     KEY(g, "time");
     put_str(g, ts);
     KEY(g, "request_id");
     put_str(g, pc__stream_request_id(st));
     const pc_conn_info *ci = st->conn ? &st->conn->info : NULL;
     char client[80] = "";
-    if (ci)
-        snprintf(client, sizeof client, "%s:%u", ci->client_ip, ci->client_port);
+    if (ci) snprintf(client, sizeof client, "%s:%u", ci->client_ip, ci->client_port);
     KEY(g, "client");
     put_str(g, ci ? client : NULL);
     KEY(g, "sni");
@@ -206,10 +198,8 @@ void pc__access_log_write(pc_stream *st)
     yajl_gen_map_close(g);
     const unsigned char *s;
     size_t len;
-    if (yajl_gen_get_buf(g, &s, &len) != yajl_gen_status_ok)
-        return;
-    if (w->loglen + len + 1 > sizeof w->logbuf)
-        pc__access_log_flush(w);
+    if (yajl_gen_get_buf(g, &s, &len) != yajl_gen_status_ok) return;
+    if (w->loglen + len + 1 > sizeof w->logbuf) pc__access_log_flush(w);
     if (len + 1 <= sizeof w->logbuf) {
         memcpy(w->logbuf + w->loglen, s, len);
         w->loglen += len;
@@ -234,8 +224,7 @@ void pc__access_log_flush(pc_worker *w)
             n = cut ? cut : PIPE_BUF;
         }
         ssize_t wr = write(fd, w->logbuf + off, n);
-        if (wr <= 0)
-            break;
+        if (wr <= 0) break;
         off += (size_t)wr;
     }
     w->loglen = 0;

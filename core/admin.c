@@ -30,7 +30,10 @@ typedef struct admin_write {
     char *body;
 } admin_write;
 
-static void conn_closed(uv_handle_t *h) { free(h->data); }
+static void conn_closed(uv_handle_t *h)
+{
+    free(h->data);
+}
 
 static void written(uv_write_t *req, int status)
 {
@@ -47,9 +50,10 @@ static void respond(admin_conn *c, int code, const char *reason, const char *typ
     uv_read_stop((uv_stream_t *)&c->tcp);
     size_t blen = body ? strlen(body) : 0;
     char head[256];
-    int hl = snprintf(head, sizeof head,
-                      "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n", code,
-                      reason, type, blen);
+    int hl =
+        snprintf(head, sizeof head,
+                 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n",
+                 code, reason, type, blen);
     admin_write *w = calloc(1, sizeof *w);
     char *all = malloc((size_t)hl + blen + 1);
     if (!w || !all) {
@@ -60,8 +64,7 @@ static void respond(admin_conn *c, int code, const char *reason, const char *typ
         return;
     }
     memcpy(all, head, (size_t)hl);
-    if (blen)
-        memcpy(all + hl, body, blen);
+    if (blen) memcpy(all + hl, body, blen);
     free(body);
     w->body = all;
     uv_buf_t b = uv_buf_init(all, (unsigned)((size_t)hl + blen));
@@ -85,7 +88,8 @@ static void handle(admin_conn *c)
     }
     if (!strcmp(target, "/metrics")) {
         char *body = pc__metrics_render(c->admin->metrics, c->admin->nmetrics);
-        respond(c, body ? 200 : 500, body ? "OK" : "Internal Server Error", "text/plain; version=0.0.4", body);
+        respond(c, body ? 200 : 500, body ? "OK" : "Internal Server Error", "text/plain; version=0.0.4",
+                body);
     } else if (!strcmp(target, "/healthz")) {
         respond(c, 200, "OK", "text/plain", strdup("ok\n"));
     } else if (!strcmp(target, "/jwks.json")) {
@@ -109,8 +113,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 {
     (void)b;
     admin_conn *c = s->data;
-    if (c->answered)
-        return;
+    if (c->answered) return;
     if (n < 0) {
         uv_close((uv_handle_t *)s, conn_closed);
         return;
@@ -125,11 +128,9 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b)
 
 static void on_conn(uv_stream_t *server, int status)
 {
-    if (status < 0)
-        return;
+    if (status < 0) return;
     admin_conn *c = calloc(1, sizeof *c);
-    if (!c)
-        return;
+    if (!c) return;
     c->admin = server->data;
     uv_tcp_init(server->loop, &c->tcp);
     c->tcp.data = c;
@@ -138,12 +139,11 @@ static void on_conn(uv_stream_t *server, int status)
         uv_close((uv_handle_t *)&c->tcp, conn_closed);
 }
 
-pc_admin *pc__admin_start(uv_loop_t *loop, const char *host, unsigned port, pc_metrics *const *metrics, size_t n,
-                          char *err, size_t errlen)
+pc_admin *pc__admin_start(uv_loop_t *loop, const char *host, unsigned port, pc_metrics *const *metrics,
+                          size_t n, char *err, size_t errlen)
 {
     pc_admin *a = calloc(1, sizeof *a);
-    if (!a)
-        return NULL;
+    if (!a) return NULL;
     a->metrics = metrics;
     a->nmetrics = n;
     struct sockaddr_storage ss;
@@ -156,8 +156,7 @@ pc_admin *pc__admin_start(uv_loop_t *loop, const char *host, unsigned port, pc_m
     uv_tcp_init(loop, &a->server);
     a->server.data = a;
     int rv = uv_tcp_bind(&a->server, (struct sockaddr *)&ss, 0);
-    if (rv == 0)
-        rv = uv_listen((uv_stream_t *)&a->server, 64, on_conn);
+    if (rv == 0) rv = uv_listen((uv_stream_t *)&a->server, 64, on_conn);
     if (rv != 0) {
         snprintf(err, errlen, "admin: cannot listen on %s:%u: %s", host, port, uv_strerror(rv));
         uv_close((uv_handle_t *)&a->server, conn_closed);
@@ -168,6 +167,5 @@ pc_admin *pc__admin_start(uv_loop_t *loop, const char *host, unsigned port, pc_m
 
 void pc__admin_stop(pc_admin *a)
 {
-    if (a)
-        uv_close((uv_handle_t *)&a->server, conn_closed);
+    if (a) uv_close((uv_handle_t *)&a->server, conn_closed);
 }

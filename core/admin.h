@@ -9,8 +9,8 @@
 
 typedef struct pc_admin pc_admin;
 
-pc_admin *pc__admin_start(uv_loop_t *loop, const char *host, unsigned port, pc_metrics *const *metrics, size_t n,
-                          char *err, size_t errlen);
+pc_admin *pc__admin_start(uv_loop_t *loop, const char *host, unsigned port, pc_metrics *const *metrics,
+                          size_t n, char *err, size_t errlen);
 void pc__admin_stop(pc_admin *a);
 
 #endif

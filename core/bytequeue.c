@@ -40,11 +40,9 @@ int pc__bq_append(pc_bytequeue *q, const uint8_t *data, size_t len)
         pc_bq_chunk *t = q->tail;
         if (!t || t->end == t->cap) {
             size_t cap = CHUNK_SIZE;
-            if (!q->head)
-                cap = len < SMALL_CHUNK ? SMALL_CHUNK : len < CHUNK_SIZE ? len : CHUNK_SIZE;
+            if (!q->head) cap = len < SMALL_CHUNK ? SMALL_CHUNK : len < CHUNK_SIZE ? len : CHUNK_SIZE;
             t = pc__mem_malloc(q->mem, sizeof *t + cap);
-            if (!t)
-                return -1;
+            if (!t) return -1;
             t->next = NULL;
             t->start = t->end = 0;
             t->cap = cap;
@@ -55,8 +53,7 @@ int pc__bq_append(pc_bytequeue *q, const uint8_t *data, size_t len)
             q->tail = t;
         }
         size_t n = t->cap - t->end;
-        if (n > len)
-            n = len;
+        if (n > len) n = len;
         memcpy(t->data + t->end, data, n);
         t->end += n;
         data += n;
@@ -72,15 +69,13 @@ size_t pc__bq_read(pc_bytequeue *q, uint8_t *out, size_t len)
     while (done < len && q->head) {
         pc_bq_chunk *c = q->head;
         size_t n = c->end - c->start;
-        if (n > len - done)
-            n = len - done;
+        if (n > len - done) n = len - done;
         memcpy(out + done, c->data + c->start, n);
         c->start += n;
         done += n;
         if (c->start == c->end) {
             q->head = c->next;
-            if (!q->head)
-                q->tail = NULL;
+            if (!q->head) q->tail = NULL;
             pc__mem_free(q->mem, c);
         }
     }

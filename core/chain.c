@@ -25,17 +25,15 @@
 
 void pc__conn_shared_release(pc_conn_shared *cs)
 {
-    if (cs && --cs->refs == 0)
-        free(cs);
+    if (cs && --cs->refs == 0) free(cs);
 }
 
-int pc__grpc_split_path(const char *path, const char **svc, size_t *svclen, const char **meth, size_t *methlen)
+int pc__grpc_split_path(const char *path, const char **svc, size_t *svclen, const char **meth,
+                        size_t *methlen)
 {
-    if (!path || path[0] != '/')
-        return -1;
+    if (!path || path[0] != '/') return -1;
     const char *slash = strchr(path + 1, '/');
-    if (!slash || slash == path + 1 || !slash[1] || strchr(slash + 1, '/'))
-        return -1;
+    if (!slash || slash == path + 1 || !slash[1] || strchr(slash + 1, '/')) return -1;
     *svc = path + 1;
     *svclen = (size_t)(slash - path - 1);
     *meth = slash + 1;
@@ -89,7 +87,10 @@ static const char *cfg_key(const pc_config_node *n, size_t i)
 /* Plugins are initialised on the main thread, one config file at a time. */
 static const char *init_file = "";
 
-void pc__chain_set_config_file(const char *file) { init_file = file ? file : ""; }
+void pc__chain_set_config_file(const char *file)
+{
+    init_file = file ? file : "";
+}
 
 static const char *cfg_where(const pc_config_node *n, char *buf, size_t len)
 {
@@ -102,8 +103,7 @@ static const char *cfg_where(const pc_config_node *n, char *buf, size_t len)
 static const char *cfg_path(const pc_config_node *n, char *buf, size_t len)
 {
     const char *s = cfg_string(n);
-    if (!s || !*s || !buf || !len)
-        return NULL;
+    if (!s || !*s || !buf || !len) return NULL;
     const char *slash = strrchr(init_file, '/');
     int w;
     if (s[0] == '/' || !slash)
@@ -131,24 +131,20 @@ static const char *req_info(pc_request *r, const char *key)
     if (!strcmp(key, "scheme")) return st->scheme;
     if (!strcmp(key, "zone")) return st->zone ? st->zone->name : NULL;
     if (!strcmp(key, "origin")) {
-        if (st->route_origin)
-            return st->gen->cfg->origins[st->route_origin - 1].name;
+        if (st->route_origin) return st->gen->cfg->origins[st->route_origin - 1].name;
         return st->zone ? st->gen->cfg->origins[st->zone->origin_index].name : NULL;
     }
     if (!strcmp(key, "grpc")) return st->is_grpc ? "1" : "0";
     if (!strcmp(key, "grpc.service") || !strcmp(key, "grpc.method")) {
-        if (!st->is_grpc || pc__grpc_split_path(st->path, &svc, &sl, &meth, &ml) < 0)
-            return NULL;
+        if (!st->is_grpc || pc__grpc_split_path(st->path, &svc, &sl, &meth, &ml) < 0) return NULL;
         bool s = key[5] == 's';
         snprintf(buf, sizeof buf, "%.*s", (int)(s ? sl : ml), s ? svc : meth);
         return buf;
     }
     if (!strcmp(key, "grpc.subtype")) {
-        if (!st->is_grpc || !st->content_type)
-            return NULL;
+        if (!st->is_grpc || !st->content_type) return NULL;
         const char *plus = strchr(st->content_type, '+');
-        if (!plus)
-            return "proto";
+        if (!plus) return "proto";
         snprintf(buf, sizeof buf, "%.*s", (int)strcspn(plus + 1, ";"), plus + 1);
         return buf;
     }
@@ -179,17 +175,25 @@ static const char *req_info(pc_request *r, const char *key)
     return NULL;
 }
 
-static const pc_conn_info *req_conn(pc_request *r) { return ST(r)->conn ? &ST(r)->conn->info : NULL; }
+static const pc_conn_info *req_conn(pc_request *r)
+{
+    return ST(r)->conn ? &ST(r)->conn->info : NULL;
+}
 
-static const char *hdr_get(pc_request *r, const char *name) { return find_nv(&ST(r)->req, name); }
+static const char *hdr_get(pc_request *r, const char *name)
+{
+    return find_nv(&ST(r)->req, name);
+}
 
-static size_t hdr_count(pc_request *r) { return ST(r)->req.n; }
+static size_t hdr_count(pc_request *r)
+{
+    return ST(r)->req.n;
+}
 
 static int hdr_at(pc_request *r, size_t i, const char **name, const char **value)
 {
     pc_stream *st = ST(r);
-    if (i >= st->req.n)
-        return -1;
+    if (i >= st->req.n) return -1;
     *name = (const char *)st->req.nv[i].name;
     *value = (const char *)st->req.nv[i].value;
     return 0;
@@ -197,11 +201,9 @@ static int hdr_at(pc_request *r, size_t i, const char **name, const char **value
 
 static bool header_name_ok(const char *name)
 {
-    if (!name[0] || name[0] == ':')
-        return false;
+    if (!name[0] || name[0] == ':') return false;
     for (const char *c = name; *c; c++)
-        if ((*c >= 'A' && *c <= 'Z') || *c <= 0x20 || *c >= 0x7f)
-            return false;
+        if ((*c >= 'A' && *c <= 'Z') || *c <= 0x20 || *c >= 0x7f) return false;
     return true;
 }
 
@@ -212,10 +214,8 @@ static void remove_all(pc_stream *st, const char *name)
         nghttp2_nv *nv = &st->req.nv[i];
         if (nv->namelen == n && memcmp(nv->name, name, n) == 0) {
             st->req.bytes -= nv->namelen + nv->valuelen + 32;
-            if ((const char *)nv->value == st->host_header)
-                st->host_header = NULL;
-            if ((const char *)nv->value == st->content_type)
-                st->content_type = NULL;
+            if ((const char *)nv->value == st->host_header) st->host_header = NULL;
+            if ((const char *)nv->value == st->content_type) st->content_type = NULL;
             continue; /* its bytes stay in the header arena until the request ends */
         }
         st->req.nv[k++] = *nv;
@@ -226,8 +226,7 @@ static void remove_all(pc_stream *st, const char *name)
 static int hdr_set(pc_request *r, const char *name, const char *value)
 {
     pc_stream *st = ST(r);
-    if (!header_name_ok(name) || !value || st->up_started)
-        return -1;
+    if (!header_name_ok(name) || !value || st->up_started) return -1;
     remove_all(st, name);
     return pc__stream_add_header(&st->req, (const uint8_t *)name, strlen(name), (const uint8_t *)value,
                                  strlen(value));
@@ -236,13 +235,15 @@ static int hdr_set(pc_request *r, const char *name, const char *value)
 static int hdr_remove(pc_request *r, const char *name)
 {
     pc_stream *st = ST(r);
-    if (!header_name_ok(name) || st->up_started)
-        return -1;
+    if (!header_name_ok(name) || st->up_started) return -1;
     remove_all(st, name);
     return 0;
 }
 
-static const char *resp_get(pc_request *r, const char *name) { return find_nv(&ST(r)->resp, name); }
+static const char *resp_get(pc_request *r, const char *name)
+{
+    return find_nv(&ST(r)->resp, name);
+}
 
 static const char *trailer_get(pc_request *r, const char *name)
 {
@@ -269,22 +270,18 @@ static int host_deny_http(pc_request *r, int http_status, int grpc_status, const
 static int host_publish(pc_request *r, const char *key, const char *value)
 {
     pc_stream *st = ST(r);
-    if (!key || !*key || !value)
-        return -1;
+    if (!key || !*key || !value) return -1;
     for (size_t i = 0; i < st->nkv; i += 2)
         if (!strcmp(st->kv[i], key)) {
             char *v = strdup(value);
-            if (!v)
-                return -1;
+            if (!v) return -1;
             free(st->kv[i + 1]);
             st->kv[i + 1] = v;
             return 0;
         }
-    if (st->nkv >= 256)
-        return -1; /* bounded: a plugin cannot grow a request without limit */
+    if (st->nkv >= 256) return -1; /* bounded: a plugin cannot grow a request without limit */
     char **kv = realloc(st->kv, (st->nkv + 2) * sizeof *kv);
-    if (!kv)
-        return -1;
+    if (!kv) return -1;
     st->kv = kv;
     kv[st->nkv] = strdup(key);
     kv[st->nkv + 1] = strdup(value);
@@ -296,8 +293,7 @@ static const char *host_lookup(pc_request *r, const char *key)
 {
     pc_stream *st = ST(r);
     for (size_t i = 0; i < st->nkv; i += 2)
-        if (!strcmp(st->kv[i], key))
-            return st->kv[i + 1];
+        if (!strcmp(st->kv[i], key)) return st->kv[i + 1];
     return NULL;
 }
 
@@ -312,8 +308,7 @@ static void *host_state(pc_request *r)
 
 static void clear_msg_cache(pc_stream *st)
 {
-    if (st->pb)
-        pc__pb_result_free(st->pb);
+    if (st->pb) pc__pb_result_free(st->pb);
     free(st->fields);
     free(st->json);
     st->pb = NULL;
@@ -332,8 +327,7 @@ static const pc_pb_msgdesc *message_type(pc_stream *st, bool response)
             const char *name = response ? out : in;
             for (size_t k = 0; k < ps->ndescs; k++) {
                 const pc_pb_msgdesc *d = pc__pb_descset_message(ps->descs[k], name);
-                if (d)
-                    return d;
+                if (d) return d;
             }
         }
     }
@@ -342,13 +336,11 @@ static const pc_pb_msgdesc *message_type(pc_stream *st, bool response)
 
 static int decode(pc_stream *st, const pc_message *m, char *err, size_t errlen)
 {
-    if (st->cur_msg == m && st->pb)
-        return 0;
+    if (st->cur_msg == m && st->pb) return 0;
     clear_msg_cache(st);
     pc_pb_limits lim;
     pc__pb_limits_default(&lim);
-    if (lim.max_input < m->len)
-        lim.max_input = m->len;
+    if (lim.max_input < m->len) lim.max_input = m->len;
     pc_pb_result *res = NULL;
     if (pc__pb_decode(message_type(st, m->response), m->data, m->len, &lim, &res, err, errlen) != 0)
         return -1;
@@ -360,14 +352,22 @@ static int decode(pc_stream *st, const pc_message *m, char *err, size_t errlen)
 static pc_field_kind field_kind(const pc_pb_field *f)
 {
     switch (f->kind) {
-    case PC_PB_UINT: return PC_FIELD_UINT;
-    case PC_PB_INT: return PC_FIELD_INT;
-    case PC_PB_BOOL: return PC_FIELD_BOOL;
-    case PC_PB_FLOAT: return PC_FIELD_FLOAT;
-    case PC_PB_DOUBLE: return PC_FIELD_DOUBLE;
-    case PC_PB_STRING: return PC_FIELD_STRING;
-    case PC_PB_MESSAGE: return PC_FIELD_MESSAGE;
-    default: return PC_FIELD_BYTES;
+    case PC_PB_UINT:
+        return PC_FIELD_UINT;
+    case PC_PB_INT:
+        return PC_FIELD_INT;
+    case PC_PB_BOOL:
+        return PC_FIELD_BOOL;
+    case PC_PB_FLOAT:
+        return PC_FIELD_FLOAT;
+    case PC_PB_DOUBLE:
+        return PC_FIELD_DOUBLE;
+    case PC_PB_STRING:
+        return PC_FIELD_STRING;
+    case PC_PB_MESSAGE:
+        return PC_FIELD_MESSAGE;
+    default:
+        return PC_FIELD_BYTES;
     }
 }
 
@@ -379,8 +379,7 @@ static long host_fields(pc_request *r, const pc_message *m, const pc_field **out
         err = e;
         errlen = sizeof e;
     }
-    if (decode(st, m, err, errlen) < 0)
-        return -1;
+    if (decode(st, m, err, errlen) < 0) return -1;
     if (!st->fields) {
         const pc_pb_result *res = st->pb;
         st->fields = calloc(res->nfields ? res->nfields : 1, sizeof *st->fields);
@@ -412,13 +411,12 @@ static const char *host_json(pc_request *r, const pc_message *m)
 {
     pc_stream *st = ST(r);
     char err[256];
-    if (decode(st, m, err, sizeof err) < 0)
-        return NULL;
+    if (decode(st, m, err, sizeof err) < 0) return NULL;
     if (!st->json) {
         struct json_object *o = pc__pb_to_json(st->pb);
-        if (!o)
-            return NULL;
-        st->json = strdup(json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
+        if (!o) return NULL;
+        st->json = strdup(
+            json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
         json_object_put(o);
     }
     return st->json;
@@ -469,24 +467,26 @@ static int host_queue_work(pc_request *r, void (*work)(void *), void (*done)(voi
     return 0;
 }
 
-static void host_resume(pc_request *r, int verdict) { pc__stream_resume(ST(r), verdict); }
+static void host_resume(pc_request *r, int verdict)
+{
+    pc__stream_resume(ST(r), verdict);
+}
 
-static void host_resume_response(pc_request *r, int verdict) { pc__stream_resume_response(ST(r), verdict); }
+static void host_resume_response(pc_request *r, int verdict)
+{
+    pc__stream_resume_response(ST(r), verdict);
+}
 
 static int host_skip(pc_request *r, const char *name)
 {
     pc_stream *st = ST(r);
     const pc_plugins *ps = st->gen->rt->plugins;
-    if (!ps || !st->chain || !name)
-        return -1;
+    if (!ps || !st->chain || !name) return -1;
     for (size_t i = 0; i < st->chain->n; i++) {
         size_t idx = st->chain->idx[i];
-        if (strcmp(ps->p[idx].name, name) != 0)
-            continue;
-        if (ps->has_access && idx == 0)
-            return -1; /* the access policy is never skipped */
-        if (!st->skipped && !(st->skipped = calloc(ps->n, sizeof *st->skipped)))
-            return -1;
+        if (strcmp(ps->p[idx].name, name) != 0) continue;
+        if (ps->has_access && idx == 0) return -1; /* the access policy is never skipped */
+        if (!st->skipped && !(st->skipped = calloc(ps->n, sizeof *st->skipped))) return -1;
         st->skipped[idx] = true;
         return 0;
     }
@@ -497,14 +497,11 @@ static int host_route(pc_request *r, const char *origin)
 {
     pc_stream *st = ST(r);
     const pc_config *cfg = st->gen->cfg;
-    if (!origin || st->queued || st->up_started || !st->zone)
-        return -1;
+    if (!origin || st->queued || st->up_started || !st->zone) return -1;
     for (size_t i = 0; i < cfg->norigins; i++) {
-        if (strcmp(cfg->origins[i].name, origin) != 0)
-            continue;
+        if (strcmp(cfg->origins[i].name, origin) != 0) continue;
         /* A rule must not route a call around an origin's access policy, which already ran. */
-        if (cfg->origins[i].access && i != st->zone->origin_index)
-            return -1;
+        if (cfg->origins[i].access && i != st->zone->origin_index) return -1;
         st->route_origin = i + 1;
         return 0;
     }
@@ -514,8 +511,7 @@ static int host_route(pc_request *r, const char *origin)
 static int host_set_response_header(pc_request *r, const char *name, const char *value)
 {
     pc_stream *st = ST(r);
-    if (!name || !value || !header_name_ok(name) || st->resp_submitted || st->extra_resp.n >= 32)
-        return -1;
+    if (!name || !value || !header_name_ok(name) || st->resp_submitted || st->extra_resp.n >= 32) return -1;
     return pc__stream_add_header(&st->extra_resp, (const uint8_t *)name, strlen(name), (const uint8_t *)value,
                                  strlen(value));
 }
@@ -523,11 +519,9 @@ static int host_set_response_header(pc_request *r, const char *name, const char 
 static bool metric_name_ok(const char *n)
 {
     size_t len = n ? strlen(n) : 0;
-    if (len == 0 || len > 48)
-        return false;
+    if (len == 0 || len > 48) return false;
     for (; *n; n++)
-        if (!((*n >= 'a' && *n <= 'z') || (*n >= '0' && *n <= '9') || *n == '_'))
-            return false;
+        if (!((*n >= 'a' && *n <= 'z') || (*n >= '0' && *n <= '9') || *n == '_')) return false;
     return true;
 }
 
@@ -545,7 +539,10 @@ static void host_metric_observe(pc_request *r, const char *name, double value)
         pc__metrics_plugin_observe(st->worker->metrics, name, st->zone ? st->zone->name : "", value);
 }
 
-static int host_hold_body(pc_request *r, size_t max_bytes) { return pc__stream_hold_body(ST(r), max_bytes); }
+static int host_hold_body(pc_request *r, size_t max_bytes)
+{
+    return pc__stream_hold_body(ST(r), max_bytes);
+}
 
 const pc_host pc__host_api = {
     .struct_size = sizeof(pc_host),
@@ -592,8 +589,7 @@ typedef int (*hook_msg)(void *, pc_request *, const pc_message *);
 
 static int verdict(pc_stream *st, const pc_loaded_plugin *lp, int rv)
 {
-    if (rv == PC_CONTINUE)
-        return 0;
+    if (rv == PC_CONTINUE) return 0;
     if (rv == PC_DENY) {
         if (!st->deny_status) {
             char msg[256];
@@ -604,8 +600,7 @@ static int verdict(pc_stream *st, const pc_loaded_plugin *lp, int rv)
     }
     pc_log_warn("plugin %s: hook failed on %s (on_error: %s)", lp->name, st->path ? st->path : "-",
                 lp->on_error_continue ? "continue" : "deny");
-    if (lp->on_error_continue)
-        return 0;
+    if (lp->on_error_continue) return 0;
     char msg[256];
     snprintf(msg, sizeof msg, "refused: plugin %s failed", lp->name);
     host_deny(REQ(st), PC_GRPC_UNAVAILABLE, msg);
@@ -616,14 +611,12 @@ static int verdict(pc_stream *st, const pc_loaded_plugin *lp, int rv)
 static int run(pc_stream *st, size_t offset, const pc_message *m, size_t from, size_t *pause_at)
 {
     const pc_chain *ch = st->chain;
-    if (!ch || ch->n == 0)
-        return PC_CHAIN_GO;
+    if (!ch || ch->n == 0) return PC_CHAIN_GO;
     const pc_plugins *ps = st->gen->rt->plugins;
     for (size_t i = from; i < ch->n; i++) {
         const pc_loaded_plugin *lp = &ps->p[ch->idx[i]];
         const void *fn = pc__plugin_hook(lp, offset);
-        if (!fn || (st->skipped && st->skipped[ch->idx[i]]))
-            continue;
+        if (!fn || (st->skipped && st->skipped[ch->idx[i]])) continue;
         st->chain_cur = ch->idx[i];
         void *ctx = st->gen->plugin_ctx[ch->idx[i]];
         int rv = m ? ((hook_msg)fn)(ctx, REQ(st), m) : ((hook_req)fn)(ctx, REQ(st));
@@ -631,8 +624,7 @@ static int run(pc_stream *st, size_t offset, const pc_message *m, size_t from, s
             *pause_at = i;
             return PC_CHAIN_PAUSE;
         }
-        if (verdict(st, lp, rv))
-            return PC_CHAIN_DENY;
+        if (verdict(st, lp, rv)) return PC_CHAIN_DENY;
     }
     return PC_CHAIN_GO;
 }
@@ -647,12 +639,11 @@ int pc__chain_resumed(pc_stream *st, size_t pos, int rv)
 int pc__chain_connection(pc_gen *g, const pc_conn_info *ci)
 {
     const pc_plugins *ps = g->rt->plugins;
-    if (!ps)
-        return 0;
+    if (!ps) return 0;
     for (size_t i = 0; i < ps->global.n; i++) {
         const pc_loaded_plugin *lp = &ps->p[ps->global.idx[i]];
-        int (*fn)(void *, const pc_conn_info *) = (int (*)(void *, const pc_conn_info *))pc__plugin_hook(
-            lp, offsetof(pc_plugin, on_connection));
+        int (*fn)(void *, const pc_conn_info *) =
+            (int (*)(void *, const pc_conn_info *))pc__plugin_hook(lp, offsetof(pc_plugin, on_connection));
         if (fn && fn(g->plugin_ctx[ps->global.idx[i]], ci) != PC_CONTINUE) {
             pc_log_info("plugin %s refused connection from %s", lp->name, ci->client_ip);
             return 1;
@@ -664,12 +655,10 @@ int pc__chain_connection(pc_gen *g, const pc_conn_info *ci)
 int pc__chain_request_headers(pc_stream *st, size_t from)
 {
     const pc_plugins *ps = st->gen->rt->plugins;
-    if (!ps || ps->n == 0)
-        return PC_CHAIN_GO;
+    if (!ps || ps->n == 0) return PC_CHAIN_GO;
     if (from == 0) {
         st->chain = pc__plugins_chain(ps, st->gen->cfg, st->zone);
-        if (st->chain->n == 0)
-            return PC_CHAIN_GO;
+        if (st->chain->n == 0) return PC_CHAIN_GO;
         if (ps->state_size && !(st->plugin_state = calloc(1, ps->state_size))) {
             host_deny(REQ(st), PC_GRPC_RESOURCE_EXHAUSTED, "out of memory");
             return PC_CHAIN_DENY;
@@ -681,8 +670,7 @@ int pc__chain_request_headers(pc_stream *st, size_t from)
 
 int pc__chain_request_message(pc_stream *st, const pc_message *m, size_t from)
 {
-    if (!st->chain || !st->chain->request_messages)
-        return PC_CHAIN_GO;
+    if (!st->chain || !st->chain->request_messages) return PC_CHAIN_GO;
     int rv = run(st, offsetof(pc_plugin, on_request_message), m, from, &st->pause_pos);
     clear_msg_cache(st);
     return rv;
@@ -700,8 +688,7 @@ int pc__chain_response_headers(pc_stream *st)
 
 int pc__chain_response_message(pc_stream *st, const pc_message *m, size_t from)
 {
-    if (!st->chain || !st->chain->response_messages)
-        return PC_CHAIN_GO;
+    if (!st->chain || !st->chain->response_messages) return PC_CHAIN_GO;
     int rv = run(st, offsetof(pc_plugin, on_response_message), m, from, &st->resp_pause_pos);
     clear_msg_cache(st);
     return rv;
@@ -719,8 +706,7 @@ int pc__chain_response_trailers(pc_stream *st)
 
 void pc__chain_log(pc_stream *st)
 {
-    if (!st->chain_started)
-        return;
+    if (!st->chain_started) return;
     st->chain_started = false;
     const pc_chain *ch = st->chain;
     const pc_plugins *ps = st->gen->rt->plugins;
@@ -744,7 +730,6 @@ void pc__chain_free(pc_stream *st)
     free(st->deny_msg);
     free(st->plugin_state);
     free(st->skipped);
-    if (st->resp_framer_on)
-        pc__grpc_framer_free(&st->resp_framer);
+    if (st->resp_framer_on) pc__grpc_framer_free(&st->resp_framer);
     pc__conn_shared_release(st->conn);
 }

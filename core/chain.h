@@ -55,6 +55,7 @@ void pc__chain_free(pc_stream *st);
 void pc__chain_set_config_file(const char *file);
 
 /* "/pkg.Service/Method" -> service and method parts (pointers into path, lengths). */
-int pc__grpc_split_path(const char *path, const char **svc, size_t *svclen, const char **meth, size_t *methlen);
+int pc__grpc_split_path(const char *path, const char **svc, size_t *svclen, const char **meth,
+                        size_t *methlen);
 
 #endif

@@ -55,8 +55,7 @@ int pc__client_acquire(const struct sockaddr *addr, uint32_t limit)
 {
     uint8_t key[16];
     int n = key_of(addr, key);
-    if (n == 0 || limit == 0)
-        return 0;
+    if (n == 0 || limit == 0) return 0;
     int rv = 0;
     pthread_mutex_lock(&lock);
     entry **pp = find(key, n);
@@ -80,15 +79,13 @@ int64_t pc__client_held(const struct sockaddr *addr, int64_t delta)
 {
     uint8_t key[16];
     int n = key_of(addr, key);
-    if (n == 0)
-        return 0;
+    if (n == 0) return 0;
     int64_t total = 0;
     pthread_mutex_lock(&lock);
     entry **pp = find(key, n);
     if (*pp) {
         (*pp)->held += delta;
-        if ((*pp)->held < 0)
-            (*pp)->held = 0;
+        if ((*pp)->held < 0) (*pp)->held = 0;
         total = (*pp)->held;
     }
     pthread_mutex_unlock(&lock);
@@ -99,8 +96,7 @@ void pc__client_release(const struct sockaddr *addr)
 {
     uint8_t key[16];
     int n = key_of(addr, key);
-    if (n == 0)
-        return;
+    if (n == 0) return;
     pthread_mutex_lock(&lock);
     entry **pp = find(key, n);
     if (*pp && (*pp)->count > 0 && --(*pp)->count == 0) {

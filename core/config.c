@@ -985,10 +985,18 @@ static int load_log(ctx *c, const pc_yaml_node *map)
 
 static int load_limits(ctx *c, const pc_yaml_node *map)
 {
-    static const char *const keys[] = {
-        "max_concurrent_streams", "max_header_list_bytes", "stream_window_bytes", "connection_window_bytes",
-        "handshake_timeout_ms",   "header_timeout_ms",     "idle_timeout_ms",     "send_timeout_ms",
-        "glitch_limit",           "max_connections_per_client", "max_held_bytes_per_client", NULL};
+    static const char *const keys[] = {"max_concurrent_streams",
+                                       "max_header_list_bytes",
+                                       "stream_window_bytes",
+                                       "connection_window_bytes",
+                                       "handshake_timeout_ms",
+                                       "header_timeout_ms",
+                                       "idle_timeout_ms",
+                                       "send_timeout_ms",
+                                       "glitch_limit",
+                                       "max_connections_per_client",
+                                       "max_held_bytes_per_client",
+                                       NULL};
     pc_limits_conf *l = &c->cfg->limits;
     const char *p = "limits", *ms = " of milliseconds", *by = " of bytes";
     if (want(c, map, PC_YAML_MAP, p) < 0 || check_keys(c, map, p, keys) < 0) return -1;
@@ -1002,7 +1010,8 @@ static int load_limits(ctx *c, const pc_yaml_node *map)
         opt_u32(c, map, p, "idle_timeout_ms", ms, 1, MAX_MS, &l->idle_timeout_ms) < 0 ||
         opt_u32(c, map, p, "send_timeout_ms", ms, 1, MAX_MS, &l->send_timeout_ms) < 0 ||
         opt_u32(c, map, p, "glitch_limit", "", 0, 1000000, &l->glitch_limit) < 0 ||
-        opt_u32(c, map, p, "max_connections_per_client", "", 0, 1000000, &l->max_connections_per_client) < 0 ||
+        opt_u32(c, map, p, "max_connections_per_client", "", 0, 1000000, &l->max_connections_per_client) <
+            0 ||
         opt_u32(c, map, p, "max_held_bytes_per_client", by, 0, UINT32_MAX, &l->max_held_bytes_per_client) < 0)
         return -1;
     return 0;
@@ -1023,7 +1032,8 @@ static int load_plugins(ctx *c, const pc_yaml_node *sec)
         p->node = m;
         if (want(c, m, PC_YAML_MAP, path) < 0 || check_keys(c, m, path, keys) < 0) return -1;
         const pc_yaml_node *nn = pc__yaml_get(m, "name"), *pn = pc__yaml_get(m, "path");
-        if (!!nn == !!pn) return fail(c, m, "%s: give exactly one of name (a plugin in plugin_dir) or path", path);
+        if (!!nn == !!pn)
+            return fail(c, m, "%s: give exactly one of name (a plugin in plugin_dir) or path", path);
         if (nn) {
             join(kp, path, "name");
             if (dup_str(c, nn, kp, &p->name) < 0) return -1;
@@ -1078,8 +1088,8 @@ static int load_admin(ctx *c, const pc_yaml_node *map)
 
 static int load_root(ctx *c, const pc_yaml_node *root)
 {
-    static const char *const keys[] = {"workers", "listen",           "origins",    "zones",
-                                       "log",     "limits",           "plugin_dir", "plugins",
+    static const char *const keys[] = {"workers", "listen",           "origins",     "zones",
+                                       "log",     "limits",           "plugin_dir",  "plugins",
                                        "admin",   "drain_timeout_ms", "descriptors", NULL};
     pc_config *cfg = c->cfg;
     char d[128];

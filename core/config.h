@@ -45,11 +45,11 @@ typedef struct pc_origin_conf {
 
 /* One entry of `plugins:` (the chain, in order). */
 typedef struct pc_plugin_conf {
-    char *name;                  /* `name:` entry: looked up as <plugin_dir>/pc-<name>.so; NULL for `path:` */
-    char *path;                  /* resolved path of the .so (for `name:` entries too) */
-    const pc_yaml_node *config;  /* the plugin's own subtree, NULL when absent */
-    const pc_yaml_node *node;    /* the entry, for error positions */
-    bool on_error_continue;      /* on_error: continue (default deny: fail closed) */
+    char *name;                 /* `name:` entry: looked up as <plugin_dir>/pc-<name>.so; NULL for `path:` */
+    char *path;                 /* resolved path of the .so (for `name:` entries too) */
+    const pc_yaml_node *config; /* the plugin's own subtree, NULL when absent */
+    const pc_yaml_node *node;   /* the entry, for error positions */
+    bool on_error_continue;     /* on_error: continue (default deny: fail closed) */
 } pc_plugin_conf;
 
 typedef struct pc_zone_conf {
@@ -74,10 +74,11 @@ typedef struct pc_limits_conf {
     uint32_t handshake_timeout_ms;    /* TLS handshake must finish within, default 10000 */
     uint32_t header_timeout_ms;       /* a HEADERS block must complete within, default 10000 */
     uint32_t idle_timeout_ms;         /* connection with no open stream, default 300000 */
-    uint32_t send_timeout_ms;         /* output waiting this long without the client taking any, default 60000 */
-    uint32_t glitch_limit;            /* useless frames tolerated per 10 s before GOAWAY, default 1000; 0 off */
+    uint32_t send_timeout_ms; /* output waiting this long without the client taking any, default 60000 */
+    uint32_t glitch_limit;    /* useless frames tolerated per 10 s before GOAWAY, default 1000; 0 off */
     uint32_t max_connections_per_client; /* open connections from one address, default 1024; 0 off */
-    uint32_t max_held_bytes_per_client;  /* response bytes held for one address's shut windows, default 64 MiB */
+    uint32_t
+        max_held_bytes_per_client; /* response bytes held for one address's shut windows, default 64 MiB */
 } pc_limits_conf;
 
 enum { PC_LOG_ERROR = 0, PC_LOG_WARN = 1, PC_LOG_INFO = 2, PC_LOG_DEBUG = 3 };
@@ -98,18 +99,18 @@ typedef struct pc_config {
     size_t nzones;
     pc_log_conf log;
     pc_limits_conf limits;
-    uint32_t workers; /* 0: number of cores */
+    uint32_t workers;          /* 0: number of cores */
     uint32_t drain_timeout_ms; /* default 30000 */
     char *admin_address;       /* admin listener "host:port" (HTTP/1.1: /metrics, /healthz); NULL none */
     char admin_host[64];
     uint16_t admin_port;
-    char *plugin_dir;          /* resolved; default the install directory */
-    bool plugin_dir_set;       /* given in the file (else the executable's plugins/ is tried too) */
+    char *plugin_dir;    /* resolved; default the install directory */
+    bool plugin_dir_set; /* given in the file (else the executable's plugins/ is tried too) */
     pc_plugin_conf *plugins;
     size_t nplugins;
-    char **descriptors;        /* resolved FileDescriptorSet files */
+    char **descriptors; /* resolved FileDescriptorSet files */
     size_t ndescriptors;
-    char **warnings;  /* things that are valid but risky, one line each */
+    char **warnings; /* things that are valid but risky, one line each */
     size_t nwarnings;
     pc_yaml_doc *doc; /* the parsed tree, kept so plugins can read their own subtrees */
 } pc_config;

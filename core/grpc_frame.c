@@ -17,7 +17,6 @@
 #define SCRATCH_KEEP (64 * 1024)
 #define FIRST_ALLOC 4096
 
-
 static size_t min_size(size_t a, size_t b)
 {
     return a < b ? a : b;
@@ -209,7 +208,7 @@ static int check_prefix(pc_grpc_framer *f, const uint8_t *p, char *err, size_t e
     uint32_t len = (uint32_t)p[1] << 24 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 8 | p[4];
     if (len > f->max_message_bytes) {
         pc__errf(err, errlen, "message of %lu bytes exceeds the limit of %zu", (unsigned long)len,
-               f->max_message_bytes);
+                 f->max_message_bytes);
         return PC_GRPC_FRAME_TOO_LARGE;
     }
     f->need = len;
@@ -341,6 +340,6 @@ int pc__grpc_framer_finish(pc_grpc_framer *f, char *err, size_t errlen)
         pc__errf(err, errlen, "stream ended inside a message prefix (%zu of 5 bytes)", f->prefix_have);
     else
         pc__errf(err, errlen, "stream ended inside a message (%zu of %zu bytes)", f->buf_have - PREFIX_LEN,
-               f->need);
+                 f->need);
     return fail(f, PC_GRPC_FRAME_MALFORMED);
 }

@@ -16,7 +16,8 @@ typedef enum {
 
 enum {
     PC_GRPC_FRAME_OK = 0,
-    PC_GRPC_FRAME_TOO_LARGE = -1,   /* message (or its decompressed form) over the limit -> RESOURCE_EXHAUSTED */
+    PC_GRPC_FRAME_TOO_LARGE =
+        -1, /* message (or its decompressed form) over the limit -> RESOURCE_EXHAUSTED */
     PC_GRPC_FRAME_MALFORMED = -2,   /* bad flag byte, truncated stream, corrupt compressed data -> INTERNAL */
     PC_GRPC_FRAME_UNSUPPORTED = -3, /* compressed with an encoding we cannot decode -> UNIMPLEMENTED */
 };

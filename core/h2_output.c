@@ -10,8 +10,7 @@
 
 int pc__h2_output(pc_transport *t, nghttp2_session *sess)
 {
-    if (!sess || t->closing)
-        return 0;
+    if (!sess || t->closing) return 0;
     /* Frames are gathered in the worker's scratch buffer (used by one thread, only during this
      * call), then handed to the transport as one write. */
     uint8_t *buf = t->worker->outbuf;
@@ -24,11 +23,9 @@ int pc__h2_output(pc_transport *t, nghttp2_session *sess)
             pc__transport_close(t, false);
             return -1;
         }
-        if (n == 0)
-            break;
+        if (n == 0) break;
         if (have + (size_t)n > cap) {
-            if (have)
-                pc__transport_write_copy(t, buf, have);
+            if (have) pc__transport_write_copy(t, buf, have);
             have = 0;
             if ((size_t)n > cap) {
                 pc__transport_write_copy(t, data, (size_t)n);
@@ -38,9 +35,7 @@ int pc__h2_output(pc_transport *t, nghttp2_session *sess)
         memcpy(buf + have, data, (size_t)n);
         have += (size_t)n;
     }
-    if (have)
-        pc__transport_write_copy(t, buf, have);
-    if (!nghttp2_session_want_read(sess) && !nghttp2_session_want_write(sess))
-        pc__transport_close(t, true);
+    if (have) pc__transport_write_copy(t, buf, have);
+    if (!nghttp2_session_want_read(sess) && !nghttp2_session_want_write(sess)) pc__transport_close(t, true);
     return 0;
 }

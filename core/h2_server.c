@@ -33,8 +33,7 @@ static void update_timer(pc_h2conn *c)
         mode = TIMER_NONE;
         ms = 0;
     }
-    if (mode == c->timer_mode)
-        return;
+    if (mode == c->timer_mode) return;
     c->timer_mode = mode;
     pc__transport_timer(&c->t, ms);
 }
@@ -50,7 +49,10 @@ static void conn_flush(pc_flushable *f)
     pc__h2_output(&c->t, c->sess);
 }
 
-void pc__h2conn_schedule(pc_h2conn *c) { pc__worker_schedule(c->worker, &c->fl); }
+void pc__h2conn_schedule(pc_h2conn *c)
+{
+    pc__worker_schedule(c->worker, &c->fl);
+}
 
 void pc__h2conn_unlink_stream(pc_h2conn *c, pc_stream *st)
 {
@@ -58,8 +60,7 @@ void pc__h2conn_unlink_stream(pc_h2conn *c, pc_stream *st)
         st->cprev->cnext = st->cnext;
     else if (c->streams == st)
         c->streams = st->cnext;
-    if (st->cnext)
-        st->cnext->cprev = st->cprev;
+    if (st->cnext) st->cnext->cprev = st->cprev;
     st->cprev = st->cnext = NULL;
     st->client = NULL;
     c->nstreams--;
@@ -71,14 +72,11 @@ void pc__h2conn_unlink_stream(pc_h2conn *c, pc_stream *st)
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     pc_h2conn *c = ud;
-    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0;
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
     pc_stream *st = pc__stream_new(c, f->hd.stream_id);
-    if (!st)
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (!st) return NGHTTP2_ERR_CALLBACK_FAILURE;
     st->cnext = c->streams;
-    if (c->streams)
-        c->streams->cprev = st;
+    if (c->streams) c->streams->cprev = st;
     c->streams = st;
     c->nstreams++;
     st->in_headers = true;
@@ -96,18 +94,14 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     (void)flags;
     pc_h2conn *c = ud;
     pc_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-    if (!st || f->hd.type != NGHTTP2_HEADERS)
-        return 0;
-    if (f->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0; /* request trailers: gRPC has none; ignored */
-    if (st->headers_too_large)
-        return 0;
+    if (!st || f->hd.type != NGHTTP2_HEADERS) return 0;
+    if (f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0; /* request trailers: gRPC has none; ignored */
+    if (st->headers_too_large) return 0;
     if (st->req.bytes + nlen + vlen + 32 > c->gen->cfg->limits.max_header_list_bytes) {
         st->headers_too_large = true;
         return 0;
     }
-    if (pc__stream_add_header(&st->req, name, nlen, value, vlen) < 0)
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (pc__stream_add_header(&st->req, name, nlen, value, vlen) < 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
     return 0;
 }
 
@@ -138,8 +132,7 @@ static void enhance_your_calm(pc_h2conn *c, const char *what)
 static void glitch(pc_h2conn *c, const char *what)
 {
     uint32_t limit = c->gen->cfg->limits.glitch_limit;
-    if (limit == 0 || c->goaway_sent)
-        return;
+    if (limit == 0 || c->goaway_sent) return;
     uint64_t now = uv_now(&c->worker->loop);
     double refill = (double)(now - c->glitch_window_start) * limit / 10000.0;
     c->glitch_window_start = now;
@@ -166,14 +159,14 @@ static void count_frame(pc_h2conn *c, const nghttp2_frame *f)
         what = "empty DATA";
         break;
     case NGHTTP2_SETTINGS:
-        if (f->hd.flags & NGHTTP2_FLAG_ACK)
-            return;
+        if (f->hd.flags & NGHTTP2_FLAG_ACK) return;
         what = "SETTINGS";
         break;
-    case NGHTTP2_PRIORITY: what = "PRIORITY"; break;
+    case NGHTTP2_PRIORITY:
+        what = "PRIORITY";
+        break;
     case NGHTTP2_PING:
-        if (f->hd.flags & NGHTTP2_FLAG_ACK)
-            return;
+        if (f->hd.flags & NGHTTP2_FLAG_ACK) return;
         if (c->nstreams == 0) {
             what = "PING";
             break;
@@ -185,7 +178,8 @@ static void count_frame(pc_h2conn *c, const nghttp2_frame *f)
             enhance_your_calm(c, f->hd.type == NGHTTP2_PING ? "PING" : "WINDOW_UPDATE");
         return;
     }
-    default: return;
+    default:
+        return;
     }
     glitch(c, what);
 }
@@ -194,24 +188,23 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     pc_h2conn *c = ud;
     count_frame(c, f);
-    if (f->hd.stream_id == 0)
-        return 0;
+    if (f->hd.stream_id == 0) return 0;
     pc_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-    if (!st)
-        return 0;
+    if (!st) return 0;
     if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
         headers_finished(c, st);
         pc__stream_request_ready(st);
-        if (f->hd.flags & NGHTTP2_FLAG_END_STREAM)
-            pc__stream_req_end(st);
+        if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) pc__stream_req_end(st);
         return 0;
     }
-    if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) && (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
+    if ((f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) &&
+        (f->hd.flags & NGHTTP2_FLAG_END_STREAM))
         pc__stream_req_end(st);
     return 0;
 }
 
-static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data, size_t len, void *ud)
+static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data, size_t len,
+                         void *ud)
 {
     (void)flags;
     (void)ud;
@@ -228,8 +221,7 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code,
 {
     pc_h2conn *c = ud;
     pc_stream *st = nghttp2_session_get_stream_user_data(s, sid);
-    if (!st)
-        return 0;
+    if (!st) return 0;
     nghttp2_session_set_stream_user_data(s, sid, NULL);
     headers_finished(c, st);
     pc__stream_client_closed(st, error_code);
@@ -239,15 +231,11 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code,
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 {
     pc_h2conn *c = ud;
-    if (f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS)
-        c->useful++;
-    if (f->hd.stream_id == 0 || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
-        return 0;
-    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
-        return 0;
+    if (f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) c->useful++;
+    if (f->hd.stream_id == 0 || !(f->hd.flags & NGHTTP2_FLAG_END_STREAM)) return 0;
+    if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) return 0;
     pc_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-    if (st)
-        pc__stream_client_sent_end(st);
+    if (st) pc__stream_client_sent_end(st);
     return 0;
 }
 
@@ -286,8 +274,7 @@ static void t_connect(pc_transport *t, int status)
 static int fill_conn_info(pc_h2conn *c)
 {
     pc_conn_shared *cs = calloc(1, sizeof *cs);
-    if (!cs)
-        return -1;
+    if (!cs) return -1;
     cs->refs = 1;
     c->conn_info = cs;
     memcpy(&cs->addr, &c->peer_addr, sizeof cs->addr);
@@ -384,13 +371,10 @@ static void fingerprint_read(pc_h2conn *c, const uint8_t *data, size_t len)
         }
         c->fp_h2 = pc__fp_h2_new();
     }
-    if (!c->fp_h2)
-        return;
+    if (!c->fp_h2) return;
     int rv = pc__fp_h2_feed(c->fp_h2, data, len);
-    if (rv == PC_FP_MORE)
-        return;
-    if (rv == PC_FP_DONE)
-        snprintf(cs->h2fp, sizeof cs->h2fp, "%s", pc__fp_h2_result(c->fp_h2));
+    if (rv == PC_FP_MORE) return;
+    if (rv == PC_FP_DONE) snprintf(cs->h2fp, sizeof cs->h2fp, "%s", pc__fp_h2_result(c->fp_h2));
     pc__fp_h2_free(c->fp_h2);
     c->fp_h2 = NULL;
 }
@@ -398,8 +382,7 @@ static void fingerprint_read(pc_h2conn *c, const uint8_t *data, size_t len)
 static int t_read(pc_transport *t, const uint8_t *data, size_t len)
 {
     pc_h2conn *c = (pc_h2conn *)t;
-    if (!c->sess)
-        return 0;
+    if (!c->sess) return 0;
     fingerprint_read(c, data, len);
     ssize_t n = nghttp2_session_mem_recv(c->sess, data, len);
     if (n < 0) {
@@ -418,7 +401,10 @@ static void t_error(pc_transport *t, const char *why)
     pc_log_debug("conn: client %s: %s", t->peer, why);
 }
 
-static void t_drain(pc_transport *t) { pc__h2conn_schedule((pc_h2conn *)t); }
+static void t_drain(pc_transport *t)
+{
+    pc__h2conn_schedule((pc_h2conn *)t);
+}
 
 static void t_timeout(pc_transport *t)
 {
@@ -444,18 +430,15 @@ static void t_closed(pc_transport *t)
         pc_stream *st = c->streams;
         pc__stream_client_closed(st, NGHTTP2_CANCEL);
     }
-    if (c->sess)
-        nghttp2_session_del(c->sess);
+    if (c->sess) nghttp2_session_del(c->sess);
     pc__conn_shared_release(c->conn_info);
-    if (c->client_counted)
-        pc__client_release((struct sockaddr *)&c->peer_addr);
+    if (c->client_counted) pc__client_release((struct sockaddr *)&c->peer_addr);
     pc__gen_release(c->gen);
     if (c->prev)
         c->prev->next = c->next;
     else
         c->worker->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    if (c->next) c->next->prev = c->prev;
     pc_worker *w = c->worker;
     pc__metrics_conn(w->metrics, -1);
     pc__fp_h2_free(c->fp_h2);
@@ -476,8 +459,7 @@ static const pc_transport_cbs client_cbs = {
 void pc__h2conn_accept(pc_worker *w, uv_stream_t *listener, size_t index)
 {
     pc_h2conn *c = calloc(1, sizeof *c);
-    if (!c)
-        return;
+    if (!c) return;
     pc__transport_init(w, &c->t, &client_cbs);
     c->worker = w;
     c->gen = pc__gen_acquire(w);
@@ -485,8 +467,7 @@ void pc__h2conn_accept(pc_worker *w, uv_stream_t *listener, size_t index)
     c->fl.flush = conn_flush;
     c->timer_mode = -1;
     c->next = w->conns;
-    if (w->conns)
-        w->conns->prev = c;
+    if (w->conns) w->conns->prev = c;
     w->conns = c;
     w->nconns++;
     pc__metrics_conn(w->metrics, 1);
@@ -496,7 +477,8 @@ void pc__h2conn_accept(pc_worker *w, uv_stream_t *listener, size_t index)
     }
     int alen = sizeof c->peer_addr;
     uv_tcp_getpeername(&c->t.tcp, (struct sockaddr *)&c->peer_addr, &alen);
-    if (pc__client_acquire((struct sockaddr *)&c->peer_addr, c->gen->cfg->limits.max_connections_per_client) < 0) {
+    if (pc__client_acquire((struct sockaddr *)&c->peer_addr, c->gen->cfg->limits.max_connections_per_client) <
+        0) {
         pc_log_debug("conn: refused: client has max_connections_per_client (%u) open",
                      c->gen->cfg->limits.max_connections_per_client);
         pc__transport_close(&c->t, false);
@@ -509,15 +491,13 @@ void pc__h2conn_accept(pc_worker *w, uv_stream_t *listener, size_t index)
         pc__transport_close(&c->t, false);
         return;
     }
-    if (!c->t.closing)
-        update_timer(c);
+    if (!c->t.closing) update_timer(c);
 }
 
 void pc__h2conn_check_stall(pc_h2conn *c, uint64_t now)
 {
     uint64_t limit = c->gen->cfg->limits.send_timeout_ms;
-    if (c->t.closing || !c->sess)
-        return;
+    if (c->t.closing || !c->sess) return;
     /* The client does not read the socket at all. */
     if (c->t.write_pending > 0 && now - c->t.last_write_done > limit) {
         pc_log_info("conn: client %s took none of our output for %llu ms: closing", c->t.peer,
@@ -529,8 +509,9 @@ void pc__h2conn_check_stall(pc_h2conn *c, uint64_t now)
     int32_t conn_window = nghttp2_session_get_remote_window_size(c->sess);
     for (pc_stream *st = c->streams, *next; st; st = next) {
         next = st->cnext;
-        bool blocked = st->resp_q.size > 0 &&
-                       (conn_window <= 0 || nghttp2_session_get_stream_remote_window_size(c->sess, st->sid) <= 0);
+        bool blocked =
+            st->resp_q.size > 0 &&
+            (conn_window <= 0 || nghttp2_session_get_stream_remote_window_size(c->sess, st->sid) <= 0);
         if (!blocked) {
             st->blocked_since = 0;
             continue;
@@ -538,8 +519,8 @@ void pc__h2conn_check_stall(pc_h2conn *c, uint64_t now)
         if (!st->blocked_since)
             st->blocked_since = now;
         else if (now - st->blocked_since > limit) {
-            pc_log_info("conn: client %s kept its window shut on stream %d for %llu ms: stream reset", c->t.peer,
-                        st->sid, (unsigned long long)limit);
+            pc_log_info("conn: client %s kept its window shut on stream %d for %llu ms: stream reset",
+                        c->t.peer, st->sid, (unsigned long long)limit);
             st->blocked_since = 0;
             nghttp2_submit_rst_stream(c->sess, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_CANCEL);
             pc__h2conn_schedule(c);
@@ -549,8 +530,7 @@ void pc__h2conn_check_stall(pc_h2conn *c, uint64_t now)
 
 void pc__h2conn_drain(pc_h2conn *c)
 {
-    if (c->t.closing)
-        return;
+    if (c->t.closing) return;
     if (!c->sess) {
         pc__transport_close(&c->t, false);
         return;

@@ -28,11 +28,11 @@ struct pc_h2conn {
     bool fp_started;
     pc_gen *gen; /* config at accept: limits and certificates */
     struct sockaddr_storage peer_addr;
-    bool client_counted; /* holds a slot in the per-client connection limit */
+    bool client_counted;  /* holds a slot in the per-client connection limit */
     double glitch_tokens; /* budget for useless frames (refills over 10 s) */
     uint64_t glitch_window_start;
-    uint64_t useful;      /* HEADERS and DATA frames, both ways */
-    uint64_t control;     /* PING and WINDOW_UPDATE frames received while streams were open */
+    uint64_t useful;  /* HEADERS and DATA frames, both ways */
+    uint64_t control; /* PING and WINDOW_UPDATE frames received while streams were open */
     pc_h2conn *prev, *next;
 };
 

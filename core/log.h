@@ -16,8 +16,7 @@ void pc__errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((for
 #define pc_log_info(...) pc__log(PC_LOG_INFO, __VA_ARGS__)
 #define pc_log_debug(...)                                                                                    \
     do {                                                                                                     \
-        if (pc__log_level() >= PC_LOG_DEBUG)                                                                 \
-            pc__log(PC_LOG_DEBUG, __VA_ARGS__);                                                              \
+        if (pc__log_level() >= PC_LOG_DEBUG) pc__log(PC_LOG_DEBUG, __VA_ARGS__);                             \
     } while (0)
 
 #endif

@@ -23,12 +23,14 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: portcullis run -c FILE      serve in the foreground\n"
-               "       portcullis check -c FILE    validate the config, print warnings (exit 0 valid, 2 not)\n"
-               "       portcullis rules test -c FILE CASES.yaml\n"
-               "                                   run the Lua rules on the cases (exit 0 pass, 1 fail, 2 bad input)\n"
-               "       portcullis --version\n"
-               "       portcullis --help\n");
+    fprintf(f,
+            "usage: portcullis run -c FILE      serve in the foreground\n"
+            "       portcullis check -c FILE    validate the config, print warnings (exit 0 valid, 2 not)\n"
+            "       portcullis rules test -c FILE CASES.yaml\n"
+            "                                   run the Lua rules on the cases (exit 0 pass, 1 fail, 2 bad "
+            "input)\n"
+            "       portcullis --version\n"
+            "       portcullis --help\n");
 }
 
 static pc_config *load(const char *path)
@@ -81,14 +83,11 @@ static int runtime_build(pc_runtime *rt, pc_config *cfg, char *err, size_t errle
     rt->front_tls = calloc(cfg->nlisten, sizeof *rt->front_tls);
     rt->origin_tls = calloc(cfg->norigins, sizeof *rt->origin_tls);
     rt->origin_addrs = calloc(cfg->norigins, sizeof *rt->origin_addrs);
-    if (!rt->front_tls || !rt->origin_tls || !rt->origin_addrs)
-        return -1;
+    if (!rt->front_tls || !rt->origin_tls || !rt->origin_addrs) return -1;
     /* The vouch keys' JWKS (admin /jwks.json), before anything that can mint tokens with them. */
-    if (pc__jwks_update(cfg, err, errlen) < 0)
-        return -1;
+    if (pc__jwks_update(cfg, err, errlen) < 0) return -1;
     for (size_t i = 0; i < cfg->nlisten; i++) {
-        if (!cfg->listen[i].tls)
-            continue;
+        if (!cfg->listen[i].tls) continue;
         char e[512];
         rt->front_tls[i] = pc__tls_server_new(&cfg->listen[i], cfg, e, sizeof e);
         if (!rt->front_tls[i]) {
@@ -104,8 +103,7 @@ static int runtime_build(pc_runtime *rt, pc_config *cfg, char *err, size_t errle
             return -1;
         }
         rt->origin_addrs[i] = calloc(o->nservers, sizeof(struct sockaddr_storage));
-        if (!rt->origin_addrs[i])
-            return -1;
+        if (!rt->origin_addrs[i]) return -1;
         for (size_t j = 0; j < o->nservers; j++)
             if (resolve(&o->servers[j], &rt->origin_addrs[i][j], e, sizeof e) < 0) {
                 snprintf(err, errlen, "%s: origin %s: %s", cfg->path, o->name, e);
@@ -115,13 +113,10 @@ static int runtime_build(pc_runtime *rt, pc_config *cfg, char *err, size_t errle
     /* Plugins look for a build tree's plugins/ next to the binary when not installed. */
     char exe[4096];
     size_t exelen = sizeof exe;
-    if (uv_exepath(exe, &exelen) != 0)
-        snprintf(exe, sizeof exe, ".");
+    if (uv_exepath(exe, &exelen) != 0) snprintf(exe, sizeof exe, ".");
     char *slash = strrchr(exe, '/');
-    if (slash)
-        *slash = '\0';
-    if (pc__plugins_load(cfg, exe, &rt->plugins, err, errlen) < 0)
-        return -1;
+    if (slash) *slash = '\0';
+    if (pc__plugins_load(cfg, exe, &rt->plugins, err, errlen) < 0) return -1;
     return 0;
 }
 
@@ -154,15 +149,13 @@ static void runtime_destroy(pc_runtime *rt)
 
 static void runtime_release(pc_runtime *rt)
 {
-    if (rt && atomic_fetch_sub(&rt->refs, 1) == 1)
-        runtime_destroy(rt);
+    if (rt && atomic_fetch_sub(&rt->refs, 1) == 1) runtime_destroy(rt);
 }
 
 static int cmd_check(const char *path)
 {
     pc_config *cfg = load(path);
-    if (!cfg)
-        return 2;
+    if (!cfg) return 2;
     pc_runtime rt;
     char err[1024];
     int rv = 0;
@@ -209,8 +202,7 @@ static void collect(run_state *rs)
 
 static bool same_listeners(const pc_config *a, const pc_config *b)
 {
-    if (a->nlisten != b->nlisten)
-        return false;
+    if (a->nlisten != b->nlisten) return false;
     for (size_t i = 0; i < a->nlisten; i++)
         if (strcmp(a->listen[i].host, b->listen[i].host) || a->listen[i].port != b->listen[i].port ||
             a->listen[i].tls != b->listen[i].tls)
@@ -230,9 +222,10 @@ static void on_sighup(uv_signal_t *h, int signum)
         return;
     }
     if (!same_listeners(cfg, rs->current->cfg)) {
-        pc_log_error("SIGHUP: reload refused, still serving the previous config: %s: listen addresses changed "
-                     "(that needs a restart)",
-                     rs->path);
+        pc_log_error(
+            "SIGHUP: reload refused, still serving the previous config: %s: listen addresses changed "
+            "(that needs a restart)",
+            rs->path);
         pc__config_free(cfg);
         return;
     }
@@ -258,7 +251,8 @@ static void on_sighup(uv_signal_t *h, int signum)
     rs->retired[rs->nretired++] = rs->current;
     atomic_fetch_sub(&rs->current->refs, 1);
     rs->current = rt;
-    pc_log_info("SIGHUP: configuration reloaded from %s; calls in flight finish on the previous one", rs->path);
+    pc_log_info("SIGHUP: configuration reloaded from %s; calls in flight finish on the previous one",
+                rs->path);
 }
 
 static void on_sigusr1(uv_signal_t *h, int signum)
@@ -276,8 +270,7 @@ static void wait_workers(uv_timer_t *t)
 {
     run_state *rs = t->data;
     for (size_t i = 0; i < rs->nworkers; i++)
-        if (!atomic_load(&rs->workers[i].done))
-            return;
+        if (!atomic_load(&rs->workers[i].done)) return;
     uv_stop(t->loop);
 }
 
@@ -305,8 +298,7 @@ static void on_signal(uv_signal_t *h, int signum)
  * unless UV_THREADPOOL_SIZE is set. Before any thread starts and before the pool's first use. */
 static void size_thread_pool(size_t nworkers)
 {
-    if (getenv("UV_THREADPOOL_SIZE"))
-        return;
+    if (getenv("UV_THREADPOOL_SIZE")) return;
     char v[16];
     snprintf(v, sizeof v, "%zu", nworkers < 4 ? 4 : nworkers > 1024 ? 1024 : nworkers);
     setenv("UV_THREADPOOL_SIZE", v, 1);
@@ -315,8 +307,7 @@ static void size_thread_pool(size_t nworkers)
 static int cmd_run(const char *path)
 {
     pc_config *cfg = load(path);
-    if (!cfg)
-        return 2;
+    if (!cfg) return 2;
     pc__log_set_level(cfg->log.level);
     for (size_t i = 0; i < cfg->nwarnings; i++)
         pc_log_warn("config: %s", cfg->warnings[i]);
@@ -334,8 +325,7 @@ static int cmd_run(const char *path)
         return 2;
     }
     pc_worker *workers = calloc(n, sizeof *workers);
-    if (!workers)
-        return 1;
+    if (!workers) return 1;
     /* Handlers go in before the first listener binds: a client (or a supervisor) that sees the
      * port open may signal at once, and SIGHUP's default action would kill the process. A signal
      * that comes early waits in libuv's pipe until the loop runs, when rs is complete. */
@@ -384,8 +374,7 @@ static int cmd_run(const char *path)
     uv_close((uv_handle_t *)&sigterm, NULL);
     uv_close((uv_handle_t *)&sigint, NULL);
     uv_close((uv_handle_t *)&rs.wait, NULL);
-    if (!uv_is_closing((uv_handle_t *)&rs.sighup))
-        uv_close((uv_handle_t *)&rs.sighup, NULL);
+    if (!uv_is_closing((uv_handle_t *)&rs.sighup)) uv_close((uv_handle_t *)&rs.sighup, NULL);
     uv_run(loop, UV_RUN_NOWAIT);
     uv_loop_close(loop);
     free(metrics);
@@ -423,10 +412,8 @@ int main(int argc, char **argv)
     if (argc == 6 && !strcmp(argv[1], "rules") && !strcmp(argv[2], "test") && !strcmp(argv[3], "-c"))
         return pc__rules_test(argv[4], argv[5]);
     if (argc == 4 && strcmp(argv[2], "-c") == 0) {
-        if (strcmp(argv[1], "run") == 0)
-            return cmd_run(argv[3]);
-        if (strcmp(argv[1], "check") == 0)
-            return cmd_check(argv[3]);
+        if (strcmp(argv[1], "run") == 0) return cmd_run(argv[3]);
+        if (strcmp(argv[1], "check") == 0) return cmd_check(argv[3]);
     }
     usage(stderr);
     return 2;

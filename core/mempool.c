@@ -22,22 +22,28 @@ typedef union block {
     unsigned char pad[HDR];
 } block;
 
-static inline unsigned class_of(size_t size) { return size ? (unsigned)((size - 1) / GRAIN) : 0; }
+static inline unsigned class_of(size_t size)
+{
+    return size ? (unsigned)((size - 1) / GRAIN) : 0;
+}
 
-static inline size_t class_size(unsigned c) { return (size_t)(c + 1) * GRAIN; }
+static inline size_t class_size(unsigned c)
+{
+    return (size_t)(c + 1) * GRAIN;
+}
 
-static inline uint32_t *hdr_of(void *ptr) { return (uint32_t *)((unsigned char *)ptr - HDR); }
+static inline uint32_t *hdr_of(void *ptr)
+{
+    return (uint32_t *)((unsigned char *)ptr - HDR);
+}
 
 void *pc__mem_malloc(pc_mempool *p, size_t size)
 {
-    if (!p)
-        return malloc(size);
+    if (!p) return malloc(size);
     if (size > class_size(PC_MEMPOOL_CLASSES - 1)) {
-        if (size > SIZE_MAX - HDR)
-            return NULL;
+        if (size > SIZE_MAX - HDR) return NULL;
         unsigned char *b = malloc(HDR + size);
-        if (!b)
-            return NULL;
+        if (!b) return NULL;
         *(uint32_t *)b = LARGE;
         return b + HDR;
     }
@@ -55,11 +61,9 @@ void *pc__mem_malloc(pc_mempool *p, size_t size)
 
 void *pc__mem_calloc(pc_mempool *p, size_t n, size_t size)
 {
-    if (size && n > SIZE_MAX / size)
-        return NULL;
+    if (size && n > SIZE_MAX / size) return NULL;
     void *ptr = pc__mem_malloc(p, n * size);
-    if (ptr)
-        memset(ptr, 0, n * size);
+    if (ptr) memset(ptr, 0, n * size);
     return ptr;
 }
 
@@ -69,8 +73,7 @@ void pc__mem_free(pc_mempool *p, void *ptr)
         free(ptr);
         return;
     }
-    if (!ptr)
-        return;
+    if (!ptr) return;
     uint32_t c = *hdr_of(ptr);
     block *b = (block *)hdr_of(ptr);
     if (c == LARGE || (p->nfree[c] + 1) * class_size(c) > CLASS_CACHE_BYTES) {
@@ -84,36 +87,43 @@ void pc__mem_free(pc_mempool *p, void *ptr)
 
 void *pc__mem_realloc(pc_mempool *p, void *ptr, size_t size)
 {
-    if (!p)
-        return realloc(ptr, size);
-    if (!ptr)
-        return pc__mem_malloc(p, size);
+    if (!p) return realloc(ptr, size);
+    if (!ptr) return pc__mem_malloc(p, size);
     if (size == 0) {
         pc__mem_free(p, ptr);
         return NULL;
     }
     uint32_t c = *hdr_of(ptr);
     if (c == LARGE) {
-        if (size > SIZE_MAX - HDR)
-            return NULL;
+        if (size > SIZE_MAX - HDR) return NULL;
         unsigned char *b = realloc(hdr_of(ptr), HDR + size);
         return b ? b + HDR : NULL;
     }
     size_t have = class_size(c);
-    if (size <= have)
-        return ptr;
+    if (size <= have) return ptr;
     void *n = pc__mem_malloc(p, size);
-    if (!n)
-        return NULL;
+    if (!n) return NULL;
     memcpy(n, ptr, have);
     pc__mem_free(p, ptr);
     return n;
 }
 
-static void *ng_malloc(size_t size, void *ud) { return pc__mem_malloc(ud, size); }
-static void ng_free(void *ptr, void *ud) { pc__mem_free(ud, ptr); }
-static void *ng_calloc(size_t n, size_t size, void *ud) { return pc__mem_calloc(ud, n, size); }
-static void *ng_realloc(void *ptr, size_t size, void *ud) { return pc__mem_realloc(ud, ptr, size); }
+static void *ng_malloc(size_t size, void *ud)
+{
+    return pc__mem_malloc(ud, size);
+}
+static void ng_free(void *ptr, void *ud)
+{
+    pc__mem_free(ud, ptr);
+}
+static void *ng_calloc(size_t n, size_t size, void *ud)
+{
+    return pc__mem_calloc(ud, n, size);
+}
+static void *ng_realloc(void *ptr, size_t size, void *ud)
+{
+    return pc__mem_realloc(ud, ptr, size);
+}
 
 void pc__mempool_init(pc_mempool *p)
 {

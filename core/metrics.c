@@ -15,7 +15,7 @@
 #define NBUCKETS 14
 
 static const double bucket_le[NBUCKETS] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-                                           0.25,  0.5,    1,     2.5,  5,    10,   60};
+                                           0.25,  0.5,    1,     2.5,  5,     10,   60};
 
 typedef struct series {
     char *zone, *method;
@@ -56,16 +56,14 @@ struct pc_metrics {
 pc_metrics *pc__metrics_new(void)
 {
     pc_metrics *m = calloc(1, sizeof *m);
-    if (!m)
-        return NULL;
+    if (!m) return NULL;
     pthread_mutex_init(&m->lock, NULL);
     return m;
 }
 
 void pc__metrics_free(pc_metrics *m)
 {
-    if (!m)
-        return;
+    if (!m) return;
     for (size_t i = 0; i < m->ns; i++) {
         free(m->s[i].zone);
         free(m->s[i].method);
@@ -85,7 +83,10 @@ void pc__metrics_free(pc_metrics *m)
     free(m);
 }
 
-static int nullcmp(const char *a, const char *b) { return (!a || !b) ? (a != b) : strcmp(a, b); }
+static int nullcmp(const char *a, const char *b)
+{
+    return (!a || !b) ? (a != b) : strcmp(a, b);
+}
 
 /* Bounded like the request series: past the limit new label sets are dropped. */
 static pseries *pseries_get(pc_metrics *m, const char *name, const char *zone, const char *label)
@@ -93,11 +94,9 @@ static pseries *pseries_get(pc_metrics *m, const char *name, const char *zone, c
     for (size_t i = 0; i < m->nps; i++)
         if (!strcmp(m->ps[i].name, name) && !strcmp(m->ps[i].zone, zone) && !nullcmp(m->ps[i].label, label))
             return &m->ps[i];
-    if (m->nps >= MAX_PLUGIN_SERIES)
-        return NULL;
+    if (m->nps >= MAX_PLUGIN_SERIES) return NULL;
     pseries *n = realloc(m->ps, (m->nps + 1) * sizeof *n);
-    if (!n)
-        return NULL;
+    if (!n) return NULL;
     m->ps = n;
     pseries *p = &n[m->nps];
     memset(p, 0, sizeof *p);
@@ -114,12 +113,12 @@ static pseries *pseries_get(pc_metrics *m, const char *name, const char *zone, c
     return p;
 }
 
-void pc__metrics_plugin_count(pc_metrics *m, const char *name, const char *zone, const char *label, uint64_t n)
+void pc__metrics_plugin_count(pc_metrics *m, const char *name, const char *zone, const char *label,
+                              uint64_t n)
 {
     pthread_mutex_lock(&m->lock);
     pseries *p = pseries_get(m, name, zone ? zone : "", label ? label : "");
-    if (p)
-        p->count += n;
+    if (p) p->count += n;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -129,8 +128,7 @@ void pc__metrics_plugin_observe(pc_metrics *m, const char *name, const char *zon
     pseries *p = pseries_get(m, name, zone ? zone : "", NULL);
     if (p) {
         int b = value <= 0 ? 0 : value >= 100 ? PLUGIN_BUCKETS : (int)((value - 0.000001) / 10);
-        if (b > PLUGIN_BUCKETS)
-            b = PLUGIN_BUCKETS;
+        if (b > PLUGIN_BUCKETS) b = PLUGIN_BUCKETS;
         p->buckets[b]++;
         p->sum += value;
         p->count++;
@@ -142,8 +140,7 @@ void pc__metrics_conn(pc_metrics *m, int delta)
 {
     pthread_mutex_lock(&m->lock);
     m->conns_active += delta;
-    if (delta > 0)
-        m->conns_total++;
+    if (delta > 0) m->conns_total++;
     pthread_mutex_unlock(&m->lock);
 }
 
@@ -166,11 +163,9 @@ static void bump_named(named *t, size_t *n, const char *name, unsigned long long
         bump_named(t, n, "other", by);
         return;
     }
-    if (*n >= MAX_NAMED)
-        return;
+    if (*n >= MAX_NAMED) return;
     char *copy = strdup(name);
-    if (!copy)
-        return;
+    if (!copy) return;
     t[*n].name = copy;
     t[*n].count = by;
     (*n)++;
@@ -183,7 +178,8 @@ void pc__metrics_upstream_failure(pc_metrics *m, const char *origin)
     pthread_mutex_unlock(&m->lock);
 }
 
-static void add_series(pc_metrics *m, const char *zone, const char *method, int grpc_status, unsigned long long by)
+static void add_series(pc_metrics *m, const char *zone, const char *method, int grpc_status,
+                       unsigned long long by)
 {
     for (size_t i = 0; i < m->ns; i++) {
         series *x = &m->s[i];
@@ -197,8 +193,7 @@ static void add_series(pc_metrics *m, const char *zone, const char *method, int 
         return;
     }
     series *s = realloc(m->s, (m->ns + 1) * sizeof *s);
-    if (!s)
-        return;
+    if (!s) return;
     m->s = s;
     s[m->ns] = (series){strdup(zone), strdup(method), grpc_status, by};
     if (!s[m->ns].zone || !s[m->ns].method) {
@@ -209,13 +204,12 @@ static void add_series(pc_metrics *m, const char *zone, const char *method, int 
     m->ns++;
 }
 
-void pc__metrics_request(pc_metrics *m, const char *zone, const char *method, int grpc_status, const char *reason,
-                         double seconds)
+void pc__metrics_request(pc_metrics *m, const char *zone, const char *method, int grpc_status,
+                         const char *reason, double seconds)
 {
     pthread_mutex_lock(&m->lock);
     add_series(m, zone ? zone : "", method ? method : "", grpc_status, 1);
-    if (reason)
-        bump_named(m->reasons, &m->nreasons, reason, 1);
+    if (reason) bump_named(m->reasons, &m->nreasons, reason, 1);
     size_t b = 0;
     while (b < NBUCKETS && seconds > bucket_le[b])
         b++;
@@ -239,16 +233,14 @@ static void put(out *o, const char *fmt, ...)
         va_start(ap, fmt);
         int n = vsnprintf(o->buf + o->len, o->cap - o->len, fmt, ap);
         va_end(ap);
-        if (n < 0)
-            return;
+        if (n < 0) return;
         if (o->len + (size_t)n < o->cap) {
             o->len += (size_t)n;
             return;
         }
         size_t cap = o->cap * 2 + (size_t)n + 1;
         char *b = realloc(o->buf, cap);
-        if (!b)
-            return;
+        if (!b) return;
         o->buf = b;
         o->cap = cap;
     }
@@ -276,8 +268,7 @@ static const char *esc(const char *s, char *buf, size_t len)
 char *pc__metrics_render(pc_metrics *const *ms, size_t n)
 {
     out o = {malloc(4096), 0, 4096};
-    if (!o.buf)
-        return NULL;
+    if (!o.buf) return NULL;
     o.buf[0] = '\0';
     pc_metrics agg;
     memset(&agg, 0, sizeof agg);
@@ -291,7 +282,8 @@ char *pc__metrics_render(pc_metrics *const *ms, size_t n)
         agg.conns_active += ms[w]->conns_active;
         agg.streams_active += ms[w]->streams_active;
         for (size_t i = 0; i < ms[w]->ns; i++)
-            add_series(&agg, ms[w]->s[i].zone, ms[w]->s[i].method, ms[w]->s[i].grpc_status, ms[w]->s[i].count);
+            add_series(&agg, ms[w]->s[i].zone, ms[w]->s[i].method, ms[w]->s[i].grpc_status,
+                       ms[w]->s[i].count);
         for (size_t i = 0; i < ms[w]->nreasons; i++)
             bump_named(agg.reasons, &agg.nreasons, ms[w]->reasons[i].name, ms[w]->reasons[i].count);
         for (size_t i = 0; i < ms[w]->nupstream; i++)
@@ -301,8 +293,7 @@ char *pc__metrics_render(pc_metrics *const *ms, size_t n)
         for (size_t i = 0; i < ms[w]->nps; i++) {
             const pseries *x = &ms[w]->ps[i];
             pseries *p = pseries_get(&agg, x->name, x->zone, x->label);
-            if (!p)
-                continue;
+            if (!p) continue;
             p->count += x->count;
             p->sum += x->sum;
             for (size_t b = 0; b <= PLUGIN_BUCKETS; b++)
@@ -312,10 +303,13 @@ char *pc__metrics_render(pc_metrics *const *ms, size_t n)
         agg.hist_count += ms[w]->hist_count;
         pthread_mutex_unlock(&ms[w]->lock);
     }
-    put(&o, "# HELP pc_connections_active Open client connections.\n# TYPE pc_connections_active gauge\n"
-            "pc_connections_active %lld\n",
+    put(&o,
+        "# HELP pc_connections_active Open client connections.\n# TYPE pc_connections_active gauge\n"
+        "pc_connections_active %lld\n",
         agg.conns_active);
-    put(&o, "# HELP pc_streams_active Open client streams.\n# TYPE pc_streams_active gauge\npc_streams_active %lld\n",
+    put(&o,
+        "# HELP pc_streams_active Open client streams.\n# TYPE pc_streams_active gauge\npc_streams_active "
+        "%lld\n",
         agg.streams_active);
     put(&o, "# HELP pc_requests_total Finished requests by zone, method and gRPC status.\n"
             "# TYPE pc_requests_total counter\n");
@@ -331,8 +325,8 @@ char *pc__metrics_render(pc_metrics *const *ms, size_t n)
     put(&o, "# HELP pc_upstream_connect_failures_total Failed connection attempts to origin servers.\n"
             "# TYPE pc_upstream_connect_failures_total counter\n");
     for (size_t i = 0; i < agg.nupstream; i++)
-        put(&o, "pc_upstream_connect_failures_total{origin=\"%s\"} %llu\n", esc(agg.upstream[i].name, e1, sizeof e1),
-            agg.upstream[i].count);
+        put(&o, "pc_upstream_connect_failures_total{origin=\"%s\"} %llu\n",
+            esc(agg.upstream[i].name, e1, sizeof e1), agg.upstream[i].count);
     put(&o, "# HELP pc_request_duration_seconds Time from request headers to the end of the call.\n"
             "# TYPE pc_request_duration_seconds histogram\n");
     unsigned long long cum = 0;
@@ -359,7 +353,9 @@ char *pc__metrics_render(pc_metrics *const *ms, size_t n)
                 (b + 1) * 10, c);
         }
         c += p->buckets[PLUGIN_BUCKETS];
-        put(&o, "pc_%s_bucket{zone=\"%s\",le=\"+Inf\"} %llu\npc_%s_sum{zone=\"%s\"} %g\npc_%s_count{zone=\"%s\"} %llu\n",
+        put(&o,
+            "pc_%s_bucket{zone=\"%s\",le=\"+Inf\"} %llu\npc_%s_sum{zone=\"%s\"} %g\npc_%s_count{zone=\"%s\"} "
+            "%llu\n",
             p->name, e1, c, p->name, e1, p->sum, p->name, e1, p->count);
     }
     for (size_t i = 0; i < agg.nps; i++) {

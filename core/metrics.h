@@ -17,11 +17,12 @@ void pc__metrics_stream(pc_metrics *m, int delta); /* +1 opened, -1 finished */
 void pc__metrics_upstream_failure(pc_metrics *m, const char *origin);
 /* One finished request. method: "/pkg.Svc/Method" for gRPC, the HTTP method otherwise. grpc_status < 0:
  * none. reason: why the edge ended it, or NULL. */
-void pc__metrics_request(pc_metrics *m, const char *zone, const char *method, int grpc_status, const char *reason,
-                         double seconds);
+void pc__metrics_request(pc_metrics *m, const char *zone, const char *method, int grpc_status,
+                         const char *reason, double seconds);
 
 /* Plugin metrics: a counter by (name, zone, label) and a 0-100 histogram by (name, zone). */
-void pc__metrics_plugin_count(pc_metrics *m, const char *name, const char *zone, const char *label, uint64_t n);
+void pc__metrics_plugin_count(pc_metrics *m, const char *name, const char *zone, const char *label,
+                              uint64_t n);
 void pc__metrics_plugin_observe(pc_metrics *m, const char *name, const char *zone, double value);
 
 /* The Prometheus text exposition of all workers; malloc'd, NUL-terminated. */

@@ -15,8 +15,7 @@
 
 const void *pc__plugin_hook(const pc_loaded_plugin *lp, size_t offset)
 {
-    if (offset + sizeof(void *) > lp->desc->struct_size)
-        return NULL;
+    if (offset + sizeof(void *) > lp->desc->struct_size) return NULL;
     const void *const *slot = (const void *const *)((const char *)lp->desc + offset);
     return *slot;
 }
@@ -25,26 +24,22 @@ static void chain_flags(pc_plugins *ps, pc_chain *ch)
 {
     for (size_t i = 0; i < ch->n; i++) {
         const pc_loaded_plugin *lp = &ps->p[ch->idx[i]];
-        if (pc__plugin_hook(lp, offsetof(pc_plugin, on_request_message)))
-            ch->request_messages = true;
-        if (pc__plugin_hook(lp, offsetof(pc_plugin, on_response_message)))
-            ch->response_messages = true;
+        if (pc__plugin_hook(lp, offsetof(pc_plugin, on_request_message))) ch->request_messages = true;
+        if (pc__plugin_hook(lp, offsetof(pc_plugin, on_response_message))) ch->response_messages = true;
     }
 }
 
 static int find_file(const pc_config *cfg, const char *exe_dir, const char *name, char **out)
 {
     char *path;
-    if (asprintf(&path, "%s/pc-%s.so", cfg->plugin_dir, name) < 0)
-        return -1;
+    if (asprintf(&path, "%s/pc-%s.so", cfg->plugin_dir, name) < 0) return -1;
     if (access(path, R_OK) == 0 || cfg->plugin_dir_set) {
         *out = path;
         return 0;
     }
     free(path);
     /* Not installed: a build tree keeps its plugins next to the binary. */
-    if (asprintf(&path, "%s/plugins/pc-%s.so", exe_dir, name) < 0)
-        return -1;
+    if (asprintf(&path, "%s/plugins/pc-%s.so", exe_dir, name) < 0) return -1;
     if (access(path, R_OK) == 0) {
         *out = path;
         return 0;
@@ -79,8 +74,8 @@ static int load_one(const pc_config *cfg, const char *exe_dir, const pc_plugin_c
     }
     const pc_plugin *d = dlsym(lp->dl, PC_PLUGIN_SYMBOL);
     if (!d) {
-        snprintf(err, errlen, "%s: plugin %s: %s exports no symbol %s: not a Portcullis plugin", at, label, lp->path,
-                 PC_PLUGIN_SYMBOL);
+        snprintf(err, errlen, "%s: plugin %s: %s exports no symbol %s: not a Portcullis plugin", at, label,
+                 lp->path, PC_PLUGIN_SYMBOL);
         return -1;
     }
     if (d->abi_version != PC_PLUGIN_ABI_VERSION) {
@@ -98,12 +93,13 @@ static int load_one(const pc_config *cfg, const char *exe_dir, const pc_plugin_c
     lp->desc = d;
     lp->name = strdup(pc->name ? pc->name : d->name);
     lp->on_error_continue = pc->on_error_continue;
-    if (!lp->name)
-        return -1;
+    if (!lp->name) return -1;
     if (d->init) {
         char perr[512] = "";
-        if (d->init(&pc__host_api, lp, (const pc_config_node *)pc->config, &lp->ctx, perr, sizeof perr) != 0) {
-            snprintf(err, errlen, "%s: plugin %s: init failed: %s", at, lp->name, perr[0] ? perr : "(no reason given)");
+        if (d->init(&pc__host_api, lp, (const pc_config_node *)pc->config, &lp->ctx, perr, sizeof perr) !=
+            0) {
+            snprintf(err, errlen, "%s: plugin %s: init failed: %s", at, lp->name,
+                     perr[0] ? perr : "(no reason given)");
             return -1;
         }
     }
@@ -116,11 +112,9 @@ static int build_chain(pc_plugins *ps, const pc_config *cfg, const pc_zone_conf 
 {
     size_t n = z ? z->nplugins : ps->n - ps->has_access;
     ch->idx = calloc(n + 1, sizeof *ch->idx);
-    if (!ch->idx)
-        return -1;
+    if (!ch->idx) return -1;
     /* The access policy runs first, whatever the configured order, and no zone can drop it. */
-    if (ps->has_access)
-        ch->idx[ch->n++] = 0;
+    if (ps->has_access) ch->idx[ch->n++] = 0;
     for (size_t i = 0; i < n; i++) {
         if (!z) {
             ch->idx[ch->n++] = i + ps->has_access;
@@ -132,7 +126,8 @@ static int build_chain(pc_plugins *ps, const pc_config *cfg, const pc_zone_conf 
         if (k == ps->n) {
             char at[512];
             where(cfg, z->plugin_nodes[i], at, sizeof at);
-            snprintf(err, errlen, "%s: zones (%s).plugins: no plugin named \"%s\" in the top-level plugins list", at,
+            snprintf(err, errlen,
+                     "%s: zones (%s).plugins: no plugin named \"%s\" in the top-level plugins list", at,
                      z->name, z->plugins[i]);
             return -1;
         }
@@ -145,8 +140,7 @@ static int build_chain(pc_plugins *ps, const pc_config *cfg, const pc_zone_conf 
 int pc__plugins_load(const pc_config *cfg, const char *exe_dir, pc_plugins **out, char *err, size_t errlen)
 {
     pc_plugins *ps = calloc(1, sizeof *ps);
-    if (!ps)
-        return -1;
+    if (!ps) return -1;
     *out = ps;
     ps->p = calloc(cfg->nplugins ? cfg->nplugins : 1, sizeof *ps->p);
     ps->zones = calloc(cfg->nzones ? cfg->nzones : 1, sizeof *ps->zones);
@@ -183,8 +177,7 @@ int pc__plugins_load(const pc_config *cfg, const char *exe_dir, pc_plugins **out
             return -1;
         }
         for (size_t i = 0; i < cfg->norigins; i++) {
-            if (!cfg->origins[i].access)
-                continue;
+            if (!cfg->origins[i].access) continue;
             names[m->n] = (pc_yaml_node){.kind = PC_YAML_SCALAR,
                                          .scalar = cfg->origins[i].name,
                                          .scalar_len = strlen(cfg->origins[i].name),
@@ -206,12 +199,14 @@ int pc__plugins_load(const pc_config *cfg, const char *exe_dir, pc_plugins **out
         memset(ps->p, 0, (cfg->nplugins + 1) * sizeof *ps->p);
     }
     for (size_t i = 0; i < cfg->nplugins + ps->has_access; i++) {
-        const pc_plugin_conf *pc = !ps->has_access ? &cfg->plugins[i] : i == 0 ? &access_pc : &cfg->plugins[i - 1];
+        const pc_plugin_conf *pc = !ps->has_access ? &cfg->plugins[i]
+                                   : i == 0        ? &access_pc
+                                                   : &cfg->plugins[i - 1];
         if (ps->has_access && i > 0 && pc->name && !strcmp(pc->name, "access")) {
             char at[512];
             where(cfg, pc->node, at, sizeof at);
-            snprintf(err, errlen, "%s: plugin access is loaded by itself (first) when an origin has an access policy",
-                     at);
+            snprintf(err, errlen,
+                     "%s: plugin access is loaded by itself (first) when an origin has an access policy", at);
             return -1;
         }
         if (load_one(cfg, exe_dir, pc, &ps->p[i], err, errlen) < 0) {
@@ -230,8 +225,7 @@ int pc__plugins_load(const pc_config *cfg, const char *exe_dir, pc_plugins **out
         ps->p[i].state_offset = ps->state_size;
         ps->state_size += (ps->p[i].desc->request_state_size + 15) & ~(size_t)15;
     }
-    if (build_chain(ps, cfg, NULL, &ps->global, err, errlen) < 0)
-        return -1;
+    if (build_chain(ps, cfg, NULL, &ps->global, err, errlen) < 0) return -1;
     for (size_t z = 0; z < cfg->nzones; z++)
         if (cfg->zones[z].has_plugins && build_chain(ps, cfg, &cfg->zones[z], &ps->zones[z], err, errlen) < 0)
             return -1;
@@ -240,28 +234,25 @@ int pc__plugins_load(const pc_config *cfg, const char *exe_dir, pc_plugins **out
 
 const pc_chain *pc__plugins_chain(const pc_plugins *ps, const pc_config *cfg, const pc_zone_conf *zone)
 {
-    if (zone && zone->has_plugins)
-        return &ps->zones[zone - cfg->zones];
+    if (zone && zone->has_plugins) return &ps->zones[zone - cfg->zones];
     return &ps->global;
 }
 
 int pc__plugins_worker_init(pc_plugins *ps, unsigned worker_id, void ***out, char *err, size_t errlen)
 {
     void **w = calloc(ps->n ? ps->n : 1, sizeof *w);
-    if (!w)
-        return -1;
+    if (!w) return -1;
     *out = w;
     for (size_t i = 0; i < ps->n; i++) {
         pc_loaded_plugin *lp = &ps->p[i];
         w[i] = lp->ctx;
-        if (!lp->desc->worker_init)
-            continue;
+        if (!lp->desc->worker_init) continue;
         char perr[512] = "";
         if (lp->desc->worker_init(lp->ctx, worker_id, &w[i], perr, sizeof perr) != 0) {
-            snprintf(err, errlen, "plugin %s: worker init failed: %s", lp->name, perr[0] ? perr : "(no reason)");
+            snprintf(err, errlen, "plugin %s: worker init failed: %s", lp->name,
+                     perr[0] ? perr : "(no reason)");
             for (size_t k = 0; k < i; k++)
-                if (ps->p[k].desc->worker_destroy)
-                    ps->p[k].desc->worker_destroy(w[k]);
+                if (ps->p[k].desc->worker_destroy) ps->p[k].desc->worker_destroy(w[k]);
             free(w);
             *out = NULL;
             return -1;
@@ -272,8 +263,7 @@ int pc__plugins_worker_init(pc_plugins *ps, unsigned worker_id, void ***out, cha
 
 void pc__plugins_worker_destroy(pc_plugins *ps, void **wctx)
 {
-    if (!wctx)
-        return;
+    if (!wctx) return;
     for (size_t i = 0; i < ps->n; i++)
         if (ps->p[i].desc && ps->p[i].desc->worker_destroy && ps->p[i].desc->worker_init)
             ps->p[i].desc->worker_destroy(wctx[i]);
@@ -282,16 +272,13 @@ void pc__plugins_worker_destroy(pc_plugins *ps, void **wctx)
 
 void pc__plugins_free(pc_plugins *ps)
 {
-    if (!ps)
-        return;
+    if (!ps) return;
     for (size_t i = 0; i < ps->n; i++) {
         pc_loaded_plugin *lp = &ps->p[i];
-        if (lp->desc && lp->desc->destroy && lp->ctx)
-            lp->desc->destroy(lp->ctx);
-        /* Sanitizer builds keep the code mapped so leak reports can name plugin frames. */
+        if (lp->desc && lp->desc->destroy && lp->ctx) lp->desc->destroy(lp->ctx);
+            /* Sanitizer builds keep the code mapped so leak reports can name plugin frames. */
 #ifndef __SANITIZE_ADDRESS__
-        if (lp->dl)
-            dlclose(lp->dl);
+        if (lp->dl) dlclose(lp->dl);
 #endif
         free(lp->name);
         free(lp->path);
@@ -304,8 +291,7 @@ void pc__plugins_free(pc_plugins *ps)
     for (size_t i = 0; i < ps->ndescs; i++)
         pc__pb_descset_free(ps->descs[i]);
     free(ps->descs);
-    if (ps->access_conf.keys)
-        free(ps->access_conf.keys[0]);
+    if (ps->access_conf.keys) free(ps->access_conf.keys[0]);
     free(ps->access_conf.keys);
     free(ps->access_conf.items);
     free(ps);

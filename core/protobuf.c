@@ -35,7 +35,6 @@ typedef struct reader {
     size_t errlen;
 } reader;
 
-
 /* At most 10 bytes, and the 10th may only carry the top bit of a 64-bit value. */
 static int read_varint(const uint8_t **pp, const uint8_t *end, uint64_t *v, const char **why)
 {
@@ -381,7 +380,7 @@ static int decode_len_guess(dctx *c, size_t idx, const wfield *w, unsigned depth
             /* Too deep to decode: an error only if it really is a message, not merely binary data. */
             if (looks_like_message(w->data, w->len)) {
                 pc__errf(c->err, c->errlen, "messages nested deeper than %u (offset %zu)", c->lim.max_depth,
-                       w->off);
+                         w->off);
                 return PC_PB_ERR_LIMIT;
             }
         } else {
@@ -421,7 +420,7 @@ static int decode_packed(dctx *c, const wfield *w, const pc_pb_fielddesc *fd, un
             size_t n = ew == PC_PB_WIRE_I64 ? 8 : 4;
             if ((size_t)(end - p) < n) {
                 pc__errf(c->err, c->errlen, "packed field %u: truncated element at offset %zu", w->number,
-                       e.off);
+                         e.off);
                 return PC_PB_ERR_MALFORMED;
             }
             e.v = load_le(p, (int)n);
@@ -484,7 +483,7 @@ static int decode_msg(dctx *c, const pc_pb_msgdesc *md, const uint8_t *p, const 
         } else if (fd->type == PC_PB_TYPE_MESSAGE) {
             if (depth + 1 > c->lim.max_depth) {
                 pc__errf(c->err, c->errlen, "messages nested deeper than %u (offset %zu)", c->lim.max_depth,
-                       w.off);
+                         w.off);
                 return PC_PB_ERR_LIMIT;
             }
             c->fields[idx].kind = PC_PB_MESSAGE;

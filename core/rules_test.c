@@ -220,8 +220,7 @@ int pc__rules_env_run(pc_rules_env *env, const pc_rules_request *rq, pc_rules_re
         pc__host_api.publish((pc_request *)st, rq->published[2 * i], rq->published[2 * i + 1]);
 
     int rv = pc__chain_request_headers(st, 0);
-    if (rv == PC_CHAIN_GO)
-        rv = pc__chain_request_ready(st);
+    if (rv == PC_CHAIN_GO) rv = pc__chain_request_ready(st);
     for (size_t i = 0; rv == PC_CHAIN_GO && st->is_grpc && i < rq->nmessages; i++) {
         pc_message m = {rq->messages[i].data, rq->messages[i].len, (uint32_t)i, 0, 0};
         rv = pc__chain_request_message(st, &m, 0);
@@ -739,8 +738,14 @@ static int mismatch(FILE *out, int *n, const char *what, const char *want, const
     return 0;
 }
 
-static const char *req_header(const pc_stream *st, const char *name) { return find(&st->req, name); }
-static const char *resp_header(const pc_stream *st, const char *name) { return find(&st->extra_resp, name); }
+static const char *req_header(const pc_stream *st, const char *name)
+{
+    return find(&st->req, name);
+}
+static const char *resp_header(const pc_stream *st, const char *name)
+{
+    return find(&st->extra_resp, name);
+}
 
 /* Each entry of the expectation map x[key] (name: value, or null for "absent") against what
  * get() finds on the stream. */

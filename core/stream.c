@@ -40,15 +40,15 @@ static void account_held(pc_stream *st)
     /* Only streams whose window is shut are counted (and hold their whole queue): streams that
      * flow take no lock here. */
     size_t want = client_writable(st) && window_shut(st) ? st->resp_q.size : 0;
-    if (want == st->held_acct || !st->conn)
-        return;
-    int64_t total = pc__client_held((struct sockaddr *)&st->conn->addr, (int64_t)want - (int64_t)st->held_acct);
+    if (want == st->held_acct || !st->conn) return;
+    int64_t total =
+        pc__client_held((struct sockaddr *)&st->conn->addr, (int64_t)want - (int64_t)st->held_acct);
     st->held_acct = want;
     uint32_t limit = st->gen->cfg->limits.max_held_bytes_per_client;
-    if (!limit || total <= (int64_t)limit || !client_writable(st))
-        return;
+    if (!limit || total <= (int64_t)limit || !client_writable(st)) return;
     nghttp2_session *s = st->client->sess;
-    pc_log_info("conn: client %s holds %lld bytes of unread responses (max_held_bytes_per_client %u): stream %d reset",
+    pc_log_info("conn: client %s holds %lld bytes of unread responses (max_held_bytes_per_client %u): stream "
+                "%d reset",
                 st->client->t.peer, (long long)total, limit, st->sid);
     st->edge_reason = "client_not_reading";
     st->resp_done = true;
@@ -60,8 +60,7 @@ const nghttp2_nv *pc__headers_find(const pc_headers *h, const char *name)
 {
     size_t n = strlen(name);
     for (size_t i = 0; i < h->n; i++)
-        if (h->nv[i].namelen == n && strncasecmp((const char *)h->nv[i].name, name, n) == 0)
-            return &h->nv[i];
+        if (h->nv[i].namelen == n && strncasecmp((const char *)h->nv[i].name, name, n) == 0) return &h->nv[i];
     return NULL;
 }
 
@@ -73,15 +72,16 @@ static int status_of(const pc_headers *h)
 
 int pc__stream_grpc_status(const pc_stream *st)
 {
-    if (st->edge_status >= 0)
-        return st->edge_status;
-    if (!st->is_grpc)
-        return -1;
+    if (st->edge_status >= 0) return st->edge_status;
+    if (!st->is_grpc) return -1;
     int s = status_of(&st->trailers);
     return s >= 0 ? s : status_of(&st->resp);
 }
 
-void pc__stream_release(pc_stream *st) { maybe_free(st); }
+void pc__stream_release(pc_stream *st)
+{
+    maybe_free(st);
+}
 
 const char *pc__stream_request_id(pc_stream *st)
 {
@@ -94,8 +94,7 @@ const char *pc__stream_request_id(pc_stream *st)
 pc_stream *pc__stream_new(pc_h2conn *c, int32_t sid)
 {
     pc_stream *st = pc__mem_calloc(&c->worker->mem, 1, sizeof *st);
-    if (!st)
-        return NULL;
+    if (!st) return NULL;
     st->worker = c->worker;
     st->gen = pc__gen_acquire(c->worker);
     st->client = c;
@@ -104,8 +103,7 @@ pc_stream *pc__stream_new(pc_h2conn *c, int32_t sid)
     st->start_ms = uv_now(&c->worker->loop);
     st->start_ns = uv_hrtime();
     st->conn = c->conn_info;
-    if (st->conn)
-        st->conn->refs++;
+    if (st->conn) st->conn->refs++;
     pc_mempool *mem = &c->worker->mem;
     pc__bq_init(&st->req_q, mem);
     pc__bq_init(&st->resp_q, mem);
@@ -127,8 +125,7 @@ int pc__stream_add_header(pc_headers *h, const uint8_t *name, size_t nlen, const
     if (h->n == h->cap) {
         size_t cap = h->cap ? h->cap * 2 : 16;
         nghttp2_nv *nv = pc__mem_realloc(h->mem, h->nv, cap * sizeof *nv);
-        if (!nv)
-            return -1;
+        if (!nv) return -1;
         h->nv = nv;
         h->cap = cap;
     }
@@ -136,8 +133,7 @@ int pc__stream_add_header(pc_headers *h, const uint8_t *name, size_t nlen, const
     pc_hblock *b = h->blocks;
     if (!b || b->cap - b->used < need) {
         size_t cap = need > HBLOCK_SIZE ? need : HBLOCK_SIZE;
-        if (!(b = pc__mem_malloc(h->mem, sizeof *b + cap)))
-            return -1;
+        if (!(b = pc__mem_malloc(h->mem, sizeof *b + cap))) return -1;
         b->used = 0;
         b->cap = cap;
         b->next = h->blocks;
@@ -164,7 +160,10 @@ void pc__headers_free(pc_headers *h)
     *h = (pc_headers){.mem = h->mem};
 }
 
-static void timer_closed(uv_handle_t *h) { free(h); }
+static void timer_closed(uv_handle_t *h)
+{
+    free(h);
+}
 
 static void stop_deadline(pc_stream *st)
 {
@@ -179,8 +178,7 @@ static void body_free(pc_stream *st);
 
 static void maybe_free(pc_stream *st)
 {
-    if (!st->client_closed || st->queued || st->up || st->paused || st->resp_paused || st->works)
-        return;
+    if (!st->client_closed || st->queued || st->up || st->paused || st->resp_paused || st->works) return;
     drop_held(st);
     body_free(st);
     stop_deadline(st);
@@ -191,11 +189,10 @@ static void maybe_free(pc_stream *st)
         pc__access_log_write(st);
         const char *method = st->is_grpc && st->path ? st->path : st->method;
         double secs = (double)(uv_hrtime() - st->start_ns) / 1e9;
-        pc__metrics_request(st->worker->metrics, st->zone ? st->zone->name : "", method, pc__stream_grpc_status(st),
-                            st->edge_reason, secs);
+        pc__metrics_request(st->worker->metrics, st->zone ? st->zone->name : "", method,
+                            pc__stream_grpc_status(st), st->edge_reason, secs);
     }
-    if (st->counted)
-        pc__metrics_stream(st->worker->metrics, -1);
+    if (st->counted) pc__metrics_stream(st->worker->metrics, -1);
     pc__chain_free(st);
     pc__headers_free(&st->req);
     pc__headers_free(&st->resp);
@@ -204,8 +201,7 @@ static void maybe_free(pc_stream *st)
     pc__gen_release(st->gen);
     pc__bq_free(&st->req_q);
     pc__bq_free(&st->resp_q);
-    if (st->is_grpc)
-        pc__grpc_framer_free(&st->framer);
+    if (st->is_grpc) pc__grpc_framer_free(&st->framer);
     pc__mem_free(&st->worker->mem, st);
 }
 
@@ -216,8 +212,7 @@ static void maybe_free(pc_stream *st)
 
 static void ack_client(pc_stream *st, size_t n)
 {
-    if (n == 0 || !st->client || !st->client->sess)
-        return;
+    if (n == 0 || !st->client || !st->client->sess) return;
     nghttp2_session_consume(st->client->sess, st->sid, n);
     pc__h2conn_schedule(st->client);
 }
@@ -242,8 +237,7 @@ static void release_client(pc_stream *st)
 
 static void ack_origin(pc_stream *st, size_t n)
 {
-    if (n == 0 || !st->up || !st->up->sess)
-        return;
+    if (n == 0 || !st->up || !st->up->sess) return;
     nghttp2_session_consume(st->up->sess, st->up_sid, n);
     pc__upconn_schedule(st->up);
 }
@@ -270,12 +264,14 @@ static void release_origin(pc_stream *st)
 
 #define NV(n, v, vl) ((nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), NGHTTP2_NV_FLAG_NONE})
 
-static bool client_writable(pc_stream *st) { return st->client && !st->client_closed && st->client->sess; }
+static bool client_writable(pc_stream *st)
+{
+    return st->client && !st->client_closed && st->client->sess;
+}
 
 static void cancel_origin(pc_stream *st, bool flush_first)
 {
-    if (st->queued || st->up)
-        pc__pool_cancel(st, flush_first || st->rst_after_flush);
+    if (st->queued || st->up) pc__pool_cancel(st, flush_first || st->rst_after_flush);
 }
 
 /* Headers plugins added for the client go on the edge's own answers too (at most 32). */
@@ -291,14 +287,11 @@ void pc__stream_fail(pc_stream *st, int grpc_status, int http_status, const char
     /* Messages the chain let through before a denied one still reach the origin, then it is reset. */
     cancel_origin(st, !strcmp(reason, "plugin_deny"));
     stop_deadline(st);
-    if (st->resp_done || !client_writable(st))
-        return;
+    if (st->resp_done || !client_writable(st)) return;
     st->resp_done = true;
     st->edge_reason = reason;
-    if (st->is_grpc)
-        st->edge_status = grpc_status;
-    if (!st->resp_submitted)
-        st->http_status = st->is_grpc ? 200 : http_status;
+    if (st->is_grpc) st->edge_status = grpc_status;
+    if (!st->resp_submitted) st->http_status = st->is_grpc ? 200 : http_status;
     nghttp2_session *s = st->client->sess;
     char enc[512];
     pc__grpc_message_encode(msg, enc, sizeof enc);
@@ -316,7 +309,8 @@ void pc__stream_fail(pc_stream *st, int grpc_status, int http_status, const char
         if (!st->resp_submitted) {
             /* Trailers-Only: one HEADERS frame carrying the status. */
             nghttp2_nv nva[4 + 32] = {NV(":status", "200", 3), NV("content-type", "application/grpc", 16),
-                                      NV("grpc-status", code, strlen(code)), NV("grpc-message", enc, strlen(enc))};
+                                      NV("grpc-status", code, strlen(code)),
+                                      NV("grpc-message", enc, strlen(enc))};
             size_t n = with_extra(st, nva, 4);
             st->resp_submitted = true;
             nghttp2_submit_response(s, st->sid, nva, n, NULL);
@@ -336,7 +330,8 @@ void pc__stream_fail(pc_stream *st, int grpc_status, int http_status, const char
         pc__bq_append(&st->resp_q, (const uint8_t *)msg, strlen(msg));
         pc__bq_append(&st->resp_q, (const uint8_t *)"\n", 1);
         st->resp_eof = true;
-        nghttp2_nv nva[2 + 32] = {NV(":status", status, strlen(status)), NV("content-type", "text/plain", 10)};
+        nghttp2_nv nva[2 + 32] = {NV(":status", status, strlen(status)),
+                                  NV("content-type", "text/plain", 10)};
         size_t n = with_extra(st, nva, 2);
         nghttp2_data_provider prd = {.source.ptr = st, .read_callback = pc__stream_read_response};
         st->resp_submitted = true;
@@ -382,8 +377,7 @@ typedef struct pc_held_msg {
 static pc_held_msg *hold(const pc_grpc_message *gm, int response)
 {
     pc_held_msg *h = calloc(1, sizeof *h);
-    if (!h)
-        return NULL;
+    if (!h) return NULL;
     size_t extra = gm->compressed ? gm->len : 0;
     h->frame = malloc(gm->frame_len + extra + 1);
     if (!h->frame) {
@@ -391,8 +385,7 @@ static pc_held_msg *hold(const pc_grpc_message *gm, int response)
         return NULL;
     }
     memcpy(h->frame, gm->frame, gm->frame_len);
-    if (extra)
-        memcpy(h->frame + gm->frame_len, gm->data, gm->len);
+    if (extra) memcpy(h->frame + gm->frame_len, gm->data, gm->len);
     h->frame_len = gm->frame_len;
     h->m = (pc_message){extra ? h->frame + gm->frame_len : h->frame + 5, gm->len, gm->index, gm->compressed,
                         response};
@@ -413,19 +406,20 @@ static pc_held_msg *held_pop(pc_held_list *l)
 {
     pc_held_msg *h = l->head;
     l->head = h->next;
-    if (!l->head)
-        l->tail = NULL;
+    if (!l->head) l->tail = NULL;
     l->bytes -= h->frame_len;
     h->next = NULL;
     return h;
 }
 
-static size_t held_size(const pc_held_list *l) { return l->bytes + (l->cur ? l->cur->frame_len : 0); }
+static size_t held_size(const pc_held_list *l)
+{
+    return l->bytes + (l->cur ? l->cur->frame_len : 0);
+}
 
 static void held_drop(pc_held_list *l)
 {
-    if (l->cur)
-        l->cur->next = l->head;
+    if (l->cur) l->cur->next = l->head;
     for (pc_held_msg *h = l->cur ? l->cur : l->head, *n; h; h = n) {
         n = h->next;
         free(h->frame);
@@ -465,7 +459,8 @@ static bool held_drain(pc_stream *st, bool response)
     pc_held_list *l = response ? &st->resp_hold : &st->req_hold;
     while (l->head && !(response ? st->resp_paused : st->paused) && !st->resp_done) {
         pc_held_msg *h = held_pop(l);
-        int rv = response ? pc__chain_response_message(st, &h->m, 0) : pc__chain_request_message(st, &h->m, 0);
+        int rv =
+            response ? pc__chain_response_message(st, &h->m, 0) : pc__chain_request_message(st, &h->m, 0);
         if (rv == PC_CHAIN_PAUSE) {
             l->cur = h;
             if (response)
@@ -474,8 +469,7 @@ static bool held_drain(pc_stream *st, bool response)
                 st->paused = PC_PHASE_MESSAGE;
             break;
         }
-        if (!held_decided(st, h, rv, response ? &st->resp_q : &st->req_q))
-            return false;
+        if (!held_decided(st, h, rv, response ? &st->resp_q : &st->req_q)) return false;
     }
     return true;
 }
@@ -483,7 +477,10 @@ static bool held_drain(pc_stream *st, bool response)
 /* Whole messages received from the client that the origin has not taken yet. A message still
  * arriving is not counted: it must be acknowledged to complete (it is bounded by
  * max_message_bytes instead). */
-static size_t held_bytes(const pc_stream *st) { return st->req_q.size + held_size(&st->req_hold); }
+static size_t held_bytes(const pc_stream *st)
+{
+    return st->req_q.size + held_size(&st->req_hold);
+}
 
 /* Each whole message passes the chain before its bytes are queued: a denied message never
  * reaches the origin. While a plugin holds the request, later messages wait behind it. */
@@ -493,18 +490,15 @@ static int on_request_message(void *ud, const pc_grpc_message *gm)
     st->req_msgs++;
     if (st->paused || st->req_hold.head) {
         pc_held_msg *h = hold(gm, 0);
-        if (!h)
-            return FRAME_OOM;
+        if (!h) return FRAME_OOM;
         held_push(&st->req_hold, h);
         return 0;
     }
     pc_message m = {gm->data, gm->len, gm->index, gm->compressed, 0};
     int rv = pc__chain_request_message(st, &m, 0);
-    if (rv == PC_CHAIN_DENY)
-        return FRAME_DENIED;
+    if (rv == PC_CHAIN_DENY) return FRAME_DENIED;
     if (rv == PC_CHAIN_PAUSE) {
-        if (!(st->req_hold.cur = hold(gm, 0)))
-            return FRAME_OOM;
+        if (!(st->req_hold.cur = hold(gm, 0))) return FRAME_OOM;
         st->paused = PC_PHASE_MESSAGE;
         return 0;
     }
@@ -548,24 +542,20 @@ enum { BODY_OK = 0, BODY_TOO_LARGE = -1, BODY_CLIENT_BUDGET = -2, BODY_OOM = -3 
 
 static int body_append(pc_stream *st, const uint8_t *data, size_t len)
 {
-    if (len > st->body_limit - st->body_len)
-        return BODY_TOO_LARGE;
+    if (len > st->body_limit - st->body_len) return BODY_TOO_LARGE;
     if (st->conn) {
         int64_t total = pc__client_held((struct sockaddr *)&st->conn->addr, (int64_t)len);
         st->body_acct += len;
         uint32_t limit = st->gen->cfg->limits.max_held_bytes_per_client;
-        if (limit && total > (int64_t)limit)
-            return BODY_CLIENT_BUDGET;
+        if (limit && total > (int64_t)limit) return BODY_CLIENT_BUDGET;
     }
     if (st->body_len + len > st->body_cap) {
         size_t cap = st->body_cap ? st->body_cap : 16384;
         while (cap < st->body_len + len)
             cap *= 2;
-        if (cap > st->body_limit)
-            cap = st->body_limit;
+        if (cap > st->body_limit) cap = st->body_limit;
         uint8_t *b = realloc(st->body, cap);
-        if (!b)
-            return BODY_OOM;
+        if (!b) return BODY_OOM;
         st->body = b;
         st->body_cap = cap;
     }
@@ -591,10 +581,8 @@ static void body_failed(pc_stream *st, int rv)
 
 int pc__stream_hold_body(pc_stream *st, size_t max_bytes)
 {
-    if (st->is_grpc || !max_bytes || st->origin_submitted || st->end_done || st->body_passed)
-        return -1;
-    if (!st->body_limit || max_bytes < st->body_limit)
-        st->body_limit = max_bytes;
+    if (st->is_grpc || !max_bytes || st->origin_submitted || st->end_done || st->body_passed) return -1;
+    if (!st->body_limit || max_bytes < st->body_limit) st->body_limit = max_bytes;
     /* Body bytes that arrived while an earlier plugin held the headers join the collection. A
      * failure is answered once the headers hooks are done (headers_passed), not from inside one. */
     uint8_t chunk[4096];
@@ -646,8 +634,7 @@ static void headers_passed(pc_stream *st)
         const nghttp2_nv *cl = pc__headers_find(&st->req, "content-length");
         if (cl && strtoull((const char *)cl->value, NULL, 10) > st->body_limit)
             st->body_error = BODY_TOO_LARGE;
-        if (st->body_error)
-            body_failed(st, st->body_error);
+        if (st->body_error) body_failed(st, st->body_error);
         return;
     }
     submit_origin(st);
@@ -679,7 +666,8 @@ void pc__stream_request_ready(pc_stream *st)
         }
     }
     if (st->headers_too_large) {
-        pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 431, "headers_too_large", "request headers too large");
+        pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 431, "headers_too_large",
+                        "request headers too large");
         return;
     }
     if (!st->method || !st->path) {
@@ -697,12 +685,10 @@ void pc__stream_request_ready(pc_stream *st)
             end = rb ? rb + 1 : end;
         } else {
             const char *colon = strrchr(auth, ':');
-            if (colon)
-                end = colon;
+            if (colon) end = colon;
         }
         len = (size_t)(end - auth);
-        if (len >= sizeof host)
-            len = sizeof host - 1;
+        if (len >= sizeof host) len = sizeof host - 1;
         memcpy(host, auth, len);
         host[len] = '\0';
     }
@@ -721,8 +707,7 @@ void pc__stream_request_ready(pc_stream *st)
     }
     if (st->is_grpc) {
         pc_grpc_encoding enc = PC_GRPC_ENC_IDENTITY;
-        if (st->grpc_encoding)
-            enc = pc__grpc_encoding_parse(st->grpc_encoding, strlen(st->grpc_encoding));
+        if (st->grpc_encoding) enc = pc__grpc_encoding_parse(st->grpc_encoding, strlen(st->grpc_encoding));
         pc__grpc_framer_init(&st->framer, enc, st->zone->max_message_bytes);
         if (st->grpc_timeout) {
             int64_t ms = pc__grpc_timeout_parse(st->grpc_timeout, strlen(st->grpc_timeout));
@@ -762,16 +747,14 @@ static void wake_origin(pc_stream *st)
 /* Acknowledge what was held back once little is waiting for the origin. */
 static void release_acks(pc_stream *st)
 {
-    if (st->req_deferred && held_bytes(st) < QUEUE_LOW_WATER)
-        release_client(st);
+    if (st->req_deferred && held_bytes(st) < QUEUE_LOW_WATER) release_client(st);
 }
 
 static void finish_request(pc_stream *st)
 {
     st->req_eof = true;
     /* A held body: the origin sees the request only now that every hook passed it. */
-    if (st->body_limit && !st->origin_submitted)
-        submit_origin(st);
+    if (st->body_limit && !st->origin_submitted) submit_origin(st);
     wake_origin(st);
 }
 
@@ -780,8 +763,7 @@ static void request_end(pc_stream *st)
 {
     if (!st->client_eof || st->end_done || st->paused || st->req_hold.head || st->resp_done || st->up_closed)
         return;
-    if (st->body_limit && !st->body_passed && !pass_body(st))
-        return;
+    if (st->body_limit && !st->body_passed && !pass_body(st)) return;
     st->end_done = true;
     if (st->is_grpc) {
         char err[256];
@@ -803,10 +785,8 @@ static void request_end(pc_stream *st)
 /* Run the messages that waited behind a paused one, until the next pause. */
 static void drain_held(pc_stream *st)
 {
-    if (!held_drain(st, false))
-        return;
-    if (st->resp_done)
-        return;
+    if (!held_drain(st, false)) return;
+    if (st->resp_done) return;
     wake_origin(st);
     release_acks(st);
     request_end(st);
@@ -815,8 +795,7 @@ static void drain_held(pc_stream *st)
 void pc__stream_resume(pc_stream *st, int verdict)
 {
     int phase = st->paused;
-    if (!phase)
-        return;
+    if (!phase) return;
     st->paused = 0;
     if (st->resp_done || st->client_closed) {
         /* Answered or abandoned while the plugin worked. */
@@ -848,14 +827,12 @@ void pc__stream_resume(pc_stream *st, int verdict)
     } else if (phase == PC_PHASE_MESSAGE) {
         pc_held_msg *h = st->req_hold.cur;
         st->req_hold.cur = NULL;
-        if (!held_decided(st, h, PC_CHAIN_GO, &st->req_q))
-            return;
+        if (!held_decided(st, h, PC_CHAIN_GO, &st->req_q)) return;
     } else {
         finish_request(st);
         return;
     }
-    if (!st->resp_done)
-        drain_held(st);
+    if (!st->resp_done) drain_held(st);
 }
 
 void pc__stream_req_data(pc_stream *st, const uint8_t *data, size_t len)
@@ -876,8 +853,7 @@ void pc__stream_req_data(pc_stream *st, const uint8_t *data, size_t len)
     } else if (st->body_limit && !st->body_passed) {
         int rv = st->body_error ? st->body_error : body_append(st, data, len);
         ack_client(st, len); /* bounded by body_limit, not by the window */
-        if (rv != BODY_OK)
-            body_failed(st, rv);
+        if (rv != BODY_OK) body_failed(st, rv);
         return;
     } else if (pc__bq_append(&st->req_q, data, len) < 0) {
         ack_client(st, len);
@@ -894,8 +870,7 @@ void pc__stream_req_data(pc_stream *st, const uint8_t *data, size_t len)
 void pc__stream_req_end(pc_stream *st)
 {
     st->client_eof = true;
-    if (st->resp_done || st->up_closed || !st->zone)
-        return;
+    if (st->resp_done || st->up_closed || !st->zone) return;
     request_end(st);
 }
 
@@ -942,8 +917,7 @@ void pc__stream_client_closed(pc_stream *st, uint32_t error_code)
     st->client_closed = true;
     /* Bytes we held unacknowledged: give the connection window back. */
     st->req_deferred = 0; /* the connection window was given back as the bytes came */
-    if (c)
-        pc__h2conn_unlink_stream(c, st);
+    if (c) pc__h2conn_unlink_stream(c, st);
     /* A client reset (or a finished call) ends the origin stream too. */
     cancel_origin(st, false);
     maybe_free(st);
@@ -953,8 +927,7 @@ void pc__stream_client_closed(pc_stream *st, uint32_t error_code)
 
 void pc__stream_up_attached(pc_stream *st)
 {
-    if (st->req_q.size || st->req_eof)
-        nghttp2_session_resume_data(st->up->sess, st->up_sid);
+    if (st->req_q.size || st->req_eof) nghttp2_session_resume_data(st->up->sess, st->up_sid);
 }
 
 static bool is_hop_by_hop(const nghttp2_nv *nv)
@@ -962,23 +935,21 @@ static bool is_hop_by_hop(const nghttp2_nv *nv)
     static const char *const drop[] = {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
                                        "upgrade"};
     for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
-        if (nv->namelen == strlen(drop[i]) && memcmp(nv->name, drop[i], nv->namelen) == 0)
-            return true;
+        if (nv->namelen == strlen(drop[i]) && memcmp(nv->name, drop[i], nv->namelen) == 0) return true;
     return false;
 }
 
 /* The headers to pass on, hop-by-hop ones removed, into buf when they fit (else allocated: free
  * with release_nva). */
-static nghttp2_nv *forwardable(const pc_headers *h, const pc_headers *extra, nghttp2_nv *buf, size_t bufn, size_t *n)
+static nghttp2_nv *forwardable(const pc_headers *h, const pc_headers *extra, nghttp2_nv *buf, size_t bufn,
+                               size_t *n)
 {
     size_t ne = extra ? extra->n : 0;
     nghttp2_nv *nva = h->n + ne <= bufn ? buf : malloc((h->n + ne + 1) * sizeof *nva);
-    if (!nva)
-        return NULL;
+    if (!nva) return NULL;
     size_t k = 0;
     for (size_t i = 0; i < h->n; i++)
-        if (!is_hop_by_hop(&h->nv[i]))
-            nva[k++] = h->nv[i];
+        if (!is_hop_by_hop(&h->nv[i])) nva[k++] = h->nv[i];
     for (size_t i = 0; i < ne; i++)
         nva[k++] = extra->nv[i];
     *n = k;
@@ -987,14 +958,12 @@ static nghttp2_nv *forwardable(const pc_headers *h, const pc_headers *extra, ngh
 
 static void release_nva(nghttp2_nv *nva, const nghttp2_nv *buf)
 {
-    if (nva != buf)
-        free(nva);
+    if (nva != buf) free(nva);
 }
 
 void pc__stream_resp_headers_done(pc_stream *st, bool end_stream)
 {
-    if (st->resp_done || !client_writable(st))
-        return;
+    if (st->resp_done || !client_writable(st)) return;
     size_t n;
     nghttp2_nv buf[32];
     nghttp2_nv *nva = forwardable(&st->resp, &st->extra_resp, buf, 32, &n);
@@ -1017,7 +986,8 @@ void pc__stream_resp_headers_done(pc_stream *st, bool end_stream)
         for (size_t i = 0; i < st->resp.n; i++)
             if (st->resp.nv[i].namelen == 13 && memcmp(st->resp.nv[i].name, "grpc-encoding", 13) == 0)
                 enc = (const char *)st->resp.nv[i].value;
-        pc__grpc_framer_init(&st->resp_framer, enc ? pc__grpc_encoding_parse(enc, strlen(enc)) : PC_GRPC_ENC_IDENTITY,
+        pc__grpc_framer_init(&st->resp_framer,
+                             enc ? pc__grpc_encoding_parse(enc, strlen(enc)) : PC_GRPC_ENC_IDENTITY,
                              st->zone->max_message_bytes);
         st->resp_framer_on = true;
     }
@@ -1038,8 +1008,7 @@ void pc__stream_resp_headers_done(pc_stream *st, bool end_stream)
 /* Response messages are counted from their 5-byte prefixes as bytes pass, without buffering. */
 static void count_messages(pc_stream *st, const uint8_t *p, size_t len)
 {
-    if (!st->is_grpc)
-        return;
+    if (!st->is_grpc) return;
     while (len > 0) {
         if (st->resp_skip) {
             size_t n = len < st->resp_skip ? len : st->resp_skip;
@@ -1073,18 +1042,15 @@ static int on_response_message(void *ud, const pc_grpc_message *gm)
     st->resp_msgs++;
     if (st->resp_paused || st->resp_hold.head) {
         pc_held_msg *h = hold(gm, 1);
-        if (!h)
-            return FRAME_OOM;
+        if (!h) return FRAME_OOM;
         held_push(&st->resp_hold, h);
         return 0;
     }
     pc_message m = {gm->data, gm->len, gm->index, gm->compressed, 1};
     int rv = pc__chain_response_message(st, &m, 0);
-    if (rv == PC_CHAIN_DENY)
-        return FRAME_DENIED;
+    if (rv == PC_CHAIN_DENY) return FRAME_DENIED;
     if (rv == PC_CHAIN_PAUSE) {
-        if (!(st->resp_hold.cur = hold(gm, 1)))
-            return FRAME_OOM;
+        if (!(st->resp_hold.cur = hold(gm, 1))) return FRAME_OOM;
         st->resp_paused = true;
         return 0;
     }
@@ -1094,8 +1060,7 @@ static int on_response_message(void *ud, const pc_grpc_message *gm)
 /* Hand what the chain passed to the client, and take more from the origin once little waits. */
 static void resp_flow(pc_stream *st)
 {
-    if (st->resp_deferred && resp_held_bytes(st) < QUEUE_LOW_WATER)
-        release_origin(st);
+    if (st->resp_deferred && resp_held_bytes(st) < QUEUE_LOW_WATER) release_origin(st);
     nghttp2_session_resume_data(st->client->sess, st->sid);
     pc__h2conn_schedule(st->client);
 }
@@ -1104,10 +1069,8 @@ static void resp_flow(pc_stream *st)
  * of the response if the origin finished meanwhile. */
 static void drain_resp_held(pc_stream *st)
 {
-    if (!held_drain(st, true))
-        return;
-    if (st->resp_done || !client_writable(st))
-        return;
+    if (!held_drain(st, true)) return;
+    if (st->resp_done || !client_writable(st)) return;
     resp_flow(st);
     if (!st->resp_paused && !st->resp_hold.head && st->resp_end_pending) {
         st->resp_end_pending = false;
@@ -1117,8 +1080,7 @@ static void drain_resp_held(pc_stream *st)
 
 void pc__stream_resume_response(pc_stream *st, int verdict)
 {
-    if (!st->resp_paused)
-        return;
+    if (!st->resp_paused) return;
     st->resp_paused = false;
     if (st->resp_done || !client_writable(st)) {
         held_drop(&st->resp_hold); /* the request direction may still hold its own */
@@ -1126,8 +1088,7 @@ void pc__stream_resume_response(pc_stream *st, int verdict)
         return;
     }
     int rv = pc__chain_resumed(st, st->resp_pause_pos, verdict) ? PC_CHAIN_DENY : PC_CHAIN_GO;
-    if (rv == PC_CHAIN_GO)
-        rv = pc__chain_response_message(st, &st->resp_hold.cur->m, st->resp_pause_pos + 1);
+    if (rv == PC_CHAIN_GO) rv = pc__chain_response_message(st, &st->resp_hold.cur->m, st->resp_pause_pos + 1);
     if (rv == PC_CHAIN_PAUSE) {
         st->resp_paused = true;
         return;
@@ -1168,8 +1129,7 @@ void pc__stream_resp_data(pc_stream *st, const uint8_t *data, size_t len)
     else
         defer_origin(st, len);
     account_held(st);
-    if (st->resp_done)
-        return;
+    if (st->resp_done) return;
     nghttp2_session_resume_data(st->client->sess, st->sid);
     pc__h2conn_schedule(st->client);
 }
@@ -1181,8 +1141,7 @@ void pc__stream_resp_end(pc_stream *st)
         return;
     }
     stop_deadline(st);
-    if (st->resp_done || !client_writable(st))
-        return;
+    if (st->resp_done || !client_writable(st)) return;
     if (st->resp_framer_on) {
         char err[256];
         if (pc__grpc_framer_finish(&st->resp_framer, err, sizeof err) != 0) {
@@ -1206,8 +1165,7 @@ ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, 
     pc_stream *st = src->ptr;
     size_t n = pc__bq_read(&st->resp_q, buf, len);
     st->resp_bytes += n;
-    if (st->held_acct)
-        account_held(st);
+    if (st->held_acct) account_held(st);
     if (st->client_rst_after) {
         if (st->resp_q.size == 0 && !st->client_rst_now) {
             st->client_rst_now = true;
@@ -1216,8 +1174,7 @@ ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, 
         }
         return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
     }
-    if (st->resp_deferred && resp_held_bytes(st) < QUEUE_LOW_WATER)
-        release_origin(st);
+    if (st->resp_deferred && resp_held_bytes(st) < QUEUE_LOW_WATER) release_origin(st);
     if (st->resp_q.size == 0 && st->resp_eof) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         if (st->trailers.n > 0) {
@@ -1283,8 +1240,7 @@ void pc__stream_up_closed(pc_stream *st, uint32_t error_code, const char *why)
 
 void pc__stream_client_reset_due(pc_stream *st)
 {
-    if (!st->client_rst_now)
-        return;
+    if (!st->client_rst_now) return;
     st->client_rst_now = false;
     st->client_rst_after = false;
     st->resp_done = true;

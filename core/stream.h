@@ -68,15 +68,15 @@ struct pc_stream {
     size_t req_deferred; /* received but not yet acknowledged to the client */
     bool req_eof;
     uint64_t start_ms;
-    uint64_t start_ns; /* uv_hrtime: durations for logs and metrics */
+    uint64_t start_ns;   /* uv_hrtime: durations for logs and metrics */
     int64_t deadline_ms; /* loop time; 0 = none */
     /* host->hold_body(): a plain HTTP body collected whole and judged before the origin sees it */
     size_t body_limit; /* 0: the body streams through */
     uint8_t *body;
     size_t body_len, body_cap;
-    size_t body_acct;  /* counted against the client's held bytes */
-    bool body_passed;  /* the collected body went through the chain */
-    int body_error;    /* collecting failed (BODY_* in stream.c): answered once the headers hooks ran */
+    size_t body_acct; /* counted against the client's held bytes */
+    bool body_passed; /* the collected body went through the chain */
+    int body_error;   /* collecting failed (BODY_* in stream.c): answered once the headers hooks ran */
     bool origin_submitted;
     uv_timer_t *deadline_timer;
 
@@ -94,14 +94,14 @@ struct pc_stream {
     const struct pc_chain *chain;
     pc_conn_shared *conn;
     void *plugin_state;
-    size_t chain_cur;    /* plugin running now (for request_state) */
-    char **kv;           /* published key, value, key, value ... */
+    size_t chain_cur; /* plugin running now (for request_state) */
+    char **kv;        /* published key, value, key, value ... */
     size_t nkv;
-    int deny_status;     /* set by host->deny */
-    int deny_http;       /* HTTP status for plain HTTP (0: 403) */
+    int deny_status; /* set by host->deny */
+    int deny_http;   /* HTTP status for plain HTTP (0: 403) */
     char *deny_msg;
     const pc_message *cur_msg; /* message whose decoding is cached below */
-    void *pb;            /* pc_pb_result of cur_msg */
+    void *pb;                  /* pc_pb_result of cur_msg */
     pc_field *fields;
     long nfields;
     char *json;
@@ -113,17 +113,17 @@ struct pc_stream {
     size_t route_origin;   /* host->route(): origin index + 1; 0 = the zone's origin */
     pc_headers extra_resp; /* host->set_response_header() */
     char request_id[32];
-    int paused;           /* PC_PHASE_* while a plugin holds the request */
-    size_t pause_pos;     /* chain position of the plugin that paused */
+    int paused;            /* PC_PHASE_* while a plugin holds the request */
+    size_t pause_pos;      /* chain position of the plugin that paused */
     pc_held_list req_hold; /* the paused request message; those behind it */
     /* the same for a response message a plugin holds (host->resume_response) */
     bool resp_paused;
     size_t resp_pause_pos;
     pc_held_list resp_hold;
     bool resp_end_pending; /* the origin finished while a response message was held */
-    int works;            /* queue_work jobs in flight: the stream stays allocated */
-    bool client_eof;      /* the client sent END_STREAM */
-    bool end_done;        /* the end-of-request hooks have run */
+    int works;             /* queue_work jobs in flight: the stream stays allocated */
+    bool client_eof;       /* the client sent END_STREAM */
+    bool end_done;         /* the end-of-request hooks have run */
     uint32_t req_msgs, resp_msgs;
 
     /* accounting for the access log and metrics */
@@ -135,7 +135,7 @@ struct pc_stream {
     uint8_t resp_pfx[5]; /* counting response messages without buffering them */
     uint8_t resp_pfx_have;
     uint32_t resp_skip;
-    bool counted; /* included in the active-streams gauge */
+    bool counted;           /* included in the active-streams gauge */
     uint64_t blocked_since; /* loop time since which the client's window held back queued output */
     size_t held_acct;       /* resp_q bytes above the low-water mark counted against the client */
 
@@ -143,12 +143,12 @@ struct pc_stream {
     bool up_started; /* a stream was opened on the origin connection */
     bool up_closed;
     bool up_reset_sent;
-    bool rst_after_flush; /* send what the chain allowed, then reset the origin stream */
-    bool rst_pending;     /* allowed bytes are out: reset at the next flush */
+    bool rst_after_flush;     /* send what the chain allowed, then reset the origin stream */
+    bool rst_pending;         /* allowed bytes are out: reset at the next flush */
     uint32_t client_rst_code; /* the origin reset after sending data: pass that data on, then reset */
     bool client_rst_after;
     bool client_rst_now;
-    int edge_status;       /* gRPC status the edge answered with, -1 none */
+    int edge_status; /* gRPC status the edge answered with, -1 none */
     const char *edge_reason;
     char remote_status[4];
 };

@@ -40,8 +40,7 @@ static const unsigned char alpn_h2[] = {2, 'h', '2'};
 
 int pc__tls_name_match(const char *pattern, const char *name)
 {
-    if (strcasecmp(pattern, name) == 0)
-        return 1;
+    if (strcasecmp(pattern, name) == 0) return 1;
     if (pattern[0] == '*' && pattern[1] == '.') {
         const char *dot = strchr(name, '.');
         return dot && dot != name && strcasecmp(pattern + 1, dot) == 0;
@@ -70,18 +69,14 @@ static int hello_sni(SSL *ssl, char *out, size_t outlen)
 {
     const unsigned char *p;
     size_t len;
-    if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) || len < 5)
-        return 0;
+    if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_server_name, &p, &len) || len < 5) return 0;
     size_t list = ((size_t)p[0] << 8) | p[1];
-    if (list + 2 > len || p[2] != TLSEXT_NAMETYPE_host_name)
-        return 0;
+    if (list + 2 > len || p[2] != TLSEXT_NAMETYPE_host_name) return 0;
     size_t n = ((size_t)p[3] << 8) | p[4];
-    if (n + 5 > len || n == 0 || n >= outlen)
-        return 0;
+    if (n + 5 > len || n == 0 || n >= outlen) return 0;
     for (size_t i = 0; i < n; i++) {
         unsigned char c = p[5 + i];
-        if (c <= 0x20 || c >= 0x7f)
-            return 0;
+        if (c <= 0x20 || c >= 0x7f) return 0;
         out[i] = (char)((c >= 'A' && c <= 'Z') ? c + 32 : c);
     }
     out[n] = '\0';
@@ -148,15 +143,12 @@ static int client_hello(SSL *ssl, int *al, void *arg)
 static void add_name(cert_entry *e, const char *n, size_t len)
 {
     char **v = realloc(e->names, (e->nnames + 1) * sizeof *v);
-    if (!v)
-        return;
+    if (!v) return;
     e->names = v;
     char *s = strndup(n, len);
-    if (!s)
-        return;
+    if (!s) return;
     for (char *c = s; *c; c++)
-        if (*c >= 'A' && *c <= 'Z')
-            *c = (char)(*c + 32);
+        if (*c >= 'A' && *c <= 'Z') *c = (char)(*c + 32);
     e->names[e->nnames++] = s;
 }
 
@@ -197,7 +189,8 @@ static SSL_CTX *server_ctx(pc_tls_server *s, const pc_cert_conf *c, char *err, s
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     /* RFC 9113 9.2: TLS 1.2 for h2 needs ephemeral key exchange and AEAD; no renegotiation. */
     SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20");
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
+    SSL_CTX_set_options(ctx,
+                        SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_COMPRESSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
     if (SSL_CTX_use_certificate_chain_file(ctx, c->cert) != 1) {
         ssl_err(err, errlen, "cannot load certificate", c->cert);
@@ -268,8 +261,7 @@ static int mtls_setup(pc_tls_server *s, const pc_config *cfg, char *err, size_t 
 pc_tls_server *pc__tls_server_new(const pc_listen_conf *l, const pc_config *cfg, char *err, size_t errlen)
 {
     pc_tls_server *s = calloc(1, sizeof *s);
-    if (!s)
-        return NULL;
+    if (!s) return NULL;
     s->cfg = cfg;
     s->certs = calloc(l->ncerts, sizeof *s->certs);
     if (!s->certs) {
@@ -293,12 +285,14 @@ pc_tls_server *pc__tls_server_new(const pc_listen_conf *l, const pc_config *cfg,
     return s;
 }
 
-SSL_CTX *pc__tls_server_ctx(pc_tls_server *s) { return s->certs[0].ctx; }
+SSL_CTX *pc__tls_server_ctx(pc_tls_server *s)
+{
+    return s->certs[0].ctx;
+}
 
 void pc__tls_server_free(pc_tls_server *s)
 {
-    if (!s)
-        return;
+    if (!s) return;
     for (size_t i = 0; i < s->ncerts; i++) {
         SSL_CTX_free(s->certs[i].ctx);
         for (size_t j = 0; j < s->certs[i].nnames; j++)
@@ -339,7 +333,10 @@ SSL_CTX *pc__tls_client_new(const pc_origin_conf *o, char *err, size_t errlen)
     return ctx;
 }
 
-const char *pc__tls_sni(SSL *ssl) { return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name); }
+const char *pc__tls_sni(SSL *ssl)
+{
+    return SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+}
 
 int pc__tls_client_subject(SSL *ssl, char *out, size_t outlen)
 {

@@ -24,8 +24,7 @@ typedef struct write_req {
 static void handle_closed(uv_handle_t *h)
 {
     pc_transport *t = h->data;
-    if (--t->open_handles > 0)
-        return;
+    if (--t->open_handles > 0) return;
     if (t->ssl) {
         SSL_free(t->ssl);
         t->ssl = NULL;
@@ -35,8 +34,7 @@ static void handle_closed(uv_handle_t *h)
 
 static void close_now(pc_transport *t)
 {
-    if (uv_is_closing((uv_handle_t *)&t->tcp))
-        return;
+    if (uv_is_closing((uv_handle_t *)&t->tcp)) return;
     t->closing = true;
     uv_timer_stop(&t->timer);
     uv_close((uv_handle_t *)&t->tcp, handle_closed);
@@ -59,11 +57,9 @@ static void write_done(uv_write_t *req, int status)
         }
         return;
     }
-    if (t->closing)
-        return;
+    if (t->closing) return;
     if (t->close_when_flushed) {
-        if (t->write_pending == 0)
-            close_now(t);
+        if (t->write_pending == 0) close_now(t);
         return;
     }
     if (t->write_pending < PC_TRANSPORT_HIGH_WATER / 2) {
@@ -93,8 +89,7 @@ static int raw_write(pc_transport *t, uint8_t *buf, size_t len)
         return -1;
     }
     /* libuv keeps a pointer to the payload until completion: it is freed in write_done. */
-    if (t->write_pending == 0)
-        t->last_write_done = uv_now(t->tcp.loop);
+    if (t->write_pending == 0) t->last_write_done = uv_now(t->tcp.loop);
     t->write_pending += len;
     return 0;
 }
@@ -104,11 +99,9 @@ static int flush_tls(pc_transport *t)
 {
     BIO *wbio = SSL_get_wbio(t->ssl);
     size_t pending = BIO_ctrl_pending(wbio);
-    if (pending == 0)
-        return 0;
+    if (pending == 0) return 0;
     uint8_t *buf = malloc(pending);
-    if (!buf)
-        return -1;
+    if (!buf) return -1;
     int n = BIO_read(wbio, buf, (int)pending);
     if (n <= 0) {
         free(buf);
@@ -138,8 +131,7 @@ const char *pc__transport_tls_error(pc_transport *t, char *buf, size_t len)
 
 static void fail(pc_transport *t, const char *why)
 {
-    if (t->closing)
-        return;
+    if (t->closing) return;
     t->failed = true;
     t->cbs->on_error(t, why);
     pc__transport_close(t, true);
@@ -161,8 +153,7 @@ static void handle_tls_input(pc_transport *t)
         if (r != 1) {
             int e = SSL_get_error(t->ssl, r);
             flush_tls(t); /* handshake messages or the alert */
-            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-                return;
+            if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) return;
             char why[256];
             pc__transport_tls_error(t, why, sizeof why);
             fail(t, why);
@@ -171,8 +162,7 @@ static void handle_tls_input(pc_transport *t)
         t->ready = true;
         flush_tls(t);
         t->cbs->on_ready(t);
-        if (t->closing)
-            return;
+        if (t->closing) return;
     }
     for (;;) {
         ERR_clear_error();
@@ -182,13 +172,11 @@ static void handle_tls_input(pc_transport *t)
                 pc__transport_close(t, true);
                 return;
             }
-            if (t->closing || t->close_when_flushed)
-                return;
+            if (t->closing || t->close_when_flushed) return;
             continue;
         }
         int e = SSL_get_error(t->ssl, n);
-        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
-            break;
+        if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) break;
         if (e == SSL_ERROR_ZERO_RETURN) {
             fail(t, "peer closed the TLS session");
             return;
@@ -203,32 +191,26 @@ static void handle_tls_input(pc_transport *t)
 static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 {
     pc_transport *t = s->data;
-    if (t->closing)
-        return;
+    if (t->closing) return;
     if (nread < 0) {
         fail(t, nread == UV_EOF ? "peer closed the connection" : uv_strerror((int)nread));
         return;
     }
-    if (nread == 0)
-        return;
-    if (t->close_when_flushed)
-        return; /* going away: input is no longer interesting */
+    if (nread == 0) return;
+    if (t->close_when_flushed) return; /* going away: input is no longer interesting */
     if (!t->ssl) {
-        if (t->cbs->on_read(t, (const uint8_t *)buf->base, (size_t)nread) < 0)
-            pc__transport_close(t, true);
+        if (t->cbs->on_read(t, (const uint8_t *)buf->base, (size_t)nread) < 0) pc__transport_close(t, true);
         return;
     }
     /* The raw ClientHello for JA3/JA4: OpenSSL's own view of it has lost GREASE and unknown extensions. */
-    if (t->server && !t->ready)
-        pc__fp_ssl_feed(t->ssl, (const uint8_t *)buf->base, (size_t)nread);
+    if (t->server && !t->ready) pc__fp_ssl_feed(t->ssl, (const uint8_t *)buf->base, (size_t)nread);
     BIO_write(SSL_get_rbio(t->ssl), buf->base, (int)nread);
     handle_tls_input(t);
 }
 
 static void resume_read(pc_transport *t)
 {
-    if (!t->closing && !t->close_when_flushed)
-        uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read);
+    if (!t->closing && !t->close_when_flushed) uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read);
 }
 
 static void on_timer(uv_timer_t *h)
@@ -256,8 +238,7 @@ void pc__transport_init(pc_worker *w, pc_transport *t, const pc_transport_cbs *c
 static int setup_ssl(pc_transport *t, SSL_CTX *ctx)
 {
     t->ssl = SSL_new(ctx);
-    if (!t->ssl)
-        return -1;
+    if (!t->ssl) return -1;
     BIO *rbio = BIO_new(BIO_s_mem());
     BIO *wbio = BIO_new(BIO_s_mem());
     if (!rbio || !wbio) {
@@ -275,8 +256,7 @@ static void fill_peer(pc_transport *t)
 {
     struct sockaddr_storage ss;
     int len = sizeof ss;
-    if (uv_tcp_getpeername(&t->tcp, (struct sockaddr *)&ss, &len) != 0)
-        return;
+    if (uv_tcp_getpeername(&t->tcp, (struct sockaddr *)&ss, &len) != 0) return;
     char ip[48] = "?";
     int port = 0;
     if (ss.ss_family == AF_INET) {
@@ -298,13 +278,11 @@ int pc__transport_accept(pc_transport *t, SSL_CTX *ctx)
     fill_peer(t);
     uv_tcp_nodelay(&t->tcp, 1);
     if (ctx) {
-        if (setup_ssl(t, ctx) < 0)
-            return -1;
+        if (setup_ssl(t, ctx) < 0) return -1;
         SSL_set_accept_state(t->ssl);
     }
     t->reading = true;
-    if (uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read) < 0)
-        return -1;
+    if (uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read) < 0) return -1;
     if (!ctx) {
         t->ready = true;
         t->cbs->on_ready(t);
@@ -321,8 +299,7 @@ static void on_connected(uv_connect_t *req, int status)
 {
     pc_transport *t = ((connect_req *)req)->t;
     free(req);
-    if (t->closing)
-        return;
+    if (t->closing) return;
     if (status < 0) {
         t->failed = true;
         t->cbs->on_connect(t, status);
@@ -331,8 +308,7 @@ static void on_connected(uv_connect_t *req, int status)
     }
     fill_peer(t);
     t->cbs->on_connect(t, 0);
-    if (t->closing)
-        return;
+    if (t->closing) return;
     uv_tcp_nodelay(&t->tcp, 1);
     t->reading = true;
     uv_read_start((uv_stream_t *)&t->tcp, on_alloc, on_read);
@@ -356,18 +332,15 @@ int pc__transport_connect(pc_transport *t, const struct sockaddr *addr, SSL_CTX 
 {
     t->server = false;
     if (ctx) {
-        if (setup_ssl(t, ctx) < 0)
-            return -1;
+        if (setup_ssl(t, ctx) < 0) return -1;
         SSL_set_connect_state(t->ssl);
         if (sni && *sni) {
             SSL_set_tlsext_host_name(t->ssl, sni);
-            if (verify_host)
-                SSL_set1_host(t->ssl, sni);
+            if (verify_host) SSL_set1_host(t->ssl, sni);
         }
     }
     connect_req *cr = malloc(sizeof *cr);
-    if (!cr)
-        return -1;
+    if (!cr) return -1;
     cr->t = t;
     int rv = uv_tcp_connect(&cr->req, &t->tcp, addr, on_connected);
     if (rv < 0) {
@@ -388,18 +361,15 @@ static void after_write(pc_transport *t, int rv)
 
 int pc__transport_write_copy(pc_transport *t, const uint8_t *data, size_t len)
 {
-    if (t->closing || t->close_when_flushed)
-        return -1;
+    if (t->closing || t->close_when_flushed) return -1;
     int rv;
     if (t->ssl) {
         ERR_clear_error();
-        if (SSL_write(t->ssl, data, (int)len) <= 0)
-            return -1;
+        if (SSL_write(t->ssl, data, (int)len) <= 0) return -1;
         rv = flush_tls(t);
     } else {
         uint8_t *copy = malloc(len);
-        if (!copy)
-            return -1;
+        if (!copy) return -1;
         memcpy(copy, data, len);
         rv = raw_write(t, copy, len);
     }
@@ -418,8 +388,7 @@ int pc__transport_write(pc_transport *t, uint8_t *buf, size_t len)
         ERR_clear_error();
         int n = SSL_write(t->ssl, buf, (int)len);
         free(buf);
-        if (n <= 0)
-            return -1;
+        if (n <= 0) return -1;
         rv = flush_tls(t);
     } else {
         rv = raw_write(t, buf, len);
@@ -430,8 +399,7 @@ int pc__transport_write(pc_transport *t, uint8_t *buf, size_t len)
 
 void pc__transport_close(pc_transport *t, bool graceful)
 {
-    if (t->closing || uv_is_closing((uv_handle_t *)&t->tcp))
-        return;
+    if (t->closing || uv_is_closing((uv_handle_t *)&t->tcp)) return;
     if (graceful && t->ssl && t->ready && !t->failed) {
         SSL_shutdown(t->ssl);
         flush_tls(t);
@@ -447,8 +415,7 @@ void pc__transport_close(pc_transport *t, bool graceful)
 
 void pc__transport_timer(pc_transport *t, uint64_t ms)
 {
-    if (t->closing || t->close_when_flushed)
-        return;
+    if (t->closing || t->close_when_flushed) return;
     if (ms == 0)
         uv_timer_stop(&t->timer);
     else

@@ -36,7 +36,7 @@ struct pc_transport {
     pc_worker *worker;
     const pc_transport_cbs *cbs;
     SSL *ssl;
-    size_t write_pending; /* bytes handed to uv_write and not yet completed */
+    size_t write_pending;     /* bytes handed to uv_write and not yet completed */
     uint64_t last_write_done; /* loop time of the last completed write (or of the first queued one) */
     int open_handles;
     bool server;

@@ -46,9 +46,15 @@ static void pool_dispatch(pc_pool *p);
 static bool pool_has_conns(const pc_pool *p);
 static void fail_queue(pc_pool *p);
 
-const char *pc__pool_origin_name(pc_pool *p) { return p->o->name; }
+const char *pc__pool_origin_name(pc_pool *p)
+{
+    return p->o->name;
+}
 
-void pc__upconn_schedule(pc_upconn *u) { pc__worker_schedule(u->t.worker, &u->fl); }
+void pc__upconn_schedule(pc_upconn *u)
+{
+    pc__worker_schedule(u->t.worker, &u->fl);
+}
 
 static void up_flush(pc_flushable *f)
 {
@@ -73,13 +79,11 @@ static void unlink_stream(pc_upconn *u, pc_stream *st)
         st->uprev->unext = st->unext;
     else if (u->streams == st)
         u->streams = st->unext;
-    if (st->unext)
-        st->unext->uprev = st->uprev;
+    if (st->unext) st->unext->uprev = st->uprev;
     st->uprev = st->unext = NULL;
     st->up = NULL;
     u->nstreams--;
-    if (u->nstreams == 0 && u->ready)
-        pc__transport_timer(&u->t, UPSTREAM_IDLE_MS);
+    if (u->nstreams == 0 && u->ready) pc__transport_timer(&u->t, UPSTREAM_IDLE_MS);
 }
 
 /* ---- nghttp2 client callbacks ---- */
@@ -89,17 +93,13 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
 {
     (void)flags;
     (void)ud;
-    if (f->hd.type != NGHTTP2_HEADERS)
-        return 0;
+    if (f->hd.type != NGHTTP2_HEADERS) return 0;
     pc_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-    if (!st)
-        return 0;
+    if (!st) return 0;
     pc_headers *h = st->resp_in_trailers ? &st->trailers : &st->resp;
     /* The origin is trusted more than clients, but not to exhaust our memory. */
-    if (h->bytes + nlen + vlen + 32 > 262144)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    if (pc__stream_add_header(h, name, nlen, value, vlen) < 0)
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (h->bytes + nlen + vlen + 32 > 262144) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (pc__stream_add_header(h, name, nlen, value, vlen) < 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
     return 0;
 }
 
@@ -119,11 +119,9 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
         pool_dispatch(u->srv->pool);
         return 0;
     }
-    if (f->hd.stream_id == 0)
-        return 0;
+    if (f->hd.stream_id == 0) return 0;
     pc_stream *st = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
-    if (!st)
-        return 0;
+    if (!st) return 0;
     bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
     if (f->hd.type == NGHTTP2_HEADERS) {
         if (!st->resp_in_trailers) {
@@ -138,12 +136,12 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
         }
         return 0;
     }
-    if (f->hd.type == NGHTTP2_DATA && end)
-        pc__stream_resp_end(st);
+    if (f->hd.type == NGHTTP2_DATA && end) pc__stream_resp_end(st);
     return 0;
 }
 
-static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data, size_t len, void *ud)
+static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data, size_t len,
+                         void *ud)
 {
     (void)flags;
     (void)ud;
@@ -160,8 +158,7 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code,
 {
     pc_upconn *u = ud;
     pc_stream *st = nghttp2_session_get_stream_user_data(s, sid);
-    if (!st)
-        return 0;
+    if (!st) return 0;
     nghttp2_session_set_stream_user_data(s, sid, NULL);
     unlink_stream(u, st);
     pc__stream_up_closed(st, error_code, NULL);
@@ -196,8 +193,7 @@ static void server_failed(pc_server *srv, const char *why)
 static void t_connect(pc_transport *t, int status)
 {
     pc_upconn *u = (pc_upconn *)t;
-    if (status < 0)
-        server_failed(u->srv, uv_strerror(status));
+    if (status < 0) server_failed(u->srv, uv_strerror(status));
 }
 
 static void t_ready(pc_transport *t)
@@ -240,8 +236,7 @@ static void t_ready(pc_transport *t)
 static int t_read(pc_transport *t, const uint8_t *data, size_t len)
 {
     pc_upconn *u = (pc_upconn *)t;
-    if (!u->sess)
-        return 0;
+    if (!u->sess) return 0;
     ssize_t n = nghttp2_session_mem_recv(u->sess, data, len);
     if (n < 0) {
         pc_log_warn("origin %s: %s: %s", u->srv->pool->o->name, t->peer, nghttp2_strerror((int)n));
@@ -257,11 +252,14 @@ static void t_error(pc_transport *t, const char *why)
     if (!u->ready)
         server_failed(u->srv, why);
     else if (u->nstreams > 0)
-        pc_log_warn("origin %s: connection to %s lost with %zu open streams: %s", u->srv->pool->o->name, t->peer,
-                    u->nstreams, why);
+        pc_log_warn("origin %s: connection to %s lost with %zu open streams: %s", u->srv->pool->o->name,
+                    t->peer, u->nstreams, why);
 }
 
-static void t_drain(pc_transport *t) { pc__upconn_schedule((pc_upconn *)t); }
+static void t_drain(pc_transport *t)
+{
+    pc__upconn_schedule((pc_upconn *)t);
+}
 
 static void t_timeout(pc_transport *t)
 {
@@ -292,18 +290,15 @@ static void t_closed(pc_transport *t)
     while (u->streams) {
         pc_stream *st = u->streams;
         unlink_stream(u, st);
-        if (u->sess)
-            nghttp2_session_set_stream_user_data(u->sess, st->up_sid, NULL);
+        if (u->sess) nghttp2_session_set_stream_user_data(u->sess, st->up_sid, NULL);
         pc__stream_up_closed(st, NGHTTP2_INTERNAL_ERROR, why);
     }
-    if (u->sess)
-        nghttp2_session_del(u->sess);
+    if (u->sess) nghttp2_session_del(u->sess);
     if (u->prev)
         u->prev->next = u->next;
     else
         srv->conns = u->next;
-    if (u->next)
-        u->next->prev = u->prev;
+    if (u->next) u->next->prev = u->prev;
     srv->nconns--;
     free(u);
     if (p->dying) {
@@ -330,14 +325,12 @@ static pc_upconn *connect_server(pc_server *srv)
 {
     pc_pool *p = srv->pool;
     pc_upconn *u = calloc(1, sizeof *u);
-    if (!u)
-        return NULL;
+    if (!u) return NULL;
     pc__transport_init(p->w, &u->t, &up_cbs);
     u->srv = srv;
     u->fl.flush = up_flush;
     u->next = srv->conns;
-    if (srv->conns)
-        srv->conns->prev = u;
+    if (srv->conns) srv->conns->prev = u;
     srv->conns = u;
     srv->nconns++;
     const char *sni = p->o->tls_sni ? p->o->tls_sni : srv->hp->host;
@@ -356,19 +349,21 @@ static pc_upconn *connect_server(pc_server *srv)
 
 static bool skip_request_header(const nghttp2_nv *nv)
 {
-#define DROP(s) {s, sizeof(s) - 1}
+#define DROP(s)                                                                                              \
+    {                                                                                                        \
+        s, sizeof(s) - 1                                                                                     \
+    }
     static const struct {
         const char *name;
         size_t len;
-    } drop[] = {DROP("connection"),   DROP("keep-alive"),        DROP("proxy-connection"), DROP("transfer-encoding"),
-                DROP("upgrade"),      DROP("host"),              DROP("grpc-timeout"),     DROP("x-forwarded-proto"),
-                DROP("te"),           DROP("x-forwarded-for"),   DROP("http2-settings")};
+    } drop[] = {DROP("connection"),        DROP("keep-alive"),        DROP("proxy-connection"),
+                DROP("transfer-encoding"), DROP("upgrade"),           DROP("host"),
+                DROP("grpc-timeout"),      DROP("x-forwarded-proto"), DROP("te"),
+                DROP("x-forwarded-for"),   DROP("http2-settings")};
 #undef DROP
-    if (nv->namelen > 0 && nv->name[0] == ':')
-        return true;
+    if (nv->namelen > 0 && nv->name[0] == ':') return true;
     for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
-        if (nv->namelen == drop[i].len && memcmp(nv->name, drop[i].name, nv->namelen) == 0)
-            return true;
+        if (nv->namelen == drop[i].len && memcmp(nv->name, drop[i].name, nv->namelen) == 0) return true;
     return false;
 }
 
@@ -379,18 +374,15 @@ static int submit(pc_upconn *u, pc_stream *st)
     pc_pool *p = u->srv->pool;
     nghttp2_nv stack[48]; /* nghttp2 copies the list: no allocation for usual header counts */
     nghttp2_nv *nva = st->req.n + 8 <= 48 ? stack : malloc((st->req.n + 8) * sizeof *nva);
-    if (!nva)
-        return -1;
+    if (!nva) return -1;
     size_t n = 0;
     const char *authority = st->authority ? st->authority : st->host_header;
     nva[n++] = NV(":method", st->method, strlen(st->method));
     nva[n++] = p->ctx ? NV(":scheme", "https", 5) : NV(":scheme", "http", 4);
-    if (authority)
-        nva[n++] = NV(":authority", authority, strlen(authority));
+    if (authority) nva[n++] = NV(":authority", authority, strlen(authority));
     nva[n++] = NV(":path", st->path, strlen(st->path));
     for (size_t i = 0; i < st->req.n; i++)
-        if (!skip_request_header(&st->req.nv[i]))
-            nva[n++] = st->req.nv[i];
+        if (!skip_request_header(&st->req.nv[i])) nva[n++] = st->req.nv[i];
     const nghttp2_nv *te = pc__headers_find(&st->req, "te");
     if (te && te->valuelen == 8 && strncasecmp((const char *)te->value, "trailers", 8) == 0)
         nva[n++] = NV("te", "trailers", 8);
@@ -400,14 +392,13 @@ static int submit(pc_upconn *u, pc_stream *st)
     const nghttp2_nv *prev = pc__headers_find(&st->req, "x-forwarded-for");
     if (prev) {
         int xl = snprintf(xff, sizeof xff, "%.*s, %s", (int)prev->valuelen, prev->value, ip);
-        if (xl >= (int)sizeof xff)
-            xl = (int)sizeof xff - 1;
+        if (xl >= (int)sizeof xff) xl = (int)sizeof xff - 1;
         nva[n++] = NV("x-forwarded-for", xff, (size_t)xl);
     } else {
         nva[n++] = NV("x-forwarded-for", ip, strlen(ip));
     }
     nva[n++] = st->client && st->client->tls ? NV("x-forwarded-proto", "https", 5)
-                                              : NV("x-forwarded-proto", "http", 4);
+                                             : NV("x-forwarded-proto", "http", 4);
     char tmo[16];
     if (st->deadline_ms) {
         int64_t left = st->deadline_ms - (int64_t)uv_now(&p->w->loop);
@@ -417,18 +408,15 @@ static int submit(pc_upconn *u, pc_stream *st)
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = pc__stream_read_request};
     bool body = !st->req_eof || st->req_q.size > 0;
     int32_t id = nghttp2_submit_request(u->sess, NULL, nva, n, body ? &prd : NULL, st);
-    if (nva != stack)
-        free(nva);
-    if (id < 0)
-        return -1;
+    if (nva != stack) free(nva);
+    if (id < 0) return -1;
     st->up = u;
     st->up_sid = id;
     _Static_assert(sizeof st->upstream_addr == sizeof u->srv->name, "server name and stream copy differ");
     memcpy(st->upstream_addr, u->srv->name, sizeof st->upstream_addr);
     st->up_started = true;
     st->unext = u->streams;
-    if (u->streams)
-        u->streams->uprev = st;
+    if (u->streams) u->streams->uprev = st;
     u->streams = st;
     u->nstreams++;
     pc__transport_timer(&u->t, 0);
@@ -439,8 +427,7 @@ static int submit(pc_upconn *u, pc_stream *st)
 
 static bool has_room(pc_upconn *u)
 {
-    if (!u->ready || u->goaway || !u->sess || u->t.closing)
-        return false;
+    if (!u->ready || u->goaway || !u->sess || u->t.closing) return false;
     uint32_t max = nghttp2_session_get_remote_settings(u->sess, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
     return u->nstreams < max;
 }
@@ -449,8 +436,7 @@ static pc_stream *queue_pop(pc_pool *p)
 {
     pc_stream *st = p->qhead;
     p->qhead = st->qnext;
-    if (!p->qhead)
-        p->qtail = NULL;
+    if (!p->qhead) p->qtail = NULL;
     p->qlen--;
     st->queued = false;
     st->qnext = NULL;
@@ -476,8 +462,7 @@ static void pool_dispatch(pc_pool *p)
         bool wait = false, any_up = false;
         for (size_t k = 0; k < p->nservers && !found && !wait; k++) {
             pc_server *srv = &p->servers[(p->rr + k) % p->nservers];
-            if (srv->down_until > now)
-                continue;
+            if (srv->down_until > now) continue;
             any_up = true;
             bool connecting = false;
             for (pc_upconn *u = srv->conns; u && !found; u = u->next) {
@@ -486,8 +471,7 @@ static void pool_dispatch(pc_pool *p)
                 else if (!u->ready && !u->t.closing)
                     connecting = true;
             }
-            if (found)
-                break;
+            if (found) break;
             if (connecting)
                 wait = true; /* a connection to this server is being set up: the stream waits for it */
             else if (srv->nconns < p->o->max_connections)
@@ -500,12 +484,10 @@ static void pool_dispatch(pc_pool *p)
                 pc__stream_up_failed(st, PC_GRPC_INTERNAL, 502, "cannot open a stream to the origin");
             continue;
         }
-        if (wait)
-            return;
+        if (wait) return;
         /* Servers are up but at their connection and stream limits: wait for a slot (a stream
          * ending dispatches again). None up: nothing will come, answer now. */
-        if (any_up)
-            return;
+        if (any_up) return;
         fail_queue(p);
         return;
     }
@@ -515,7 +497,8 @@ void pc__pool_submit(pc_pool *p, pc_stream *st)
 {
     if (p->qlen >= p->o->max_pending) {
         char msg[200];
-        snprintf(msg, sizeof msg, "origin %s is overloaded: %u calls already waiting", p->o->name, p->o->max_pending);
+        snprintf(msg, sizeof msg, "origin %s is overloaded: %u calls already waiting", p->o->name,
+                 p->o->max_pending);
         pc__stream_up_failed(st, PC_GRPC_UNAVAILABLE, 503, msg);
         return;
     }
@@ -542,8 +525,7 @@ void pc__pool_cancel(pc_stream *st, bool flush_first)
             pc__upconn_schedule(st->up);
             return;
         }
-        if (st->queued)
-            return;
+        if (st->queued) return;
     }
     if (st->queued && p) {
         pc_stream **pp = &p->qhead;
@@ -554,8 +536,7 @@ void pc__pool_cancel(pc_stream *st, bool flush_first)
         }
         if (*pp) {
             *pp = st->qnext;
-            if (p->qtail == st)
-                p->qtail = prev;
+            if (p->qtail == st) p->qtail = prev;
             p->qlen--;
         }
         st->queued = false;
@@ -581,8 +562,7 @@ void pc__pool_cancel(pc_stream *st, bool flush_first)
 pc_pool *pc__pool_new(pc_worker *w, pc_gen *g, size_t origin_index)
 {
     pc_pool *p = calloc(1, sizeof *p);
-    if (!p)
-        return NULL;
+    if (!p) return NULL;
     p->w = w;
     p->gen = g;
     p->o = &g->cfg->origins[origin_index];
@@ -608,22 +588,19 @@ void pc__pool_close_idle(pc_pool *p)
 {
     for (size_t i = 0; i < p->nservers; i++)
         for (pc_upconn *u = p->servers[i].conns; u; u = u->next)
-            if (u->nstreams == 0)
-                pc__transport_close(&u->t, false);
+            if (u->nstreams == 0) pc__transport_close(&u->t, false);
 }
 
 static bool pool_has_conns(const pc_pool *p)
 {
     for (size_t i = 0; i < p->nservers; i++)
-        if (p->servers[i].nconns)
-            return true;
+        if (p->servers[i].nconns) return true;
     return false;
 }
 
 void pc__pool_free(pc_pool *p)
 {
-    if (!p)
-        return;
+    if (!p) return;
     /* No stream uses the pool any more: close its connections; the last one to close frees it. */
     p->dying = true;
     while (p->qhead)

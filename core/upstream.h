@@ -18,7 +18,7 @@ struct pc_upconn {
     pc_server *srv;
     nghttp2_session *sess;
     bool ready;
-    bool goaway; /* no new streams on this connection */
+    bool goaway;           /* no new streams on this connection */
     size_t pending_resets; /* streams whose allowed bytes are out and that wait for their reset */
     pc_stream *streams;
     size_t nstreams;

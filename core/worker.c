@@ -18,7 +18,10 @@
 #include "upstream.h"
 
 /* Only there so the loop polls without blocking while output waits for the check phase. */
-static void on_idle(uv_idle_t *h) { (void)h; }
+static void on_idle(uv_idle_t *h)
+{
+    (void)h;
+}
 
 void pc__worker_wake(pc_worker *w)
 {
@@ -28,13 +31,11 @@ void pc__worker_wake(pc_worker *w)
 
 void pc__worker_schedule(pc_worker *w, pc_flushable *f)
 {
-    if (f->queued)
-        return;
+    if (f->queued) return;
     f->queued = true;
     f->next = w->dirty;
     w->dirty = f;
-    if (!uv_is_active((uv_handle_t *)&w->idle))
-        uv_idle_start(&w->idle, on_idle);
+    if (!uv_is_active((uv_handle_t *)&w->idle)) uv_idle_start(&w->idle, on_idle);
 }
 
 static void on_check(uv_check_t *h)
@@ -52,8 +53,7 @@ static void on_check(uv_check_t *h)
         }
     }
     uv_idle_stop(&w->idle);
-    if (w->loglen)
-        pc__access_log_flush(w);
+    if (w->loglen) pc__access_log_flush(w);
 }
 
 static void on_accept(uv_stream_t *server, int status)
@@ -89,8 +89,7 @@ static int bind_listener(pc_worker *w, const pc_config *cfg, size_t i, char *err
     int one = 1;
     setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
-    if (family == AF_INET6)
-        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    if (family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
     socklen_t slen = family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6);
     if (bind(fd, (struct sockaddr *)&ss, slen) != 0 || listen(fd, 1024) != 0) {
         snprintf(err, errlen, "listen %s: %s", l->address, strerror(errno));
@@ -107,15 +106,17 @@ static int bind_listener(pc_worker *w, const pc_config *cfg, size_t i, char *err
     return 0;
 }
 
-static void handle_closed(uv_handle_t *h) { (void)h; }
+static void handle_closed(uv_handle_t *h)
+{
+    (void)h;
+}
 
 static void gen_free(pc_gen *g)
 {
     for (size_t i = 0; i < g->cfg->norigins; i++)
         pc__pool_free(g->pools[i]);
     free(g->pools);
-    if (g->rt->plugins)
-        pc__plugins_worker_destroy(g->rt->plugins, g->plugin_ctx);
+    if (g->rt->plugins) pc__plugins_worker_destroy(g->rt->plugins, g->plugin_ctx);
     atomic_fetch_sub(&g->rt->refs, 1);
     free(g);
 }
@@ -128,8 +129,7 @@ pc_gen *pc__gen_acquire(pc_worker *w)
 
 void pc__gen_release(pc_gen *g)
 {
-    if (g && --g->refs == 0)
-        gen_free(g);
+    if (g && --g->refs == 0) gen_free(g);
 }
 
 static pc_gen *gen_new(pc_worker *w, pc_runtime *rt, char *err, size_t errlen)
@@ -156,7 +156,8 @@ static pc_gen *gen_new(pc_worker *w, pc_runtime *rt, char *err, size_t errlen)
             gen_free(g);
             return NULL;
         }
-    if (rt->plugins && pc__plugins_worker_init(rt->plugins, (unsigned)w->id, &g->plugin_ctx, err, errlen) < 0) {
+    if (rt->plugins &&
+        pc__plugins_worker_init(rt->plugins, (unsigned)w->id, &g->plugin_ctx, err, errlen) < 0) {
         gen_free(g);
         return NULL;
     }
@@ -171,8 +172,7 @@ static void on_reload(uv_async_t *a)
     w->reload_rt = NULL;
     uv_mutex_unlock(&w->reload_lock);
     if (!rt || w->draining) {
-        if (rt)
-            atomic_fetch_sub(&rt->refs, 1);
+        if (rt) atomic_fetch_sub(&rt->refs, 1);
         return;
     }
     char err[512];
@@ -197,8 +197,7 @@ void pc__worker_reload(pc_worker *w, pc_runtime *rt)
     pc_runtime *prev = w->reload_rt;
     w->reload_rt = rt;
     uv_mutex_unlock(&w->reload_lock);
-    if (prev)
-        atomic_fetch_sub(&prev->refs, 1);
+    if (prev) atomic_fetch_sub(&prev->refs, 1);
     uv_async_send(&w->reload_async);
 }
 
@@ -219,8 +218,7 @@ static void finish(pc_worker *w)
 void pc__worker_conn_closed(pc_worker *w)
 {
     w->nconns--;
-    if (w->draining && w->conns == NULL)
-        finish(w);
+    if (w->draining && w->conns == NULL) finish(w);
 }
 
 /* Once a second: connections whose output the client will not take (see send_timeout_ms). */
@@ -245,8 +243,7 @@ static void on_drain_timeout(uv_timer_t *t)
 static void on_stop(uv_async_t *a)
 {
     pc_worker *w = a->data;
-    if (w->draining)
-        return;
+    if (w->draining) return;
     w->draining = true;
     for (size_t i = 0; i < w->nlisteners; i++)
         if (!uv_is_closing((uv_handle_t *)&w->listeners[i]))
@@ -295,11 +292,9 @@ int pc__worker_init(pc_worker *w, int id, pc_runtime *rt, char *err, size_t errl
         snprintf(err, errlen, "out of memory");
         return -1;
     }
-    if (!(w->gen = gen_new(w, rt, err, errlen)))
-        return -1;
+    if (!(w->gen = gen_new(w, rt, err, errlen))) return -1;
     for (size_t i = 0; i < rt->cfg->nlisten; i++) {
-        if (bind_listener(w, rt->cfg, i, err, errlen) < 0)
-            return -1;
+        if (bind_listener(w, rt->cfg, i, err, errlen) < 0) return -1;
         w->nlisteners++;
     }
     return 0;
@@ -312,9 +307,15 @@ static void run(void *arg)
     atomic_store(&w->done, true);
 }
 
-int pc__worker_start(pc_worker *w) { return uv_thread_create(&w->thread, run, w); }
+int pc__worker_start(pc_worker *w)
+{
+    return uv_thread_create(&w->thread, run, w);
+}
 
-void pc__worker_stop(pc_worker *w) { uv_async_send(&w->stop_async); }
+void pc__worker_stop(pc_worker *w)
+{
+    uv_async_send(&w->stop_async);
+}
 
 void pc__worker_join(pc_worker *w)
 {
@@ -326,8 +327,7 @@ void pc__worker_join(pc_worker *w)
     uv_run(&w->loop, UV_RUN_NOWAIT);
     free(w->listeners);
     pc__metrics_free(w->metrics);
-    if (w->reload_rt)
-        atomic_fetch_sub(&w->reload_rt->refs, 1);
+    if (w->reload_rt) atomic_fetch_sub(&w->reload_rt->refs, 1);
     uv_mutex_destroy(&w->reload_lock);
     uv_loop_close(&w->loop);
     pc__mempool_destroy(&w->mem); /* last: sessions freed above return their blocks to it */

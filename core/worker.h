@@ -19,8 +19,8 @@ typedef struct pc_h2conn pc_h2conn;
 /* Read-only state built once by the main thread and shared by all workers. */
 typedef struct pc_runtime {
     pc_config *cfg;
-    pc_tls_server **front_tls; /* per listener; NULL for cleartext */
-    SSL_CTX **origin_tls;      /* per origin; NULL for h2c */
+    pc_tls_server **front_tls;              /* per listener; NULL for cleartext */
+    SSL_CTX **origin_tls;                   /* per origin; NULL for h2c */
     struct sockaddr_storage **origin_addrs; /* per origin, per server: resolved at start */
     struct pc_plugins *plugins;             /* loaded plugins and chains */
     atomic_int refs; /* workers' generations using it, +1 while it is the main thread's current one */
@@ -84,8 +84,8 @@ struct pc_worker {
 int pc__worker_init(pc_worker *w, int id, pc_runtime *rt, char *err, size_t errlen);
 /* Thread-safe: switch new streams to rt (the worker takes a reference). */
 void pc__worker_reload(pc_worker *w, pc_runtime *rt);
-int pc__worker_start(pc_worker *w);  /* runs the loop in its own thread */
-void pc__worker_stop(pc_worker *w);  /* thread-safe: begin graceful drain */
+int pc__worker_start(pc_worker *w); /* runs the loop in its own thread */
+void pc__worker_stop(pc_worker *w); /* thread-safe: begin graceful drain */
 void pc__worker_join(pc_worker *w);
 void pc__worker_schedule(pc_worker *w, pc_flushable *f);
 /* Make the loop run its check phase soon (buffered access-log lines), even from a close callback. */

@@ -13,7 +13,7 @@ struct pc_yaml_node {
     unsigned line, col; /* 1-based */
     char *scalar;       /* PC_YAML_SCALAR: the value, NUL-terminated */
     size_t scalar_len;
-    int quoted;         /* scalar was quoted (so "true" stays a string) */
+    int quoted; /* scalar was quoted (so "true" stays a string) */
     /* PC_YAML_SEQ: items; PC_YAML_MAP: keys[i] -> items[i] (keys are scalars) */
     pc_yaml_node **keys;
     pc_yaml_node **items;

@@ -21,8 +21,8 @@
 #include <unistd.h>
 
 /* Field 1 (bytes) holding "bench-response", as a protobuf message: 0x0a, length 14, text. */
-static const uint8_t BODY[] = {0, 0, 0, 0, 16, 0x0a, 14, 'b', 'e', 'n', 'c', 'h', '-',
-                               'r', 'e', 's',  'p', 'o',  'n', 's', 'e'};
+static const uint8_t BODY[] = {0,   0,   0,   0,   16,  0x0a, 14,  'b', 'e', 'n', 'c',
+                               'h', '-', 'r', 'e', 's', 'p',  'o', 'n', 's', 'e'};
 
 typedef struct conn {
     int fd;
@@ -35,42 +35,46 @@ typedef struct conn {
 static int epfd;
 static volatile sig_atomic_t stop;
 
-static void on_signal(int sig) {
+static void on_signal(int sig)
+{
     (void)sig;
     stop = 1;
 }
 
-#define NV(n, v)                                                                                   \
-    {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1,                                 \
-     NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE}
+#define NV(n, v)                                                                                             \
+    {                                                                                                        \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1,                                        \
+            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE                                     \
+    }
 
-static ssize_t read_body(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t len,
-                         uint32_t *flags, nghttp2_data_source *src, void *user) {
+static ssize_t read_body(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t len, uint32_t *flags,
+                         nghttp2_data_source *src, void *user)
+{
     (void)src;
     (void)user;
     if (len < sizeof BODY) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* never with 16 KiB */
     memcpy(buf, BODY, sizeof BODY);
     *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
     static const nghttp2_nv trailers[] = {NV("grpc-status", "0")};
-    if (nghttp2_submit_trailer(s, stream_id, trailers, 1) != 0)
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (nghttp2_submit_trailer(s, stream_id, trailers, 1) != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
     return sizeof BODY;
 }
 
-static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user) {
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
+{
     (void)user;
     if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
         !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
-    static const nghttp2_nv headers[] = {NV(":status", "200"),
-                                         NV("content-type", "application/grpc")};
+    static const nghttp2_nv headers[] = {NV(":status", "200"), NV("content-type", "application/grpc")};
     nghttp2_data_provider prd = {.source = {.ptr = NULL}, .read_callback = read_body};
     if (nghttp2_submit_response(s, f->hd.stream_id, headers, 2, &prd) != 0)
         nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_INTERNAL_ERROR);
     return 0;
 }
 
-static void conn_close(conn *c) {
+static void conn_close(conn *c)
+{
     epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     nghttp2_session_del(c->session);
@@ -79,7 +83,8 @@ static void conn_close(conn *c) {
 }
 
 /* Serialize pending frames and write them; returns -1 when the connection should close. */
-static int conn_flush(conn *c) {
+static int conn_flush(conn *c)
+{
     for (;;) {
         if (c->out_off == c->out_len) {
             c->out_off = c->out_len = 0;
@@ -117,12 +122,12 @@ static int conn_flush(conn *c) {
         epoll_ctl(epfd, EPOLL_CTL_MOD, c->fd, &ev);
         c->want_out = want;
     }
-    if (!want && !nghttp2_session_want_read(c->session) && !nghttp2_session_want_write(c->session))
-        return -1;
+    if (!want && !nghttp2_session_want_read(c->session) && !nghttp2_session_want_write(c->session)) return -1;
     return 0;
 }
 
-static int conn_read(conn *c) {
+static int conn_read(conn *c)
+{
     uint8_t buf[65536];
     for (;;) {
         ssize_t n = recv(c->fd, buf, sizeof buf, 0);
@@ -139,7 +144,8 @@ static int conn_read(conn *c) {
 
 static nghttp2_session_callbacks *callbacks;
 
-static void accept_all(int lfd) {
+static void accept_all(int lfd)
+{
     for (;;) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) return;
@@ -163,7 +169,8 @@ static void accept_all(int lfd) {
     }
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char **argv)
+{
     if (argc != 2 || atoi(argv[1]) <= 0 || atoi(argv[1]) > 65535) {
         fprintf(stderr, "usage: bench-origin PORT\n");
         return 2;

@@ -369,7 +369,8 @@ static int on_request_ready(void *ctx, pc_request *r)
     if (!st || !st->scored) return PC_CONTINUE;
     const zone_conf *z = zone_of(c, h->request_info(r, "zone"));
     const char *score = h->lookup(r, "bot.score");
-    if (!z || !score || atoi(score) >= z->block_below || (st->verified && z->allow_verified)) return PC_CONTINUE;
+    if (!z || !score || atoi(score) >= z->block_below || (st->verified && z->allow_verified))
+        return PC_CONTINUE;
     st->blocked = true;
     h->publish(r, "bot.blocked", "1");
     const char *class = h->lookup(r, "bot.class");

@@ -41,8 +41,7 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
 {
     static const char *const known[] = {"deny_methods", "require_header", "deny_text"};
     example_conf *c = calloc(1, sizeof *c);
-    if (!c)
-        return -1;
+    if (!c) return -1;
     c->host = host;
     c->handle = handle;
     /* Unknown keys are errors, so a typo is caught by `portcullis check`. */
@@ -51,8 +50,8 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
         if (!k || (strcmp(k, known[0]) && strcmp(k, known[1]) && strcmp(k, known[2]))) {
             char where[512];
             snprintf(err, errlen, "config (%s): unknown key \"%s\" (valid keys: %s, %s, %s)",
-                     host->config_where(host->config_at(config, i), where, sizeof where), k ? k : "?", known[0],
-                     known[1], known[2]);
+                     host->config_where(host->config_at(config, i), where, sizeof where), k ? k : "?",
+                     known[0], known[1], known[2]);
             conf_free(c);
             return -1;
         }
@@ -65,7 +64,8 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
             const char *m = host->config_string(host->config_at(n, i));
             char where[512];
             if (!m || m[0] != '/') {
-                snprintf(err, errlen, "deny_methods[%zu] (%s): expected a gRPC path like \"/pkg.Service/Method\"", i,
+                snprintf(err, errlen,
+                         "deny_methods[%zu] (%s): expected a gRPC path like \"/pkg.Service/Method\"", i,
                          host->config_where(host->config_at(n, i), where, sizeof where));
                 conf_free(c);
                 return -1;
@@ -76,13 +76,15 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
     const char *s;
     if (config && (s = host->config_string(host->config_get(config, "require_header"))))
         c->require_header = strdup(s);
-    if (config && (s = host->config_string(host->config_get(config, "deny_text"))))
-        c->deny_text = strdup(s);
+    if (config && (s = host->config_string(host->config_get(config, "deny_text")))) c->deny_text = strdup(s);
     *out = c;
     return 0;
 }
 
-static void destroy(void *ctx) { conf_free(ctx); }
+static void destroy(void *ctx)
+{
+    conf_free(ctx);
+}
 
 static int method_denied(const example_conf *c, const char *path)
 {
@@ -113,16 +115,13 @@ static int on_request_message(void *ctx, pc_request *r, const pc_message *m)
 {
     const example_conf *c = ctx;
     const pc_host *h = c->host;
-    if (!c->deny_text)
-        return PC_CONTINUE;
+    if (!c->deny_text) return PC_CONTINUE;
     const pc_field *f;
     long n = h->message_fields(r, m, &f, NULL, 0);
-    if (n < 0)
-        return PC_CONTINUE; /* not protobuf: nothing to look at */
+    if (n < 0) return PC_CONTINUE; /* not protobuf: nothing to look at */
     size_t tl = strlen(c->deny_text);
     for (long i = 0; i < n; i++) {
-        if (f[i].kind != PC_FIELD_STRING || f[i].str_len < tl)
-            continue;
+        if (f[i].kind != PC_FIELD_STRING || f[i].str_len < tl) continue;
         for (size_t k = 0; k + tl <= f[i].str_len; k++)
             if (memcmp(f[i].str + k, c->deny_text, tl) == 0) {
                 char msg[128];

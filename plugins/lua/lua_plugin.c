@@ -196,7 +196,9 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
     char e[1024];
     if (!c->dir || read_rules(c, dir, e, sizeof e) < 0) {
         snprintf(err, errlen, "config (%s): %s", host->config_where(dn, where, sizeof where),
-                 c->dir ? e : resolved ? "out of memory" : "dir: path too long");
+                 c->dir     ? e
+                 : resolved ? "out of memory"
+                            : "dir: path too long");
         conf_free(c);
         return -1;
     }

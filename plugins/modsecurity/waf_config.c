@@ -492,7 +492,8 @@ static int find_sources(cfg *c, sources *s)
         const pc_config_node *item = h->config_at(rn, i);
         const char *f = h->config_string(item);
         if (!f || !*f) return fail(c, item, "rules[%zu]: expected a file path", i);
-        if (resolve(c, item, NULL, path, sizeof path) < 0) return fail(c, item, "rules[%zu]: path too long", i);
+        if (resolve(c, item, NULL, path, sizeof path) < 0)
+            return fail(c, item, "rules[%zu]: path too long", i);
         grv = glob(path, GLOB_NOCHECK, NULL, &g);
         if (grv != 0) return fail(c, item, "rules[%zu]: %s: no such file", i, f);
         for (size_t k = 0; k < g.gl_pathc; k++) {
@@ -515,8 +516,9 @@ static int find_sources(cfg *c, sources *s)
     }
 
     const char *audit = scalar(c, c->root, "audit_log");
-    if (audit && (resolve(c, h->config_get(c->root, "audit_log"), NULL, s->audit_log, sizeof s->audit_log) < 0 ||
-                  seclang_path(c, s->audit_log, "audit_log") < 0))
+    if (audit &&
+        (resolve(c, h->config_get(c->root, "audit_log"), NULL, s->audit_log, sizeof s->audit_log) < 0 ||
+         seclang_path(c, s->audit_log, "audit_log") < 0))
         return -1;
     return 0;
 }

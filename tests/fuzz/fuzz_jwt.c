@@ -62,8 +62,7 @@ static char *signed_token(const uint8_t *h, size_t hl, const uint8_t *c, size_t 
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    if (size < 1 || size > 8192)
-        return 0;
+    if (size < 1 || size > 8192) return 0;
     const uint8_t *p = data + 1;
     size_t n = size - 1;
     char *token;

@@ -43,29 +43,28 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
     (void)err;
     (void)errlen;
     ctx *c = calloc(1, sizeof *c);
-    if (!c)
-        return -1;
+    if (!c) return -1;
     c->host = host;
     c->deny_index = -1;
     const char *v = config ? host->config_string(host->config_get(config, "deny_index")) : NULL;
-    if (v)
-        c->deny_index = atol(v);
+    if (v) c->deny_index = atol(v);
     c->delay_ms = 20;
     v = config ? host->config_string(host->config_get(config, "delay_ms")) : NULL;
-    if (v)
-        c->delay_ms = atol(v);
+    if (v) c->delay_ms = atol(v);
     v = config ? host->config_string(host->config_get(config, "responses")) : NULL;
     c->responses = v && !strcmp(v, "true");
     c->deny_response_index = -1;
     v = config ? host->config_string(host->config_get(config, "deny_response_index")) : NULL;
-    if (v)
-        c->deny_response_index = atol(v);
+    if (v) c->deny_response_index = atol(v);
     *out = c;
     return 0;
 #endif
 }
 
-static void destroy(void *c) { free(c); }
+static void destroy(void *c)
+{
+    free(c);
+}
 
 #ifdef VARIANT_ASYNC
 typedef struct job {
@@ -90,7 +89,8 @@ static void job_done(void *arg, pc_request *r)
     void (*resume)(pc_request *, int) = j->response ? h->resume_response : h->resume;
     if (j->deny) {
         char msg[64];
-        snprintf(msg, sizeof msg, "%s %ld denied after async check", j->response ? "reply" : "message", j->index);
+        snprintf(msg, sizeof msg, "%s %ld denied after async check", j->response ? "reply" : "message",
+                 j->index);
         h->deny(r, 7, msg);
         resume(r, PC_DENY);
     } else {
@@ -102,8 +102,7 @@ static void job_done(void *arg, pc_request *r)
 static int start_job(ctx *c, pc_request *r, long index, int response)
 {
     job *j = calloc(1, sizeof *j);
-    if (!j)
-        return PC_ERROR;
+    if (!j) return PC_ERROR;
     j->c = c;
     j->index = index;
     j->response = response;
@@ -121,20 +120,16 @@ static int on_headers(void *p, pc_request *r)
     const pc_host *h = c->host;
 #if defined(VARIANT_PUBLISHER)
     const char *tag = h->header_get(r, "x-tag");
-    if (tag)
-        h->publish(r, "test.tag", tag);
+    if (tag) h->publish(r, "test.tag", tag);
     return PC_CONTINUE;
 #elif defined(VARIANT_READER)
     const char *tag = h->lookup(r, "test.tag");
-    if (tag && !strcmp(tag, "block"))
-        return h->deny(r, 9, "reader saw block");
-    if (tag)
-        h->header_set(r, "x-echo-reader-saw", tag);
+    if (tag && !strcmp(tag, "block")) return h->deny(r, 9, "reader saw block");
+    if (tag) h->header_set(r, "x-echo-reader-saw", tag);
     return PC_CONTINUE;
 #elif defined(VARIANT_BOTSCORE)
     const char *score = h->header_get(r, "x-bot-score");
-    if (score)
-        h->publish(r, "bot.score", score);
+    if (score) h->publish(r, "bot.score", score);
     return PC_CONTINUE;
 #elif defined(VARIANT_FAILING)
     (void)h;

@@ -50,8 +50,7 @@ static void test_reuse_and_calloc(void **state)
     memset(a, 0xab, 200);
     pc__mem_free(&p, a);
     unsigned char *b = pc__mem_calloc(&p, 10, 20); /* same class: the block comes back, zeroed */
-    if (CACHING)
-        assert_ptr_equal(a, b);
+    if (CACHING) assert_ptr_equal(a, b);
     for (int i = 0; i < 200; i++)
         assert_int_equal(b[i], 0);
     pc__mem_free(&p, b);
@@ -75,8 +74,7 @@ static void test_realloc_keeps_contents(void **state)
         assert_non_null(b);
         size_t keep = have < sizes[s] ? have : sizes[s];
         for (size_t i = 0; i < keep; i++)
-            if (b[i] != (unsigned char)i)
-                fail_msg("byte %zu lost growing to %zu", i, sizes[s]);
+            if (b[i] != (unsigned char)i) fail_msg("byte %zu lost growing to %zu", i, sizes[s]);
         for (size_t i = keep; i < sizes[s]; i++)
             b[i] = (unsigned char)i;
         have = sizes[s];
@@ -116,8 +114,7 @@ static void test_cache_is_bounded(void **state)
     unsigned c = (1000 - 1) / 16;
     /* 2000 blocks of 1008 bytes freed: at most 256 KiB of them stay cached. */
     assert_true(p.nfree[c] * 1008u <= (256u << 10));
-    if (CACHING)
-        assert_true(p.nfree[c] > 0);
+    if (CACHING) assert_true(p.nfree[c] > 0);
     free(v);
     pc__mempool_destroy(&p);
     assert_int_equal(p.nfree[c], 0);
@@ -145,8 +142,7 @@ static int on_frame(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     (void)ud;
     if (f->hd.type == NGHTTP2_HEADERS && nghttp2_session_get_stream_user_data(s, f->hd.stream_id) == NULL) {
         got_headers++;
-        if (!nghttp2_session_check_server_session(s))
-            return 0;
+        if (!nghttp2_session_check_server_session(s)) return 0;
         nghttp2_nv nv[] = {{(uint8_t *)":status", (uint8_t *)"200", 7, 3, 0}};
         assert_int_equal(nghttp2_submit_response(s, f->hd.stream_id, nv, 1, NULL), 0);
     }
@@ -193,12 +189,9 @@ static void test_nghttp2_sessions(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sizes_and_alignment),
-        cmocka_unit_test(test_reuse_and_calloc),
-        cmocka_unit_test(test_realloc_keeps_contents),
-        cmocka_unit_test(test_no_pool),
-        cmocka_unit_test(test_cache_is_bounded),
-        cmocka_unit_test(test_nghttp2_sessions),
+        cmocka_unit_test(test_sizes_and_alignment),    cmocka_unit_test(test_reuse_and_calloc),
+        cmocka_unit_test(test_realloc_keeps_contents), cmocka_unit_test(test_no_pool),
+        cmocka_unit_test(test_cache_is_bounded),       cmocka_unit_test(test_nghttp2_sessions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -68,9 +68,9 @@ typedef struct pc_conn_info {
 typedef struct pc_message {
     const uint8_t *data;
     size_t len;
-    uint32_t index;  /* 0-based position in its direction of the call */
-    int compressed;  /* was compressed on the wire */
-    int response;    /* 0 request (client -> origin), 1 response */
+    uint32_t index; /* 0-based position in its direction of the call */
+    int compressed; /* was compressed on the wire */
+    int response;   /* 0 request (client -> origin), 1 response */
 } pc_message;
 
 /* One protobuf field of a message, from host->message_fields(). */
@@ -111,7 +111,7 @@ typedef struct pc_host {
     /* Config access (init only). NULL/defaults when absent or of another kind. */
     const pc_config_node *(*config_get)(const pc_config_node *map, const char *key);
     const char *(*config_string)(const pc_config_node *n); /* scalar text or NULL */
-    size_t (*config_len)(const pc_config_node *n);          /* items of a sequence or entries of a map */
+    size_t (*config_len)(const pc_config_node *n);         /* items of a sequence or entries of a map */
     const pc_config_node *(*config_at)(const pc_config_node *n, size_t i); /* i-th item (or map value) */
     const char *(*config_key)(const pc_config_node *map, size_t i);        /* i-th key of a map */
     /* "file:line:col" of a node, for error messages. */
@@ -152,14 +152,16 @@ typedef struct pc_host {
 
     /* Decoded protobuf fields of a message, in wire order (decoded once, cached for the chain).
      * Returns the count, or -1 when the message is not valid protobuf (err filled). */
-    long (*message_fields)(pc_request *r, const pc_message *m, const pc_field **fields, char *err, size_t errlen);
+    long (*message_fields)(pc_request *r, const pc_message *m, const pc_field **fields, char *err,
+                           size_t errlen);
     /* The same message as JSON (names with descriptors, field numbers without); NULL on error. */
     const char *(*message_json)(pc_request *r, const pc_message *m);
 
     /* Slow work off the event loop: work(arg) runs on the shared thread pool (it must not touch r
      * or call host functions), then done(arg, r) runs on the request's worker thread, where the
      * plugin calls resume(). The request stays valid until done has run. 0, or -1 when refused. */
-    int (*queue_work)(pc_request *r, void (*work)(void *arg), void (*done)(void *arg, pc_request *r), void *arg);
+    int (*queue_work)(pc_request *r, void (*work)(void *arg), void (*done)(void *arg, pc_request *r),
+                      void *arg);
     /* End a PC_PAUSE: PC_CONTINUE goes on with the next plugin, PC_DENY (after deny()) ends the
      * call, PC_ERROR follows on_error. Worker thread only; exactly once per pause. If the call
      * ended meanwhile (client gone, deadline), resume only releases it. */
@@ -206,8 +208,8 @@ typedef struct pc_plugin {
 
     /* Parse and validate `config` (may be NULL when none was given); set *plugin_ctx.
      * Return 0, or -1 with a message in err naming the key (use host->config_where). */
-    int (*init)(const pc_host *host, const void *plugin_handle, const pc_config_node *config, void **plugin_ctx,
-                char *err, size_t errlen);
+    int (*init)(const pc_host *host, const void *plugin_handle, const pc_config_node *config,
+                void **plugin_ctx, char *err, size_t errlen);
     void (*destroy)(void *plugin_ctx);
     int (*worker_init)(void *plugin_ctx, unsigned worker_id, void **worker_ctx, char *err, size_t errlen);
     void (*worker_destroy)(void *worker_ctx);
