@@ -323,9 +323,7 @@ int pc__access_check_signing_key(const char *path, char *err, size_t errlen)
 static char *resolved(const pc_config *cfg, const pc_yaml_node *n)
 {
     if (!n || n->kind != PC_YAML_SCALAR || !n->scalar_len) return NULL;
-    char *out = NULL;
-    if (n->scalar[0] == '/') return strdup(n->scalar);
-    return asprintf(&out, "%s/%s", cfg->dir, n->scalar) < 0 ? NULL : out;
+    return pc__config_path(cfg, n->scalar);
 }
 
 char *pc__access_mtls_ca(const pc_config *cfg, const pc_origin_conf *o)

@@ -84,32 +84,28 @@ static const char *cfg_key(const pc_config_node *n, size_t i)
     return y && y->kind == PC_YAML_MAP && i < y->n ? y->keys[i]->scalar : NULL;
 }
 
-/* Plugins are initialised on the main thread, one config file at a time. */
-static const char *init_file = "";
+/* Plugins are initialised on the main thread, one config at a time. */
+static const pc_config *init_cfg;
 
-void pc__chain_set_config_file(const char *file)
+void pc__chain_set_config(const pc_config *cfg)
 {
-    init_file = file ? file : "";
+    init_cfg = cfg;
 }
 
 static const char *cfg_where(const pc_config_node *n, char *buf, size_t len)
 {
     const pc_yaml_node *y = (const pc_yaml_node *)n;
-    snprintf(buf, len, "%s:%u:%u", init_file, y ? y->line : 0, y ? y->col : 0);
+    snprintf(buf, len, "%s:%u:%u", init_cfg ? init_cfg->path : "", y ? y->line : 0, y ? y->col : 0);
     return buf;
 }
 
-/* The core's own rule for paths in the config (config.c): relative to the config file's directory. */
 static const char *cfg_path(const pc_config_node *n, char *buf, size_t len)
 {
     const char *s = cfg_string(n);
-    if (!s || !*s || !buf || !len) return NULL;
-    const char *slash = strrchr(init_file, '/');
-    int w;
-    if (s[0] == '/' || !slash)
-        w = snprintf(buf, len, "%s", s);
-    else
-        w = snprintf(buf, len, "%.*s/%s", (int)(slash - init_file), init_file, s);
+    if (!s || !*s || !buf || !len || !init_cfg) return NULL;
+    char *path = pc__config_path(init_cfg, s);
+    int w = path ? snprintf(buf, len, "%s", path) : -1;
+    free(path);
     return w < 0 || (size_t)w >= len ? NULL : buf;
 }
 

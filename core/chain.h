@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <sys/socket.h>
 
+#include "config.h"
 #include "grpc_frame.h"
 
 typedef struct pc_stream pc_stream;
@@ -51,8 +52,9 @@ int pc__chain_response_message(pc_stream *st, const pc_message *m, size_t from);
 int pc__chain_response_trailers(pc_stream *st);
 void pc__chain_log(pc_stream *st);
 void pc__chain_free(pc_stream *st);
-/* The file config_where() names while plugins initialise (main thread). */
-void pc__chain_set_config_file(const char *file);
+/* The config whose file config_where() names, and against whose directory config_path() resolves,
+ * while plugins initialise (main thread). */
+void pc__chain_set_config(const pc_config *cfg);
 
 /* "/pkg.Service/Method" -> service and method parts (pointers into path, lengths). */
 int pc__grpc_split_path(const char *path, const char **svc, size_t *svclen, const char **meth,

@@ -259,15 +259,17 @@ static int opt_bool(ctx *c, const pc_yaml_node *map, const char *path, const cha
     return fail(c, n, "%s: expected true or false, got %s", kp, describe(d, sizeof d, n));
 }
 
+char *pc__config_path(const pc_config *cfg, const char *written)
+{
+    char *out;
+    if (written[0] == '/') return strdup(written);
+    return asprintf(&out, "%s/%s", cfg->dir, written) < 0 ? NULL : out;
+}
+
 static int resolve(ctx *c, const pc_yaml_node *n, const char *written, char **out)
 {
-    int r = written[0] == '/' ? ((*out = strdup(written)) ? 0 : -1)
-                              : asprintf(out, "%s/%s", c->cfg->dir, written);
-    if (r < 0) {
-        *out = NULL;
-        return oom(c, n);
-    }
-    return 0;
+    *out = pc__config_path(c->cfg, written);
+    return *out ? 0 : oom(c, n);
 }
 
 /* A path to a file that must exist and be readable now, so a typo fails `check`, not the first handshake. */

@@ -119,6 +119,10 @@ typedef struct pc_config {
 int pc__config_load(const char *path, pc_config **out, char *err, size_t errlen);
 void pc__config_free(pc_config *cfg);
 
+/* A path as written in the config: absolute, or relative to the config file's directory. The one
+ * rule for the core's own keys and for plugins (host->config_path). Malloc'd; NULL when out of memory. */
+char *pc__config_path(const pc_config *cfg, const char *written);
+
 /* The same for a document already in memory (fuzzing, tests): `name` is used in messages and relative
  * paths resolve against `dir` (NULL: the current directory). */
 int pc__config_load_buffer(const char *name, const char *buf, size_t len, const char *dir, pc_config **out,

@@ -146,7 +146,7 @@ int pc__plugins_load(const pc_config *cfg, const char *exe_dir, pc_plugins **out
     ps->zones = calloc(cfg->nzones ? cfg->nzones : 1, sizeof *ps->zones);
     ps->nzones = cfg->nzones;
     ps->descs = calloc(cfg->ndescriptors ? cfg->ndescriptors : 1, sizeof *ps->descs);
-    pc__chain_set_config_file(cfg->path);
+    pc__chain_set_config(cfg);
     if (!ps->p || !ps->zones || !ps->descs) {
         snprintf(err, errlen, "out of memory");
         return -1;
