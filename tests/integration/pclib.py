@@ -821,27 +821,28 @@ def _h2_read(conn, sock, sid, result, start, timeout, until_window=False):
 # --- a scripted HTTP/2 origin (h2c) ----------------------------------------------------------
 
 
-class StubH2Origin:
-    """An h2c server that records each request (headers, body bytes, resets) and by default never
-    answers: for deadlines the edge must enforce itself and cancellations it must pass on."""
+class LoopbackServer:
+    """A TCP listener on 127.0.0.1 for scripted peers: accepts on a thread of its own and runs
+    handle(conn, n) on a thread per connection (n counts connections from 1). Subclasses set their
+    own attributes before calling __init__, which starts accepting. stop() closes the listener and
+    every connection, then joins the threads."""
 
-    def __init__(self, respond=None, keep_body=False, respond_on_end=False):
-        self.respond = respond  # callable(conn, stream_id, headers) or None to hang
-        self.respond_on_end = respond_on_end  # call respond once the request ended, not at its headers
-        self.keep_body = keep_body  # also keep each request's bytes (req["body"]), for grpc_messages()
-        self.requests = []  # dicts: headers, data, ended, reset, t
+    def __init__(self, port=0, backlog=64):
         self.lock = threading.Lock()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.address = f"127.0.0.1:{self.port}"
         self.stopping = threading.Event()
         self.conns = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(backlog)
+        self.sock.settimeout(0.1)  # how soon the accept loop sees stop()
+        self.port = self.sock.getsockname()[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def handle(self, c, n):
+        raise NotImplementedError
 
     def _accept(self):
         while not self.stopping.is_set():
@@ -851,10 +852,42 @@ class StubH2Origin:
                 continue
             except OSError:
                 return
-            self.conns.append(c)
-            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+            with self.lock:
+                self.conns.append(c)
+                t = threading.Thread(target=self.handle, args=(c, len(self.conns)), daemon=True)
+                self.threads.append(t)
+            t.start()
 
-    def _serve(self, c):
+    def stop(self):
+        self.stopping.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+        with self.lock:
+            conns, threads = list(self.conns), list(self.threads)
+        for c in conns:
+            for end in (lambda: c.shutdown(socket.SHUT_RDWR), c.close):
+                try:
+                    end()
+                except OSError:
+                    pass
+        for t in threads:
+            t.join(2)
+
+
+class StubH2Origin(LoopbackServer):
+    """An h2c server that records each request (headers, body bytes, resets) and by default never
+    answers: for deadlines the edge must enforce itself and cancellations it must pass on."""
+
+    def __init__(self, respond=None, keep_body=False, respond_on_end=False):
+        self.respond = respond  # callable(conn, stream_id, headers) or None to hang
+        self.respond_on_end = respond_on_end  # call respond once the request ended, not at its headers
+        self.keep_body = keep_body  # also keep each request's bytes (req["body"]), for grpc_messages()
+        self.requests = []  # dicts: headers, data, ended, reset, t
+        super().__init__()
+
+    def handle(self, c, n):
         import h2.config
         import h2.connection
         import h2.events
@@ -913,19 +946,6 @@ class StubH2Origin:
                 c.close()
             except OSError:
                 pass
-
-    def stop(self):
-        self.stopping.set()
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        for c in self.conns:
-            try:
-                c.close()
-            except OSError:
-                pass
-        self.thread.join(2)
 
 
 # --- curl and openssl -------------------------------------------------------------------------

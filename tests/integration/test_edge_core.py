@@ -355,7 +355,7 @@ def test_origin_max_concurrent_streams_queued(st):
     assert took >= 1.0, f"12 calls of 200 ms, 2 at a time, done in {took:.2f} s"
 
 
-class SlowSettingsOrigin:
+class SlowSettingsOrigin(pclib.LoopbackServer):
     """A raw h2c origin whose SETTINGS (MAX_CONCURRENT_STREAMS `mcs`) arrive `delay` s after the
     connection is accepted, and which, like an nghttp2-based server, refuses with
     RST_STREAM(REFUSED_STREAM) any stream beyond `mcs` open at once. Others are answered after
@@ -364,31 +364,9 @@ class SlowSettingsOrigin:
     def __init__(self, delay=0.3, mcs=2, hold=0.15):
         self.delay, self.mcs, self.hold = delay, mcs, hold
         self.opened = self.refused = self.answered = self.max_open = 0
-        self.lock = threading.Lock()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.sock.settimeout(0.2)
-        self.port = self.sock.getsockname()[1]
-        self.stopping = threading.Event()
-        self.conns = []
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
+        super().__init__()
 
-    def _accept(self):
-        while not self.stopping.is_set():
-            try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-            self.conns.append(c)
-            t = threading.Thread(target=self._serve, args=(c,), daemon=True)
-            self.threads.append(t)
-            t.start()
-
-    def _serve(self, c):
+    def handle(self, c, n):
         import hpack
 
         enc = hpack.Encoder()
@@ -442,16 +420,6 @@ class SlowSettingsOrigin:
             pass
         finally:
             c.close()
-
-    def stop(self):
-        self.stopping.set()
-        for s in [self.sock] + self.conns:
-            try:
-                s.close()
-            except OSError:
-                pass
-        for t in self.threads:
-            t.join(2)
 
 
 def test_origin_max_concurrent_streams_before_settings(st):

@@ -213,7 +213,7 @@ def access_reasons(st, since_line):
 # --- scripted origins -----------------------------------------------------------------------------
 
 
-class ScriptedOrigin:
+class ScriptedOrigin(pclib.LoopbackServer):
     """A raw h2c origin on a given port that misbehaves on purpose:
       goaway-refuse   each request is answered with GOAWAY(last stream = before it, NO_ERROR): not
                       processed; the connection is closed 100 ms later
@@ -230,42 +230,17 @@ class ScriptedOrigin:
     def __init__(self, port, mode):
         self.mode = mode
         self.requests = []
-        self.conns = []
-        self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
-        self.sock.listen(64)
-        self.sock.settimeout(0.1)
-        self.port = port
-        self.threads = [threading.Thread(target=self._accept, daemon=True)]
-        self.threads[0].start()
+        super().__init__(port)
 
-    def _accept(self):
-        while not self.stopping.is_set():
+    def handle(self, c, n):
+        if self.mode == "silent":
+            return  # accepted, never read: the kernel buffers fill and stay full
+        if self.mode == "stall":
             try:
-                c, _ = self.sock.accept()
-            except socket.timeout:
-                continue
+                c.sendall(pclib.h2_settings())  # the server preface, then nothing, ever
             except OSError:
-                return
-            with self.lock:
-                self.conns.append(c)
-                n = len(self.conns)
-            if self.mode == "silent":
-                continue  # accepted, never read: the kernel buffers fill and stay full
-            if self.mode == "stall":
-                try:
-                    c.sendall(pclib.h2_settings())  # the server preface, then nothing, ever
-                except OSError:
-                    pass
-                continue
-            t = threading.Thread(target=self._serve, args=(c, n), daemon=True)
-            self.threads.append(t)
-            t.start()
-
-    def _serve(self, c, n):
+                pass
+            return
         import h2.config
         import h2.connection
         import h2.events
@@ -338,26 +313,6 @@ class ScriptedOrigin:
     def answered_ids(self):
         with self.lock:
             return [r["call_id"] for r in self.requests if r["answered"]]
-
-    def stop(self):
-        self.stopping.set()
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-        with self.lock:
-            conns = list(self.conns)
-        for c in conns:
-            try:
-                c.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            try:
-                c.close()
-            except OSError:
-                pass
-        for t in self.threads:
-            t.join(2)
 
 
 # --- tests ----------------------------------------------------------------------------------------
