@@ -100,6 +100,30 @@ static void put_uint(yajl_gen g, uint64_t v)
     yajl_gen_number(g, p, (size_t)(buf + sizeof buf - p));
 }
 
+/* The date part is formatted once a second per worker: glibc's gmtime_r takes a process-wide
+ * lock (tzset_lock) that every worker would otherwise contend for on every line. */
+static void put_time(yajl_gen g, pc_worker *w)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    if (w->log_sec != (long long)tv.tv_sec) {
+        struct tm tm;
+        gmtime_r(&tv.tv_sec, &tm);
+        strftime(w->log_stamp, sizeof w->log_stamp, "%Y-%m-%dT%H:%M:%S", &tm);
+        w->log_sec = (long long)tv.tv_sec;
+    }
+    char ts[sizeof w->log_stamp + 8];
+    size_t n = strlen(w->log_stamp);
+    memcpy(ts, w->log_stamp, n);
+    int ms = (int)(tv.tv_usec / 1000);
+    ts[n++] = '.';
+    ts[n++] = (char)('0' + ms / 100);
+    ts[n++] = (char)('0' + ms / 10 % 10);
+    ts[n++] = (char)('0' + ms % 10);
+    ts[n++] = 'Z';
+    yajl_gen_string(g, (const unsigned char *)ts, n);
+}
+
 static yajl_gen worker_gen(pc_worker *w)
 {
     if (!w->log_gen) {
@@ -127,15 +151,8 @@ void pc__access_log_write(pc_stream *st)
     yajl_gen_reset(g, NULL);
     yajl_gen_clear(g);
     yajl_gen_map_open(g);
-    struct timeval tv;
-    struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    char ts[96];
-    snprintf(ts, sizeof ts, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(tv.tv_usec / 1000));
     KEY(g, "time");
-    put_str(g, ts);
+    put_time(g, w);
     KEY(g, "request_id");
     put_str(g, pc__stream_request_id(st));
     const pc_conn_info *ci = st->conn ? &st->conn->info : NULL;

@@ -263,6 +263,7 @@ int pc__worker_init(pc_worker *w, int id, pc_runtime *rt, char *err, size_t errl
 {
     memset(w, 0, offsetof(pc_worker, readbuf));
     w->id = id;
+    w->log_sec = -1;
     pc__mempool_init(&w->mem);
     if (uv_loop_init(&w->loop) != 0) {
         snprintf(err, errlen, "cannot create event loop");

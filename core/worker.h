@@ -78,7 +78,9 @@ struct pc_worker {
     uint8_t outbuf[65536]; /* HTTP/2 output gathered before a write */
     char logbuf[65536];    /* access log lines not yet written */
     size_t loglen;
-    void *log_gen; /* the access log's JSON generator (yajl_gen), made on first use */
+    void *log_gen;      /* the access log's JSON generator (yajl_gen), made on first use */
+    long long log_sec;  /* the second log_stamp shows, -1 before the first line */
+    char log_stamp[24]; /* "YYYY-MM-DDTHH:MM:SS" */
 };
 
 int pc__worker_init(pc_worker *w, int id, pc_runtime *rt, char *err, size_t errlen);

@@ -493,6 +493,29 @@ def _series(samples, name):
     return "; ".join(f"{n}{ls} {v:g}" for n, ls, v in samples if n == name) or f"no {name} samples"
 
 
+def test_access_log_times(st):
+    """Each line's time is the wall clock when the call ended, to the millisecond (UTC), also when
+    the calls cross several seconds: the date part is kept per second and must move on."""
+    import datetime
+
+    with running(st, "times", access_log=True) as r:
+        ch = st.h2c_channel()
+        spans = []
+        for i in range(8):
+            before = time.time()
+            assert ch.unary_unary(UNARY)(b"t%d" % i, timeout=10) == b"t%d" % i
+            spans.append((before, time.time()))
+            time.sleep(0.35)
+        assert pclib.wait_until(lambda: len(pclib.read_json_lines(r.access_path)) == 8, 3)
+        lines = sorted(pclib.read_json_lines(r.access_path), key=lambda e: int(e["request_id"].split("-")[1], 16))
+        for (before, after), e in zip(spans, lines):
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", e["time"]), e["time"]
+            t = datetime.datetime.strptime(e["time"], "%Y-%m-%dT%H:%M:%S.%fZ")
+            t = t.replace(tzinfo=datetime.timezone.utc).timestamp()
+            assert before - 0.002 <= t <= after + 0.002, f"logged {e['time']} for a call in [{before:.3f}, {after:.3f}]"
+        assert len({e["time"][:19] for e in lines}) >= 2, [e["time"] for e in lines]
+
+
 def test_sigusr1_reopens_access_log(st):
     with running(st, "rotate", access_log=True) as r:
         ch = st.h2c_channel()
