@@ -18,7 +18,7 @@
  *       body_limit: 1048576                 # largest body (or message as JSON) inspected
  *       inspect_numbers: false              # numeric and boolean fields too (for local rules)
  *       headers_first: false                # judge headers before the origin sees them (also per zone)
- *       inspect_response: false             # response messages too (held and judged in block mode)
+ *       inspect_response: false             # response messages too (held in block mode; also per zone)
  *
  * Transactions. Each gRPC message is judged by one transaction: connection, URI, every request
  * header, phase 1, the message as the JSON body, phase 2. libmodsecurity runs body rules once per
@@ -590,7 +590,7 @@ static int on_response_message(void *ctx, pc_request *r, const pc_message *m)
     waf_worker *w = ctx;
     const waf_conf *c = w->c;
     waf_req *q = req_of(c, r);
-    if (!q || !c->inspect_response) return PC_CONTINUE;
+    if (!q || !q->profile->inspect_response) return PC_CONTINUE;
     waf_buf b;
     waf_buf_init(&b, c->body_limit);
     if (render_message(c, r, q, m, &b) < 0) {

@@ -219,6 +219,7 @@ static int get_ids(cfg *c, const pc_config_node *map, const char *key, uint32_t 
 
 typedef struct settings {
     int mode, paranoia, threshold;
+    int inspect_response; /* response phases on, responses judged */
     uint32_t *exclude;
     size_t nexclude;
 } settings;
@@ -236,7 +237,6 @@ typedef struct sources {
     size_t nuser_rules;
     char audit_log[PATH_MAX]; /* "" when none */
     size_t body_limit;
-    int inspect_response;
 } sources;
 
 static void sources_free(sources *s)
@@ -294,6 +294,7 @@ static waf_profile *build_profile(cfg *c, const sources *s, const settings *st)
     p->mode = st->mode;
     p->paranoia = st->paranoia;
     p->threshold = st->threshold;
+    p->inspect_response = st->inspect_response;
     if (st->nexclude) {
         p->exclude = malloc(st->nexclude * sizeof *p->exclude);
         if (!p->exclude) goto oom;
@@ -314,7 +315,7 @@ static waf_profile *build_profile(cfg *c, const sources *s, const settings *st)
              "SecRequestBodyNoFilesLimit %zu\n"
              "SecResponseBodyAccess %s\n",
              st->mode == WAF_BLOCK ? "On" : "DetectionOnly", s->body_limit + 64, s->body_limit + 64,
-             s->inspect_response ? "On" : "Off");
+             st->inspect_response ? "On" : "Off");
     if (add_text(c, p->rules, text, NULL) < 0) goto error;
     if (add_file(c, p->rules, s->base_conf, c->h->config_get(c->root, "base")) < 0) goto error;
     /* The audit log settings merge the other way (the last one given wins): after the base. */
@@ -358,7 +359,7 @@ static waf_profile *build_profile(cfg *c, const sources *s, const settings *st)
                            "SecRule TX:ANOMALY_SCORE \"@gt 0\" \"id:%d,phase:2,pass,log,noauditlog,t:none,"
                            "msg:'inbound anomaly score %%{tx.anomaly_score}'\"\n",
                            WAF_RULE_SCORE);
-    if (s->inspect_response)
+    if (st->inspect_response)
         sprintf(tail + off,
                 "SecRule TX:OUTBOUND_ANOMALY_SCORE \"@gt 0\" \"id:%d,phase:4,pass,log,noauditlog,t:none,"
                 "msg:'outbound anomaly score %%{tx.outbound_anomaly_score}'\"\n",
@@ -379,7 +380,7 @@ error:
 static int same_settings(const waf_profile *p, const settings *s)
 {
     return p->mode == s->mode && p->paranoia == s->paranoia && p->threshold == s->threshold &&
-           p->nexclude == s->nexclude &&
+           p->inspect_response == s->inspect_response && p->nexclude == s->nexclude &&
            (!s->nexclude || !memcmp(p->exclude, s->exclude, s->nexclude * sizeof *s->exclude));
 }
 
@@ -590,7 +591,8 @@ static const char *const top_keys[] = {
     "mode",         "rules",         "exclude",    "audit_log",        "zones",
     "max_queue",    "on_queue_full", "body_limit", "inspect_response", "inspect_numbers",
     "headers_first"};
-static const char *const zone_keys[] = {"mode", "paranoia", "anomaly_threshold", "exclude", "headers_first"};
+static const char *const zone_keys[] = {"mode",    "paranoia",      "anomaly_threshold",
+                                        "exclude", "headers_first", "inspect_response"};
 
 static int zone_settings(cfg *c, const pc_config_node *zn, const settings *deflt, settings *out,
                          int *headers_first)
@@ -601,9 +603,11 @@ static int zone_settings(cfg *c, const pc_config_node *zn, const settings *deflt
     out->nexclude = 0;
     if (c->h->config_string(zn) || (c->h->config_len(zn) && !c->h->config_key(zn, 0)))
         return fail(c, zn,
-                    "zones: each zone maps to {mode, paranoia, anomaly_threshold, exclude, headers_first}");
+                    "zones: each zone maps to {mode, paranoia, anomaly_threshold, exclude, headers_first, "
+                    "inspect_response}");
     if (check_keys(c, zn, zone_keys, sizeof zone_keys / sizeof *zone_keys) < 0 ||
-        get_mode(c, zn, &out->mode) < 0 || get_bool(c, zn, "headers_first", headers_first) < 0)
+        get_mode(c, zn, &out->mode) < 0 || get_bool(c, zn, "headers_first", headers_first) < 0 ||
+        get_bool(c, zn, "inspect_response", &out->inspect_response) < 0)
         return -1;
     v = out->paranoia;
     if (get_int(c, zn, "paranoia", 1, 4, &v) < 0) return -1;
@@ -671,7 +675,7 @@ int waf_conf_load(const pc_host *host, const void *handle, const pc_config_node 
     v = 1 << 20;
     if (get_int(&c, config, "body_limit", 1024, 1L << 30, &v) < 0) goto error;
     wc->body_limit = (size_t)v;
-    if (get_bool(&c, config, "inspect_response", &wc->inspect_response) < 0 ||
+    if (get_bool(&c, config, "inspect_response", &deflt.inspect_response) < 0 ||
         get_bool(&c, config, "inspect_numbers", &wc->inspect_numbers) < 0 ||
         get_bool(&c, config, "headers_first", &wc->deflt.headers_first) < 0)
         goto error;
@@ -684,7 +688,6 @@ int waf_conf_load(const pc_host *host, const void *handle, const pc_config_node 
     wc->queue_full_open = qf && !strcmp(qf, "open");
     if (get_ids(&c, config, "exclude", &deflt.exclude, &deflt.nexclude) < 0) goto error;
     s.body_limit = wc->body_limit;
-    s.inspect_response = wc->inspect_response;
     if (find_sources(&c, &s) < 0) goto error;
 
     if (!(wc->msc = engine_acquire(log_cb))) {

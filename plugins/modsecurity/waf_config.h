@@ -24,7 +24,8 @@ typedef struct waf_profile {
     int mode; /* WAF_BLOCK or WAF_DETECT */
     int paranoia;
     int threshold;
-    uint32_t *exclude; /* sorted, unique */
+    int inspect_response; /* response messages are judged too */
+    uint32_t *exclude;    /* sorted, unique */
     size_t nexclude;
 } waf_profile;
 
@@ -47,7 +48,6 @@ typedef struct waf_conf {
     size_t max_queue;    /* transactions in flight per worker */
     int queue_full_open; /* on_queue_full: open */
     size_t body_limit;   /* largest body handed to ModSecurity */
-    int inspect_response;
     int inspect_numbers; /* numeric and boolean fields are given to ModSecurity too */
     uint32_t *known_ids; /* every rule id in the loaded files, sorted (see waf_conf_known_id) */
     size_t nknown_ids;

@@ -717,10 +717,13 @@ def test_config_errors(st):
         assert len(code) >= 4, code
         out.write("\n".join(code) + "\n")
     check("good", {"paranoia": 2, "mode": "detect", "rules": [local, examples],
-                   "zones": {"example.com": {"paranoia": 1, "exclude": [920350], "headers_first": True}}})
+                   "zones": {"example.com": {"paranoia": 1, "exclude": [920350], "headers_first": True,
+                                             "inspect_response": True}}})
     check("unknown-key", {"paranoya": 2}, r'unknown key "paranoya"')
     check("bad-paranoia", {"paranoia": 7}, r'paranoia: expected an integer from 1 to 4, not "7"')
     check("bad-mode", {"zones": {"example.com": {"mode": "maybe"}}}, r'mode: expected block, detect or off')
+    check("bad-zone-response", {"zones": {"example.com": {"inspect_response": "sometimes"}}},
+          r'inspect_response: expected true or false')
     check("bad-exclude", {"exclude": ["abc"]}, r'exclude\[0\]: expected a rule id')
     check("missing-rules", {"rules": ["nowhere.conf"]}, r"rules\[0\]: .*nowhere\.conf: no such file")
     check("broken-rules", {"rules": [broken]}, re.escape(broken) + ": ")
@@ -735,7 +738,8 @@ def test_inspect_response(st):
     in a reply (the 95x data-leakage rules) never reaches the client, which gets PERMISSION_DENIED;
     in a stream the replies before it arrive. Detect mode passes it and reports it. Benign replies
     pass untouched and unreported."""
-    proxy = run_proxy(st, "responses", waf_plugin(inspect_response=True, zones=ZONES),
+    zones = dict(ZONES, **{"excl.example.com": {"exclude": [942100], "inspect_response": False}})
+    proxy = run_proxy(st, "responses", waf_plugin(inspect_response=True, zones=zones),
                       extra={"descriptors": [st.echo_pb]})
     leak = refund(st.Refund, tags=("error", "You have an error in your SQL syntax; check the manual that "
                                             "corresponds to your MySQL server version for the right syntax"))
@@ -763,8 +767,12 @@ def test_inspect_response(st):
     dch = st.h2c_channel("detect.example.com")
     assert dch.unary_unary(UNARY)(leak, timeout=10) == leak
     assert dch.unary_unary(UNARY)(ok, timeout=10) == ok
+    # A zone that switched it off: through, and not judged at all.
+    assert st.h2c_channel("excl.example.com").unary_unary(UNARY)(leak, timeout=10) == leak
     time.sleep(0.3)
     entries = by_id(access_log(proxy, wait_for=[m.group(1)]))
+    excl = [e for e in entries.values() if e.get("zone") == "excl.example.com"]
+    assert len(excl) == 1 and excl[0]["grpc_status"] == 0 and not excl[0].get("plugins"), excl
     blocked = entries[m.group(1)]
     p = blocked.get("plugins") or {}
     assert blocked["grpc_status"] == 7 and p.get("waf.verdict") == "blocked", blocked
@@ -779,6 +787,22 @@ def test_inspect_response(st):
     assert detect[1].get("plugins") is None, f"a benign reply was reported: {detect[1]}"
     assert not [e for e in entries.values() if e.get("zone") == "example.com" and e.get("grpc_status") == 0
                 and (e.get("plugins") or {}).get("waf.verdict")], "a benign call was reported"
+
+
+def test_inspect_response_per_zone(st):
+    """inspect_response off at the top and on for one zone: only that zone's replies are judged."""
+    zones = dict(ZONES, **{"strict.example.com": {"inspect_response": True}})
+    proxy = run_proxy(st, "responses-zone", waf_plugin(zones=zones), extra={"descriptors": [st.echo_pb]})
+    leak = refund(st.Refund, tags=("error", "You have an error in your SQL syntax; check the manual that "
+                                            "corresponds to your MySQL server version for the right syntax"))
+    assert st.h2c_channel("example.com").unary_unary(UNARY)(leak, timeout=10) == leak
+    err = rpc_error(st.h2c_channel("strict.example.com").unary_unary(UNARY), leak, timeout=10)
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED, describe(err)
+    m = re.fullmatch(r"response to request (\S+) blocked by the WAF", err.details() or "")
+    assert m, describe(err)
+    entries = access_log(proxy, wait_for=[m.group(1)])
+    plain = [e for e in entries if e.get("zone") == "example.com"]
+    assert len(plain) == 1 and plain[0]["grpc_status"] == 0 and not plain[0].get("plugins"), plain
 
 
 def test_reload_swaps_rule_sets(st):
