@@ -4,6 +4,7 @@ HTTP/2 proxied (TLS and h2c), 421 for unknown hosts, `portcullis check` and `--v
 
 import os
 import re
+import shutil
 import socket
 import ssl
 import subprocess
@@ -127,6 +128,22 @@ def test_curl_unknown_host_421(st):
 def test_check_accepts_good_config(st):
     r = pclib.run_check(st.config_path)
     assert r.returncode == 0, f"check exited {r.returncode}:\n{r.stderr}"
+
+
+def test_shipped_config_checks(st):
+    """conf/portcullis.yaml, as the demo runs it (its certificates made by scripts/gen-certs, its
+    rules and descriptors found next to it), passes `check` with every plugin it names loaded."""
+    root = os.path.join(st.dir, "shipped")
+    os.makedirs(os.path.join(root, "conf"))
+    for d in ("rules", "tests"):
+        os.symlink(os.path.join(pclib.SOURCE_DIR, d), os.path.join(root, d))
+    shutil.copy(os.path.join(pclib.SOURCE_DIR, "conf", "portcullis.yaml"), os.path.join(root, "conf"))
+    pclib.gen_certs(os.path.join(root, "conf", "certs"))
+    r = pclib.run_check(os.path.join(root, "conf", "portcullis.yaml"))
+    assert r.returncode == 0, f"check exited {r.returncode}:\n{r.stderr}"
+    assert re.search(r": ok \(2 listeners, \d+ origins, \d+ zones, 0 warnings\)", r.stdout), r.stdout
+    for plugin in ("bot", "lua", "modsecurity", "example"):
+        assert f"plugin {plugin} 1.0 loaded" in r.stderr, f"{plugin} not loaded:\n{r.stderr}"
 
 
 def broken_variant(st, name, old, new):
