@@ -733,6 +733,12 @@ def test_config_errors(st):
 # --- 8. responses (optional) ---------------------------------------------------------------------
 
 
+def sql_error_reply(st):
+    """A message that passes request inspection but, as a reply, leaks an SQL error (rules 951xxx)."""
+    return refund(st.Refund, tags=("error", "You have an error in your SQL syntax; check the manual that "
+                                            "corresponds to your MySQL server version for the right syntax"))
+
+
 def test_inspect_response(st):
     """inspect_response: true. Block mode holds each response message for its verdict: an SQL error
     in a reply (the 95x data-leakage rules) never reaches the client, which gets PERMISSION_DENIED;
@@ -741,8 +747,7 @@ def test_inspect_response(st):
     zones = dict(ZONES, **{"excl.example.com": {"exclude": [942100], "inspect_response": False}})
     proxy = run_proxy(st, "responses", waf_plugin(inspect_response=True, zones=zones),
                       extra={"descriptors": [st.echo_pb]})
-    leak = refund(st.Refund, tags=("error", "You have an error in your SQL syntax; check the manual that "
-                                            "corresponds to your MySQL server version for the right syntax"))
+    leak = sql_error_reply(st)
     ok = refund(st.Refund)
     ch = st.h2c_channel("example.com")
     err = rpc_error(ch.unary_unary(UNARY), leak, timeout=10)
@@ -793,8 +798,7 @@ def test_inspect_response_per_zone(st):
     """inspect_response off at the top and on for one zone: only that zone's replies are judged."""
     zones = dict(ZONES, **{"strict.example.com": {"inspect_response": True}})
     proxy = run_proxy(st, "responses-zone", waf_plugin(zones=zones), extra={"descriptors": [st.echo_pb]})
-    leak = refund(st.Refund, tags=("error", "You have an error in your SQL syntax; check the manual that "
-                                            "corresponds to your MySQL server version for the right syntax"))
+    leak = sql_error_reply(st)
     assert st.h2c_channel("example.com").unary_unary(UNARY)(leak, timeout=10) == leak
     err = rpc_error(st.h2c_channel("strict.example.com").unary_unary(UNARY), leak, timeout=10)
     assert err.code() == grpc.StatusCode.PERMISSION_DENIED, describe(err)
