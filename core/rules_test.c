@@ -4,6 +4,7 @@
  * So a case tests the rules as they run in production, host functions included, without traffic. */
 #include "rules_test.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,11 +119,23 @@ static int add(pc_headers *h, const char *name, const char *value)
                                  strlen(value));
 }
 
+/* A case's own header, named as an HTTP/2 client sends it: in lower case (RFC 9113 8.2.1). */
+static int add_lower(pc_headers *h, const char *name, const char *value)
+{
+    char *low = strdup(name);
+    if (!low) return -1;
+    for (char *c = low; *c; c++)
+        *c = (char)tolower((unsigned char)*c);
+    int rv = add(h, low, value);
+    free(low);
+    return rv;
+}
+
+/* Header names match in any case, as everywhere in the core. */
 static const char *find(const pc_headers *h, const char *name)
 {
-    for (size_t i = 0; i < h->n; i++)
-        if (!strcmp((const char *)h->nv[i].name, name)) return (const char *)h->nv[i].value;
-    return NULL;
+    const nghttp2_nv *nv = pc__headers_find(h, name);
+    return nv ? (const char *)nv->value : NULL;
 }
 
 static void free_stream(pc_stream *st)
@@ -195,7 +208,7 @@ int pc__rules_env_run(pc_rules_env *env, const pc_rules_request *rq, pc_rules_re
               add(&st->req, ":path", rq->path ? rq->path : "/");
     if (rq->grpc) bad |= add(&st->req, "content-type", "application/grpc") | add(&st->req, "te", "trailers");
     for (size_t i = 0; i < rq->nheaders; i++)
-        bad |= add(&st->req, rq->headers[2 * i], rq->headers[2 * i + 1]);
+        bad |= add_lower(&st->req, rq->headers[2 * i], rq->headers[2 * i + 1]);
     st->conn = make_conn(rq);
     if (bad || !st->conn) {
         free_stream(st);

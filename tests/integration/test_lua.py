@@ -651,9 +651,17 @@ def test_rules_test_on_shipped_examples(st):
                for line in lines), r.stdout
     no_sanitizer_report(r.stderr, "rules test")
 
-    # A wrong expectation fails the run and says what differs.
+    # Header names match in any case, in the cases and in their expectations, as on the wire.
     with open(cases) as f:
         text = f.read()
+    mixed = os.path.join(st.dir, "mixed-case.yaml")
+    with open(mixed, "w") as f:
+        f.write(text.replace('x-canary: "1"', 'X-Canary: "1"').replace("x-served-by: canary", "X-Served-By: canary"))
+    assert "X-Served-By" in open(mixed).read() and "X-Canary" in open(mixed).read()
+    r = rules_test(config, mixed)
+    assert r.returncode == 0, f"mixed-case header names: exit {r.returncode}\n{r.stdout}\n{r.stderr}"
+
+    # A wrong expectation fails the run and says what differs.
     wrong = os.path.join(st.dir, "wrong-cases.yaml")
     with open(wrong, "w") as f:
         f.write(text.replace("message: admin API is office-only", "message: admin API is closed"))
