@@ -221,12 +221,13 @@ def access_log(st):
     return pclib.read_json_lines(st.proxy.out_path)
 
 
-def log_for(st, pred):
-    """The newest access-log line matching pred (the log is written when a call ends). Each worker
-    writes its lines in batches, so lines of different workers are not in time order in the file:
-    newest by its `time` and request sequence, not by position."""
-    lines = pclib.wait_until(lambda: [x for x in access_log(st) if pred(x)], timeout=5)
-    assert lines, "no matching access log line"
+def log_for(st, pred, count=1):
+    """The newest access-log line matching pred, once at least `count` match (the log is written
+    when a call ends). Each worker writes its lines in batches, so lines of different workers are
+    not in time order in the file: newest by its `time` and request sequence, not by position."""
+    lines = pclib.wait_until(lambda: (lambda m: m if len(m) >= count else None)(
+        [x for x in access_log(st) if pred(x)]), timeout=5)
+    assert lines, f"fewer than {count} matching access log lines"
     return max(lines, key=lambda x: (x["time"], int(x["request_id"].split("-")[1], 16)))
 
 
@@ -304,6 +305,10 @@ def test_plain_http_untouched_unless_http_jwt(st):
 
 
 def test_mtls_good_certificate(st):
+    def mtls_ok(x):
+        return x.get("zone") == "mtls" and x.get("grpc_status") == 0
+
+    before = len([x for x in access_log(st) if mtls_ok(x)])
     reply, _ = call(channel(st, "mtls.example.com", client=st.m["alice"]))
     assert reply == b"hi"
     md = dict(last_metadata(st))
@@ -312,7 +317,7 @@ def test_mtls_good_certificate(st):
     assert claims["sub"] == "CN=alice,O=Example Services" and claims["common_name"] == "alice", claims
     assert claims["auth_method"] == "mtls"
     assert jwt.get_unverified_header(md[VOUCH_HEADER])["alg"] == "RS256"
-    line = log_for(st, lambda x: x.get("zone") == "mtls" and x.get("grpc_status") == 0)
+    line = log_for(st, mtls_ok, count=before + 1)
     assert line["plugins"].get("access.subject") == "CN=alice,O=Example Services", line
 
 
@@ -365,9 +370,14 @@ def test_service_token_good(st):
         assert claims["sub"] == t["id"] and claims["auth_method"] == "service_token", claims
         assert jwt.get_unverified_header(md["x-edge-identity"])["alg"] == "ES256"
     # The three calls each left a line naming the token that was accepted.
-    ids = pclib.wait_until(lambda: [x["plugins"].get("access.client_id") for x in access_log(st)
-                                    if x.get("zone") == "token" and x.get("grpc_status") == 0], timeout=5)
-    assert sorted(ids[-3:] if len(ids) >= 3 else ids) == sorted([st.m["token"]["id"], st.m["token"]["id"],
+    def token_ids():
+        return [x["plugins"].get("access.client_id") for x in access_log(st)
+                if x.get("zone") == "token" and x.get("grpc_status") == 0]
+
+    # Lines are written as calls end, a worker's batch at a time: wait for all three.
+    pclib.wait_until(lambda: len(token_ids()) >= 3, timeout=5)
+    ids = token_ids()
+    assert sorted(ids[-3:]) == sorted([st.m["token"]["id"], st.m["token"]["id"],
                                                                  st.m["token2"]["id"]]), ids
     assert st.m["token"]["secret"] not in json.dumps(access_log(st)), "a secret was logged"
 
@@ -392,6 +402,10 @@ def test_service_token_bad(st):
 
 
 def test_jwt_good_rs256_es256(st):
+    def jwt_ok(x):
+        return x.get("zone") == "jwt" and x.get("grpc_status") == 0
+
+    before = len([x for x in access_log(st) if jwt_ok(x)])
     ch = channel(st, "jwt.example.com")
     now = int(time.time())
     for what, tok in (("RS256", bearer(st)), ("ES256", bearer(st, key="ec")),
@@ -405,7 +419,7 @@ def test_jwt_good_rs256_es256(st):
         claims = verify_vouch(st, md[VOUCH_HEADER], "jwt-o")
         assert claims["sub"] == jwt.decode(tok, options={"verify_signature": False})["sub"], (what, claims)
         assert claims["auth_method"] == "jwt" and claims["exp"] - claims["iat"] == 30, claims
-    line = log_for(st, lambda x: x.get("zone") == "jwt" and x.get("grpc_status") == 0)
+    line = log_for(st, jwt_ok, count=before + 5)
     plugins = line["plugins"]
     assert plugins.get("access.sub") == "svc-nbf" and plugins.get("access.claim.iss") == ISSUER, plugins
     assert not any("Bearer" in v for v in plugins.values()), plugins
