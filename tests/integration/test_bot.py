@@ -439,8 +439,17 @@ def check_fingerprints(st, name, line, h2fp=True):
     assert p.get("ja3") == want["ja3"][1], \
         f"{name}: JA3 {p.get('ja3')!r}, computed: {want['ja3'][1]!r} (of {want['ja3'][0]!r})"
     if h2fp:
-        assert p.get("h2_fingerprint") == want["h2"], \
-            f"{name}: HTTP/2 fingerprint {p.get('h2_fingerprint')!r}, from its frames: {want['h2']!r}"
+        got, msg = p.get("h2_fingerprint") or "", f"{name}: HTTP/2 fingerprint {p.get('h2_fingerprint')!r}, " \
+                                                  f"from its frames on another connection: {want['h2']!r}"
+        if name == "grpcio":
+            # grpcio sends its connection WINDOW_UPDATE in whichever write comes next, before or
+            # after the first HEADERS (measured: 15 of 60 h2c connections under load had it first,
+            # 0 of 30 idle), so the field is its value on one connection and "00" on another.
+            g, w = got.split("|"), want["h2"].split("|")
+            assert len(g) == 4 and g[:1] + g[2:] == w[:1] + w[2:], msg
+            assert g[1] in (w[1], "00") or (w[1] == "00" and g[1].isdigit()), msg
+        else:
+            assert got == want["h2"], msg
     for key in ("bot_score", "bot_class", "bot.score", "bot.class", "bot.signals"):
         assert key in p, f"{name}: access log lacks {key}: {p}"
 
