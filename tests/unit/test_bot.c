@@ -251,6 +251,16 @@ static void test_shipped_rules_load(void **state)
         BOT_KIND_AUTOMATED);
     assert_int_equal(bot_rules_ua(&r, "grpc-go/1.60.1")->kind, BOT_KIND_GRPC);
     assert_int_equal(bot_rules_ua(&r, "curl/7.88.1")->kind, BOT_KIND_LIBRARY);
+    /* grpcio over h2c (no JA4) is known by either form of its HTTP/2 fingerprint: its connection
+     * WINDOW_UPDATE may come before or after the first HEADERS. */
+    const char *grpcio[] = {"2:0;3:0;4:4194303;5:4194303;6:8192;65027:1|4128768|0|p,a,m,s",
+                            "2:0;3:0;4:4194303;5:4194303;6:8192;65027:1|00|0|p,a,m,s"};
+    for (size_t i = 0; i < 2; i++) {
+        const bot_fp *f = bot_rules_fp(&r, BOT_FP_H2, grpcio[i]);
+        assert_non_null(f);
+        assert_string_equal(f->label, "grpcio");
+        assert_int_equal(f->kind, BOT_KIND_GRPC);
+    }
     bot_rules_free(&r);
     assert_int_equal(bot_rules_load_dir(&r, "/nonexistent/rules", err, sizeof err), -1);
 }
