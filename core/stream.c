@@ -374,7 +374,7 @@ typedef struct pc_held_msg {
     size_t frame_len;
 } pc_held_msg;
 
-static pc_held_msg *hold(const pc_grpc_message *gm, int response)
+static pc_held_msg *hold(const pc_grpc_message *gm, bool response)
 {
     pc_held_msg *h = calloc(1, sizeof *h);
     if (!h) return NULL;
@@ -390,6 +390,38 @@ static pc_held_msg *hold(const pc_grpc_message *gm, int response)
     h->m = (pc_message){extra ? h->frame + gm->frame_len : h->frame + 5, gm->len, gm->index, gm->compressed,
                         response};
     return h;
+}
+
+/* The two directions of a call run their messages through the chain alike; these name each
+ * direction's state. */
+static pc_held_list *held_list(pc_stream *st, bool response)
+{
+    return response ? &st->resp_hold : &st->req_hold;
+}
+
+static pc_bytequeue *out_queue(pc_stream *st, bool response)
+{
+    return response ? &st->resp_q : &st->req_q;
+}
+
+static bool dir_paused(const pc_stream *st, bool response)
+{
+    return response ? st->resp_paused : st->paused != 0;
+}
+
+static int chain_message(pc_stream *st, const pc_message *m, bool response)
+{
+    return response ? pc__chain_response_message(st, m, 0) : pc__chain_request_message(st, m, 0);
+}
+
+/* A plugin paused on h: it is its direction's current held message until resumed. */
+static void held_pause(pc_stream *st, pc_held_msg *h, bool response)
+{
+    held_list(st, response)->cur = h;
+    if (response)
+        st->resp_paused = true;
+    else
+        st->paused = PC_PHASE_MESSAGE;
 }
 
 static void held_push(pc_held_list *l, pc_held_msg *h)
@@ -436,9 +468,9 @@ static void drop_held(pc_stream *st)
 
 /* A held message the chain has decided on: queued for the other side if it passed, then freed.
  * False when that ended the stream (denied, or out of memory). */
-static bool held_decided(pc_stream *st, pc_held_msg *h, int rv, pc_bytequeue *q)
+static bool held_decided(pc_stream *st, pc_held_msg *h, int rv, bool response)
 {
-    bool oom = rv == PC_CHAIN_GO && pc__bq_append(q, h->frame, h->frame_len) < 0;
+    bool oom = rv == PC_CHAIN_GO && pc__bq_append(out_queue(st, response), h->frame, h->frame_len) < 0;
     free(h->frame);
     free(h);
     if (rv == PC_CHAIN_DENY) {
@@ -456,22 +488,41 @@ static bool held_decided(pc_stream *st, pc_held_msg *h, int rv, pc_bytequeue *q)
  * chain, until one pauses. False when the stream ended. */
 static bool held_drain(pc_stream *st, bool response)
 {
-    pc_held_list *l = response ? &st->resp_hold : &st->req_hold;
-    while (l->head && !(response ? st->resp_paused : st->paused) && !st->resp_done) {
+    pc_held_list *l = held_list(st, response);
+    while (l->head && !dir_paused(st, response) && !st->resp_done) {
         pc_held_msg *h = held_pop(l);
-        int rv =
-            response ? pc__chain_response_message(st, &h->m, 0) : pc__chain_request_message(st, &h->m, 0);
+        int rv = chain_message(st, &h->m, response);
         if (rv == PC_CHAIN_PAUSE) {
-            l->cur = h;
-            if (response)
-                st->resp_paused = true;
-            else
-                st->paused = PC_PHASE_MESSAGE;
+            held_pause(st, h, response);
             break;
         }
-        if (!held_decided(st, h, rv, response ? &st->resp_q : &st->req_q)) return false;
+        if (!held_decided(st, h, rv, response)) return false;
     }
     return true;
+}
+
+/* Each whole message passes the chain before its bytes are queued for the other side: a denied
+ * message never goes on. While a plugin holds one, later messages wait behind it (bounded: the
+ * sender's window is not given back meanwhile). */
+static int message_in(pc_stream *st, const pc_grpc_message *gm, bool response)
+{
+    pc_held_list *l = held_list(st, response);
+    if (dir_paused(st, response) || l->head) {
+        pc_held_msg *h = hold(gm, response);
+        if (!h) return FRAME_OOM;
+        held_push(l, h);
+        return 0;
+    }
+    pc_message m = {gm->data, gm->len, gm->index, gm->compressed, response};
+    int rv = chain_message(st, &m, response);
+    if (rv == PC_CHAIN_DENY) return FRAME_DENIED;
+    if (rv == PC_CHAIN_PAUSE) {
+        pc_held_msg *h = hold(gm, response);
+        if (!h) return FRAME_OOM;
+        held_pause(st, h, response);
+        return 0;
+    }
+    return pc__bq_append(out_queue(st, response), gm->frame, gm->frame_len) < 0 ? FRAME_OOM : 0;
 }
 
 /* Whole messages received from the client that the origin has not taken yet. A message still
@@ -482,27 +533,11 @@ static size_t held_bytes(const pc_stream *st)
     return st->req_q.size + held_size(&st->req_hold);
 }
 
-/* Each whole message passes the chain before its bytes are queued: a denied message never
- * reaches the origin. While a plugin holds the request, later messages wait behind it. */
 static int on_request_message(void *ud, const pc_grpc_message *gm)
 {
     pc_stream *st = ud;
     st->req_msgs++;
-    if (st->paused || st->req_hold.head) {
-        pc_held_msg *h = hold(gm, 0);
-        if (!h) return FRAME_OOM;
-        held_push(&st->req_hold, h);
-        return 0;
-    }
-    pc_message m = {gm->data, gm->len, gm->index, gm->compressed, 0};
-    int rv = pc__chain_request_message(st, &m, 0);
-    if (rv == PC_CHAIN_DENY) return FRAME_DENIED;
-    if (rv == PC_CHAIN_PAUSE) {
-        if (!(st->req_hold.cur = hold(gm, 0))) return FRAME_OOM;
-        st->paused = PC_PHASE_MESSAGE;
-        return 0;
-    }
-    return pc__bq_append(&st->req_q, gm->frame, gm->frame_len) < 0 ? FRAME_OOM : 0;
+    return message_in(st, gm, false);
 }
 
 static void framer_failed(pc_stream *st, int rv, const char *err)
@@ -615,11 +650,10 @@ static bool pass_body(pc_stream *st)
     st->body_len = st->body_cap = 0;
     int rv = pc__chain_request_message(st, &h->m, 0);
     if (rv == PC_CHAIN_PAUSE) {
-        st->req_hold.cur = h;
-        st->paused = PC_PHASE_MESSAGE;
+        held_pause(st, h, false);
         return false;
     }
-    return held_decided(st, h, rv, &st->req_q);
+    return held_decided(st, h, rv, false);
 }
 
 /* The request headers passed the chain: on to the origin, unless a plugin holds the body. A body
@@ -827,7 +861,7 @@ void pc__stream_resume(pc_stream *st, int verdict)
     } else if (phase == PC_PHASE_MESSAGE) {
         pc_held_msg *h = st->req_hold.cur;
         st->req_hold.cur = NULL;
-        if (!held_decided(st, h, PC_CHAIN_GO, &st->req_q)) return;
+        if (!held_decided(st, h, PC_CHAIN_GO, false)) return;
     } else {
         finish_request(st);
         return;
@@ -1034,27 +1068,11 @@ static size_t resp_held_bytes(const pc_stream *st)
     return st->resp_q.size + held_size(&st->resp_hold);
 }
 
-/* Each response message passes the chain before it is queued for the client; while a plugin
- * holds one, later ones wait behind it (bounded: the origin's window is not given back). */
 static int on_response_message(void *ud, const pc_grpc_message *gm)
 {
     pc_stream *st = ud;
     st->resp_msgs++;
-    if (st->resp_paused || st->resp_hold.head) {
-        pc_held_msg *h = hold(gm, 1);
-        if (!h) return FRAME_OOM;
-        held_push(&st->resp_hold, h);
-        return 0;
-    }
-    pc_message m = {gm->data, gm->len, gm->index, gm->compressed, 1};
-    int rv = pc__chain_response_message(st, &m, 0);
-    if (rv == PC_CHAIN_DENY) return FRAME_DENIED;
-    if (rv == PC_CHAIN_PAUSE) {
-        if (!(st->resp_hold.cur = hold(gm, 1))) return FRAME_OOM;
-        st->resp_paused = true;
-        return 0;
-    }
-    return pc__bq_append(&st->resp_q, gm->frame, gm->frame_len) < 0 ? FRAME_OOM : 0;
+    return message_in(st, gm, true);
 }
 
 /* Hand what the chain passed to the client, and take more from the origin once little waits. */
@@ -1095,7 +1113,7 @@ void pc__stream_resume_response(pc_stream *st, int verdict)
     }
     pc_held_msg *h = st->resp_hold.cur;
     st->resp_hold.cur = NULL;
-    if (!held_decided(st, h, rv, &st->resp_q)) {
+    if (!held_decided(st, h, rv, true)) {
         maybe_free(st);
         return;
     }
