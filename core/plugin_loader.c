@@ -276,8 +276,8 @@ void pc__plugins_free(pc_plugins *ps)
     for (size_t i = 0; i < ps->n; i++) {
         pc_loaded_plugin *lp = &ps->p[i];
         if (lp->desc && lp->desc->destroy && lp->ctx) lp->desc->destroy(lp->ctx);
-            /* Sanitizer builds keep the code mapped so leak reports can name plugin frames. */
 #ifndef __SANITIZE_ADDRESS__
+        /* Not in sanitizer builds: they keep the code mapped so leak reports can name plugin frames. */
         if (lp->dl) dlclose(lp->dl);
 #endif
         free(lp->name);
