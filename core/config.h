@@ -77,8 +77,8 @@ typedef struct pc_limits_conf {
     uint32_t send_timeout_ms; /* output waiting this long without the client taking any, default 60000 */
     uint32_t glitch_limit;    /* useless frames tolerated per 10 s before GOAWAY, default 1000; 0 off */
     uint32_t max_connections_per_client; /* open connections from one address, default 1024; 0 off */
-    uint32_t
-        max_held_bytes_per_client; /* response bytes held for one address's shut windows, default 64 MiB */
+    /* response bytes held for one address's shut windows, default 64 MiB */
+    uint32_t max_held_bytes_per_client;
 } pc_limits_conf;
 
 enum { PC_LOG_ERROR = 0, PC_LOG_WARN = 1, PC_LOG_INFO = 2, PC_LOG_DEBUG = 3 };

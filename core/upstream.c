@@ -349,18 +349,15 @@ static pc_upconn *connect_server(pc_server *srv)
 
 static bool skip_request_header(const nghttp2_nv *nv)
 {
-#define DROP(s)                                                                                              \
-    {                                                                                                        \
-        s, sizeof(s) - 1                                                                                     \
-    }
+#define NAME(s) (s), sizeof(s) - 1 /* a literal and its length, compared without strlen */
     static const struct {
         const char *name;
         size_t len;
-    } drop[] = {DROP("connection"),        DROP("keep-alive"),        DROP("proxy-connection"),
-                DROP("transfer-encoding"), DROP("upgrade"),           DROP("host"),
-                DROP("grpc-timeout"),      DROP("x-forwarded-proto"), DROP("te"),
-                DROP("x-forwarded-for"),   DROP("http2-settings")};
-#undef DROP
+    } drop[] = {{NAME("connection")},        {NAME("keep-alive")},        {NAME("proxy-connection")},
+                {NAME("transfer-encoding")}, {NAME("upgrade")},           {NAME("host")},
+                {NAME("grpc-timeout")},      {NAME("x-forwarded-proto")}, {NAME("te")},
+                {NAME("x-forwarded-for")},   {NAME("http2-settings")}};
+#undef NAME
     if (nv->namelen > 0 && nv->name[0] == ':') return true;
     for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
         if (nv->namelen == drop[i].len && memcmp(nv->name, drop[i].name, nv->namelen) == 0) return true;
