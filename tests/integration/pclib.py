@@ -1040,6 +1040,19 @@ def read_json_lines(path):
     return out
 
 
+def json_lines_matching(path, pred, count=1, timeout=10):
+    """The lines of a JSON-lines file (an access log) that match pred, once at least `count` do;
+    lines are written as calls end, so a test waits for the ones it counts. AssertionError if
+    they do not come."""
+    def found():
+        lines = [x for x in read_json_lines(path) if pred(x)]
+        return lines if len(lines) >= count else None
+
+    lines = wait_until(found, timeout)
+    assert lines, f"fewer than {count} lines of {path} match the request:\n{tail(path, 10)}"
+    return lines
+
+
 # --- attacks, faults and soak: raw HTTP/2 frames, memory, honest load, fixed-port origins -------
 # (used by test_attacks.py, test_faults.py and scripts/soak)
 

@@ -225,9 +225,7 @@ def log_for(st, pred, count=1):
     """The newest access-log line matching pred, once at least `count` match (the log is written
     when a call ends). Each worker writes its lines in batches, so lines of different workers are
     not in time order in the file: newest by its `time` and request sequence, not by position."""
-    lines = pclib.wait_until(lambda: (lambda m: m if len(m) >= count else None)(
-        [x for x in access_log(st) if pred(x)]), timeout=5)
-    assert lines, f"fewer than {count} matching access log lines"
+    lines = pclib.json_lines_matching(st.proxy.out_path, pred, count, timeout=5)
     return max(lines, key=lambda x: (x["time"], int(x["request_id"].split("-")[1], 16)))
 
 
@@ -370,13 +368,9 @@ def test_service_token_good(st):
         assert claims["sub"] == t["id"] and claims["auth_method"] == "service_token", claims
         assert jwt.get_unverified_header(md["x-edge-identity"])["alg"] == "ES256"
     # The three calls each left a line naming the token that was accepted.
-    def token_ids():
-        return [x["plugins"].get("access.client_id") for x in access_log(st)
-                if x.get("zone") == "token" and x.get("grpc_status") == 0]
-
     # Lines are written as calls end, a worker's batch at a time: wait for all three.
-    pclib.wait_until(lambda: len(token_ids()) >= 3, timeout=5)
-    ids = token_ids()
+    ids = [x["plugins"].get("access.client_id") for x in pclib.json_lines_matching(
+        st.proxy.out_path, lambda x: x.get("zone") == "token" and x.get("grpc_status") == 0, 3, timeout=5)]
     assert sorted(ids[-3:]) == sorted([st.m["token"]["id"], st.m["token"]["id"],
                                                                  st.m["token2"]["id"]]), ids
     assert st.m["token"]["secret"] not in json.dumps(access_log(st)), "a secret was logged"

@@ -410,13 +410,7 @@ def setup():
 
 def log_lines(st, pred, count=1, timeout=10):
     """Access-log lines matching pred, once at least `count` are there."""
-    def found():
-        lines = [l for l in pclib.read_json_lines(st.proxy.out_path) if pred(l)]
-        return lines if len(lines) >= count else None
-
-    lines = pclib.wait_until(found, timeout=timeout)
-    assert lines, f"no access-log line (want {count}) matching the request:\n{pclib.tail(st.proxy.out_path, 10)}"
-    return lines
+    return pclib.json_lines_matching(st.proxy.out_path, pred, count, timeout)
 
 
 def by_path(path):
