@@ -1040,6 +1040,12 @@ def read_json_lines(path):
     return out
 
 
+def request_seq(entry):
+    """The per-worker sequence number in an access-log line's request id ("<worker>-<hex seq>"): the
+    order a worker's calls were made in, where the file has them in the order they ended."""
+    return int(entry["request_id"].split("-")[1], 16)
+
+
 def json_lines_matching(path, pred, count=1, timeout=10):
     """The lines of a JSON-lines file (an access log) that match pred, once at least `count` do;
     lines are written as calls end, so a test waits for the ones it counts. AssertionError if

@@ -226,7 +226,7 @@ def log_for(st, pred, count=1):
     when a call ends). Each worker writes its lines in batches, so lines of different workers are
     not in time order in the file: newest by its `time` and request sequence, not by position."""
     lines = pclib.json_lines_matching(st.proxy.out_path, pred, count, timeout=5)
-    return max(lines, key=lambda x: (x["time"], int(x["request_id"].split("-")[1], 16)))
+    return max(lines, key=lambda x: (x["time"], pclib.request_seq(x)))
 
 
 def jwks_from_admin(st):

@@ -507,7 +507,7 @@ def test_access_log_times(st):
             spans.append((before, time.time()))
             time.sleep(0.35)
         assert pclib.wait_until(lambda: len(pclib.read_json_lines(r.access_path)) == 8, 3)
-        lines = sorted(pclib.read_json_lines(r.access_path), key=lambda e: int(e["request_id"].split("-")[1], 16))
+        lines = sorted(pclib.read_json_lines(r.access_path), key=pclib.request_seq)
         for (before, after), e in zip(spans, lines):
             assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", e["time"]), e["time"]
             t = datetime.datetime.strptime(e["time"], "%Y-%m-%dT%H:%M:%S.%fZ")

@@ -797,9 +797,9 @@ def test_inspect_response(st):
     assert any(r.startswith("951") for r in p.get("waf.rule_ids", "").split(",")), blocked
     assert int(p.get("waf.response_score", "0")) > 0, blocked
     # Log lines come in the order calls end; the leaking call may end after the next one, since its
-    # line waits for the response check. Order them as they were made (the hex sequence in the id).
+    # line waits for the response check. Order them as they were made.
     detect = sorted((e for e in entries.values() if e.get("zone") == "detect.example.com" and e.get("path") == UNARY),
-                    key=lambda e: int(e["request_id"].split("-")[1], 16))
+                    key=pclib.request_seq)
     assert len(detect) == 2, detect
     assert (detect[0].get("plugins") or {}).get("waf.verdict") == "detected" and detect[0]["grpc_status"] == 0, detect
     assert detect[1].get("plugins") is None, f"a benign reply was reported: {detect[1]}"
