@@ -601,6 +601,22 @@ def rpc_error(fn, *args, **kwargs):
     raise AssertionError(f"call succeeded unexpectedly: {result!r:.200}")
 
 
+def replies_until_error(call, on_reply=None):
+    """Reads a streaming call's replies until it fails (on_reply() after each): (replies, the
+    grpc.RpcError). AssertionError if the call ends without an error."""
+    import grpc
+
+    got = []
+    try:
+        for reply in call:
+            got.append(reply)
+            if on_reply:
+                on_reply()
+    except grpc.RpcError as e:
+        return got, e
+    raise AssertionError(f"the call ended without an error after {len(got)} replies")
+
+
 def describe(err):
     return f"{err.code().name}: {err.details()!r}"
 

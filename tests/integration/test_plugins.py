@@ -464,14 +464,10 @@ def test_async_plugin_holds_responses(st):
     assert got == msgs, f"{len(got)} replies back, order or bytes differ"
     run_proxy(st, "async-resp-deny", [{"path": plugin_so("async"),
                                        "config": {"delay_ms": 2, "responses": True, "deny_response_index": 5}}])
-    got = []
-    try:
-        for reply in st.tls_channel("example.com").stream_stream(BIDI)(iter(msgs[:10]), timeout=30):
-            got.append(reply)
-        raise AssertionError(f"the call ended without an error after {len(got)} replies")
-    except grpc.RpcError as e:
-        assert e.code() == grpc.StatusCode.PERMISSION_DENIED, describe(e)
-        assert e.details() == "reply 5 denied after async check", describe(e)
+    got, err = pclib.replies_until_error(st.tls_channel("example.com").stream_stream(BIDI)(iter(msgs[:10]),
+                                                                                          timeout=30))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED, describe(err)
+    assert err.details() == "reply 5 denied after async check", describe(err)
     assert got == msgs[:5], f"{len(got)} replies before the denied one, want 5"
 
 

@@ -429,14 +429,8 @@ def test_bidi_stream_stops_at_the_bad_message(st):
             yield m
 
     call = st.tls_channel("example.com").stream_stream(BIDI)(requests(), timeout=60)
-    got = []
-    try:
-        for reply in call:
-            got.append(reply)
-            echoed.put(True)
-        raise AssertionError(f"the stream ended normally after {len(got)} replies")
-    except grpc.RpcError as e:
-        blocked_id(e, "bidi stream")
+    got, err = pclib.replies_until_error(call, on_reply=lambda: echoed.put(True))
+    blocked_id(err, "bidi stream")
     assert got == msgs[:bad_at], f"{len(got)} replies; want exactly the {bad_at} messages before the bad one"
     stats = origin.stats()
     assert stats["messages"]["Bidi"] == bad_at, f"the origin received {stats['messages']['Bidi']} messages"
@@ -772,13 +766,8 @@ def test_inspect_response(st):
     # A stream: replies before the leaking one arrive, then the call ends; nothing after it.
     msgs = [refund(st.Refund, order_id=f"S-{i}") for i in range(30)]
     msgs[12] = leak
-    got = []
-    try:
-        for reply in ch.stream_stream(BIDI)(iter(msgs), timeout=20):
-            got.append(reply)
-        raise AssertionError(f"the stream ended without an error after {len(got)} replies")
-    except grpc.RpcError as e:
-        assert e.code() == grpc.StatusCode.PERMISSION_DENIED, describe(e)
+    got, err = pclib.replies_until_error(ch.stream_stream(BIDI)(iter(msgs), timeout=20))
+    assert err.code() == grpc.StatusCode.PERMISSION_DENIED, describe(err)
     assert got == msgs[:12], f"{len(got)} replies before the denial, want the 12 before the leak"
 
     # Detect mode: the same reply goes through and is reported.
