@@ -1,0 +1,67 @@
+/* The transformations of SecLang rules (t:lowercase, t:urlDecodeUni, ...), byte for byte as
+ * libmodsecurity 3.0.9 computes them, for the WAF fast path. A transformation the fast path cannot
+ * reproduce exactly for a given value says so, and the value is judged by libmodsecurity instead. */
+#ifndef PC_WAF_TRANSFORM_H
+#define PC_WAF_TRANSFORM_H
+
+#include <stddef.h>
+
+typedef enum {
+    WT_UNKNOWN = -1, /* not a transformation this file knows: rules using it cannot be covered */
+    WT_NONE = 0,
+    WT_LOWERCASE,
+    WT_UPPERCASE,
+    WT_URLDECODE,
+    WT_URLDECODEUNI, /* as without SecUnicodeMapFile (%uHHHH keeps its low byte, full-width ASCII
+                      * U+FF01..U+FF5E mapped to ASCII): with a unicode map the result differs */
+    WT_HTMLENTITYDECODE,
+    WT_JSDECODE,
+    WT_CSSDECODE,
+    WT_REMOVENULLS,
+    WT_REPLACENULLS,
+    WT_REMOVEWHITESPACE,
+    WT_COMPRESSWHITESPACE,
+    WT_CMDLINE,
+    WT_REPLACECOMMENTS,
+    WT_REMOVECOMMENTS,
+    WT_REMOVECOMMENTSCHAR,
+    WT_NORMALISEPATH,
+    WT_NORMALISEPATHWIN,
+    WT_UTF8TOUNICODE,
+    WT_BASE64DECODE,
+    WT_BASE64DECODEEXT,
+    WT_BASE64ENCODE,
+    WT_HEXENCODE,
+    WT_HEXDECODE,
+    WT_SQLHEXDECODE,
+    WT_ESCAPESEQDECODE,
+    WT_SHA1,
+    WT_MD5,
+    WT_LENGTH,
+    WT_TRIM,
+    WT_TRIMLEFT,
+    WT_TRIMRIGHT,
+    WT_URLENCODE,
+    WT_PARITYEVEN7BIT,
+    WT_PARITYODD7BIT,
+    WT_PARITYZERO7BIT,
+    WT_COUNT
+} waf_transform_id;
+
+/* The id for a name as written after "t:" (case-insensitive, both spellings libmodsecurity
+ * accepts, e.g. normalisePath and normalizePath); WT_UNKNOWN otherwise. */
+waf_transform_id waf_transform_lookup(const char *name);
+
+/* The upper bound of the output length for an input of `len` bytes (for sizing `out`). */
+size_t waf_transform_max_out(waf_transform_id t, size_t len);
+
+/* Applies t to in[0..len) into out (at least waf_transform_max_out(t, len) bytes plus one; the
+ * output is NUL-terminated but may contain NUL bytes). Returns the output length, or (size_t)-1
+ * when this implementation cannot promise libmodsecurity's exact result for this input. */
+size_t waf_transform_apply(waf_transform_id t, const char *in, size_t len, char *out);
+
+/* 1 when t leaves every input of `len` bytes at in unchanged, computed cheaply (a byte scan) so
+ * the fast path can skip the copy; 0 when it may change it (then use waf_transform_apply). */
+int waf_transform_identity(waf_transform_id t, const char *in, size_t len);
+
+#endif
