@@ -342,6 +342,13 @@ char *pc__metrics_render(pc_metrics *const *ms, size_t n)
     for (size_t i = 0; i < agg.nps; i++) {
         const pseries *p = &agg.ps[i];
         if (p->label) {
+            /* A label written "name=value" (name in [a-z_]) is its own label: result="clean". */
+            size_t kl = strspn(p->label, "abcdefghijklmnopqrstuvwxyz_");
+            if (kl && kl < 32 && p->label[kl] == '=' && !(kl == 4 && !strncmp(p->label, "zone", 4))) {
+                put(&o, "pc_%s_total{zone=\"%s\",%.*s=\"%s\"} %llu\n", p->name, esc(p->zone, e1, sizeof e1),
+                    (int)kl, p->label, esc(p->label + kl + 1, e3, sizeof e3), p->count);
+                continue;
+            }
             put(&o, "pc_%s_total{zone=\"%s\",label=\"%s\"} %llu\n", p->name, esc(p->zone, e1, sizeof e1),
                 esc(p->label, e3, sizeof e3), p->count);
             continue;

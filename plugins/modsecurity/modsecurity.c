@@ -54,25 +54,21 @@
 
 #include "waf_body.h"
 #include "waf_config.h"
+#include "waf_tx.h"
 
-#define MAX_IDS 32 /* rule ids kept per request for the access log and metrics */
-
-/* What one transaction reported: filled on the pool thread (log callback, interventions). */
-typedef struct waf_report {
-    uint32_t ids[MAX_IDS];
-    size_t nids;
-    int score;     /* inbound anomaly score, -1 when no rule reported one */
-    int out_score; /* outbound (response) anomaly score, -1 likewise */
-    int status;    /* HTTP status of a disruptive intervention; 0: none */
-    const waf_conf *conf;
-} waf_report;
+#define MAX_IDS WAF_MAX_IDS
+/* The fast path runs on the event loop: a message whose JSON rendering is larger goes to the thread
+ * pool (libmodsecurity) instead, so that no call waits long behind another's inspection. */
+#define FAST_PATH_MAX_BODY 16384
 
 typedef struct waf_worker {
     const waf_conf *c;
-    size_t inflight; /* jobs queued or running for this worker's requests */
+    size_t inflight;           /* jobs queued or running for this worker's requests */
+    waf_fast_scratch *scratch; /* the fast path's scanning memory, fitted to every rules set */
 } waf_worker;
 
 enum { VERDICT_NONE = 0, VERDICT_DETECTED, VERDICT_BLOCKED };
+enum { FAST_NONE = 0, FAST_CLEAN, FAST_FALLBACK };
 
 /* One request, from its headers hook to on_log. Worker thread only, except that running jobs read
  * the request facts, which do not change once copied. */
@@ -81,9 +77,9 @@ typedef struct waf_req {
     int headers_first;
     char *id;
     char *method, *uri, *client_ip;
-    int client_port;
-    char **hv; /* header names and values, interleaved; one allocation with the strings */
-    size_t nh;
+    waf_kv *hv;          /* the headers; one allocation with the strings */
+    waf_facts facts;     /* what both paths see of the request besides its body */
+    waf_fast_call *fast; /* the fast path's state for this call, made on first use */
     int grpc;
     int json_subtype; /* application/grpc+json: messages are JSON already */
     unsigned ntx;     /* transactions started: the first is "<id>", later ones "<id>-<n>" */
@@ -117,149 +113,21 @@ typedef struct waf_job {
     waf_report rep; /* the log callback's data pointer */
     int failed;
     int held; /* a response message waits for this job's verdict */
+    int fast; /* verify mode: what the fast path said (FAST_NONE, FAST_CLEAN, FAST_FALLBACK) */
 } waf_job;
 
-/* ---- rule messages ---- */
-
-static void report_reset(waf_report *rep, const waf_conf *c)
-{
-    memset(rep, 0, sizeof *rep);
-    rep->score = rep->out_score = -1;
-    rep->conf = c;
-}
-
-static void add_id(uint32_t *ids, size_t *n, uint32_t id)
-{
-    for (size_t i = 0; i < *n; i++)
-        if (ids[i] == id) return;
-    if (*n < MAX_IDS) ids[(*n)++] = id;
-}
-
-/* "Matched "Operator `Gt' with parameter `0' against variable `TX:ANOMALY_SCORE' (Value: `12' )":
- * the text right after the first `Matched "` comes from the rule itself (operator, parameter,
- * variable name), so a score read there cannot be supplied by the request. */
-static int score_of(const char *text, const char *op)
-{
-    static const char var[] = "' against variable `TX:ANOMALY_SCORE' (Value: `";
-    static const char ovar[] = "' against variable `TX:OUTBOUND_ANOMALY_SCORE' (Value: `";
-    const char *m = strstr(text, "Matched \"Operator `");
-    if (!m) return -1;
-    m += strlen("Matched \"Operator `");
-    size_t ol = strlen(op);
-    if (strncmp(m, op, ol) != 0 || strncmp(m + ol, "' with parameter `", 18) != 0) return -1;
-    m += ol + 18;
-    while (*m >= '0' && *m <= '9')
-        m++;
-    if (!strncmp(m, var, sizeof var - 1)) return atoi(m + sizeof var - 1);
-    if (!strncmp(m, ovar, sizeof ovar - 1))
-        return -2 - atoi(m + sizeof ovar - 1); /* outbound, encoded below -1 */
-    return -1;
-}
-
-/* Takes rule ids and scores from one rule message. The message quotes matched values verbatim,
- * so ids are read only from the exact `"] [line "N"] [id "N"] [rev "` sequence and only when they
- * name a loaded rule: a request can at most add ids of real rules to its own log line. Verdicts
- * never depend on this text, only on msc_intervention(). */
-static void report_text(waf_report *rep, const char *text)
-{
-    int own = 0;
-    for (const char *p = text; (p = strstr(p, "\"] [id \"")); p += 8) {
-        const char *q = p + 8;
-        char *end;
-        unsigned long id = strtoul(q, &end, 10);
-        if (end == q || strncmp(end, "\"] [rev \"", 9) != 0) continue;
-        /* the field before must be [line "<digits>"] */
-        const char *l = p;
-        while (l > text && l[-1] >= '0' && l[-1] <= '9')
-            l--;
-        if (l == p || l - text < 8 || strncmp(l - 8, " [line \"", 8) != 0) continue;
-        if (id == WAF_RULE_SCORE || id == WAF_RULE_RESP_SCORE || id == 949110 || id == 959100) {
-            own = 1;
-            if (id == WAF_RULE_SCORE || id == WAF_RULE_RESP_SCORE)
-                continue; /* bookkeeping, not a detection */
-        }
-        if (rep->conf && waf_conf_known_id(rep->conf, (uint32_t)id))
-            add_id(rep->ids, &rep->nids, (uint32_t)id);
-    }
-    if (!own) return;
-    int s = score_of(text, "Gt");
-    if (s == -1) s = score_of(text, "Ge");
-    if (s >= 0 && s > rep->score)
-        rep->score = s;
-    else if (s <= -2 && -2 - s > rep->out_score)
-        rep->out_score = -2 - s;
-}
-
-/* libmodsecurity's log callback: called on the thread running the transaction, with the data
- * pointer given to msc_new_transaction (the job's report). */
-static void on_rule_message(void *data, const void *msg)
-{
-    if (data && msg) report_text(data, msg);
-}
-
 /* ---- running transactions (thread pool) ---- */
-
-static int intervened(Transaction *t, waf_report *rep)
-{
-    ModSecurityIntervention it = {200, 0, NULL, NULL, 0};
-    if (msc_intervention(t, &it) && it.disruptive) {
-        rep->status = it.status >= 400 ? it.status : 403;
-        if (it.log) report_text(rep, it.log);
-    }
-    free(it.log);
-    free(it.url);
-    return rep->status != 0;
-}
-
-/* Connection, URI and headers, then phase 1. */
-static int tx_start(Transaction *t, const waf_req *q, waf_report *rep)
-{
-    /* The edge's own address is not known to plugins; rules rarely look at SERVER_ADDR. */
-    msc_process_connection(t, q->client_ip, q->client_port, "0.0.0.0", 0);
-    if (intervened(t, rep)) return -1;
-    msc_process_uri(t, q->uri, q->method, "2.0");
-    for (size_t i = 0; i < q->nh; i++)
-        msc_add_n_request_header(t, (const unsigned char *)q->hv[2 * i], strlen(q->hv[2 * i]),
-                                 (const unsigned char *)q->hv[2 * i + 1], strlen(q->hv[2 * i + 1]));
-    msc_process_request_headers(t);
-    return intervened(t, rep) ? -1 : 0;
-}
 
 static void job_work(void *arg)
 {
     waf_job *j = arg;
     const waf_req *q = j->req;
-    waf_report *rep = &j->rep;
-    Transaction *t = msc_new_transaction_with_id(j->w->c->msc, q->profile->rules, j->txid, rep);
-    if (!t) {
-        j->failed = 1;
-        return;
-    }
-    if (tx_start(t, q, rep) == 0) {
-        if (j->kind == JOB_RESPONSE) {
-            /* Phase 1 sets up the CRS variables the response rules read (paranoia level,
-             * thresholds); the request rules of phase 2 ran in the request's own transactions. */
-            msc_add_n_response_header(t, (const unsigned char *)"content-type", 12,
-                                      (const unsigned char *)"application/json", 16);
-            msc_process_response_headers(t, j->resp_status, "HTTP 2.0");
-            if (j->body_len) msc_append_response_body(t, (const unsigned char *)j->body, j->body_len);
-            if (!intervened(t, rep)) {
-                msc_process_response_body(t);
-                intervened(t, rep);
-            }
-        } else {
-            if (j->body_len) msc_append_request_body(t, (const unsigned char *)j->body, j->body_len);
-            if (!intervened(t, rep)) {
-                msc_process_request_body(t);
-                intervened(t, rep);
-            }
-        }
-    }
-    /* Phase 5 (correlation rules, the audit log) only when a rule reported something: otherwise
-     * the audit log (relevant transactions only) would not record it and the correlation rules
-     * have nothing to correlate. */
-    if (rep->status || rep->nids || rep->score > 0 || rep->out_score > 0) msc_process_logging(t);
-    msc_transaction_cleanup(t);
+    const waf_conf *c = j->w->c;
+    int rc = j->kind == JOB_RESPONSE ? waf_tx_response(c->msc, q->profile->rules, j->txid, &q->facts,
+                                                       j->resp_status, j->body, j->body_len, &j->rep)
+                                     : waf_tx_request(c->msc, q->profile->rules, j->txid, &q->facts, j->body,
+                                                      j->body_len, &j->rep);
+    if (rc < 0) j->failed = 1;
 }
 
 /* ---- verdicts (worker thread) ---- */
@@ -289,16 +157,14 @@ static void publish_results(const pc_host *h, pc_request *r, const waf_req *q)
 static void merge(waf_req *q, const waf_report *rep)
 {
     for (size_t i = 0; i < rep->nids; i++)
-        add_id(q->ids, &q->nids, rep->ids[i]);
+        waf_ids_add(q->ids, &q->nids, rep->ids[i]);
     if (rep->score > q->score) q->score = rep->score;
     if (rep->out_score > q->out_score) q->out_score = rep->out_score;
 }
 
 static int has_id(const waf_report *rep, uint32_t id)
 {
-    for (size_t i = 0; i < rep->nids; i++)
-        if (rep->ids[i] == id) return 1;
-    return 0;
+    return waf_report_has(rep, id);
 }
 
 static void job_free(waf_job *j)
@@ -316,6 +182,17 @@ static void job_done(void *arg, pc_request *r)
     const waf_report *rep = &j->rep;
     w->inflight--;
     merge(q, rep);
+    if (j->fast == FAST_CLEAN && !j->failed && !waf_report_clean(rep)) {
+        /* verify: the fast path called clean what the engine reported on */
+        char ids[MAX_IDS * 11 + 1] = "";
+        size_t n = 0;
+        for (size_t i = 0; i < rep->nids; i++)
+            n += (size_t)snprintf(ids + n, sizeof ids - n, "%s%u", i ? "," : "", rep->ids[i]);
+        h->metric_count(r, "waf_fast_path_mismatch", "result=clean_but_reported", 1);
+        h->log(w->c->handle, PC_PLUGIN_LOG_ERROR,
+               "fast path mismatch on %s: fast path clean, engine reported status %d score %d rules %s",
+               j->txid, rep->status, rep->score, ids[0] ? ids : "-");
+    }
     if (j->kind == JOB_RESPONSE) {
         /* Rule 959100 is the CRS's outbound verdict (its threshold is the CRS's own). In block
          * mode the message was held (see on_response_message): it is stopped, or goes on. */
@@ -387,6 +264,7 @@ static void req_free(waf_req *q)
     free(q->uri);
     free(q->client_ip);
     free(q->hv);
+    waf_fast_call_free(q->fast);
     free(q);
 }
 
@@ -401,7 +279,6 @@ static waf_req *req_new(const waf_conf *c, pc_request *r, const waf_zone *z)
     q->headers_first = z->headers_first;
     q->score = q->out_score = -1;
     const char *port = h->request_info(r, "client.port");
-    q->client_port = port ? atoi(port) : 0;
     q->id = dup_or(h->request_info(r, "request_id"), "-");
     q->method = dup_or(h->request_info(r, "method"), "GET");
     q->uri = dup_or(h->request_info(r, "path"), "/");
@@ -421,27 +298,30 @@ static waf_req *req_new(const waf_conf *c, pc_request *r, const waf_zone *z)
             bytes += strlen(name) + strlen(value) + 2;
     }
     if (!has_host && authority) bytes += 5 + strlen(authority) + 1;
-    q->hv = malloc((n + 1) * 2 * sizeof *q->hv + bytes);
+    q->hv = malloc((n + 1) * sizeof *q->hv + bytes);
     if (!q->hv) goto fail;
-    char *s = (char *)(q->hv + (n + 1) * 2);
+    char *s = (char *)(q->hv + n + 1);
     if (!has_host && authority) {
-        q->hv[2 * k] = memcpy(s, "host", 5);
-        s += 5;
-        q->hv[2 * k + 1] = strcpy(s, authority);
-        s += strlen(authority) + 1;
+        size_t al = strlen(authority);
+        q->hv[k] = (waf_kv){memcpy(s, "host", 5), 4, memcpy(s + 5, authority, al + 1), al};
+        s += 5 + al + 1;
         k++;
     }
     for (size_t i = 0; i < n; i++) {
         const char *name, *value;
         if (h->header_at(r, i, &name, &value) != 0 || name[0] == ':')
             continue; /* pseudo-headers are already the URI and method */
-        q->hv[2 * k] = strcpy(s, name);
-        s += strlen(name) + 1;
-        q->hv[2 * k + 1] = strcpy(s, value);
-        s += strlen(value) + 1;
+        size_t nl = strlen(name), vl = strlen(value);
+        q->hv[k] = (waf_kv){memcpy(s, name, nl + 1), nl, memcpy(s + nl + 1, value, vl + 1), vl};
+        s += nl + 1 + vl + 1;
         k++;
     }
-    q->nh = k;
+    q->facts = (waf_facts){.client_ip = q->client_ip,
+                           .client_port = port ? atoi(port) : 0,
+                           .method = q->method,
+                           .uri = q->uri,
+                           .headers = q->hv,
+                           .nheaders = k};
     return q;
 fail:
     req_free(q);
@@ -452,7 +332,7 @@ fail:
  * bound first: a full queue denies with RESOURCE_EXHAUSTED, or lets the call through
  * uninspected with on_queue_full: open. Takes `body`. */
 static int start_job(waf_worker *w, pc_request *r, waf_req *q, int kind, char *body, size_t len,
-                     int resp_status)
+                     int resp_status, int fast)
 {
     const waf_conf *c = w->c;
     const pc_host *h = c->host;
@@ -480,7 +360,8 @@ static int start_job(waf_worker *w, pc_request *r, waf_req *q, int kind, char *b
     j->body = body;
     j->body_len = len;
     j->resp_status = resp_status;
-    report_reset(&j->rep, c);
+    j->fast = fast;
+    waf_report_reset(&j->rep, c);
     /* Response messages are held for the verdict where it can stop them: block mode, and a core
      * with resume_response. Otherwise they are only reported. */
     j->held = kind == JOB_RESPONSE && q->profile->mode == WAF_BLOCK && PC_HOST_HAS(h, resume_response);
@@ -495,6 +376,52 @@ static int start_job(waf_worker *w, pc_request *r, waf_req *q, int kind, char *b
     q->ntx++;
     w->inflight++;
     return kind == JOB_RESPONSE && !j->held ? PC_CONTINUE : PC_PAUSE;
+}
+
+/* The fast path on one request transaction (args and body NULL for one without a message).
+ * Returns FAST_CLEAN when libmodsecurity would report nothing, FAST_FALLBACK otherwise, FAST_NONE when
+ * the fast path is off; counts which. */
+static int fast_judge(waf_worker *w, pc_request *r, waf_req *q, const waf_args *args, const char *body,
+                      size_t len)
+{
+    const waf_conf *c = w->c;
+    const pc_host *h = c->host;
+    if (c->fast_path == WAF_FAST_OFF || !q->profile->fast || !w->scratch) return FAST_NONE;
+    const char *why = NULL;
+    if (!q->grpc)
+        why = "plain HTTP";
+    else if (!args && body)
+        why = "message not decoded"; /* application/grpc+json: the rules read its own JSON */
+    else if (len > FAST_PATH_MAX_BODY)
+        why = "message over the event loop's budget";
+    if (!why && !q->fast && !(q->fast = waf_fast_call_new(q->profile->fast, &q->facts, q->id)))
+        why = "out of memory";
+    if (!why && waf_fast_judge(q->fast, w->scratch, args ? args->kv : NULL, args ? args->n : 0, body, len,
+                               &why) == WAF_FAST_CLEAN) {
+        h->metric_count(r, "waf_fast_path", "result=clean", 1);
+        return FAST_CLEAN;
+    }
+    char label[96];
+    snprintf(label, sizeof label, "reason=%s", why ? why : "?");
+    h->log(c->handle, PC_PLUGIN_LOG_DEBUG, "fast path: %s falls back: %s (rule %u)", q->id, why ? why : "?",
+           q->fast ? waf_fast_fallback_rule(q->fast) : 0);
+    h->metric_count(r, "waf_fast_path", "result=fallback", 1);
+    h->metric_count(r, "waf_fast_path_fallback", label, 1);
+    return FAST_FALLBACK;
+}
+
+/* A transaction judged by the fast path where it can, by libmodsecurity otherwise (or by both, in
+ * verify mode). Takes `body`. */
+static int judge(waf_worker *w, pc_request *r, waf_req *q, int kind, const waf_args *args, char *body,
+                 size_t len)
+{
+    int fast = fast_judge(w, r, q, args, body, len);
+    if (fast == FAST_CLEAN && w->c->fast_path == WAF_FAST_ON) {
+        free(body);
+        q->ntx++;
+        return PC_CONTINUE;
+    }
+    return start_job(w, r, q, kind, body, len, 0, fast);
 }
 
 static int on_request_headers(void *ctx, pc_request *r)
@@ -512,12 +439,15 @@ static int on_request_headers(void *ctx, pc_request *r)
     /* Plain HTTP: the core collects the body and the request is judged with it (or, without a
      * body, in on_request_end), before the origin sees any of it. */
     if (!q->grpc && PC_HOST_HAS(h, hold_body) && h->hold_body(r, c->body_limit) == 0) return PC_CONTINUE;
-    return start_job(w, r, q, JOB_HEADERS, NULL, 0, 0);
+    return judge(w, r, q, JOB_HEADERS, NULL, NULL, 0);
 }
 
-/* The body ModSecurity sees for one message: its fields as flat JSON. */
-static int render_message(const waf_conf *c, pc_request *r, const waf_req *q, const pc_message *m, waf_buf *b)
+/* The arguments and the body ModSecurity sees for one message: its fields as flat JSON. `args` is
+ * left empty for application/grpc+json, whose JSON the rules read as it came. */
+static int render_message(const waf_conf *c, pc_request *r, const waf_req *q, const pc_message *m, waf_buf *b,
+                          waf_args *args, int *have_args)
 {
+    *have_args = 0;
     if (q->json_subtype && waf_is_text(m->data, m->len)) {
         /* application/grpc+json: the message is JSON text already. */
         if (m->len + 1 > c->body_limit) {
@@ -536,7 +466,14 @@ static int render_message(const waf_conf *c, pc_request *r, const waf_req *q, co
     }
     const pc_field *f;
     long n = q->json_subtype ? -1 : c->host->message_fields(r, m, &f, NULL, 0);
-    return n >= 0 ? waf_render_fields(b, f, n, c->inspect_numbers) : waf_render_raw(b, m->data, m->len);
+    int rc = n >= 0 ? waf_args_from_fields(args, f, n, c->inspect_numbers)
+                    : waf_args_from_raw(args, m->data, m->len);
+    if (rc < 0) {
+        b->oom = 1;
+        return -1;
+    }
+    *have_args = 1;
+    return waf_render_args(b, args);
 }
 
 static int on_request_message(void *ctx, pc_request *r, const pc_message *m)
@@ -552,13 +489,17 @@ static int on_request_message(void *ctx, pc_request *r, const pc_message *m)
         char *body = malloc(m->len ? m->len : 1);
         if (!body) return PC_ERROR;
         memcpy(body, m->data, m->len);
-        return start_job(w, r, q, JOB_MESSAGE, body, m->len, 0);
+        return start_job(w, r, q, JOB_MESSAGE, body, m->len, 0, FAST_NONE);
     }
     waf_buf b;
+    waf_args args;
+    int have_args;
     waf_buf_init(&b, c->body_limit);
-    if (render_message(c, r, q, m, &b) < 0) {
+    waf_args_init(&args);
+    if (render_message(c, r, q, m, &b, &args, &have_args) < 0) {
         int over = b.over;
         waf_buf_free(&b);
+        waf_args_free(&args);
         if (!over) return PC_ERROR;
         /* Larger than body_limit: inspecting it whole would cost too much, and a part is not a
          * verdict. Refused (RESOURCE_EXHAUSTED) unless the WAF only detects. */
@@ -572,7 +513,9 @@ static int on_request_message(void *ctx, pc_request *r, const pc_message *m)
     }
     size_t len;
     char *body = waf_buf_take(&b, &len);
-    return start_job(w, r, q, JOB_MESSAGE, body, len, 0);
+    int rv = judge(w, r, q, JOB_MESSAGE, have_args ? &args : NULL, body, len);
+    waf_args_free(&args);
+    return rv;
 }
 
 /* A gRPC call that ended without any message, or a plain HTTP request without a body, still has
@@ -582,7 +525,7 @@ static int on_request_end(void *ctx, pc_request *r)
     waf_worker *w = ctx;
     waf_req *q = req_of(w->c, r);
     if (!q || q->ntx) return PC_CONTINUE;
-    return start_job(w, r, q, JOB_HEADERS, NULL, 0, 0);
+    return judge(w, r, q, JOB_HEADERS, NULL, NULL, 0);
 }
 
 static int on_response_message(void *ctx, pc_request *r, const pc_message *m)
@@ -592,15 +535,20 @@ static int on_response_message(void *ctx, pc_request *r, const pc_message *m)
     waf_req *q = req_of(c, r);
     if (!q || !q->profile->inspect_response) return PC_CONTINUE;
     waf_buf b;
+    waf_args args;
+    int have_args;
     waf_buf_init(&b, c->body_limit);
-    if (render_message(c, r, q, m, &b) < 0) {
+    waf_args_init(&args);
+    int rendered = render_message(c, r, q, m, &b, &args, &have_args);
+    waf_args_free(&args);
+    if (rendered < 0) {
         waf_buf_free(&b);
         return PC_CONTINUE; /* reported only: nothing to stop */
     }
     size_t len;
     char *body = waf_buf_take(&b, &len);
     const char *status = c->host->request_info(r, "status");
-    int rv = start_job(w, r, q, JOB_RESPONSE, body, len, status ? atoi(status) : 200);
+    int rv = start_job(w, r, q, JOB_RESPONSE, body, len, status ? atoi(status) : 200, FAST_NONE);
     return rv == PC_ERROR ? PC_CONTINUE : rv;
 }
 
@@ -628,7 +576,7 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
                 size_t errlen)
 {
     waf_conf *c;
-    if (waf_conf_load(host, handle, config, on_rule_message, &c, err, errlen) < 0) return -1;
+    if (waf_conf_load(host, handle, config, waf_tx_log_cb, &c, err, errlen) < 0) return -1;
     *out = c;
     return 0;
 }
@@ -647,13 +595,22 @@ static int worker_init(void *plugin_ctx, unsigned worker_id, void **out, char *e
         return -1;
     }
     w->c = plugin_ctx;
+    for (size_t i = 0; i < w->c->nprofiles; i++)
+        if (w->c->profiles[i]->fast && waf_fast_scratch_fit(w->c->profiles[i]->fast, &w->scratch) < 0) {
+            waf_fast_scratch_free(w->scratch);
+            free(w);
+            snprintf(err, errlen, "out of memory for the fast path's scratch space");
+            return -1;
+        }
     *out = w;
     return 0;
 }
 
 static void worker_destroy(void *ctx)
 {
-    free(ctx);
+    waf_worker *w = ctx;
+    waf_fast_scratch_free(w->scratch);
+    free(w);
 }
 
 PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v1 = {

@@ -150,10 +150,73 @@ static int put_key(waf_buf *b, int *first, const char *key)
     return put(b, ":", 1);
 }
 
+void waf_args_init(waf_args *a)
+{
+    memset(a, 0, sizeof *a);
+}
+
+void waf_args_free(waf_args *a)
+{
+    for (size_t i = 0; i < a->nowned; i++)
+        free(a->owned[i]);
+    free(a->owned);
+    free(a->kv);
+    free(a->number);
+    memset(a, 0, sizeof *a);
+}
+
+static char *own(waf_args *a, size_t n)
+{
+    if (a->nowned == a->capowned) {
+        size_t cap = a->capowned ? a->capowned * 2 : 16;
+        char **o = realloc(a->owned, cap * sizeof *o);
+        if (!o) return NULL;
+        a->owned = o;
+        a->capowned = cap;
+    }
+    char *p = malloc(n);
+    if (p) a->owned[a->nowned++] = p;
+    return p;
+}
+
+/* Adds json.<path> = value; `number` values are copied (they are formatted on the stack). */
+static int add_arg(waf_args *a, const char *path, const char *v, size_t vlen, int number)
+{
+    if (a->oom) return -1;
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 16;
+        waf_kv *kv = realloc(a->kv, cap * sizeof *kv);
+        if (kv) a->kv = kv;
+        unsigned char *nb = realloc(a->number, cap);
+        if (nb) a->number = nb;
+        if (!kv || !nb) goto oom;
+        a->cap = cap;
+    }
+    size_t pl = strlen(path);
+    char *name = own(a, pl + 6);
+    if (!name) goto oom;
+    memcpy(name, "json.", 5);
+    memcpy(name + 5, path, pl + 1);
+    if (number) {
+        char *c = own(a, vlen + 1);
+        if (!c) goto oom;
+        memcpy(c, v, vlen);
+        c[vlen] = '\0';
+        v = c;
+    }
+    a->kv[a->n] = (waf_kv){name, pl + 5, v, vlen};
+    a->number[a->n] = (unsigned char)number;
+    a->n++;
+    return 0;
+oom:
+    a->oom = 1;
+    return -1;
+}
+
 /* Printable runs of at least 4 characters, as `strings` finds them (UTF-8 text between control
  * bytes and invalid sequences), each as a value under `key`. Shorter runs are mostly chance bytes
  * of binary data; longer ones are text someone put there. */
-static int put_runs(waf_buf *b, int *first, const char *key, const uint8_t *d, size_t n)
+static int add_runs(waf_args *a, const char *key, const uint8_t *d, size_t n)
 {
     size_t i = 0;
     while (i < n) {
@@ -164,9 +227,7 @@ static int put_runs(waf_buf *b, int *first, const char *key, const uint8_t *d, s
             i += k;
             chars++;
         }
-        if (chars >= 4 &&
-            (put_key(b, first, key) < 0 || put_string(b, (const char *)d + start, i - start) < 0))
-            return -1;
+        if (chars >= 4 && add_arg(a, key, (const char *)d + start, i - start, 0) < 0) return -1;
         if (i == start) i++;
     }
     return 0;
@@ -184,10 +245,8 @@ static int declared(const char *path)
     return 0;
 }
 
-int waf_render_fields(waf_buf *b, const pc_field *f, long n, int numbers)
+int waf_args_from_fields(waf_args *a, const pc_field *f, long n, int numbers)
 {
-    int first = 1;
-    if (puts_(b, "{") < 0) return -1;
     for (long i = 0; i < n; i++) {
         char num[48];
         const char *path = f[i].path ? f[i].path : "";
@@ -203,8 +262,8 @@ int waf_render_fields(waf_buf *b, const pc_field *f, long n, int numbers)
              * does not hide it. */
             const uint8_t *d = (const uint8_t *)f[i].str;
             int whole = waf_is_text(d, f[i].str_len) || (f[i].kind == PC_FIELD_STRING && declared(path));
-            if (whole ? put_key(b, &first, path) < 0 || put_string(b, f[i].str, f[i].str_len) < 0
-                      : put_runs(b, &first, path, d, f[i].str_len) < 0)
+            if (whole ? add_arg(a, path, f[i].str, f[i].str_len, 0) < 0
+                      : add_runs(a, path, d, f[i].str_len) < 0)
                 return -1;
             continue;
         }
@@ -232,19 +291,48 @@ int waf_render_fields(waf_buf *b, const pc_field *f, long n, int numbers)
             continue;
         }
         /* Local rules may constrain numbers (ARGS:json.amount "@lt 0"): inspect_numbers. */
-        if (put_key(b, &first, path) < 0 || puts_(b, num) < 0) return -1;
+        if (add_arg(a, path, num, strlen(num), 1) < 0) return -1;
+    }
+    return 0;
+}
+
+int waf_args_from_raw(waf_args *a, const uint8_t *d, size_t n)
+{
+    if (waf_is_text(d, n)) return add_arg(a, "message", (const char *)d, n, 0);
+    return add_runs(a, "raw", d, n);
+}
+
+int waf_render_args(waf_buf *b, const waf_args *a)
+{
+    int first = 1;
+    if (puts_(b, "{") < 0) return -1;
+    for (size_t i = 0; i < a->n; i++) {
+        if (put_key(b, &first, a->kv[i].name + 5) < 0) return -1;
+        if (a->number[i] ? put(b, a->kv[i].value, a->kv[i].value_len) < 0
+                         : put_string(b, a->kv[i].value, a->kv[i].value_len) < 0)
+            return -1;
     }
     return puts_(b, "}");
 }
 
+int waf_render_fields(waf_buf *b, const pc_field *f, long n, int numbers)
+{
+    waf_args a;
+    waf_args_init(&a);
+    int rc = waf_args_from_fields(&a, f, n, numbers);
+    if (rc < 0) b->oom = 1;
+    if (rc == 0) rc = waf_render_args(b, &a);
+    waf_args_free(&a);
+    return rc;
+}
+
 int waf_render_raw(waf_buf *b, const uint8_t *d, size_t n)
 {
-    int first = 1;
-    if (puts_(b, "{") < 0) return -1;
-    if (waf_is_text(d, n)) {
-        if (put_key(b, &first, "message") < 0 || put_string(b, (const char *)d, n) < 0) return -1;
-        return puts_(b, "}");
-    }
-    if (put_runs(b, &first, "raw", d, n) < 0) return -1;
-    return puts_(b, "}");
+    waf_args a;
+    waf_args_init(&a);
+    int rc = waf_args_from_raw(&a, d, n);
+    if (rc < 0) b->oom = 1;
+    if (rc == 0) rc = waf_render_args(b, &a);
+    waf_args_free(&a);
+    return rc;
 }

@@ -57,6 +57,8 @@ static void engine_release(void)
 
 typedef struct cfg {
     const pc_host *h;
+    const void *handle;
+    waf_fast_dbs *dbs;
     const pc_config_node *root;
     char *err;
     size_t errlen;
@@ -219,6 +221,7 @@ static int get_ids(cfg *c, const pc_config_node *map, const char *key, uint32_t 
 
 typedef struct settings {
     int mode, paranoia, threshold;
+    int fast_path;
     int inspect_response; /* response phases on, responses judged */
     uint32_t *exclude;
     size_t nexclude;
@@ -250,28 +253,42 @@ static void sources_free(sources *s)
     free(s->user_nodes);
 }
 
-static int add_file(cfg *c, RulesSet *rs, const char *file, const pc_config_node *n)
+/* Every source a rules set loads is also kept, in order, for the fast path to read the same. */
+static int keep_source(cfg *c, waf_profile *p, int is_file, const char *text)
+{
+    waf_source *src = realloc(p->src, (p->nsrc + 1) * sizeof *src);
+    if (!src || !(src[p->nsrc].text = strdup(text))) {
+        if (src) p->src = src;
+        return fail(c, NULL, "out of memory");
+    }
+    src[p->nsrc].is_file = is_file;
+    p->src = src;
+    p->nsrc++;
+    return 0;
+}
+
+static int add_file(cfg *c, waf_profile *p, const char *file, const pc_config_node *n)
 {
     const char *error = NULL;
-    if (msc_rules_add_file(rs, file, &error) < 0) {
+    if (msc_rules_add_file(p->rules, file, &error) < 0) {
         fail(c, n, "%s: %s", file, error ? error : "cannot load");
         free((void *)error);
         return -1;
     }
     free((void *)error);
-    return 0;
+    return keep_source(c, p, 1, file);
 }
 
-static int add_text(cfg *c, RulesSet *rs, const char *text, const pc_config_node *n)
+static int add_text(cfg *c, waf_profile *p, const char *text, const pc_config_node *n)
 {
     const char *error = NULL;
-    if (msc_rules_add(rs, text, &error) < 0) {
+    if (msc_rules_add(p->rules, text, &error) < 0) {
         fail(c, n, "generated settings refused: %s", error ? error : "?");
         free((void *)error);
         return -1;
     }
     free((void *)error);
-    return 0;
+    return keep_source(c, p, 0, text);
 }
 
 /* A path for a SecLang directive: quoted, so that spaces survive; quotes cannot be escaped. */
@@ -281,6 +298,19 @@ static int seclang_path(cfg *c, const char *p, const char *key)
         return fail(c, c->h->config_get(c->root, key), "%s: the path may not contain quotes or newlines",
                     key);
     return 0;
+}
+
+static void profile_free(waf_profile *p)
+{
+    if (!p) return;
+    if (p->rules) msc_rules_cleanup(p->rules);
+    waf_fast_free(p->fast);
+    free(p->fast_error);
+    for (size_t i = 0; i < p->nsrc; i++)
+        free(p->src[i].text);
+    free(p->src);
+    free(p->exclude);
+    free(p);
 }
 
 static waf_profile *build_profile(cfg *c, const sources *s, const settings *st)
@@ -316,15 +346,15 @@ static waf_profile *build_profile(cfg *c, const sources *s, const settings *st)
              "SecResponseBodyAccess %s\n",
              st->mode == WAF_BLOCK ? "On" : "DetectionOnly", s->body_limit + 64, s->body_limit + 64,
              st->inspect_response ? "On" : "Off");
-    if (add_text(c, p->rules, text, NULL) < 0) goto error;
-    if (add_file(c, p->rules, s->base_conf, c->h->config_get(c->root, "base")) < 0) goto error;
+    if (add_text(c, p, text, NULL) < 0) goto error;
+    if (add_file(c, p, s->base_conf, c->h->config_get(c->root, "base")) < 0) goto error;
     /* The audit log settings merge the other way (the last one given wins): after the base. */
     if (s->audit_log[0]) {
         snprintf(text, sizeof text, "SecAuditEngine RelevantOnly\nSecAuditLog \"%s\"\n", s->audit_log);
-        if (add_text(c, p->rules, text, c->h->config_get(c->root, "audit_log")) < 0) goto error;
+        if (add_text(c, p, text, c->h->config_get(c->root, "audit_log")) < 0) goto error;
     }
-    if (add_file(c, p->rules, s->crs_setup, crs_node) < 0 ||
-        add_file(c, p->rules, s->overrides_conf, c->h->config_get(c->root, "base")) < 0)
+    if (add_file(c, p, s->crs_setup, crs_node) < 0 ||
+        add_file(c, p, s->overrides_conf, c->h->config_get(c->root, "base")) < 0)
         goto error;
     /* After crs-setup.conf, so that these win over a paranoia level set there; before
      * REQUEST-901, whose defaults apply only to what is still unset. Rule 10001: the plugin hands
@@ -336,13 +366,13 @@ static waf_profile *build_profile(cfg *c, const sources *s, const settings *st)
              "SecRule REQUEST_HEADERS:Content-Type \"@rx ^application/grpc(?:$|[+;])\" "
              "\"id:%d,phase:1,t:none,t:lowercase,pass,nolog,ctl:requestBodyProcessor=JSON\"\n",
              WAF_RULE_SETTINGS, st->paranoia, st->threshold, WAF_RULE_GRPC_JSON);
-    if (add_text(c, p->rules, text, NULL) < 0) goto error;
-    if (s->before_crs[0] && add_file(c, p->rules, s->before_crs, crs_node) < 0) goto error;
+    if (add_text(c, p, text, NULL) < 0) goto error;
+    if (s->before_crs[0] && add_file(c, p, s->before_crs, crs_node) < 0) goto error;
     for (size_t i = 0; i < s->ncrs_rules; i++)
-        if (add_file(c, p->rules, s->crs_rules[i], crs_node) < 0) goto error;
-    if (s->after_crs[0] && add_file(c, p->rules, s->after_crs, crs_node) < 0) goto error;
+        if (add_file(c, p, s->crs_rules[i], crs_node) < 0) goto error;
+    if (s->after_crs[0] && add_file(c, p, s->after_crs, crs_node) < 0) goto error;
     for (size_t i = 0; i < s->nuser_rules; i++)
-        if (add_file(c, p->rules, s->user_rules[i], s->user_nodes[i]) < 0) goto error;
+        if (add_file(c, p, s->user_rules[i], s->user_nodes[i]) < 0) goto error;
     /* Last: exclusions, then the reporters. They log (to the plugin's callback, not the audit log)
      * the anomaly score after CRS and user rules added to it, so the access log can show it. */
     size_t off = 0;
@@ -364,16 +394,34 @@ static waf_profile *build_profile(cfg *c, const sources *s, const settings *st)
                 "SecRule TX:OUTBOUND_ANOMALY_SCORE \"@gt 0\" \"id:%d,phase:4,pass,log,noauditlog,t:none,"
                 "msg:'outbound anomaly score %%{tx.outbound_anomaly_score}'\"\n",
                 WAF_RULE_RESP_SCORE);
-    int rv = add_text(c, p->rules, tail, NULL);
+    int rv = add_text(c, p, tail, NULL);
     free(tail);
     if (rv < 0) goto error;
+    if (st->fast_path != WAF_FAST_OFF) {
+        /* A rules set the fast path cannot read still runs, without it: said once, at load. */
+        char ferr[512];
+        if (!(p->fast = waf_fast_build(p->src, p->nsrc, c->dbs, ferr, sizeof ferr))) {
+            c->h->log(c->handle, PC_PLUGIN_LOG_WARN, "the WAF fast path is off for this rules set: %s", ferr);
+            p->fast_error = strdup(ferr);
+        } else {
+            /* Rules it cannot replay are named: a request that reaches one goes to libmodsecurity. */
+            char list[2048];
+            size_t n = waf_fast_uncovered(p->fast, list, sizeof list);
+            if (n) {
+                for (char *q = list; (q = strchr(q, '\n'));)
+                    *q = ';';
+                c->h->log(
+                    c->handle, PC_PLUGIN_LOG_INFO,
+                    "WAF fast path (paranoia %d): %zu rules fall back to libmodsecurity when reached: %s",
+                    st->paranoia, n, list);
+            }
+        }
+    }
     return p;
 oom:
     fail(c, NULL, "out of memory");
 error:
-    msc_rules_cleanup(p->rules);
-    free(p->exclude);
-    free(p);
+    profile_free(p);
     return NULL;
 }
 
@@ -587,10 +635,10 @@ int waf_conf_known_id(const waf_conf *c, uint32_t id)
 }
 
 static const char *const top_keys[] = {
-    "crs",          "crs_setup",     "base",       "paranoia",         "anomaly_threshold",
-    "mode",         "rules",         "exclude",    "audit_log",        "zones",
-    "max_queue",    "on_queue_full", "body_limit", "inspect_response", "inspect_numbers",
-    "headers_first"};
+    "crs",           "crs_setup",     "base",           "paranoia",         "anomaly_threshold",
+    "mode",          "rules",         "exclude",        "audit_log",        "zones",
+    "max_queue",     "on_queue_full", "body_limit",     "inspect_response", "inspect_numbers",
+    "headers_first", "fast_path",     "fast_path_cache"};
 static const char *const zone_keys[] = {"mode",    "paranoia",      "anomaly_threshold",
                                         "exclude", "headers_first", "inspect_response"};
 
@@ -638,7 +686,7 @@ static int zone_settings(cfg *c, const pc_config_node *zn, const settings *deflt
 int waf_conf_load(const pc_host *host, const void *handle, const pc_config_node *config, ModSecLogCb log_cb,
                   waf_conf **out, char *err, size_t errlen)
 {
-    cfg c = {.h = host, .root = config, .err = err, .errlen = errlen};
+    cfg c = {.h = host, .handle = handle, .root = config, .err = err, .errlen = errlen};
     sources s = {0};
     settings deflt = {.mode = WAF_BLOCK, .paranoia = 1, .threshold = 5};
     long v;
@@ -679,6 +727,46 @@ int waf_conf_load(const pc_host *host, const void *handle, const pc_config_node 
         get_bool(&c, config, "inspect_numbers", &wc->inspect_numbers) < 0 ||
         get_bool(&c, config, "headers_first", &wc->deflt.headers_first) < 0)
         goto error;
+    const char *fp = scalar(&c, config, "fast_path");
+    if (fp && !strcmp(fp, "off"))
+        deflt.fast_path = WAF_FAST_OFF;
+    else if (fp && !strcmp(fp, "verify"))
+        deflt.fast_path = WAF_FAST_VERIFY;
+    else if (fp && strcmp(fp, "on")) {
+        fail(&c, host->config_get(config, "fast_path"), "fast_path: expected on, off or verify, not \"%s\"",
+             fp);
+        goto error;
+    } else if (config && host->config_get(config, "fast_path") && !fp) {
+        fail(&c, host->config_get(config, "fast_path"), "fast_path: expected on, off or verify");
+        goto error;
+    }
+    wc->fast_path = deflt.fast_path;
+    if (deflt.fast_path != WAF_FAST_OFF) {
+        /* Where compiled patterns are kept: the key, else systemd's CacheDirectory, else the
+         * user's cache directory. */
+        char dir[PATH_MAX] = "";
+        const pc_config_node *cn = host->config_get(config, "fast_path_cache");
+        const char *env;
+        if (cn) {
+            if (!host->config_path(cn, dir, sizeof dir)) {
+                fail(&c, cn, "fast_path_cache: expected a directory");
+                goto error;
+            }
+        } else if ((env = getenv("CACHE_DIRECTORY")) && *env) {
+            snprintf(dir, sizeof dir, "%.*s", (int)strcspn(env, ":"), env);
+        } else if ((env = getenv("XDG_CACHE_HOME")) && *env) {
+            snprintf(dir, sizeof dir, "%.*s/portcullis", (int)(sizeof dir - 16), env);
+        } else if ((env = getenv("HOME")) && *env) {
+            char parent[PATH_MAX - 16];
+            snprintf(parent, sizeof parent, "%.*s/.cache", (int)(sizeof parent - 8), env);
+            if (mkdir(parent, 0700) == 0 || errno == EEXIST)
+                snprintf(dir, sizeof dir, "%s/portcullis", parent);
+        }
+        if (!(wc->dbs = c.dbs = waf_fast_dbs_new(dir[0] ? dir : NULL))) {
+            fail(&c, config, "out of memory");
+            goto error;
+        }
+    }
     const char *qf = scalar(&c, config, "on_queue_full");
     if (qf && strcmp(qf, "deny") && strcmp(qf, "open")) {
         fail(&c, host->config_get(config, "on_queue_full"),
@@ -737,16 +825,14 @@ error:
 void waf_conf_free(waf_conf *c)
 {
     if (!c) return;
-    for (size_t i = 0; i < c->nprofiles; i++) {
-        msc_rules_cleanup(c->profiles[i]->rules);
-        free(c->profiles[i]->exclude);
-        free(c->profiles[i]);
-    }
+    for (size_t i = 0; i < c->nprofiles; i++)
+        profile_free(c->profiles[i]);
     free(c->profiles);
     for (size_t i = 0; i < c->nzones; i++)
         free(c->zones[i].name);
     free(c->zones);
     free(c->known_ids);
+    waf_fast_dbs_free(c->dbs); /* after the profiles, whose fast paths use its databases */
     if (c->msc) engine_release();
     free(c);
 }

@@ -10,7 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fast_path.h"
+
 enum { WAF_OFF = 0, WAF_BLOCK = 1, WAF_DETECT = 2 };
+/* fast_path: on (default) | off | verify (both paths on every transaction, differences counted) */
+enum { WAF_FAST_ON = 0, WAF_FAST_OFF = 1, WAF_FAST_VERIFY = 2 };
 
 /* Rule ids the plugin adds itself (CRS leaves ids below 100000 to local use). */
 #define WAF_RULE_GRPC_JSON 10001  /* gRPC calls: the body is JSON (the plugin renders messages so) */
@@ -27,6 +31,10 @@ typedef struct waf_profile {
     int inspect_response; /* response messages are judged too */
     uint32_t *exclude;    /* sorted, unique */
     size_t nexclude;
+    waf_source *src; /* what the rules set was loaded from, in order */
+    size_t nsrc;
+    waf_fast *fast; /* NULL: fast_path off, or the rules set is one it cannot read (fast_error) */
+    char *fast_error;
 } waf_profile;
 
 /* How requests of one zone (or of every zone not listed) are inspected. */
@@ -49,6 +57,8 @@ typedef struct waf_conf {
     int queue_full_open; /* on_queue_full: open */
     size_t body_limit;   /* largest body handed to ModSecurity */
     int inspect_numbers; /* numeric and boolean fields are given to ModSecurity too */
+    int fast_path;       /* WAF_FAST_ON, _OFF or _VERIFY */
+    waf_fast_dbs *dbs;   /* the fast path's compiled patterns, shared by the profiles */
     uint32_t *known_ids; /* every rule id in the loaded files, sorted (see waf_conf_known_id) */
     size_t nknown_ids;
 } waf_conf;

@@ -152,7 +152,14 @@ def answer_ok(conn, sid, _headers):
     conn.send_data(sid, b"ok\n", end_stream=True)
 
 
+# PC_WAF_FAST_PATH=verify runs this whole file with both paths judging every transaction: the
+# last test then requires that they never differed.
+FAST_PATH = os.environ.get("PC_WAF_FAST_PATH", "")
+
+
 def waf_plugin(**config):
+    if FAST_PATH and "fast_path" not in config:
+        config["fast_path"] = FAST_PATH
     return [{"name": "modsecurity", "config": config}]
 
 
@@ -649,8 +656,16 @@ def concurrent_calls(ch, msg, n):
 
 
 def test_queue_bound(st):
+    """The queue bounds transactions that go to libmodsecurity: with the fast path off every call
+    does; with it on, benign calls are judged on the loop and never wait for the queue."""
     heavy = refund(st.Refund, tags=[f"tag number {i}" for i in range(60)])
-    run_proxy(st, "queue-deny", waf_plugin(max_queue=1), admin=True)
+    run_proxy(st, "queue-fast", waf_plugin(max_queue=1, fast_path="on"), admin=True)
+    results = concurrent_calls(st.h2c_channel("example.com"), heavy, 24)
+    assert all(r == heavy for r in results), [describe(r) for r in results if isinstance(r, grpc.RpcError)]
+    samples = pclib.scrape_metrics(st.admin_port)
+    assert metric_sum(samples, "pc_waf_fast_path_total", result="clean") == 24, samples
+
+    run_proxy(st, "queue-deny", waf_plugin(max_queue=1, fast_path="off"), admin=True)
     results = concurrent_calls(st.h2c_channel("example.com"), heavy, 24)
     refused = [r for r in results if isinstance(r, grpc.RpcError)]
     assert all(r == heavy for r in results if not isinstance(r, grpc.RpcError))
@@ -662,7 +677,7 @@ def test_queue_bound(st):
     samples = pclib.scrape_metrics(st.admin_port)
     assert metric_sum(samples, "pc_waf_total", label="queue_full") == len(refused)
 
-    run_proxy(st, "queue-open", waf_plugin(max_queue=1, on_queue_full="open"), admin=True)
+    run_proxy(st, "queue-open", waf_plugin(max_queue=1, on_queue_full="open", fast_path="off"), admin=True)
     results = concurrent_calls(st.h2c_channel("example.com"), heavy, 24)
     assert all(r == heavy for r in results), [describe(r) for r in results if isinstance(r, grpc.RpcError)]
     assert (metric_sum(pclib.scrape_metrics(st.admin_port), "pc_waf_total", label="fail_open") or 0) >= 1
@@ -835,6 +850,51 @@ def test_reload_swaps_rule_sets(st):
     assert proxy.alive()
 
 
+# --- 9. the fast path ---------------------------------------------------------------------------
+
+
+def test_fast_path_judges_benign_calls(st):
+    """Benign calls are judged by the fast path (counted clean), attacks fall back to libmodsecurity
+    and are blocked as before; the fallback reasons are counted."""
+    proxy = run_proxy(st, "fast", waf_plugin(crs=CRS, paranoia=1), extra={"descriptors": [st.echo_pb]}, admin=True)
+    ch = st.h2c_channel("example.com")
+    before = metric_sum(pclib.scrape_metrics(st.admin_port), "pc_waf_fast_path_total", result="clean") or 0
+    for i in range(20):
+        msg = refund(st.Refund, order_id=f"C-{i}", email=f"user{i}@example.com", tags=("vip", f"note {i}"))
+        assert ch.unary_unary(UNARY)(msg, timeout=10) == msg
+    blocked_id(rpc_error(ch.unary_unary(UNARY), refund(st.Refund, email="1' OR '1'='1' --"), timeout=10), "sqli")
+    samples = pclib.scrape_metrics(st.admin_port)
+    clean = metric_sum(samples, "pc_waf_fast_path_total", result="clean") or 0
+    fallback = metric_sum(samples, "pc_waf_fast_path_total", result="fallback") or 0
+    if FAST_PATH == "off":
+        assert clean == 0 and fallback == 0, samples
+        return
+    assert clean - before == 20, f"{clean - before} of 20 benign calls judged by the fast path"
+    assert fallback >= 1, "the attack did not fall back"
+    assert metric_sum(samples, "pc_waf_fast_path_fallback_total", reason="a rule matched"), samples
+    assert proxy.alive()
+
+
+def test_fast_path_verify_mode(st):
+    """fast_path: verify runs both paths on every transaction and counts differences: the WAF
+    suite's own calls in this mode show none (and this file run with PC_WAF_FAST_PATH=verify
+    checks every test's calls the same way, below)."""
+    run_proxy(st, "verify", waf_plugin(crs=CRS, paranoia=2, fast_path="verify"),
+              extra={"descriptors": [st.echo_pb]}, admin=True)
+    ch = st.h2c_channel("example.com")
+    for i, (kind, value) in enumerate(BENIGN):
+        msg = benign_message(st.Refund, i, kind, value)
+        try:
+            ch.unary_unary(UNARY)(msg, timeout=10)
+        except grpc.RpcError:
+            pass  # paranoia 2 refuses some benign values; both paths must still agree
+    for i, (kind, payload) in enumerate(ATTACKS):
+        rpc_error(ch.unary_unary(UNARY), attack_message(st.Refund, i, payload), timeout=10)
+    samples = pclib.scrape_metrics(st.admin_port)
+    assert metric_sum(samples, "pc_waf_fast_path_total", result="clean"), "verify mode judged nothing clean"
+    assert not metric_sum(samples, "pc_waf_fast_path_mismatch_total"), samples
+
+
 # --- last -----------------------------------------------------------------------------------------
 
 
@@ -847,6 +907,9 @@ def test_no_library_output_on_stderr(st):
     for p in st.proxies:
         text = pclib.tail(p.err_path, 100000)
         assert "ModSecurity" not in text, f"{p.name} stderr has library output:\n{text[-2000:]}"
+        # In verify mode (any test's proxy), a difference between the paths is logged.
+        assert "fast path mismatch" not in text, f"{p.name}: the fast path and libmodsecurity differed:\n" + \
+            "\n".join(line for line in text.splitlines() if "fast path mismatch" in line)[:4000]
     assert proxy.alive()
 
 

@@ -175,7 +175,8 @@ typedef struct pc_host {
     /* Add a header to the response the client gets (also to the edge's own answers). 0 or -1. */
     int (*set_response_header)(pc_request *r, const char *name, const char *value);
     /* Plugin metrics, exposed on /metrics per zone: a counter `pc_<name>_total{zone,label}` and a
-     * histogram of values 0-100 `pc_<name>{zone}` (e.g. bot scores). name: [a-z0-9_], at most 48. */
+     * histogram of values 0-100 `pc_<name>{zone}` (e.g. bot scores). name: [a-z0-9_], at most 48.
+     * A label written "key=value" (key in [a-z_], not "zone") is exported as key="value" instead. */
     void (*metric_count)(pc_request *r, const char *name, const char *label, uint64_t n);
     void (*metric_observe)(pc_request *r, const char *name, double value);
     /* Like deny(), with the HTTP status plain-HTTP requests get (gRPC calls get grpc_status). */

@@ -1,0 +1,2573 @@
+/* The WAF fast path (see fast_path.h): a compiled copy of the rules set's phases 1 and 2 and a
+ * replay of them over one request. Exactness rules every choice here: where this file is not sure
+ * to compute what libmodsecurity 3.0.9 computes, it stops and says why, and the request falls back.
+ *
+ * What the replay models, as the engine does it (rule_with_operator.cc, rules_set.cc):
+ *  - rules of a phase in load order; SecMarker in every phase; skipAfter and skip; SecRuleRemoveById,
+ *    ByTag and ByMsg, and the ctl exclusions (ruleRemoveById, ruleRemoveByTag, ruleRemoveTargetById,
+ *    ruleRemoveTargetByTag) executed by matching rules;
+ *  - per target value: the rule's transformations (waf_transform.c), then its operator; each match
+ *    runs the rule's setvars at once (even when a later chain link fails) and records MATCHED_VAR(S);
+ *  - a full match of a rule (with its chain) that would log or disrupt ends the replay: fallback.
+ *    Silent rules (nolog, pass) run their effects: TX, skipAfter, skip, ctl.
+ * Values: the request line, path, headers and connection facts of the call; the message's fields
+ * as ARGS; the JSON text as REQUEST_BODY; TX as set so far. Cookies, query strings and encoded
+ * paths are not modelled: such requests fall back. */
+#include "fast_path.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <hs/hs.h>
+#include <arpa/inet.h>
+#include <libgen.h>
+#include <limits.h>
+#include <pcre2.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <openssl/evp.h>
+
+#include "seclang.h"
+#include "waf_transform.h"
+
+/* libinjection, as exported by libmodsecurity (no header is shipped): the same code the
+ * @detectSQLi and @detectXSS operators call. */
+int libinjection_sqli(const char *s, size_t slen, char fingerprint[]);
+int libinjection_xss(const char *s, size_t slen);
+
+#define MAX_TX 256      /* TX variables a replay may hold; more: fallback */
+#define MAX_MATCHED 256 /* MATCHED_VARS kept (they accumulate until a rule does not match) */
+#define MAX_REMOVALS 64 /* ctl exclusions per transaction */
+#define MAX_VALUE (1 << 20)
+
+/* ---- variables ---- */
+
+enum vkind {
+    /* collections */
+    V_ARGS,
+    V_ARGS_NAMES,
+    V_EMPTY, /* ARGS_GET(_NAMES), ARGS_POST(_NAMES), FILES(_NAMES), REQUEST_COOKIES(_NAMES), XML, ...:
+                always empty for the requests the fast path covers */
+    V_REQUEST_HEADERS,
+    V_REQUEST_HEADERS_NAMES,
+    V_TX,
+    V_MATCHED_VARS,
+    V_MATCHED_VARS_NAMES,
+    /* single values ("" when unset, as libmodsecurity's anchored variables) */
+    V_REQUEST_METHOD,
+    V_REQUEST_URI,
+    V_REQUEST_URI_RAW,
+    V_REQUEST_FILENAME,
+    V_REQUEST_BASENAME,
+    V_REQUEST_LINE,
+    V_REQUEST_PROTOCOL,
+    V_QUERY_STRING,
+    V_REMOTE_ADDR,
+    V_REQUEST_BODY,
+    V_REQUEST_BODY_LENGTH,
+    V_REQBODY_PROCESSOR,
+    V_REQBODY_ERROR,
+    V_ARGS_COMBINED_SIZE,
+    V_MATCHED_VAR,
+    V_MATCHED_VAR_NAME,
+    V_UNIQUE_ID,
+    V_UNSET,      /* single values never set for these requests: MULTIPART_*, FILES_COMBINED_SIZE, ... */
+    V_PERSISTENT, /* IP, GLOBAL, SESSION, USER, RESOURCE: kept by libmodsecurity across transactions,
+                     unknown here (see fork_rule) */
+    V_UNSUPPORTED
+};
+
+static const struct {
+    const char *name;
+    int kind;
+} var_names[] = {
+    {"ARGS", V_ARGS},
+    {"ARGS_NAMES", V_ARGS_NAMES},
+    {"ARGS_GET", V_EMPTY},
+    {"ARGS_GET_NAMES", V_EMPTY},
+    {"ARGS_POST", V_EMPTY},
+    {"ARGS_POST_NAMES", V_EMPTY},
+    {"FILES", V_EMPTY},
+    {"FILES_NAMES", V_EMPTY},
+    {"FILES_SIZES", V_EMPTY},
+    {"FILES_TMPNAMES", V_EMPTY},
+    {"REQUEST_COOKIES", V_EMPTY},
+    {"REQUEST_COOKIES_NAMES", V_EMPTY},
+    {"XML", V_EMPTY},
+    {"MULTIPART_PART_HEADERS", V_EMPTY},
+    {"REQUEST_HEADERS", V_REQUEST_HEADERS},
+    {"REQUEST_HEADERS_NAMES", V_REQUEST_HEADERS_NAMES},
+    {"TX", V_TX},
+    {"MATCHED_VARS", V_MATCHED_VARS},
+    {"MATCHED_VARS_NAMES", V_MATCHED_VARS_NAMES},
+    {"REQUEST_METHOD", V_REQUEST_METHOD},
+    {"REQUEST_URI", V_REQUEST_URI},
+    {"REQUEST_URI_RAW", V_REQUEST_URI_RAW},
+    {"REQUEST_FILENAME", V_REQUEST_FILENAME},
+    {"PATH_INFO", V_REQUEST_FILENAME},
+    {"REQUEST_BASENAME", V_REQUEST_BASENAME},
+    {"REQUEST_LINE", V_REQUEST_LINE},
+    {"REQUEST_PROTOCOL", V_REQUEST_PROTOCOL},
+    {"QUERY_STRING", V_QUERY_STRING},
+    {"REMOTE_ADDR", V_REMOTE_ADDR},
+    {"REQUEST_BODY", V_REQUEST_BODY},
+    {"REQUEST_BODY_LENGTH", V_REQUEST_BODY_LENGTH},
+    {"REQBODY_PROCESSOR", V_REQBODY_PROCESSOR},
+    {"REQBODY_ERROR", V_REQBODY_ERROR},
+    {"REQBODY_PROCESSOR_ERROR", V_REQBODY_ERROR},
+    {"INBOUND_DATA_ERROR", V_REQBODY_ERROR},
+    {"ARGS_COMBINED_SIZE", V_ARGS_COMBINED_SIZE},
+    {"MATCHED_VAR", V_MATCHED_VAR},
+    {"MATCHED_VAR_NAME", V_MATCHED_VAR_NAME},
+    {"UNIQUE_ID", V_UNIQUE_ID},
+    {"IP", V_PERSISTENT},
+    {"GLOBAL", V_PERSISTENT},
+    {"SESSION", V_PERSISTENT},
+    {"USER", V_PERSISTENT},
+    {"RESOURCE", V_PERSISTENT},
+    {"MULTIPART_STRICT_ERROR", V_UNSET},
+    {"MULTIPART_UNMATCHED_BOUNDARY", V_UNSET},
+    {"MULTIPART_BOUNDARY_QUOTED", V_UNSET},
+    {"MULTIPART_BOUNDARY_WHITESPACE", V_UNSET},
+    {"MULTIPART_DATA_BEFORE", V_UNSET},
+    {"MULTIPART_DATA_AFTER", V_UNSET},
+    {"MULTIPART_HEADER_FOLDING", V_UNSET},
+    {"MULTIPART_LF_LINE", V_UNSET},
+    {"MULTIPART_MISSING_SEMICOLON", V_UNSET},
+    {"MULTIPART_INVALID_QUOTING", V_UNSET},
+    {"MULTIPART_INVALID_PART", V_UNSET},
+    {"MULTIPART_INVALID_HEADER_FOLDING", V_UNSET},
+    {"MULTIPART_FILE_LIMIT_EXCEEDED", V_UNSET},
+    {"MULTIPART_CRLF_LF_LINES", V_UNSET},
+    {"FILES_COMBINED_SIZE", V_UNSET},
+    {"REQBODY_ERROR_MSG", V_UNSET},
+    {"REQBODY_PROCESSOR_ERROR_MSG", V_UNSET},
+};
+
+typedef struct fp_var {
+    int kind;
+    char *key; /* NULL: the whole collection */
+    size_t key_len;
+    pcre2_code *key_re; /* /regex/ keys */
+    int count;
+    int exclude;
+    char *full; /* "COLL:key" as libmodsecurity compares exclusions */
+} fp_var;
+
+/* ---- operators ---- */
+
+enum {
+    OP_RX,
+    OP_PM,
+    OP_STREQ,
+    OP_EQ,
+    OP_GT,
+    OP_LT,
+    OP_GE,
+    OP_LE,
+    OP_WITHIN,
+    OP_BEGINSWITH,
+    OP_ENDSWITH,
+    OP_CONTAINS,
+    OP_VALIDATEBYTERANGE,
+    OP_DETECTSQLI,
+    OP_DETECTXSS,
+    OP_UNCONDITIONAL,
+    OP_NOMATCH,
+    OP_IPMATCH,
+    OP_UNSUPPORTED
+};
+
+/* One @ipMatch entry: an address and a prefix length. */
+typedef struct ip_net {
+    int v6;
+    unsigned char a[16];
+    int bits;
+} ip_net;
+
+/* A piece of a %{...} template. */
+typedef struct tmpl_part {
+    int macro; /* 0: literal text; 1: TX.key; 2: MATCHED_VAR; 3: MATCHED_VAR_NAME; 4: RULE.id */
+    char *text;
+    size_t len;
+} tmpl_part;
+
+typedef struct tmpl {
+    tmpl_part *parts;
+    size_t nparts;
+    int has_macro;
+    int unsupported; /* a macro the replay cannot expand */
+} tmpl;
+
+typedef struct fp_op {
+    int kind;
+    int negated;
+    tmpl param;
+    int pat;           /* Hyperscan id (rx, pm), -1 when none */
+    int always;        /* no prefilter: every value is a candidate */
+    pcre2_code *re;    /* rx without macros */
+    uint8_t table[32]; /* validateByteRange */
+    ip_net *nets;      /* ipMatch */
+    size_t nnets;
+} fp_op;
+
+typedef struct fp_setvar {
+    int op; /* '=', '+', '-', '1' (set to one), '!' (unset) */
+    tmpl name, value;
+} fp_setvar;
+
+typedef struct fp_ctl {
+    int kind; /* 0 ruleRemoveById, 1 ruleRemoveByTag, 2 ruleRemoveTargetById, 3 ruleRemoveTargetByTag,
+                 4 requestBodyProcessor, 5 no effect on a clean result */
+    uint32_t lo, hi;
+    char *tag;
+    char *target; /* "ARGS:foo" */
+    char *processor;
+} fp_ctl;
+
+typedef struct fp_rule {
+    uint32_t id;
+    int phase;
+    int marker; /* SecMarker */
+    char *marker_name;
+    int unconditional; /* SecAction */
+    fp_var *vars;
+    size_t nvars;
+    fp_op op;
+    int chain_id; /* transformation chain */
+    int multimatch;
+    int capture;
+    int loud;                      /* a full match would log or disrupt: fallback */
+    const char *unsupported;       /* why this rule cannot be evaluated; NULL when it can */
+    const char *unsupported_match; /* why a match of this rule cannot be replayed (its actions) */
+    fp_setvar *setvars;
+    size_t nsetvars;
+    fp_ctl *ctls;
+    size_t nctls;
+    char *skip_after;
+    int skip;
+    char **tags;
+    size_t ntags;
+    char *msg;
+    int removed;          /* SecRuleRemoveById/ByTag/ByMsg */
+    int reads_persistent; /* a target is a persistent collection: its value is unknown here */
+    int forkable;         /* ... and the only thing that depends on it is whether the rule matches */
+    struct fp_rule *chain;
+} fp_rule;
+
+typedef struct fp_chain {
+    waf_transform_id *t;
+    size_t n;
+} fp_chain;
+
+struct waf_fast {
+    fp_rule **phase[3]; /* phases 0 (connection), 1 and 2 */
+    size_t nphase[3];
+    void *all; /* fp_rule *[]: every rule and link, for freeing */
+    size_t nall, capall;
+    fp_chain *chains;
+    size_t nchains;
+    size_t npats; /* Hyperscan ids */
+    hs_database_t *db;
+    int db_owned; /* built without a waf_fast_dbs: this fast path frees it */
+    int *always;  /* ids that are candidates for every value */
+    size_t nalways;
+    uint32_t max_groups; /* largest capture count of the rx patterns */
+    char *uncovered;     /* "id why\n" lines */
+    size_t nuncovered;
+};
+
+struct waf_fast_scratch {
+    hs_scratch_t *hs;
+};
+
+/* ---- small helpers ---- */
+
+static void errf(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void errf(char *err, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, len, fmt, ap);
+    va_end(ap);
+}
+
+static int ieq(const char *a, size_t al, const char *b, size_t bl)
+{
+    if (al != bl) return 0;
+    for (size_t i = 0; i < al; i++)
+        if (tolower((unsigned char)a[i]) != tolower((unsigned char)b[i])) return 0;
+    return 1;
+}
+
+static char *xstrndup(const char *s, size_t n)
+{
+    char *p = malloc(n + 1);
+    if (!p) return NULL;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+/* std::stoi as libmodsecurity calls it: 0 when there are no digits or the value does not fit. */
+static long stoi_(const char *s, size_t len)
+{
+    char buf[64];
+    if (len >= sizeof buf) len = sizeof buf - 1;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    char *end;
+    errno = 0;
+    long v = strtol(buf, &end, 10);
+    if (end == buf || errno || v > INT32_MAX || v < INT32_MIN) return 0;
+    return v;
+}
+
+/* atoll on the value's C string (stops at a NUL byte). */
+static long long atoll_(const char *s, size_t len)
+{
+    char buf[64];
+    size_t n = strnlen(s, len);
+    if (n >= sizeof buf) n = sizeof buf - 1;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    return atoll(buf);
+}
+
+/* ---- templates (RunTimeString) ---- */
+
+static void tmpl_free(tmpl *t)
+{
+    for (size_t i = 0; i < t->nparts; i++)
+        free(t->parts[i].text);
+    free(t->parts);
+    memset(t, 0, sizeof *t);
+}
+
+static int tmpl_add(tmpl *t, int macro, const char *s, size_t n)
+{
+    tmpl_part *p = realloc(t->parts, (t->nparts + 1) * sizeof *p);
+    if (!p) return -1;
+    t->parts = p;
+    p[t->nparts].macro = macro;
+    p[t->nparts].text = xstrndup(s, n);
+    p[t->nparts].len = n;
+    if (!p[t->nparts].text) return -1;
+    t->nparts++;
+    return 0;
+}
+
+/* "%{tx.foo}" and friends: what libmodsecurity's RunTimeString expands. */
+static int tmpl_parse(tmpl *t, const char *s)
+{
+    memset(t, 0, sizeof *t);
+    const char *p = s;
+    while (*p) {
+        const char *m = strstr(p, "%{");
+        const char *e = m ? strchr(m, '}') : NULL;
+        if (!m || !e) return tmpl_add(t, 0, p, strlen(p));
+        if (m > p && tmpl_add(t, 0, p, (size_t)(m - p)) < 0) return -1;
+        const char *v = m + 2;
+        size_t vl = (size_t)(e - v);
+        t->has_macro = 1;
+        if (vl > 3 && (v[2] == '.' || v[2] == ':') && ieq(v, 2, "tx", 2)) {
+            if (tmpl_add(t, 1, v + 3, vl - 3) < 0) return -1;
+        } else if (ieq(v, vl, "matched_var", 11)) {
+            if (tmpl_add(t, 2, "", 0) < 0) return -1;
+        } else if (ieq(v, vl, "matched_var_name", 16)) {
+            if (tmpl_add(t, 3, "", 0) < 0) return -1;
+        } else if (ieq(v, vl, "rule.id", 7)) {
+            if (tmpl_add(t, 4, "", 0) < 0) return -1;
+        } else {
+            t->unsupported = 1;
+            if (tmpl_add(t, 0, "", 0) < 0) return -1;
+        }
+        p = e + 1;
+    }
+    return 0;
+}
+
+/* ---- the per-request replay ---- */
+
+/* A bump allocator for one call or one transaction. */
+typedef struct arena_chunk {
+    struct arena_chunk *next;
+    size_t used, cap;
+    char data[];
+} arena_chunk;
+
+typedef struct arena {
+    arena_chunk *head;
+} arena;
+
+static void *arena_alloc(arena *a, size_t n)
+{
+    n = (n + 15) & ~(size_t)15;
+    if (!a->head || a->head->cap - a->head->used < n) {
+        size_t cap = n > 16384 ? n : 16384;
+        arena_chunk *c = malloc(sizeof *c + cap);
+        if (!c) return NULL;
+        c->next = a->head;
+        c->used = 0;
+        c->cap = cap;
+        a->head = c;
+    }
+    void *p = a->head->data + a->head->used;
+    a->head->used += n;
+    return p;
+}
+
+static void arena_reset(arena *a)
+{
+    arena_chunk *c = a->head;
+    while (c) {
+        arena_chunk *n = c->next;
+        free(c);
+        c = n;
+    }
+    a->head = NULL;
+}
+
+/* One transformed form of a value, scanned once. */
+typedef struct variant {
+    const char *s;
+    size_t len;
+    uint64_t *hits; /* bit per Hyperscan id; NULL until scanned */
+} variant;
+
+/* A value as rules see it, with its transformed forms cached by chain. */
+typedef struct value {
+    const char *key;  /* "ARGS:json.a", "REQUEST_HEADERS:user-agent", "REQUEST_URI" */
+    const char *name; /* the member's own key ("json.a"); "" for single values */
+    size_t name_len;
+    const char *s;
+    size_t len;
+    int16_t *by_chain; /* variant index per chain, -1 not computed, -2 transformation not exact */
+    int call_level;    /* a value of the call (headers, path): its variants live as long as the call */
+    variant *variants;
+    size_t nvariants, capvariants;
+} value;
+
+typedef struct txvar {
+    char *name; /* lower case */
+    char *val;
+    size_t len;
+} txvar;
+
+typedef struct removal {
+    int kind; /* 0 id range, 1 tag, 2 target by id, 3 target by tag */
+    uint32_t lo, hi;
+    const char *tag, *target;
+} removal;
+
+struct waf_fast_call {
+    const waf_fast *f;
+    const waf_facts *facts;
+    const char *txid;
+    arena mem; /* lives with the call: header values and their scans */
+    int prepared;
+    const char *unfit; /* the call cannot be covered: why */
+    value *headers, *header_names;
+    size_t nheaders;
+    value single[V_UNSUPPORTED]; /* call-wide single values */
+    char *line, *basename;
+    /* phase 1's outcome, replayed once per call */
+    int phase1_done;
+    const char *phase1_reason;
+    uint32_t phase1_rule;
+    uint32_t last_rule; /* the rule of the last fallback */
+    txvar *tx1;
+    size_t ntx1;
+    removal rm1[MAX_REMOVALS];
+    size_t nrm1;
+    int json1;     /* the body processor is JSON after phase 1 */
+    char *marker1; /* a skipAfter marker not found in phase 1 */
+    int skip1;
+    pcre2_match_data *md;
+};
+
+typedef struct replay {
+    uint32_t cur_rule, reason_rule; /* the rule being evaluated, and the one that caused a fallback */
+    waf_fast_call *c;
+    const waf_fast *f;
+    hs_scratch_t *hs;
+    arena *mem; /* the transaction's */
+    int phase;
+    const char *reason;
+    txvar tx[MAX_TX];
+    size_t ntx;
+    removal rm[MAX_REMOVALS];
+    size_t nrm;
+    int json;
+    const char *marker;
+    int skip;
+    /* MATCHED_VAR(S) */
+    int mv_unknown; /* MATCHED_VAR(S) hold a value the replay does not know (a forked match) */
+    const value *mv[MAX_MATCHED];
+    const char *mv_s[MAX_MATCHED];
+    size_t mv_len[MAX_MATCHED];
+    size_t nmv;
+    /* the transaction's values */
+    value *args, *arg_names;
+    size_t nargs;
+    value body, body_len, combined;
+    char numbuf[2][32];
+} replay;
+
+static int fallback(replay *r, const char *why)
+{
+    if (!r->reason) {
+        r->reason = why;
+        r->reason_rule = r->cur_rule;
+    }
+    return -1;
+}
+
+/* ---- values and variants ---- */
+
+static int value_init(replay *r, arena *a, value *v, const char *key, const char *name, size_t name_len,
+                      const char *s, size_t len)
+{
+    (void)r;
+    v->key = key;
+    v->name = name;
+    v->name_len = name_len;
+    v->s = s;
+    v->len = len;
+    v->by_chain = NULL;
+    v->call_level = 0;
+    v->variants = NULL;
+    v->nvariants = v->capvariants = 0;
+    (void)a;
+    return 0;
+}
+
+static int scan_cb(unsigned int id, unsigned long long from, unsigned long long to, unsigned int flags,
+                   void *ctx)
+{
+    (void)from;
+    (void)to;
+    (void)flags;
+    uint64_t *bits = ctx;
+    bits[id >> 6] |= (uint64_t)1 << (id & 63);
+    return 0;
+}
+
+/* The variant of v after chain `ch` (arena memory), scanned; NULL with r->reason on fallback. */
+static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
+{
+    const waf_fast *f = r->f;
+    if (!v->by_chain) {
+        v->by_chain = arena_alloc(a, f->nchains * sizeof *v->by_chain);
+        if (!v->by_chain) return fallback(r, "out of memory"), NULL;
+        for (size_t i = 0; i < f->nchains; i++)
+            v->by_chain[i] = -1;
+    }
+    int idx = v->by_chain[ch];
+    if (idx == -2) return fallback(r, "transformation not exact for this value"), NULL;
+    if (idx < 0) {
+        /* apply the chain */
+        const fp_chain *c = &f->chains[ch];
+        const char *cur = v->s;
+        size_t len = v->len;
+        for (size_t i = 0; i < c->n; i++) {
+            if (waf_transform_identity(c->t[i], cur, len)) continue;
+            size_t cap = waf_transform_max_out(c->t[i], len) + 1;
+            char *out = arena_alloc(a, cap);
+            if (!out) return fallback(r, "out of memory"), NULL;
+            size_t n = waf_transform_apply(c->t[i], cur, len, out);
+            if (n == (size_t)-1) {
+                v->by_chain[ch] = -2;
+                return fallback(r, "transformation not exact for this value"), NULL;
+            }
+            cur = out;
+            len = n;
+        }
+        /* the same bytes as an earlier variant share its scan */
+        for (size_t i = 0; i < v->nvariants; i++)
+            if (v->variants[i].len == len &&
+                (v->variants[i].s == cur || !memcmp(v->variants[i].s, cur, len))) {
+                v->by_chain[ch] = (int16_t)i;
+                return &v->variants[i];
+            }
+        if (v->nvariants == v->capvariants) {
+            size_t cap = v->capvariants ? v->capvariants * 2 : 4;
+            variant *nv = arena_alloc(a, cap * sizeof *nv);
+            if (!nv) return fallback(r, "out of memory"), NULL;
+            if (v->nvariants) memcpy(nv, v->variants, v->nvariants * sizeof *nv);
+            v->variants = nv;
+            v->capvariants = cap;
+        }
+        variant *n = &v->variants[v->nvariants];
+        n->s = cur;
+        n->len = len;
+        n->hits = NULL;
+        idx = (int)v->nvariants++;
+        v->by_chain[ch] = (int16_t)idx;
+    }
+    variant *var = &v->variants[idx];
+    if (need_scan && !var->hits && f->db) {
+        size_t words = (f->npats + 63) / 64;
+        var->hits = arena_alloc(a, words * sizeof *var->hits);
+        if (!var->hits) return fallback(r, "out of memory"), NULL;
+        memset(var->hits, 0, words * sizeof *var->hits);
+        for (size_t i = 0; i < f->nalways; i++)
+            var->hits[f->always[i] >> 6] |= (uint64_t)1 << (f->always[i] & 63);
+        if (hs_scan(f->db, var->s, (unsigned)var->len, 0, r->hs, scan_cb, var->hits) != HS_SUCCESS)
+            return fallback(r, "scan failed"), NULL;
+    }
+    return var;
+}
+
+/* ---- TX ---- */
+
+static txvar *tx_find(replay *r, const char *name, size_t len)
+{
+    for (size_t i = 0; i < r->ntx; i++)
+        if (ieq(r->tx[i].name, strlen(r->tx[i].name), name, len)) return &r->tx[i];
+    return NULL;
+}
+
+static int tx_set(replay *r, const char *name, size_t nlen, const char *val, size_t vlen)
+{
+    txvar *t = tx_find(r, name, nlen);
+    if (!t) {
+        if (r->ntx == MAX_TX) return fallback(r, "too many TX variables");
+        t = &r->tx[r->ntx++];
+        t->name = arena_alloc(r->mem, nlen + 1);
+        if (!t->name) return fallback(r, "out of memory");
+        for (size_t i = 0; i < nlen; i++)
+            t->name[i] = (char)tolower((unsigned char)name[i]);
+        t->name[nlen] = '\0';
+    }
+    t->val = arena_alloc(r->mem, vlen + 1);
+    if (!t->val) return fallback(r, "out of memory");
+    memcpy(t->val, val, vlen);
+    t->val[vlen] = '\0';
+    t->len = vlen;
+    return 0;
+}
+
+static void tx_del(replay *r, const char *name, size_t nlen)
+{
+    txvar *t = tx_find(r, name, nlen);
+    if (!t) return;
+    *t = r->tx[--r->ntx];
+}
+
+/* Expands a template; the result lives in the transaction's arena. NULL: fallback. */
+static char *expand(replay *r, const fp_rule *rule, const tmpl *t, size_t *outlen)
+{
+    if (t->unsupported) return fallback(r, "macro not modelled"), NULL;
+    size_t n = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        char *out = NULL;
+        if (pass == 1 && !(out = arena_alloc(r->mem, n + 1))) return fallback(r, "out of memory"), NULL;
+        size_t k = 0;
+        for (size_t i = 0; i < t->nparts; i++) {
+            const tmpl_part *p = &t->parts[i];
+            const char *s = p->text;
+            size_t l = p->len;
+            char idbuf[16];
+            if (p->macro == 1) {
+                txvar *v = tx_find(r, p->text, p->len);
+                s = v ? v->val : "";
+                l = v ? v->len : 0;
+            } else if ((p->macro == 2 || p->macro == 3) && r->mv_unknown) {
+                return fallback(r, "matched value unknown"), NULL;
+            } else if (p->macro == 2) {
+                s = r->nmv ? r->mv_s[r->nmv - 1] : "";
+                l = r->nmv ? r->mv_len[r->nmv - 1] : 0;
+            } else if (p->macro == 3) {
+                s = r->nmv ? r->mv[r->nmv - 1]->key : "";
+                l = strlen(s);
+            } else if (p->macro == 4) {
+                snprintf(idbuf, sizeof idbuf, "%u", rule ? rule->id : 0);
+                s = idbuf;
+                l = strlen(s);
+            }
+            if (pass == 1) memcpy(out + k, s, l);
+            k += l;
+        }
+        if (pass == 0)
+            n = k;
+        else {
+            out[k] = '\0';
+            *outlen = k;
+            return out;
+        }
+    }
+    return NULL;
+}
+
+/* ---- operators ---- */
+
+/* "127.0.0.1,::1,10.0.0.0/8": entries as libmodsecurity's tree takes them (an entry it would
+ * refuse makes the rule uncovered). */
+static int ip_nets(fp_op *op, const char *param)
+{
+    const char *p = param;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char part[80];
+        if (n == 0 || n >= sizeof part) return -1;
+        memcpy(part, p, n);
+        part[n] = '\0';
+        ip_net net = {0};
+        char *slash = strchr(part, '/');
+        if (slash) *slash = '\0';
+        net.v6 = strchr(part, ':') != NULL;
+        if (inet_pton(net.v6 ? AF_INET6 : AF_INET, part, net.a) != 1) return -1;
+        net.bits = net.v6 ? 128 : 32;
+        if (slash) {
+            char *end;
+            long b = strtol(slash + 1, &end, 10);
+            if (end == slash + 1 || *end || b < 0 || b > net.bits) return -1;
+            net.bits = (int)b;
+        }
+        ip_net *nn = realloc(op->nets, (op->nnets + 1) * sizeof *nn);
+        if (!nn) return -1;
+        op->nets = nn;
+        nn[op->nnets++] = net;
+        p = e ? e + 1 : p + n;
+    }
+    return op->nnets ? 0 : -1;
+}
+
+static int ip_match(const fp_op *op, const char *s, size_t len)
+{
+    char buf[64];
+    unsigned char a[16];
+    if (len >= sizeof buf || memchr(s, 0, len)) return 0;
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    int v6 = strchr(buf, ':') != NULL;
+    if (inet_pton(v6 ? AF_INET6 : AF_INET, buf, a) != 1) return 0;
+    for (size_t i = 0; i < op->nnets; i++) {
+        const ip_net *n = &op->nets[i];
+        if (n->v6 != v6) continue;
+        int full = n->bits / 8, rest = n->bits % 8;
+        if (memcmp(a, n->a, (size_t)full)) continue;
+        if (rest && ((a[full] ^ n->a[full]) & (0xff << (8 - rest)))) continue;
+        return 1;
+    }
+    return 0;
+}
+
+/* 1 match, 0 no match, -1 fallback. `var` is the scanned variant for rx/pm (may be NULL for others). */
+static int op_eval(replay *r, const fp_rule *rule, const variant *var, const char *s, size_t len)
+{
+    const fp_op *op = &rule->op;
+    const char *p = NULL;
+    size_t pl = 0;
+    if (op->param.has_macro || (op->kind != OP_RX && op->kind != OP_PM)) {
+        if (op->param.has_macro) {
+            if (!(p = expand(r, rule, &op->param, &pl))) return -1;
+        } else {
+            p = op->param.nparts ? op->param.parts[0].text : "";
+            pl = op->param.nparts ? op->param.parts[0].len : 0;
+        }
+    }
+    int m = 0;
+    switch (op->kind) {
+    case OP_RX: {
+        if (op->param.has_macro) return fallback(r, "regex with a macro");
+        if (!op->re) return 1 ^ op->negated; /* empty pattern: libmodsecurity matches everything */
+        if (op->pat >= 0 && var && var->hits &&
+            !(var->hits[op->pat >> 6] & ((uint64_t)1 << (op->pat & 63)))) {
+            m = 0;
+            break;
+        }
+        pcre2_match_data *md = r->c->md;
+        int rc = pcre2_jit_match(op->re, (PCRE2_SPTR)s, len, 0, 0, md, NULL);
+        if (rc == PCRE2_ERROR_JIT_BADOPTION || rc == PCRE2_ERROR_JIT_STACKLIMIT)
+            rc = pcre2_match(op->re, (PCRE2_SPTR)s, len, 0, PCRE2_NO_JIT, md, NULL);
+        if (rc < -1) return fallback(r, "regex error");
+        m = rc > 0;
+        if (m && rule->capture) {
+            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+            for (int i = 0; i < rc; i++) {
+                if (ov[2 * i + 1] > len) continue;
+                char name[16];
+                snprintf(name, sizeof name, "%d", i);
+                if (tx_set(r, name, strlen(name), s + ov[2 * i], ov[2 * i + 1] - ov[2 * i]) < 0) return -1;
+            }
+        }
+        break;
+    }
+    case OP_PM:
+        if (op->param.has_macro) return fallback(r, "pm with a macro");
+        /* The literal scan is a superset: a hit is not a verdict. */
+        if (!var || !var->hits || (var->hits[op->pat >> 6] & ((uint64_t)1 << (op->pat & 63))))
+            return fallback(r, "pm candidate");
+        m = 0;
+        break;
+    case OP_STREQ:
+        m = pl == len && !memcmp(p, s, len);
+        break;
+    case OP_EQ:
+        m = stoi_(p, pl) == stoi_(s, len);
+        break;
+    case OP_GT:
+        m = atoll_(s, len) > atoll_(p, pl);
+        break;
+    case OP_LT:
+        m = atoll_(s, len) < atoll_(p, pl);
+        break;
+    case OP_GE:
+        m = atoll_(s, len) >= atoll_(p, pl);
+        break;
+    case OP_LE:
+        m = atoll_(s, len) <= atoll_(p, pl);
+        break;
+    case OP_WITHIN:
+        m = len == 0 || memmem(p, pl, s, len) != NULL;
+        break;
+    case OP_BEGINSWITH:
+        m = len >= pl && !memcmp(s, p, pl);
+        break;
+    case OP_ENDSWITH:
+        m = len >= pl && !memcmp(s + len - pl, p, pl);
+        break;
+    case OP_CONTAINS:
+        m = pl == 0 || memmem(s, len, p, pl) != NULL;
+        break;
+    case OP_VALIDATEBYTERANGE:
+        for (size_t i = 0; i < len && !m; i++) {
+            uint8_t x = (uint8_t)s[i];
+            if (!(op->table[x >> 3] & (1 << (x & 7)))) m = 1;
+        }
+        break;
+    case OP_DETECTSQLI: {
+        char fp[8];
+        m = libinjection_sqli(s, len, fp) != 0;
+        if (m && rule->capture) return fallback(r, "capture of a libinjection fingerprint");
+        break;
+    }
+    case OP_DETECTXSS:
+        m = libinjection_xss(s, len) != 0;
+        if (m && rule->capture) return fallback(r, "capture of a libinjection match");
+        break;
+    case OP_UNCONDITIONAL:
+        m = 1;
+        break;
+    case OP_NOMATCH:
+        m = 0;
+        break;
+    case OP_IPMATCH:
+        m = ip_match(op, s, len);
+        break;
+    default:
+        return fallback(r, "operator not modelled");
+    }
+    return m ^ op->negated;
+}
+
+/* ---- targets ---- */
+
+typedef int (*value_fn)(replay *r, const fp_rule *rule, value *v);
+
+static int key_matches(replay *r, const fp_var *fv, const char *name, size_t len)
+{
+    if (!fv->key && !fv->key_re) return 1;
+    if (fv->key_re) {
+        int rc = pcre2_match(fv->key_re, (PCRE2_SPTR)name, len, 0, 0, r->c->md, NULL);
+        return rc > 0;
+    }
+    return ieq(fv->key, fv->key_len, name, len);
+}
+
+static int excluded(replay *r, const fp_rule *rule, const value *v)
+{
+    for (size_t i = 0; i < rule->nvars; i++) {
+        const fp_var *e = &rule->vars[i];
+        if (!e->exclude) continue;
+        if (e->key_re) {
+            if (pcre2_match(e->key_re, (PCRE2_SPTR)v->name, v->name_len, 0, 0, r->c->md, NULL) > 0) return 1;
+        } else if (!strcmp(e->full, v->key)) {
+            return 1;
+        }
+    }
+    for (size_t i = 0; i < r->nrm; i++) {
+        const removal *m = &r->rm[i];
+        if (m->kind == 2 && rule->id >= m->lo && rule->id <= m->hi && !strcmp(m->target, v->key)) return 1;
+        if (m->kind == 3 && !strcmp(m->target, v->key))
+            for (size_t t = 0; t < rule->ntags; t++)
+                if (!strcmp(rule->tags[t], m->tag)) return 1;
+    }
+    return 0;
+}
+
+static value *single(replay *r, int kind)
+{
+    waf_fast_call *c = r->c;
+    switch (kind) {
+    case V_REQUEST_BODY:
+        return &r->body;
+    case V_REQUEST_BODY_LENGTH:
+        return &r->body_len;
+    case V_ARGS_COMBINED_SIZE:
+        return &r->combined;
+    case V_REQBODY_PROCESSOR:
+        return r->json ? &c->single[V_REQBODY_PROCESSOR] : &c->single[V_UNSET];
+    case V_REQBODY_ERROR:
+        return r->phase >= 2 ? &c->single[V_REQBODY_ERROR] : &c->single[V_UNSET];
+    default:
+        return &c->single[kind];
+    }
+}
+
+static int run_setvars(replay *r, const fp_rule *rule)
+{
+    for (size_t i = 0; i < rule->nsetvars; i++) {
+        const fp_setvar *sv = &rule->setvars[i];
+        size_t nl, vl = 0;
+        char *name = expand(r, rule, &sv->name, &nl);
+        if (!name) return -1;
+        char *val = NULL;
+        if (sv->op != '!' && sv->op != '1' && !(val = expand(r, rule, &sv->value, &vl))) return -1;
+        if (sv->op == '!') {
+            tx_del(r, name, nl);
+        } else if (sv->op == '1') {
+            if (tx_set(r, name, nl, "1", 1) < 0) return -1;
+        } else if (sv->op == '=') {
+            if (tx_set(r, name, nl, val, vl) < 0) return -1;
+        } else {
+            txvar *cur = tx_find(r, name, nl);
+            long long a = cur ? stoi_(cur->val, cur->len) : 0, b = stoi_(val, vl);
+            char num[32];
+            snprintf(num, sizeof num, "%lld", sv->op == '+' ? a + b : a - b);
+            if (tx_set(r, name, nl, num, strlen(num)) < 0) return -1;
+        }
+    }
+    return 0;
+}
+
+/* Applies the rule's operator to one value (its transformations first). */
+static int test_value(replay *r, const fp_rule *rule, value *v, int *matched)
+{
+    if (excluded(r, rule, v)) return 0;
+    const waf_fast *f = r->f;
+    /* multiMatch: the value before any transformation, then after each that changed it; chains
+     * for every prefix are interned next to the full one (see compile). */
+    int first = rule->multimatch ? rule->chain_id - (int)f->chains[rule->chain_id].n : rule->chain_id;
+    const char *prev = NULL;
+    size_t prevlen = 0;
+    for (int ch = first; ch <= rule->chain_id; ch++) {
+        variant *var = variant_of(r, v->call_level ? &r->c->mem : r->mem, v, ch, rule->op.pat >= 0);
+        if (!var) return -1;
+        if (rule->multimatch && ch > first && var->len == prevlen && !memcmp(var->s, prev, prevlen)) continue;
+        prev = var->s;
+        prevlen = var->len;
+        int m = op_eval(r, rule, var, var->s, var->len);
+        if (m < 0) return -1;
+        if (!m) continue;
+        *matched = 1;
+        if (r->nmv < MAX_MATCHED) {
+            r->mv[r->nmv] = v;
+            r->mv_s[r->nmv] = var->s;
+            r->mv_len[r->nmv] = var->len;
+            r->nmv++;
+        } else {
+            return fallback(r, "too many matched values");
+        }
+        /* setvar runs on every match, whatever the rest of the chain does */
+        if (rule->unsupported_match && rule->nsetvars) return fallback(r, rule->unsupported_match);
+        if (run_setvars(r, rule) < 0) return -1;
+    }
+    return 0;
+}
+
+static int each_value(replay *r, const fp_rule *rule, const fp_var *fv, int *matched)
+{
+    waf_fast_call *c = r->c;
+    char num[32];
+    if (fv->count) {
+        size_t n = 0;
+        switch (fv->kind) {
+        case V_ARGS:
+        case V_ARGS_NAMES:
+            for (size_t i = 0; i < r->nargs; i++)
+                n += key_matches(r, fv, r->args[i].name, r->args[i].name_len);
+            break;
+        case V_REQUEST_HEADERS:
+        case V_REQUEST_HEADERS_NAMES:
+            for (size_t i = 0; i < c->nheaders; i++)
+                n += key_matches(r, fv, c->headers[i].name, c->headers[i].name_len);
+            break;
+        case V_TX:
+            for (size_t i = 0; i < r->ntx; i++)
+                n += key_matches(r, fv, r->tx[i].name, strlen(r->tx[i].name));
+            break;
+        case V_EMPTY:
+            break;
+        default:
+            return fallback(r, "count of a variable not modelled");
+        }
+        snprintf(num, sizeof num, "%zu", n);
+        char *s = arena_alloc(r->mem, strlen(num) + 1);
+        value *v = arena_alloc(r->mem, sizeof *v);
+        if (!s || !v) return fallback(r, "out of memory");
+        strcpy(s, num);
+        value_init(r, r->mem, v, "", "", 0, s, strlen(s));
+        return test_value(r, rule, v, matched);
+    }
+    switch (fv->kind) {
+    case V_EMPTY:
+        return 0;
+    default:
+        break;
+    }
+    switch (fv->kind) {
+    case V_ARGS:
+    case V_ARGS_NAMES: {
+        value *set = fv->kind == V_ARGS ? r->args : r->arg_names;
+        for (size_t i = 0; i < r->nargs; i++)
+            if (key_matches(r, fv, set[i].name, set[i].name_len) && test_value(r, rule, &set[i], matched) < 0)
+                return -1;
+        return 0;
+    }
+    case V_REQUEST_HEADERS:
+    case V_REQUEST_HEADERS_NAMES: {
+        value *set = fv->kind == V_REQUEST_HEADERS ? c->headers : c->header_names;
+        for (size_t i = 0; i < c->nheaders; i++)
+            if (key_matches(r, fv, set[i].name, set[i].name_len) && test_value(r, rule, &set[i], matched) < 0)
+                return -1;
+        return 0;
+    }
+    case V_TX: {
+        /* TX changes while a rule runs (captures, setvar): take the values first. */
+        size_t n = 0;
+        value *vals = arena_alloc(r->mem, (r->ntx + 1) * sizeof *vals);
+        if (!vals) return fallback(r, "out of memory");
+        for (size_t i = 0; i < r->ntx; i++) {
+            size_t nl = strlen(r->tx[i].name);
+            if (!key_matches(r, fv, r->tx[i].name, nl)) continue;
+            char *key = arena_alloc(r->mem, nl + 4);
+            if (!key) return fallback(r, "out of memory");
+            snprintf(key, nl + 4, "TX:%s", r->tx[i].name);
+            value_init(r, r->mem, &vals[n++], key, key + 3, nl, r->tx[i].val, r->tx[i].len);
+        }
+        for (size_t i = 0; i < n; i++)
+            if (test_value(r, rule, &vals[i], matched) < 0) return -1;
+        return 0;
+    }
+    case V_MATCHED_VARS:
+    case V_MATCHED_VARS_NAMES:
+    case V_MATCHED_VAR:
+    case V_MATCHED_VAR_NAME:
+        if (r->mv_unknown) return fallback(r, "matched value unknown");
+        break;
+    default:
+        break;
+    }
+    switch (fv->kind) {
+    case V_MATCHED_VARS:
+    case V_MATCHED_VARS_NAMES: {
+        /* the values the previous link matched, fixed before this link adds its own */
+        size_t n = r->nmv;
+        value *vals = arena_alloc(r->mem, (n + 1) * sizeof *vals);
+        if (!vals) return fallback(r, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+            const value *src = r->mv[i];
+            if (fv->kind == V_MATCHED_VARS)
+                value_init(r, r->mem, &vals[i], src->key, src->name, src->name_len, r->mv_s[i], r->mv_len[i]);
+            else
+                value_init(r, r->mem, &vals[i], src->key, src->name, src->name_len, src->key,
+                           strlen(src->key));
+        }
+        if (fv->key) return fallback(r, "MATCHED_VARS with a key");
+        for (size_t i = 0; i < n; i++)
+            if (test_value(r, rule, &vals[i], matched) < 0) return -1;
+        return 0;
+    }
+    case V_MATCHED_VAR:
+    case V_MATCHED_VAR_NAME: {
+        value *v = arena_alloc(r->mem, sizeof *v);
+        if (!v) return fallback(r, "out of memory");
+        if (!r->nmv)
+            value_init(r, r->mem, v, fv->kind == V_MATCHED_VAR ? "MATCHED_VAR" : "MATCHED_VAR_NAME", "", 0,
+                       "", 0);
+        else if (fv->kind == V_MATCHED_VAR)
+            value_init(r, r->mem, v, "MATCHED_VAR", "", 0, r->mv_s[r->nmv - 1], r->mv_len[r->nmv - 1]);
+        else
+            value_init(r, r->mem, v, "MATCHED_VAR_NAME", "", 0, r->mv[r->nmv - 1]->key,
+                       strlen(r->mv[r->nmv - 1]->key));
+        return test_value(r, rule, v, matched);
+    }
+    case V_PERSISTENT:
+        return fallback(r, "persistent collection");
+    case V_UNSUPPORTED:
+        return fallback(r, "variable not modelled");
+    default:
+        if (fv->key) return fallback(r, "single value with a key");
+        return test_value(r, rule, single(r, fv->kind), matched);
+    }
+}
+
+/* ---- rules ---- */
+
+static int removed_at_runtime(const replay *r, const fp_rule *rule)
+{
+    for (size_t i = 0; i < r->nrm; i++) {
+        const removal *m = &r->rm[i];
+        if (m->kind == 0 && rule->id >= m->lo && rule->id <= m->hi) return 1;
+        if (m->kind == 1)
+            for (size_t t = 0; t < rule->ntags; t++)
+                if (!strcmp(rule->tags[t], m->tag)) return 1;
+    }
+    return 0;
+}
+
+static int run_ctls(replay *r, const fp_rule *rule)
+{
+    for (size_t i = 0; i < rule->nctls; i++) {
+        const fp_ctl *c = &rule->ctls[i];
+        if (c->kind == 5) continue;
+        if (c->kind == 4) {
+            if (strcmp(c->processor, "JSON")) return fallback(r, "ctl: another body processor");
+            r->json = 1;
+            continue;
+        }
+        if (r->nrm == MAX_REMOVALS) return fallback(r, "too many ctl exclusions");
+        removal *m = &r->rm[r->nrm++];
+        m->kind = c->kind;
+        m->lo = c->lo;
+        m->hi = c->hi;
+        m->tag = c->tag;
+        m->target = c->target;
+    }
+    return 0;
+}
+
+/* Evaluates a rule (and its chain): 1 full match, 0 none, -1 fallback. */
+static int eval_rule(replay *r, const fp_rule *rule, int head)
+{
+    if (rule->unsupported) return fallback(r, rule->unsupported);
+    /* ruleRemoveById from a ctl applies to every link whose id it names (links have id 0) */
+    if (rule->id && removed_at_runtime(r, rule)) return 0;
+    int matched = 0;
+    if (rule->unconditional) {
+        /* SecAction: its setvars, no matched variables */
+        matched = 1;
+        if (rule->unsupported_match) return fallback(r, rule->unsupported_match);
+        if (run_setvars(r, rule) < 0) return -1;
+    } else {
+        for (size_t i = 0; i < rule->nvars; i++) {
+            if (rule->vars[i].exclude) continue;
+            if (each_value(r, rule, &rule->vars[i], &matched) < 0) return -1;
+        }
+    }
+    if (!matched) {
+        r->nmv = 0;
+        r->mv_unknown = 0;
+        return 0;
+    }
+    if (rule->chain) {
+        int c = eval_rule(r, rule->chain, 0);
+        if (c <= 0) return c;
+    }
+    /* a full match: this link's after-match actions */
+    if (rule->loud) return fallback(r, "a rule matched");
+    if (rule->unsupported_match) return fallback(r, rule->unsupported_match);
+    if (run_ctls(r, rule) < 0) return -1;
+    if (head) {
+        if (rule->skip_after) r->marker = rule->skip_after;
+        if (rule->skip) r->skip = rule->skip;
+    }
+    return 1;
+}
+
+/* One rule of the phase in one state: 0 done, -1 fallback, 1 it reads a persistent collection and
+ * must be followed both ways (see run_phase). */
+static int step(replay *r, const fp_rule *rule)
+{
+    if (r->marker && !rule->marker) return 0;
+    if (rule->marker) {
+        if (r->marker && !strcmp(r->marker, rule->marker_name)) r->marker = NULL;
+        return 0;
+    }
+    if (r->skip > 0) {
+        r->skip--;
+        return 0;
+    }
+    if (rule->removed) return 0;
+    r->cur_rule = rule->id;
+    /* ruleRemoveByTag is checked before the rule runs, ruleRemoveById inside it: both skip it */
+    if (removed_at_runtime(r, rule)) return 0;
+    if (rule->reads_persistent) {
+        if (!rule->forkable || r->phase != 2) return fallback(r, "persistent collection");
+        return 1;
+    }
+    return eval_rule(r, rule, 1) < 0 ? -1 : 0;
+}
+
+/* The two outcomes of a rule whose only target is a persistent collection (libmodsecurity keeps IP,
+ * GLOBAL, ... across transactions, written by rules of other transactions): it did not match (the
+ * matched variables are cleaned), or it matched some value unknown here (then its chain is followed,
+ * and a full match runs its after-match actions, or falls back when it would log). */
+static int forked_outcome(replay *r, const fp_rule *rule, int matched)
+{
+    if (!matched) {
+        r->nmv = 0;
+        r->mv_unknown = 0;
+        return 0;
+    }
+    r->mv_unknown = 1;
+    if (rule->chain) {
+        int c = eval_rule(r, rule->chain, 0);
+        if (c <= 0) return c;
+    }
+    if (rule->loud) return fallback(r, "a rule matched");
+    if (run_ctls(r, rule) < 0) return -1;
+    if (rule->skip_after) r->marker = rule->skip_after;
+    if (rule->skip) r->skip = rule->skip;
+    return 0;
+}
+
+static int same_state(const replay *a, const replay *b)
+{
+    if (a->ntx != b->ntx || a->nrm != b->nrm || a->json != b->json || a->skip != b->skip ||
+        a->nmv != b->nmv || a->mv_unknown != b->mv_unknown || (!a->marker != !b->marker) ||
+        (a->marker && strcmp(a->marker, b->marker)))
+        return 0;
+    for (size_t i = 0; i < a->ntx; i++)
+        if (strcmp(a->tx[i].name, b->tx[i].name) || a->tx[i].len != b->tx[i].len ||
+            memcmp(a->tx[i].val, b->tx[i].val, a->tx[i].len))
+            return 0;
+    return !memcmp(a->rm, b->rm, a->nrm * sizeof *a->rm) && !memcmp(a->mv, b->mv, a->nmv * sizeof *a->mv) &&
+           !memcmp(a->mv_s, b->mv_s, a->nmv * sizeof *a->mv_s);
+}
+
+#define MAX_STATES 4
+
+/* Replays a phase. A rule that reads a persistent collection forks the replay (phase 2 only): every
+ * state goes on in lockstep, and states that have become equal (at markers, where the CRS's
+ * alternatives meet) are merged. Clean only if every state is. On -1, st[0] holds the reason. */
+static int run_phase_states(replay **st, size_t *n, int phase)
+{
+    const waf_fast *f = st[0]->f;
+    for (size_t k = 0; k < *n; k++)
+        st[k]->phase = phase;
+    for (size_t i = 0; i < f->nphase[phase]; i++) {
+        const fp_rule *rule = f->phase[phase][i];
+        size_t before = *n;
+        for (size_t k = 0; k < before; k++) {
+            int rc = step(st[k], rule);
+            if (rc == 1 && *n == MAX_STATES) rc = fallback(st[k], "persistent collection read too often");
+            if (rc == 1) {
+                replay *b = malloc(sizeof *b);
+                if (!b)
+                    rc = fallback(st[k], "out of memory");
+                else {
+                    *b = *st[k];
+                    st[(*n)++] = b;
+                    if (forked_outcome(st[k], rule, 0) < 0 || forked_outcome(b, rule, 1) < 0) rc = -1;
+                }
+            }
+            if (rc < 0) {
+                if (k) {
+                    st[0]->reason = st[k]->reason;
+                    st[0]->reason_rule = st[k]->reason_rule;
+                }
+                return -1;
+            }
+        }
+        if (*n > 1 && rule->marker) {
+            for (size_t a = 0; a < *n; a++) {
+                for (size_t b = a + 1; b < *n;) {
+                    if (same_state(st[a], st[b])) {
+                        free(st[b]);
+                        st[b] = st[--*n];
+                    } else {
+                        b++;
+                    }
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+static int run_phase(replay *r, int phase)
+{
+    replay *st[MAX_STATES] = {r};
+    size_t n = 1;
+    int rc = run_phase_states(st, &n, phase);
+    for (size_t k = 1; k < n; k++)
+        free(st[k]);
+    return rc;
+}
+
+/* ---- the call ---- */
+
+static const char *dupz(arena *a, const char *s, size_t n)
+{
+    char *p = arena_alloc(a, n + 1);
+    if (!p) return NULL;
+    memcpy(p, s, n);
+    p[n] = '\0';
+    return p;
+}
+
+static void call_prepare(waf_fast_call *c)
+{
+    const waf_facts *fa = c->facts;
+    arena *a = &c->mem;
+    c->prepared = 1;
+    const char *uri = fa->uri;
+    if (!uri || uri[0] != '/' || strpbrk(uri, "?#%+\\")) {
+        c->unfit = "path with a query string or encoding";
+        return;
+    }
+    c->nheaders = fa->nheaders;
+    c->headers = arena_alloc(a, (fa->nheaders + 1) * sizeof *c->headers);
+    c->header_names = arena_alloc(a, (fa->nheaders + 1) * sizeof *c->header_names);
+    if (!c->headers || !c->header_names) {
+        c->unfit = "out of memory";
+        return;
+    }
+    for (size_t i = 0; i < fa->nheaders; i++) {
+        const waf_kv *h = &fa->headers[i];
+        if (ieq(h->name, h->name_len, "cookie", 6)) {
+            c->unfit = "cookies";
+            return;
+        }
+        if (ieq(h->name, h->name_len, "content-type", 12)) {
+            /* multipart and urlencoded types choose another body processor in libmodsecurity */
+            if ((h->value_len >= 9 && !strncasecmp(h->value, "multipart", 9)) ||
+                (h->value_len >= 33 && !strncasecmp(h->value, "application/x-www-form-urlencoded", 33))) {
+                c->unfit = "form body";
+                return;
+            }
+        }
+        size_t kl = 16 + h->name_len + 1;
+        char *key = arena_alloc(a, kl);
+        char *nkey = arena_alloc(a, 22 + h->name_len + 1);
+        const char *name = dupz(a, h->name, h->name_len);
+        if (!key || !nkey || !name) {
+            c->unfit = "out of memory";
+            return;
+        }
+        snprintf(key, kl, "REQUEST_HEADERS:%s", name);
+        snprintf(nkey, 22 + h->name_len + 1, "REQUEST_HEADERS_NAMES:%s", name);
+        value_init(NULL, a, &c->headers[i], key, key + 16, h->name_len, h->value, h->value_len);
+        value_init(NULL, a, &c->header_names[i], nkey, nkey + 22, h->name_len, name, h->name_len);
+        c->headers[i].call_level = c->header_names[i].call_level = 1;
+    }
+    size_t ul = strlen(uri);
+    const char *base = "";
+    size_t bl = 0;
+    const char *slash = NULL;
+    for (const char *p = uri; *p; p++)
+        if (*p == '/' || *p == '\\') slash = p;
+    if (slash && slash[1]) {
+        base = slash + 1;
+        bl = strlen(base);
+    }
+    size_t ll = strlen(fa->method) + 1 + ul + 9;
+    char *line = arena_alloc(a, ll + 1);
+    if (!line) {
+        c->unfit = "out of memory";
+        return;
+    }
+    snprintf(line, ll + 1, "%s %s HTTP/2.0", fa->method, uri);
+    static const char *const names[V_UNSUPPORTED] = {
+        [V_REQUEST_METHOD] = "REQUEST_METHOD",
+        [V_REQUEST_URI] = "REQUEST_URI",
+        [V_REQUEST_URI_RAW] = "REQUEST_URI_RAW",
+        [V_REQUEST_FILENAME] = "REQUEST_FILENAME",
+        [V_REQUEST_BASENAME] = "REQUEST_BASENAME",
+        [V_REQUEST_LINE] = "REQUEST_LINE",
+        [V_REQUEST_PROTOCOL] = "REQUEST_PROTOCOL",
+        [V_QUERY_STRING] = "QUERY_STRING",
+        [V_REMOTE_ADDR] = "REMOTE_ADDR",
+        [V_REQBODY_PROCESSOR] = "REQBODY_PROCESSOR",
+        [V_REQBODY_ERROR] = "REQBODY_ERROR",
+        [V_UNIQUE_ID] = "UNIQUE_ID",
+        [V_UNSET] = "",
+    };
+    for (int k = 0; k < V_UNSUPPORTED; k++) {
+        value_init(NULL, a, &c->single[k], names[k] ? names[k] : "", "", 0, "", 0);
+        c->single[k].call_level = 1;
+    }
+    c->single[V_REQUEST_METHOD].s = fa->method;
+    c->single[V_REQUEST_METHOD].len = strlen(fa->method);
+    value *u[] = {&c->single[V_REQUEST_URI], &c->single[V_REQUEST_URI_RAW], &c->single[V_REQUEST_FILENAME]};
+    for (size_t i = 0; i < 3; i++) {
+        u[i]->s = uri;
+        u[i]->len = ul;
+    }
+    c->single[V_REQUEST_BASENAME].s = base;
+    c->single[V_REQUEST_BASENAME].len = bl;
+    c->single[V_REQUEST_LINE].s = line;
+    c->single[V_REQUEST_LINE].len = strlen(line);
+    c->single[V_REQUEST_PROTOCOL].s = "HTTP/2.0";
+    c->single[V_REQUEST_PROTOCOL].len = 8;
+    c->single[V_REMOTE_ADDR].s = fa->client_ip;
+    c->single[V_REMOTE_ADDR].len = strlen(fa->client_ip);
+    c->single[V_REQBODY_PROCESSOR].s = "JSON";
+    c->single[V_REQBODY_PROCESSOR].len = 4;
+    c->single[V_REQBODY_ERROR].s = "0";
+    c->single[V_REQBODY_ERROR].len = 1;
+    c->single[V_UNIQUE_ID].s = c->txid;
+    c->single[V_UNIQUE_ID].len = strlen(c->txid);
+}
+
+waf_fast_call *waf_fast_call_new(const waf_fast *f, const waf_facts *facts, const char *txid)
+{
+    waf_fast_call *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    c->f = f;
+    c->facts = facts;
+    c->txid = txid ? txid : "";
+    c->md = pcre2_match_data_create(f->max_groups + 1, NULL);
+    if (!c->md) {
+        free(c);
+        return NULL;
+    }
+    return c;
+}
+
+void waf_fast_call_free(waf_fast_call *c)
+{
+    if (!c) return;
+    arena_reset(&c->mem);
+    pcre2_match_data_free(c->md);
+    free(c->tx1);
+    free(c->marker1);
+    free(c);
+}
+
+static void replay_init(replay *r, waf_fast_call *c, hs_scratch_t *hs, arena *mem)
+{
+    memset(r, 0, offsetof(replay, tx));
+    r->c = c;
+    r->f = c->f;
+    r->hs = hs;
+    r->mem = mem;
+    r->ntx = r->nrm = r->nmv = 0;
+    r->json = 0;
+    r->marker = NULL;
+    r->skip = 0;
+    r->args = r->arg_names = NULL;
+    r->nargs = 0;
+}
+
+int waf_fast_judge(waf_fast_call *c, waf_fast_scratch *s, const waf_arg *args, size_t nargs, const char *body,
+                   size_t body_len, const char **reason)
+{
+    const waf_fast *f = c->f;
+    replay *r = malloc(sizeof *r);
+    arena mem = {0};
+    int rv = WAF_FAST_FALLBACK;
+    *reason = NULL;
+    c->last_rule = 0;
+    if (!r) {
+        *reason = "out of memory";
+        return WAF_FAST_FALLBACK;
+    }
+    if (!c->prepared) call_prepare(c);
+    if (c->unfit) {
+        *reason = c->unfit;
+        goto out;
+    }
+    /* phase 1: once per call; its TX, exclusions and body processor carry into every phase 2 */
+    if (!c->phase1_done) {
+        replay_init(r, c, s->hs, &c->mem);
+        r->reason = NULL;
+        c->phase1_done = 1;
+        if (run_phase(r, 0) < 0 || run_phase(r, 1) < 0) {
+            c->phase1_reason = r->reason ? r->reason : "fallback";
+            c->phase1_rule = r->reason_rule;
+        } else {
+            c->tx1 = malloc((r->ntx + 1) * sizeof *c->tx1);
+            if (!c->tx1) {
+                c->phase1_reason = "out of memory";
+            } else {
+                memcpy(c->tx1, r->tx, r->ntx * sizeof *c->tx1); /* strings stay in the call's arena */
+                c->ntx1 = r->ntx;
+                memcpy(c->rm1, r->rm, r->nrm * sizeof *r->rm);
+                c->nrm1 = r->nrm;
+                c->json1 = r->json;
+                c->marker1 = r->marker ? strdup(r->marker) : NULL;
+                c->skip1 = r->skip;
+            }
+        }
+    }
+    if (c->phase1_reason) {
+        *reason = c->phase1_reason;
+        c->last_rule = c->phase1_rule;
+        goto out;
+    }
+    if (!c->json1) {
+        *reason = "body processor not JSON";
+        goto out;
+    }
+    replay_init(r, c, s->hs, &mem);
+    r->reason = NULL;
+    memcpy(r->tx, c->tx1, c->ntx1 * sizeof *c->tx1);
+    r->ntx = c->ntx1;
+    memcpy(r->rm, c->rm1, c->nrm1 * sizeof *r->rm);
+    r->nrm = c->nrm1;
+    r->json = c->json1;
+    r->marker = c->marker1;
+    r->skip = c->skip1;
+    /* the transaction's values */
+    r->nargs = nargs;
+    r->args = arena_alloc(&mem, (nargs + 1) * sizeof *r->args);
+    r->arg_names = arena_alloc(&mem, (nargs + 1) * sizeof *r->arg_names);
+    if (!r->args || !r->arg_names) {
+        *reason = "out of memory";
+        goto out;
+    }
+    size_t combined = 0;
+    for (size_t i = 0; i < nargs; i++) {
+        const waf_arg *a = &args[i];
+        char *key = arena_alloc(&mem, a->name_len + 6);
+        char *nkey = arena_alloc(&mem, a->name_len + 12);
+        if (!key || !nkey) {
+            *reason = "out of memory";
+            goto out;
+        }
+        memcpy(key, "ARGS:", 5);
+        memcpy(key + 5, a->name, a->name_len);
+        key[5 + a->name_len] = '\0';
+        memcpy(nkey, "ARGS_NAMES:", 11);
+        memcpy(nkey + 11, a->name, a->name_len);
+        nkey[11 + a->name_len] = '\0';
+        value_init(r, &mem, &r->args[i], key, key + 5, a->name_len, a->value, a->value_len);
+        value_init(r, &mem, &r->arg_names[i], nkey, nkey + 11, a->name_len, key + 5, a->name_len);
+        combined += a->name_len + a->value_len;
+    }
+    value_init(r, &mem, &r->body, "REQUEST_BODY", "", 0, body ? body : "", body ? body_len : 0);
+    if (body_len) snprintf(r->numbuf[0], sizeof r->numbuf[0], "%zu", body_len);
+    value_init(r, &mem, &r->body_len, "REQUEST_BODY_LENGTH", "", 0, r->numbuf[0], strlen(r->numbuf[0]));
+    if (nargs) snprintf(r->numbuf[1], sizeof r->numbuf[1], "%zu", combined);
+    value_init(r, &mem, &r->combined, "ARGS_COMBINED_SIZE", "", 0, r->numbuf[1], strlen(r->numbuf[1]));
+    if (run_phase(r, 2) < 0) {
+        *reason = r->reason ? r->reason : "fallback";
+        c->last_rule = r->reason_rule;
+        goto out;
+    }
+    rv = WAF_FAST_CLEAN;
+out:
+    (void)f;
+    arena_reset(&mem);
+    free(r);
+    return rv;
+}
+
+/* ---- building ---- */
+
+static fp_rule *new_rule(waf_fast *f)
+{
+    /* rules are linked by pointer: allocate each separately, keep a list for freeing */
+    fp_rule *r = calloc(1, sizeof *r);
+    if (!r) return NULL;
+    if (f->nall == f->capall) {
+        size_t cap = f->capall ? f->capall * 2 : 512;
+        void *n = realloc(f->all, cap * sizeof(fp_rule *));
+        if (!n) {
+            free(r);
+            return NULL;
+        }
+        f->all = n;
+        f->capall = cap;
+    }
+    ((fp_rule **)f->all)[f->nall++] = r;
+    return r;
+}
+
+static int chain_intern(waf_fast *f, const waf_transform_id *t, size_t n)
+{
+    for (size_t i = 0; i < f->nchains; i++)
+        if (f->chains[i].n == n && (!n || !memcmp(f->chains[i].t, t, n * sizeof *t))) return (int)i;
+    fp_chain *c = realloc(f->chains, (f->nchains + 1) * sizeof *c);
+    if (!c) return -1;
+    f->chains = c;
+    c[f->nchains].n = n;
+    c[f->nchains].t = malloc((n + 1) * sizeof *t);
+    if (!c[f->nchains].t) return -1;
+    if (n) memcpy(c[f->nchains].t, t, n * sizeof *t);
+    return (int)f->nchains++;
+}
+
+/* For multiMatch every prefix of the chain must be interned consecutively, ending with the full
+ * one: chains [id-n .. id] are the prefixes of length 0..n. */
+static int chain_intern_prefixes(waf_fast *f, const waf_transform_id *t, size_t n)
+{
+    int first = -1;
+    fp_chain *c = realloc(f->chains, (f->nchains + n + 1) * sizeof *c);
+    if (!c) return -1;
+    f->chains = c;
+    for (size_t k = 0; k <= n; k++) {
+        c[f->nchains].n = k;
+        c[f->nchains].t = malloc((k + 1) * sizeof *t);
+        if (!c[f->nchains].t) return -1;
+        if (k) memcpy(c[f->nchains].t, t, k * sizeof *t);
+        if (first < 0) first = (int)f->nchains;
+        f->nchains++;
+    }
+    return first + (int)n;
+}
+
+typedef struct builder {
+    waf_fast *f;
+    const sl_ruleset *rs;
+    /* Hyperscan patterns */
+    char **pats;
+    unsigned *flags, *ids;
+    size_t npats, cap;
+    char *err;
+    size_t errlen;
+} builder;
+
+static int add_pat(builder *b, char *expr, unsigned flags, unsigned id)
+{
+    if (b->npats == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 1024;
+        char **p = realloc(b->pats, cap * sizeof *p);
+        if (p) b->pats = p;
+        unsigned *fl = realloc(b->flags, cap * sizeof *fl);
+        if (fl) b->flags = fl;
+        unsigned *id_ = realloc(b->ids, cap * sizeof *id_);
+        if (id_) b->ids = id_;
+        if (!p || !fl || !id_) {
+            free(expr);
+            return -1;
+        }
+        b->cap = cap;
+    }
+    b->pats[b->npats] = expr;
+    b->flags[b->npats] = flags;
+    b->ids[b->npats] = id;
+    b->npats++;
+    return 0;
+}
+
+static int add_always(waf_fast *f, int id)
+{
+    int *a = realloc(f->always, (f->nalways + 1) * sizeof *a);
+    if (!a) return -1;
+    f->always = a;
+    a[f->nalways++] = id;
+    return 0;
+}
+
+/* A literal as a Hyperscan expression: every byte escaped. */
+static char *literal_expr(const char *s, size_t n)
+{
+    char *e = malloc(n * 4 + 1);
+    if (!e) return NULL;
+    for (size_t i = 0; i < n; i++)
+        sprintf(e + 4 * i, "\\x%02x", (unsigned char)s[i]);
+    e[n * 4] = '\0';
+    return e;
+}
+
+static void uncovered(waf_fast *f, uint32_t id, const char *why, const char *detail)
+{
+    char line[256];
+    int n = snprintf(line, sizeof line, "%u %s%s%s\n", id, why, detail ? " " : "", detail ? detail : "");
+    if (n <= 0) return;
+    size_t cur = f->uncovered ? strlen(f->uncovered) : 0;
+    char *u = realloc(f->uncovered, cur + (size_t)n + 1);
+    if (!u) return;
+    memcpy(u + cur, line, (size_t)n + 1);
+    f->uncovered = u;
+    f->nuncovered++;
+}
+
+static int parse_pm_words(builder *b, const char *param, int id)
+{
+    /* whitespace-separated phrases; quotes, hex (|..|) and escapes are not modelled */
+    if (strpbrk(param, "|\"\\")) return add_always(b->f, id);
+    const char *p = param;
+    int any = 0;
+    while (*p) {
+        while (*p && isspace((unsigned char)*p))
+            p++;
+        const char *s = p;
+        while (*p && !isspace((unsigned char)*p))
+            p++;
+        if (p > s) {
+            char *e = literal_expr(s, (size_t)(p - s));
+            if (!e || add_pat(b, e, HS_FLAG_CASELESS | HS_FLAG_SINGLEMATCH, (unsigned)id) < 0) return -1;
+            any = 1;
+        }
+    }
+    return any ? 0 : add_always(b->f, id);
+}
+
+static int parse_pm_file(builder *b, const char *files, const char *rule_file, int id)
+{
+    char dirbuf[PATH_MAX];
+    snprintf(dirbuf, sizeof dirbuf, "%s", rule_file ? rule_file : ".");
+    const char *dir = dirname(dirbuf);
+    const char *p = files;
+    while (*p) {
+        while (*p && isspace((unsigned char)*p))
+            p++;
+        const char *s = p;
+        while (*p && !isspace((unsigned char)*p))
+            p++;
+        if (p == s) break;
+        char path[PATH_MAX];
+        if (*s == '/')
+            snprintf(path, sizeof path, "%.*s", (int)(p - s), s);
+        else
+            snprintf(path, sizeof path, "%s/%.*s", dir, (int)(p - s), s);
+        FILE *fp = fopen(path, "r");
+        if (!fp) return add_always(b->f, id);
+        char line[8192];
+        while (fgets(line, sizeof line, fp)) {
+            size_t n = strlen(line);
+            /* trailing whitespace trimmed: a shorter literal matches whenever the longer one does */
+            while (n && isspace((unsigned char)line[n - 1]))
+                n--;
+            size_t st = 0;
+            while (st < n && isspace((unsigned char)line[st]))
+                st++;
+            if (st == n || line[st] == '#') continue;
+            /* leading whitespace is part of libmodsecurity's phrase: keeping the rest is a superset */
+            char *e = literal_expr(line + st, n - st);
+            if (!e || add_pat(b, e, HS_FLAG_CASELESS | HS_FLAG_SINGLEMATCH, (unsigned)id) < 0) {
+                fclose(fp);
+                return -1;
+            }
+        }
+        fclose(fp);
+    }
+    return 0;
+}
+
+static const struct {
+    const char *name;
+    int kind;
+} op_names[] = {
+    {"rx", OP_RX},
+    {"pm", OP_PM},
+    {"pmf", OP_PM},
+    {"pmfromfile", OP_PM},
+    {"streq", OP_STREQ},
+    {"eq", OP_EQ},
+    {"gt", OP_GT},
+    {"lt", OP_LT},
+    {"ge", OP_GE},
+    {"le", OP_LE},
+    {"within", OP_WITHIN},
+    {"beginswith", OP_BEGINSWITH},
+    {"endswith", OP_ENDSWITH},
+    {"contains", OP_CONTAINS},
+    {"validatebyterange", OP_VALIDATEBYTERANGE},
+    {"detectsqli", OP_DETECTSQLI},
+    {"detectxss", OP_DETECTXSS},
+    {"unconditionalmatch", OP_UNCONDITIONAL},
+    {"nomatch", OP_NOMATCH},
+    {"ipmatch", OP_IPMATCH},
+};
+
+static int byte_ranges(fp_op *op, const char *param)
+{
+    memset(op->table, 0, sizeof op->table);
+    const char *p = param;
+    while (*p) {
+        const char *e = strchr(p, ',');
+        size_t n = e ? (size_t)(e - p) : strlen(p);
+        char part[64];
+        if (n >= sizeof part) return -1;
+        memcpy(part, p, n);
+        part[n] = '\0';
+        char *dash = strchr(part, '-');
+        long lo, hi;
+        char *end;
+        lo = strtol(part, &end, 10);
+        if (end == part) return -1;
+        hi = lo;
+        if (dash) {
+            hi = strtol(dash + 1, &end, 10);
+            if (end == dash + 1) return -1;
+        }
+        if (lo < 0 || hi > 255 || lo > hi) return -1;
+        for (long x = lo; x <= hi; x++)
+            op->table[x >> 3] |= (uint8_t)(1 << (x & 7));
+        p = e ? e + 1 : p + n;
+    }
+    return 0;
+}
+
+static pcre2_code *compile_re(const char *pat, int caseless)
+{
+    int ec;
+    PCRE2_SIZE eo;
+    pcre2_code *re =
+        pcre2_compile((PCRE2_SPTR)pat, PCRE2_ZERO_TERMINATED,
+                      PCRE2_DOTALL | PCRE2_MULTILINE | (caseless ? PCRE2_CASELESS : 0), &ec, &eo, NULL);
+    if (re) pcre2_jit_compile(re, PCRE2_JIT_COMPLETE);
+    return re;
+}
+
+static int compile_op(builder *b, fp_rule *r, const sl_rule *sr)
+{
+    waf_fast *f = b->f;
+    fp_op *op = &r->op;
+    op->pat = -1;
+    op->negated = sr->op_negated;
+    op->kind = OP_UNSUPPORTED;
+    for (size_t i = 0; i < sizeof op_names / sizeof *op_names; i++)
+        if (!strcmp(sr->op ? sr->op : "rx", op_names[i].name)) op->kind = op_names[i].kind;
+    const char *param = sr->op_param ? sr->op_param : "";
+    if (op->kind == OP_UNSUPPORTED) {
+        r->unsupported = "operator not modelled";
+        uncovered(f, r->id, "operator", sr->op);
+        return 0;
+    }
+    int from_file = sr->op && strcmp(sr->op, "pm") != 0 && op->kind == OP_PM;
+    if (tmpl_parse(&op->param, from_file ? "" : param) < 0) return -1;
+    if (op->param.has_macro && (op->kind == OP_RX || op->kind == OP_PM || op->kind == OP_VALIDATEBYTERANGE)) {
+        r->unsupported = "operator parameter with a macro";
+        uncovered(f, r->id, "macro in the parameter of", sr->op);
+        return 0;
+    }
+    if (op->param.has_macro && op->param.unsupported) {
+        r->unsupported = "macro not modelled";
+        uncovered(f, r->id, "macro in", param);
+        return 0;
+    }
+    switch (op->kind) {
+    case OP_RX: {
+        if (!*param) break; /* matches everything (op->re NULL) */
+        op->re = compile_re(param, 0);
+        if (!op->re) {
+            r->unsupported = "regex PCRE2 refuses";
+            uncovered(f, r->id, "regex", "does not compile");
+            return 0;
+        }
+        uint32_t groups = 0;
+        pcre2_pattern_info(op->re, PCRE2_INFO_CAPTURECOUNT, &groups);
+        if (groups > f->max_groups) f->max_groups = groups;
+        op->pat = (int)f->npats++;
+        char *e = strdup(param);
+        if (!e) return -1;
+        /* prefilter: may match more than PCRE, never less */
+        unsigned flags = HS_FLAG_DOTALL | HS_FLAG_MULTILINE | HS_FLAG_SINGLEMATCH | HS_FLAG_PREFILTER;
+        return add_pat(b, e, flags, (unsigned)op->pat);
+    }
+    case OP_PM:
+        op->pat = (int)f->npats++;
+        return from_file ? parse_pm_file(b, param, sr->file, op->pat) : parse_pm_words(b, param, op->pat);
+    case OP_IPMATCH:
+        if (ip_nets(op, param) < 0) {
+            r->unsupported = "ipMatch list not understood";
+            uncovered(f, r->id, "ipMatch", param);
+        }
+        break;
+    case OP_VALIDATEBYTERANGE:
+        if (byte_ranges(op, param) < 0) {
+            r->unsupported = "byte range not understood";
+            uncovered(f, r->id, "validateByteRange", param);
+        }
+        break;
+    default:
+        break;
+    }
+    return 0;
+}
+
+static int compile_var(builder *b, fp_rule *r, fp_var *v, const sl_var *sv)
+{
+    v->kind = V_UNSUPPORTED;
+    for (size_t i = 0; i < sizeof var_names / sizeof *var_names; i++)
+        if (!strcmp(sv->collection, var_names[i].name)) v->kind = var_names[i].kind;
+    v->count = sv->count;
+    v->exclude = sv->exclude;
+    size_t fl = strlen(sv->collection) + (sv->key ? strlen(sv->key) + 1 : 0) + 1;
+    v->full = malloc(fl);
+    if (!v->full) return -1;
+    snprintf(v->full, fl, "%s%s%s", sv->collection, sv->key ? ":" : "", sv->key ? sv->key : "");
+    if (v->kind == V_UNSUPPORTED && !sv->exclude) {
+        uncovered(b->f, r->id, "variable", sv->collection);
+        r->unsupported = "variable not modelled";
+    }
+    if (sv->key) {
+        if (sv->key_regex) {
+            size_t kl = strlen(sv->key);
+            char *pat = xstrndup(sv->key + 1, kl >= 2 ? kl - 2 : 0);
+            if (!pat) return -1;
+            v->key_re = compile_re(pat, 0);
+            free(pat);
+            if (!v->key_re) {
+                r->unsupported = "regex key";
+                uncovered(b->f, r->id, "regex key", sv->key);
+            }
+        } else {
+            /* libmodsecurity keeps the quotes of 'User-Agent' in the key, which then names nothing */
+            size_t kl = strlen(sv->key) + 3;
+            if (!(v->key = malloc(kl))) return -1;
+            snprintf(v->key, kl, sv->key_quoted ? "'%s'" : "%s", sv->key);
+            v->key_len = strlen(v->key);
+        }
+    }
+    return 0;
+}
+
+static int parse_setvar(fp_rule *r, const char *s, waf_fast *f)
+{
+    fp_setvar *n = realloc(r->setvars, (r->nsetvars + 1) * sizeof *n);
+    if (!n) return -1;
+    r->setvars = n;
+    fp_setvar *sv = &n[r->nsetvars];
+    memset(sv, 0, sizeof *sv);
+    const char *p = s;
+    int unset = 0;
+    if (*p == '!') {
+        unset = 1;
+        p++;
+    }
+    if (strncasecmp(p, "tx.", 3) != 0) {
+        r->unsupported_match = "setvar outside TX";
+        uncovered(f, r->id, "setvar on", s);
+        return 0;
+    }
+    p += 3;
+    const char *eq = strchr(p, '=');
+    char *name = xstrndup(p, eq ? (size_t)(eq - p) : strlen(p));
+    if (!name) return -1;
+    int rc = tmpl_parse(&sv->name, name);
+    free(name);
+    if (rc < 0) return -1;
+    if (unset)
+        sv->op = '!';
+    else if (!eq)
+        sv->op = '1';
+    else if (eq[1] == '+' || eq[1] == '-') {
+        sv->op = eq[1];
+        if (tmpl_parse(&sv->value, eq + 2) < 0) return -1;
+    } else {
+        sv->op = '=';
+        if (tmpl_parse(&sv->value, eq + 1) < 0) return -1;
+    }
+    r->nsetvars++;
+    return 0;
+}
+
+static int parse_ctl(fp_rule *r, const char *s, waf_fast *f)
+{
+    fp_ctl c = {0};
+    const char *eq = strchr(s, '=');
+    if (!eq) {
+        r->unsupported_match = "ctl not understood";
+        uncovered(f, r->id, "ctl", s);
+        return 0;
+    }
+    size_t nl = (size_t)(eq - s);
+    const char *v = eq + 1;
+    if (ieq(s, nl, "ruleRemoveById", 14) || ieq(s, nl, "ruleRemoveTargetById", 20)) {
+        int target = nl == 20;
+        char *end;
+        c.lo = c.hi = (uint32_t)strtoul(v, &end, 10);
+        if (*end == '-') c.hi = (uint32_t)strtoul(end + 1, &end, 10);
+        if (target) {
+            if (*end != ';') goto bad;
+            c.kind = 2;
+            c.target = strdup(end + 1);
+            if (!c.target) return -1;
+        } else {
+            if (*end) goto bad;
+            c.kind = 0;
+        }
+    } else if (ieq(s, nl, "ruleRemoveByTag", 15)) {
+        c.kind = 1;
+        c.tag = strdup(v);
+        if (!c.tag) return -1;
+    } else if (ieq(s, nl, "ruleRemoveTargetByTag", 21)) {
+        const char *semi = strchr(v, ';');
+        if (!semi) goto bad;
+        c.kind = 3;
+        c.tag = xstrndup(v, (size_t)(semi - v));
+        c.target = strdup(semi + 1);
+        if (!c.tag || !c.target) return -1;
+    } else if (ieq(s, nl, "requestBodyProcessor", 20)) {
+        c.kind = 4;
+        c.processor = strdup(v);
+        if (!c.processor) return -1;
+        for (char *p = c.processor; *p; p++)
+            *p = (char)toupper((unsigned char)*p);
+    } else if (ieq(s, nl, "auditLogParts", 13)) {
+        c.kind = 5; /* only shapes an audit entry, which a clean transaction does not write */
+    } else {
+        goto bad;
+    }
+    fp_ctl *n = realloc(r->ctls, (r->nctls + 1) * sizeof *n);
+    if (!n) return -1;
+    r->ctls = n;
+    n[r->nctls++] = c;
+    return 0;
+bad:
+    free(c.tag);
+    free(c.target);
+    r->unsupported_match = "ctl not modelled";
+    uncovered(f, r->id, "ctl", s);
+    return 0;
+}
+
+/* Actions a replay can carry out, or that change nothing for a transaction with a clean result. */
+static const char *const quiet_actions[] = {
+    "id",          "phase",       "msg",        "logdata", "tag",     "severity",        "rev",
+    "ver",         "maturity",    "accuracy",   "chain",   "capture", "setvar",          "ctl",
+    "skipafter",   "skip",        "multimatch", "nolog",   "log",     "auditlog",        "noauditlog",
+    "pass",        "block",       "deny",       "drop",    "status",  "redirect",        "t",
+    "expirevar",   "initcol",     "setenv",     "allow",   "exec",    "sanitisematched", "sanitizematched",
+    "sanitisearg", "sanitizearg", "setuid",     "setsid",  "setrsc",  "append",          "prepend",
+    "proxy",       "pause",       "xmlns"};
+
+/* Whether SecDefaultAction of the phase makes `pass` the disruptive action. */
+static int default_pass(const sl_ruleset *rs, int phase)
+{
+    if (phase < 1 || phase > 5) return 0;
+    for (size_t i = 0; i < rs->ndefault_actions[phase]; i++)
+        if (!strcmp(rs->default_actions[phase][i].name, "pass")) return 1;
+    /* without SecDefaultAction, libmodsecurity's default is pass as well */
+    return rs->ndefault_actions[phase] == 0;
+}
+
+static int compile_actions(builder *b, fp_rule *r, const sl_rule *sr, int head)
+{
+    waf_fast *f = b->f;
+    int nolog = 0, log = -1, disruptive_loud = 0, pass = 0;
+    for (size_t i = 0; i < sr->nactions; i++) {
+        const sl_action *a = &sr->actions[i];
+        const char *v = a->value ? a->value : "";
+        if (!strcmp(a->name, "setvar")) {
+            if (parse_setvar(r, v, f) < 0) return -1;
+        } else if (!strcmp(a->name, "ctl")) {
+            if (parse_ctl(r, v, f) < 0) return -1;
+        } else if (!strcmp(a->name, "skipafter")) {
+            free(r->skip_after);
+            r->skip_after = strdup(v);
+            if (!r->skip_after) return -1;
+        } else if (!strcmp(a->name, "skip")) {
+            r->skip = atoi(v);
+        } else if (!strcmp(a->name, "capture")) {
+            r->capture = 1;
+        } else if (!strcmp(a->name, "multimatch")) {
+            r->multimatch = 1;
+        } else if (!strcmp(a->name, "nolog")) {
+            nolog = 1;
+        } else if (!strcmp(a->name, "log")) {
+            log = 1;
+        } else if (!strcmp(a->name, "pass")) {
+            pass = 1;
+        } else if (!strcmp(a->name, "block") || !strcmp(a->name, "deny") || !strcmp(a->name, "drop") ||
+                   !strcmp(a->name, "redirect") || !strcmp(a->name, "allow") || !strcmp(a->name, "proxy") ||
+                   !strcmp(a->name, "auditlog")) {
+            disruptive_loud = 1;
+        } else if (!strcmp(a->name, "tag")) {
+            char **t = realloc(r->tags, (r->ntags + 1) * sizeof *t);
+            if (!t) return -1;
+            r->tags = t;
+            if (!(t[r->ntags++] = strdup(v))) return -1;
+        } else if (!strcmp(a->name, "msg")) {
+            free(r->msg);
+            if (!(r->msg = strdup(v))) return -1;
+        } else if (!strcmp(a->name, "expirevar") || !strcmp(a->name, "initcol") ||
+                   !strcmp(a->name, "setenv") || !strcmp(a->name, "exec") || !strcmp(a->name, "setuid") ||
+                   !strcmp(a->name, "setsid") || !strcmp(a->name, "setrsc") || !strcmp(a->name, "append") ||
+                   !strcmp(a->name, "prepend") || !strcmp(a->name, "pause") ||
+                   !strcmp(a->name, "sanitisematched") || !strcmp(a->name, "sanitizematched") ||
+                   !strcmp(a->name, "sanitisearg") || !strcmp(a->name, "sanitizearg")) {
+            /* effects outside TX: a match cannot be replayed */
+            disruptive_loud = 1;
+        } else {
+            size_t k = 0;
+            while (k < sizeof quiet_actions / sizeof *quiet_actions && strcmp(a->name, quiet_actions[k]))
+                k++;
+            if (k == sizeof quiet_actions / sizeof *quiet_actions) {
+                r->unsupported_match = "action not modelled";
+                uncovered(f, r->id, "action", a->name);
+            }
+        }
+    }
+    if (head) {
+        /* Whether a full match leaves a trace: a rule message (log, which SecDefaultAction's `log`
+         * gives every rule without `nolog`), or a disruptive action other than pass. */
+        (void)log;
+        r->loud = !nolog || disruptive_loud || (!pass && !default_pass(b->rs, r->phase));
+    } else {
+        r->loud = disruptive_loud;
+    }
+    return 0;
+}
+
+/* The effective transformations: after the last t:none, or SecDefaultAction's followed by the
+ * rule's own when there is none (RuleWithActions::executeTransformations). */
+static int compile_chain(builder *b, fp_rule *r, const sl_rule *sr)
+{
+    const sl_ruleset *rs = b->rs;
+    size_t last_none = (size_t)-1;
+    for (size_t i = 0; i < sr->ntransforms; i++)
+        if (!strcasecmp(sr->transforms[i], "none")) last_none = i;
+    waf_transform_id t[64];
+    size_t n = 0;
+    if (last_none == (size_t)-1 && r->phase >= 1 && r->phase <= 5)
+        for (size_t i = 0; i < rs->ndefault_transforms[r->phase] && n < 64; i++) {
+            waf_transform_id id = waf_transform_lookup(rs->default_transforms[r->phase][i]);
+            if (id == WT_UNKNOWN) goto unknown;
+            if (id != WT_NONE) t[n++] = id;
+        }
+    for (size_t i = last_none == (size_t)-1 ? 0 : last_none + 1; i < sr->ntransforms; i++) {
+        waf_transform_id id = waf_transform_lookup(sr->transforms[i]);
+        if (id == WT_UNKNOWN) goto unknown;
+        if (id == WT_NONE) continue;
+        if (n == 64) goto unknown;
+        t[n++] = id;
+    }
+    r->chain_id = r->multimatch ? chain_intern_prefixes(b->f, t, n) : chain_intern(b->f, t, n);
+    return r->chain_id < 0 ? -1 : 0;
+unknown:
+    r->chain_id = chain_intern(b->f, NULL, 0);
+    r->unsupported = "transformation not modelled";
+    uncovered(b->f, r->id, "transformation", "not modelled");
+    return r->chain_id < 0 ? -1 : 0;
+}
+
+static int target_update_applies(const sl_target_update *u, const sl_rule *sr)
+{
+    if (u->by == 0) return sr->id >= u->id_lo && sr->id <= u->id_hi;
+    for (size_t i = 0; i < sr->nactions; i++) {
+        const sl_action *a = &sr->actions[i];
+        if (a->value && !strcmp(a->name, u->by == 1 ? "tag" : "msg") && !strcmp(a->value, u->match)) return 1;
+    }
+    return 0;
+}
+
+static fp_rule *compile_rule(builder *b, const sl_rule *sr, const sl_rule *head_sr, int phase, int head)
+{
+    waf_fast *f = b->f;
+    const sl_ruleset *rs = b->rs;
+    fp_rule *r = new_rule(f);
+    if (!r) return NULL;
+    r->id = head ? sr->id : 0;
+    r->phase = phase;
+    r->op.pat = -1;
+    if (sr->kind == SL_ACTION) r->unconditional = 1;
+    if (compile_actions(b, r, sr, head) < 0) return NULL;
+    if (compile_chain(b, r, sr) < 0) return NULL;
+    if (!r->unconditional) {
+        /* the rule's targets, then those SecRuleUpdateTarget* added (to the head only) */
+        size_t extra = 0;
+        for (size_t i = 0; head && i < rs->ntarget_updates; i++)
+            if (target_update_applies(&rs->target_updates[i], head_sr)) extra += rs->target_updates[i].nvars;
+        r->vars = calloc(sr->nvars + extra + 1, sizeof *r->vars);
+        if (!r->vars) return NULL;
+        for (size_t i = 0; i < sr->nvars; i++)
+            if (compile_var(b, r, &r->vars[r->nvars++], &sr->vars[i]) < 0) return NULL;
+        for (size_t i = 0; head && i < rs->ntarget_updates; i++)
+            if (target_update_applies(&rs->target_updates[i], head_sr))
+                for (size_t k = 0; k < rs->target_updates[i].nvars; k++)
+                    if (compile_var(b, r, &r->vars[r->nvars++], &rs->target_updates[i].vars[k]) < 0)
+                        return NULL;
+        if (compile_op(b, r, sr) < 0) return NULL;
+        size_t targets = 0;
+        for (size_t i = 0; i < r->nvars; i++) {
+            if (r->vars[i].exclude) continue;
+            targets++;
+            if (r->vars[i].kind == V_PERSISTENT) r->reads_persistent = 1;
+            if (r->vars[i].kind == V_PERSISTENT && r->vars[i].count) r->forkable = -1;
+        }
+        r->forkable = r->reads_persistent && r->forkable == 0 && targets == 1 && head && !r->capture &&
+                      !r->multimatch && !r->nsetvars && !r->unsupported_match && !r->unsupported;
+    } else {
+        r->op.kind = OP_UNCONDITIONAL;
+    }
+    if (head) {
+        for (size_t i = 0; i < rs->nremove; i++)
+            if (r->id >= rs->remove_lo[i] && r->id <= rs->remove_hi[i]) r->removed = 1;
+        for (size_t i = 0; i < rs->nremove_tags; i++)
+            for (size_t t = 0; t < r->ntags; t++)
+                if (!strcmp(r->tags[t], rs->remove_tags[i])) r->removed = 1;
+        for (size_t i = 0; i < rs->nremove_msgs; i++)
+            if (r->msg && !strcmp(r->msg, rs->remove_msgs[i])) r->removed = 1;
+        for (size_t i = 0; i < rs->naction_updates; i++)
+            if (rs->action_updates[i].id == r->id && !r->removed) {
+                r->unsupported_match = "SecRuleUpdateActionById";
+                uncovered(f, r->id, "actions updated by", "SecRuleUpdateActionById");
+            }
+    }
+    if (sr->chain) {
+        if (!(r->chain = compile_rule(b, sr->chain, head_sr, phase, 0))) return NULL;
+        /* a link the replay cannot run makes the whole chain unsupported once it is reached */
+    }
+    return r;
+}
+
+static int phase_add(waf_fast *f, int phase, fp_rule *r)
+{
+    fp_rule **p = realloc(f->phase[phase], (f->nphase[phase] + 1) * sizeof *p);
+    if (!p) return -1;
+    f->phase[phase] = p;
+    p[f->nphase[phase]++] = r;
+    return 0;
+}
+
+static void rule_free(fp_rule *r)
+{
+    for (size_t i = 0; i < r->nvars; i++) {
+        free(r->vars[i].key);
+        free(r->vars[i].full);
+        pcre2_code_free(r->vars[i].key_re);
+    }
+    free(r->vars);
+    tmpl_free(&r->op.param);
+    free(r->op.nets);
+    pcre2_code_free(r->op.re);
+    for (size_t i = 0; i < r->nsetvars; i++) {
+        tmpl_free(&r->setvars[i].name);
+        tmpl_free(&r->setvars[i].value);
+    }
+    free(r->setvars);
+    for (size_t i = 0; i < r->nctls; i++) {
+        free(r->ctls[i].tag);
+        free(r->ctls[i].target);
+        free(r->ctls[i].processor);
+    }
+    free(r->ctls);
+    free(r->skip_after);
+    for (size_t i = 0; i < r->ntags; i++)
+        free(r->tags[i]);
+    free(r->tags);
+    free(r->msg);
+    free(r->marker_name);
+    free(r);
+}
+
+void waf_fast_free(waf_fast *f)
+{
+    if (!f) return;
+    for (size_t i = 0; i < f->nall; i++)
+        rule_free(((fp_rule **)f->all)[i]);
+    free(f->all);
+    for (int p = 0; p < 3; p++)
+        free(f->phase[p]);
+    for (size_t i = 0; i < f->nchains; i++)
+        free(f->chains[i].t);
+    free(f->chains);
+    if (f->db && f->db_owned) hs_free_database(f->db);
+    free(f->always);
+    free(f->uncovered);
+    free(f);
+}
+
+/* ---- compiled databases: shared per configuration, cached on disk ---- */
+
+typedef struct db_entry {
+    unsigned char key[32];
+    hs_database_t *db;
+    uint32_t *refused; /* pattern ids Hyperscan refused */
+    size_t nrefused;
+    struct db_entry *next;
+} db_entry;
+
+struct waf_fast_dbs {
+    char *dir; /* NULL: no disk cache */
+    db_entry *list;
+};
+
+/* A cache directory is trusted only when it is this user's and nobody else may write to it. */
+static int trusted_dir(const char *dir)
+{
+    struct stat st;
+    if (mkdir(dir, 0700) < 0 && errno != EEXIST) return 0;
+    return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() && !(st.st_mode & 022);
+}
+
+waf_fast_dbs *waf_fast_dbs_new(const char *cache_dir)
+{
+    waf_fast_dbs *d = calloc(1, sizeof *d);
+    if (!d) return NULL;
+    if (cache_dir && *cache_dir && trusted_dir(cache_dir)) d->dir = strdup(cache_dir);
+    return d;
+}
+
+void waf_fast_dbs_free(waf_fast_dbs *d)
+{
+    if (!d) return;
+    for (db_entry *e = d->list, *n; e; e = n) {
+        n = e->next;
+        hs_free_database(e->db);
+        free(e->refused);
+        free(e);
+    }
+    free(d->dir);
+    free(d);
+}
+
+static int pattern_key(const builder *b, unsigned char key[32])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned len = 0;
+    int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    const char *v = hs_version();
+    ok = ok && EVP_DigestUpdate(md, v, strlen(v) + 1);
+    for (size_t i = 0; ok && i < b->npats; i++)
+        ok = EVP_DigestUpdate(md, b->pats[i], strlen(b->pats[i]) + 1) &&
+             EVP_DigestUpdate(md, &b->flags[i], sizeof b->flags[i]) &&
+             EVP_DigestUpdate(md, &b->ids[i], sizeof b->ids[i]);
+    ok = ok && EVP_DigestFinal_ex(md, key, &len) && len == 32;
+    EVP_MD_CTX_free(md);
+    return ok ? 0 : -1;
+}
+
+/* A cached database file: "PCWAFDB1", the count of refused pattern ids and the ids (uint32 each),
+ * then Hyperscan's serialized database. */
+static const char db_magic[8] = "PCWAFDB1";
+
+static hs_database_t *db_load(const char *path, uint32_t **refused, size_t *nrefused)
+{
+    struct stat st;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return NULL;
+    hs_database_t *db = NULL;
+    char *buf = NULL;
+    if (fstat(fileno(fp), &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() && !(st.st_mode & 022) &&
+        st.st_size > 16 && st.st_size < (256 << 20) && (buf = malloc((size_t)st.st_size)) &&
+        fread(buf, 1, (size_t)st.st_size, fp) == (size_t)st.st_size && !memcmp(buf, db_magic, 8)) {
+        uint32_t n;
+        memcpy(&n, buf + 8, 4);
+        size_t off = 12 + (size_t)n * 4;
+        if (off < (size_t)st.st_size && (*refused = malloc((n + 1) * sizeof **refused))) {
+            memcpy(*refused, buf + 12, (size_t)n * 4);
+            *nrefused = n;
+            if (hs_deserialize_database(buf + off, (size_t)st.st_size - off, &db) != HS_SUCCESS) {
+                db = NULL;
+                free(*refused);
+                *refused = NULL;
+                *nrefused = 0;
+            }
+        }
+    }
+    free(buf);
+    fclose(fp);
+    return db;
+}
+
+static void db_store(const char *path, const hs_database_t *db, const uint32_t *refused, size_t nrefused)
+{
+    char *bytes = NULL;
+    size_t len = 0;
+    if (hs_serialize_database(db, &bytes, &len) != HS_SUCCESS) return;
+    char tmp[PATH_MAX];
+    snprintf(tmp, sizeof tmp, "%s.%ld.tmp", path, (long)getpid());
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    FILE *fp = fd >= 0 ? fdopen(fd, "wb") : NULL;
+    if (fp) {
+        uint32_t n = (uint32_t)nrefused;
+        int ok = fwrite(db_magic, 1, 8, fp) == 8 && fwrite(&n, 4, 1, fp) == 1 &&
+                 (!n || fwrite(refused, 4, n, fp) == n) && fwrite(bytes, 1, len, fp) == len;
+        ok = fclose(fp) == 0 && ok;
+        if (!ok || rename(tmp, path) < 0) unlink(tmp);
+    } else if (fd >= 0) {
+        close(fd);
+        unlink(tmp);
+    }
+    free(bytes);
+}
+
+/* Compiles the builder's patterns. Those Hyperscan refuses even as a prefilter are left out and
+ * listed in *refused (their rules are then candidates for every value, and PCRE decides). */
+static hs_database_t *db_compile(builder *b, uint32_t **refused, size_t *nrefused, char *err, size_t errlen)
+{
+    hs_database_t *db = NULL;
+    hs_compile_error_t *ce = NULL;
+    const char **pats = malloc((b->npats + 1) * sizeof *pats);
+    unsigned *flags = malloc((b->npats + 1) * sizeof *flags), *ids = malloc((b->npats + 1) * sizeof *ids);
+    size_t k = b->npats;
+    *refused = malloc((b->npats + 1) * sizeof **refused);
+    *nrefused = 0;
+    if (!pats || !flags || !ids || !*refused) goto out;
+    memcpy(pats, b->pats, k * sizeof *pats);
+    memcpy(flags, b->flags, k * sizeof *flags);
+    memcpy(ids, b->ids, k * sizeof *ids);
+    /* Hyperscan names the expression it refuses (it parses them all before compiling): that one is
+     * left out and the rest tried again. */
+    while (k &&
+           hs_compile_multi(pats, flags, ids, (unsigned)k, HS_MODE_BLOCK, NULL, &db, &ce) != HS_SUCCESS) {
+        int bad = ce ? ce->expression : -1;
+        if (bad < 0 || (size_t)bad >= k) {
+            errf(err, errlen, "multi-pattern database: %s", ce && ce->message ? ce->message : "?");
+            hs_free_compile_error(ce);
+            db = NULL;
+            goto out;
+        }
+        hs_free_compile_error(ce);
+        (*refused)[(*nrefused)++] = ids[bad];
+        k--;
+        memmove(pats + bad, pats + bad + 1, (k - (size_t)bad) * sizeof *pats);
+        memmove(flags + bad, flags + bad + 1, (k - (size_t)bad) * sizeof *flags);
+        memmove(ids + bad, ids + bad + 1, (k - (size_t)bad) * sizeof *ids);
+        db = NULL;
+    }
+    if (!k) errf(err, errlen, "multi-pattern database: Hyperscan accepts none of the patterns");
+out:
+    free(pats);
+    free(flags);
+    free(ids);
+    if (!db) {
+        free(*refused);
+        *refused = NULL;
+        *nrefused = 0;
+        if (!err[0]) errf(err, errlen, "multi-pattern database: out of memory");
+    }
+    return db;
+}
+
+/* The database for the builder's patterns: from this configuration, from the disk cache, or
+ * compiled (and then cached). The lock file keeps processes starting together from compiling the
+ * same patterns at once. */
+static hs_database_t *db_get(waf_fast_dbs *d, builder *b, char *err, size_t errlen)
+{
+    unsigned char key[32];
+    uint32_t *refused = NULL;
+    size_t nrefused = 0;
+    if (pattern_key(b, key) < 0) {
+        errf(err, errlen, "cannot hash the patterns");
+        return NULL;
+    }
+    db_entry *e = NULL;
+    for (e = d ? d->list : NULL; e; e = e->next)
+        if (!memcmp(e->key, key, 32)) break;
+    hs_database_t *db = e ? e->db : NULL;
+    if (e) {
+        refused = e->refused;
+        nrefused = e->nrefused;
+    }
+    char hex[65], path[PATH_MAX] = "", lock[PATH_MAX];
+    int lockfd = -1;
+    if (!db && d && d->dir) {
+        for (int i = 0; i < 32; i++)
+            sprintf(hex + 2 * i, "%02x", key[i]);
+        snprintf(path, sizeof path, "%s/waf-patterns-%s.hsdb", d->dir, hex);
+        snprintf(lock, sizeof lock, "%s/waf-patterns-%s.lock", d->dir, hex);
+        if ((lockfd = open(lock, O_RDWR | O_CREAT | O_CLOEXEC, 0600)) >= 0) flock(lockfd, LOCK_EX);
+        db = db_load(path, &refused, &nrefused);
+    }
+    if (!db && (db = db_compile(b, &refused, &nrefused, err, errlen)) && path[0])
+        db_store(path, db, refused, nrefused);
+    if (lockfd >= 0) close(lockfd); /* releases the lock */
+    if (!db) return NULL;
+    for (size_t i = 0; i < nrefused; i++)
+        if (add_always(b->f, (int)refused[i]) < 0) {
+            if (!e) hs_free_database(db);
+            if (!e) free(refused);
+            errf(err, errlen, "out of memory");
+            return NULL;
+        }
+    if (e) return db;
+    if (d && (e = calloc(1, sizeof *e))) {
+        memcpy(e->key, key, 32);
+        e->db = db;
+        e->refused = refused;
+        e->nrefused = nrefused;
+        e->next = d->list;
+        d->list = e;
+        return db;
+    }
+    free(refused);
+    if (d) {
+        hs_free_database(db);
+        errf(err, errlen, "out of memory");
+        return NULL;
+    }
+    return db; /* no shared set: the fast path owns it */
+}
+
+waf_fast *waf_fast_build(const waf_source *src, size_t nsrc, waf_fast_dbs *dbs, char *err, size_t errlen)
+{
+    if (errlen) err[0] = '\0';
+    sl_ruleset *rs = sl_new();
+    waf_fast *f = calloc(1, sizeof *f);
+    builder b = {.f = f, .rs = rs, .err = err, .errlen = errlen};
+    if (!rs || !f) {
+        errf(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < nsrc; i++) {
+        int rc = src[i].is_file ? sl_add_file(rs, src[i].text, err, errlen)
+                                : sl_add_text(rs, src[i].text, "(generated settings)", err, errlen);
+        if (rc < 0) goto fail;
+    }
+    if (rs->nunsupported) {
+        errf(err, errlen, "%s: not modelled by the fast path", rs->unsupported[0]);
+        goto fail;
+    }
+    if (chain_intern(f, NULL, 0) < 0) goto oom;
+    for (size_t i = 0; i < rs->nrules; i++) {
+        const sl_rule *sr = rs->rules[i];
+        if (sr->kind == SL_MARKER) {
+            for (int p = 0; p <= 2; p++) {
+                fp_rule *m = new_rule(f);
+                if (!m || !(m->marker_name = strdup(sr->marker ? sr->marker : "")) || phase_add(f, p, m) < 0)
+                    goto oom;
+                m->marker = 1;
+                m->phase = p;
+            }
+            continue;
+        }
+        if (sr->phase > 2) continue; /* responses and logging: not replayed */
+        fp_rule *r = compile_rule(&b, sr, sr, sr->phase, 1);
+        if (!r || phase_add(f, sr->phase, r) < 0) goto oom;
+    }
+    if (b.npats && !(f->db = db_get(dbs, &b, err, errlen))) goto fail;
+    f->db_owned = dbs == NULL;
+    for (size_t i = 0; i < b.npats; i++)
+        free(b.pats[i]);
+    free(b.pats);
+    free(b.flags);
+    free(b.ids);
+    sl_free(rs);
+    return f;
+oom:
+    errf(err, errlen, "out of memory");
+fail:
+    for (size_t i = 0; i < b.npats; i++)
+        free(b.pats[i]);
+    free(b.pats);
+    free(b.flags);
+    free(b.ids);
+    if (rs) sl_free(rs);
+    waf_fast_free(f);
+    return NULL;
+}
+
+size_t waf_fast_uncovered(const waf_fast *f, char *buf, size_t len)
+{
+    if (len) snprintf(buf, len, "%s", f->uncovered ? f->uncovered : "");
+    return f->nuncovered;
+}
+
+int waf_fast_scratch_fit(const waf_fast *f, waf_fast_scratch **s)
+{
+    if (!*s && !(*s = calloc(1, sizeof **s))) return -1;
+    if (!f->db) return 0;
+    return hs_alloc_scratch(f->db, &(*s)->hs) == HS_SUCCESS ? 0 : -1;
+}
+
+void waf_fast_scratch_free(waf_fast_scratch *s)
+{
+    if (!s) return;
+    if (s->hs) hs_free_scratch(s->hs);
+    free(s);
+}
+
+uint32_t waf_fast_fallback_rule(const waf_fast_call *c)
+{
+    return c->last_rule;
+}
