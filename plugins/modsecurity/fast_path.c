@@ -83,6 +83,42 @@ enum vkind {
     V_UNSUPPORTED
 };
 
+/* Values are scanned with the patterns of the rules that can inspect them: one database per class
+ * of values, so that a header or the body is not run through every argument rule's pattern. */
+enum { C_ARGS, C_HEADERS, C_BODY, C_URI, C_OTHER, NCLASSES };
+
+static int class_of(int kind, int count)
+{
+    if (count) return C_OTHER;
+    switch (kind) {
+    case V_ARGS:
+    case V_ARGS_NAMES:
+    case V_EMPTY:
+        return C_ARGS;
+    case V_REQUEST_HEADERS:
+    case V_REQUEST_HEADERS_NAMES:
+        return C_HEADERS;
+    case V_REQUEST_BODY:
+        return C_BODY;
+    case V_REQUEST_METHOD:
+    case V_REQUEST_URI:
+    case V_REQUEST_URI_RAW:
+    case V_REQUEST_FILENAME:
+    case V_REQUEST_BASENAME:
+    case V_REQUEST_LINE:
+    case V_REQUEST_PROTOCOL:
+    case V_QUERY_STRING:
+    case V_REMOTE_ADDR:
+    case V_REQBODY_PROCESSOR:
+    case V_REQBODY_ERROR:
+    case V_UNIQUE_ID:
+    case V_UNSET:
+        return C_URI;
+    default:
+        return C_OTHER;
+    }
+}
+
 static const struct {
     const char *name;
     int kind;
@@ -273,17 +309,32 @@ struct waf_fast {
     size_t nall, capall;
     fp_chain *chains;
     size_t nchains;
-    size_t npats; /* Hyperscan ids */
-    hs_database_t *db;
-    int db_owned; /* built without a waf_fast_dbs: this fast path frees it */
-    int *always;  /* ids that are candidates for every value */
+    size_t npats;                /* Hyperscan ids */
+    hs_database_t *db[NCLASSES]; /* NULL: no pattern for that class */
+    int db_owned;                /* built without a waf_fast_dbs: this fast path frees them */
+    int *always;                 /* ids that are candidates for every value */
     size_t nalways;
     uint32_t max_groups; /* largest capture count of the rx patterns */
     char *uncovered;     /* "id why\n" lines */
     size_t nuncovered;
 };
 
+/* Scan results of values that repeat from call to call (header names and values, the path, field
+ * names), per worker: each is scanned once, not once per call. Message field values and the body
+ * are never cached. Bounded: a direct-mapped table, a colliding value replaces the one before. */
+#define SCAN_CACHE_SLOTS 2048
+#define SCAN_CACHE_MAX_LEN 512
+
+typedef struct scan_slot {
+    const hs_database_t *db;
+    uint64_t hash;
+    size_t len;
+    char *s;
+    uint64_t *hits;
+} scan_slot;
+
 struct waf_fast_scratch {
+    scan_slot *cache; /* SCAN_CACHE_SLOTS, made on first use */
     hs_scratch_t *hs;
 };
 
@@ -450,12 +501,16 @@ typedef struct value {
     size_t len;
     int16_t *by_chain; /* variant index per chain, -1 not computed, -2 transformation not exact */
     int call_level;    /* a value of the call (headers, path): its variants live as long as the call */
+    int repeats;       /* a value that repeats across calls (names, headers, path): scans are cached */
+    int cls;           /* C_ARGS, ...: which database scans it */
     variant *variants;
     size_t nvariants, capvariants;
 } value;
 
 typedef struct txvar {
-    char *name; /* lower case */
+    char *key; /* "TX:<name>", the name in lower case (name = key + 3) */
+    char *name;
+    size_t nlen;
     char *val;
     size_t len;
 } txvar;
@@ -496,7 +551,7 @@ typedef struct replay {
     uint32_t cur_rule, reason_rule; /* the rule being evaluated, and the one that caused a fallback */
     waf_fast_call *c;
     const waf_fast *f;
-    hs_scratch_t *hs;
+    waf_fast_scratch *scratch;
     arena *mem; /* the transaction's */
     int phase;
     const char *reason;
@@ -542,6 +597,8 @@ static int value_init(replay *r, arena *a, value *v, const char *key, const char
     v->len = len;
     v->by_chain = NULL;
     v->call_level = 0;
+    v->repeats = 0;
+    v->cls = C_OTHER;
     v->variants = NULL;
     v->nvariants = v->capvariants = 0;
     (void)a;
@@ -556,6 +613,56 @@ static int scan_cb(unsigned int id, unsigned long long from, unsigned long long 
     (void)flags;
     uint64_t *bits = ctx;
     bits[id >> 6] |= (uint64_t)1 << (id & 63);
+    return 0;
+}
+
+static uint64_t hash_bytes(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (uint8_t)s[i]) * 1099511628211ULL;
+    return h;
+}
+
+/* Scans a variant into var->hits (already holding the always-candidates), through the worker's
+ * cache when the value repeats across calls. 0, or -1 when Hyperscan fails. */
+static int scan_cached(replay *r, const value *v, variant *var, size_t words)
+{
+    const waf_fast *f = r->f;
+    const hs_database_t *db = f->db[v->cls];
+    int repeats = v->repeats;
+    waf_fast_scratch *sc = r->scratch;
+    scan_slot *slot = NULL;
+    uint64_t h = 0;
+    if (repeats && var->len <= SCAN_CACHE_MAX_LEN) {
+        if (!sc->cache) sc->cache = calloc(SCAN_CACHE_SLOTS, sizeof *sc->cache);
+        if (sc->cache) {
+            h = hash_bytes(var->s, var->len);
+            slot = &sc->cache[h & (SCAN_CACHE_SLOTS - 1)];
+            if (slot->db == db && slot->hash == h && slot->len == var->len &&
+                !memcmp(slot->s, var->s, var->len)) {
+                /* the always-candidates of this rules set are set already: OR, not copy */
+                for (size_t i = 0; i < words; i++)
+                    var->hits[i] |= slot->hits[i];
+                return 0;
+            }
+        }
+    }
+    if (hs_scan(db, var->s, (unsigned)var->len, 0, sc->hs, scan_cb, var->hits) != HS_SUCCESS) return -1;
+    if (slot) {
+        char *str = malloc(var->len + 1);
+        uint64_t *hits = malloc(words * sizeof *hits);
+        if (str && hits) {
+            free(slot->s);
+            free(slot->hits);
+            memcpy(str, var->s, var->len);
+            memcpy(hits, var->hits, words * sizeof *hits);
+            *slot = (scan_slot){db, h, var->len, str, hits};
+        } else {
+            free(str);
+            free(hits);
+        }
+    }
     return 0;
 }
 
@@ -612,15 +719,14 @@ static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
         v->by_chain[ch] = (int16_t)idx;
     }
     variant *var = &v->variants[idx];
-    if (need_scan && !var->hits && f->db) {
+    if (need_scan && !var->hits && f->db[v->cls]) {
         size_t words = (f->npats + 63) / 64;
         var->hits = arena_alloc(a, words * sizeof *var->hits);
         if (!var->hits) return fallback(r, "out of memory"), NULL;
         memset(var->hits, 0, words * sizeof *var->hits);
         for (size_t i = 0; i < f->nalways; i++)
             var->hits[f->always[i] >> 6] |= (uint64_t)1 << (f->always[i] & 63);
-        if (hs_scan(f->db, var->s, (unsigned)var->len, 0, r->hs, scan_cb, var->hits) != HS_SUCCESS)
-            return fallback(r, "scan failed"), NULL;
+        if (scan_cached(r, v, var, words) < 0) return fallback(r, "scan failed"), NULL;
     }
     return var;
 }
@@ -630,7 +736,7 @@ static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
 static txvar *tx_find(replay *r, const char *name, size_t len)
 {
     for (size_t i = 0; i < r->ntx; i++)
-        if (ieq(r->tx[i].name, strlen(r->tx[i].name), name, len)) return &r->tx[i];
+        if (r->tx[i].nlen == len && ieq(r->tx[i].name, len, name, len)) return &r->tx[i];
     return NULL;
 }
 
@@ -640,8 +746,11 @@ static int tx_set(replay *r, const char *name, size_t nlen, const char *val, siz
     if (!t) {
         if (r->ntx == MAX_TX) return fallback(r, "too many TX variables");
         t = &r->tx[r->ntx++];
-        t->name = arena_alloc(r->mem, nlen + 1);
-        if (!t->name) return fallback(r, "out of memory");
+        t->key = arena_alloc(r->mem, nlen + 4);
+        if (!t->key) return fallback(r, "out of memory");
+        memcpy(t->key, "TX:", 3);
+        t->name = t->key + 3;
+        t->nlen = nlen;
         for (size_t i = 0; i < nlen; i++)
             t->name[i] = (char)tolower((unsigned char)name[i]);
         t->name[nlen] = '\0';
@@ -878,7 +987,9 @@ static int key_matches(replay *r, const fp_var *fv, const char *name, size_t len
 {
     if (!fv->key && !fv->key_re) return 1;
     if (fv->key_re) {
-        int rc = pcre2_match(fv->key_re, (PCRE2_SPTR)name, len, 0, 0, r->c->md, NULL);
+        int rc = pcre2_jit_match(fv->key_re, (PCRE2_SPTR)name, len, 0, 0, r->c->md, NULL);
+        if (rc == PCRE2_ERROR_JIT_BADOPTION || rc == PCRE2_ERROR_JIT_STACKLIMIT)
+            rc = pcre2_match(fv->key_re, (PCRE2_SPTR)name, len, 0, PCRE2_NO_JIT, r->c->md, NULL);
         return rc > 0;
     }
     return ieq(fv->key, fv->key_len, name, len);
@@ -890,7 +1001,7 @@ static int excluded(replay *r, const fp_rule *rule, const value *v)
         const fp_var *e = &rule->vars[i];
         if (!e->exclude) continue;
         if (e->key_re) {
-            if (pcre2_match(e->key_re, (PCRE2_SPTR)v->name, v->name_len, 0, 0, r->c->md, NULL) > 0) return 1;
+            if (key_matches(r, e, v->name, v->name_len)) return 1;
         } else if (!strcmp(e->full, v->key)) {
             return 1;
         }
@@ -1003,8 +1114,11 @@ static int each_value(replay *r, const fp_rule *rule, const fp_var *fv, int *mat
                 n += key_matches(r, fv, c->headers[i].name, c->headers[i].name_len);
             break;
         case V_TX:
-            for (size_t i = 0; i < r->ntx; i++)
-                n += key_matches(r, fv, r->tx[i].name, strlen(r->tx[i].name));
+            if (fv->key && !fv->key_re)
+                n = tx_find(r, fv->key, fv->key_len) != NULL;
+            else
+                for (size_t i = 0; i < r->ntx; i++)
+                    n += key_matches(r, fv, r->tx[i].name, r->tx[i].nlen);
             break;
         case V_EMPTY:
             break;
@@ -1043,17 +1157,23 @@ static int each_value(replay *r, const fp_rule *rule, const fp_var *fv, int *mat
         return 0;
     }
     case V_TX: {
+        if (fv->key && !fv->key_re) {
+            /* one variable by name */
+            txvar *t = tx_find(r, fv->key, fv->key_len);
+            if (!t) return 0;
+            value *v = arena_alloc(r->mem, sizeof *v);
+            if (!v) return fallback(r, "out of memory");
+            value_init(r, r->mem, v, t->key, t->name, t->nlen, t->val, t->len);
+            return test_value(r, rule, v, matched);
+        }
         /* TX changes while a rule runs (captures, setvar): take the values first. */
         size_t n = 0;
         value *vals = arena_alloc(r->mem, (r->ntx + 1) * sizeof *vals);
         if (!vals) return fallback(r, "out of memory");
         for (size_t i = 0; i < r->ntx; i++) {
-            size_t nl = strlen(r->tx[i].name);
-            if (!key_matches(r, fv, r->tx[i].name, nl)) continue;
-            char *key = arena_alloc(r->mem, nl + 4);
-            if (!key) return fallback(r, "out of memory");
-            snprintf(key, nl + 4, "TX:%s", r->tx[i].name);
-            value_init(r, r->mem, &vals[n++], key, key + 3, nl, r->tx[i].val, r->tx[i].len);
+            const txvar *t = &r->tx[i];
+            if (key_matches(r, fv, t->name, t->nlen))
+                value_init(r, r->mem, &vals[n++], t->key, t->name, t->nlen, t->val, t->len);
         }
         for (size_t i = 0; i < n; i++)
             if (test_value(r, rule, &vals[i], matched) < 0) return -1;
@@ -1306,6 +1426,40 @@ static int run_phase(replay *r, int phase)
     return rc;
 }
 
+/* Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF): stricter than the JSON
+ * parser's check, so what passes here parses there. */
+static int utf8_valid(const char *p, size_t n)
+{
+    const uint8_t *s = (const uint8_t *)p;
+    for (size_t i = 0; i < n;) {
+        uint8_t c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t k;
+        uint8_t lo = 0x80, hi = 0xbf;
+        if (c >= 0xc2 && c <= 0xdf)
+            k = 1;
+        else if (c >= 0xe0 && c <= 0xef) {
+            k = 2;
+            if (c == 0xe0) lo = 0xa0;
+            if (c == 0xed) hi = 0x9f;
+        } else if (c >= 0xf0 && c <= 0xf4) {
+            k = 3;
+            if (c == 0xf0) lo = 0x90;
+            if (c == 0xf4) hi = 0x8f;
+        } else {
+            return 0;
+        }
+        if (n - i - 1 < k || s[i + 1] < lo || s[i + 1] > hi) return 0;
+        for (size_t j = 2; j <= k; j++)
+            if (s[i + j] < 0x80 || s[i + j] > 0xbf) return 0;
+        i += k + 1;
+    }
+    return 1;
+}
+
 /* ---- the call ---- */
 
 static const char *dupz(arena *a, const char *s, size_t n)
@@ -1361,6 +1515,8 @@ static void call_prepare(waf_fast_call *c)
         value_init(NULL, a, &c->headers[i], key, key + 16, h->name_len, h->value, h->value_len);
         value_init(NULL, a, &c->header_names[i], nkey, nkey + 22, h->name_len, name, h->name_len);
         c->headers[i].call_level = c->header_names[i].call_level = 1;
+        c->headers[i].repeats = c->header_names[i].repeats = 1;
+        c->headers[i].cls = c->header_names[i].cls = C_HEADERS;
     }
     size_t ul = strlen(uri);
     const char *base = "";
@@ -1395,8 +1551,12 @@ static void call_prepare(waf_fast_call *c)
         [V_UNSET] = "",
     };
     for (int k = 0; k < V_UNSUPPORTED; k++) {
-        value_init(NULL, a, &c->single[k], names[k] ? names[k] : "", "", 0, "", 0);
+        /* a single value's key is its variable's name (what regex exclusions and MATCHED_VAR_NAME see) */
+        value_init(NULL, a, &c->single[k], names[k] ? names[k] : "", names[k] ? names[k] : "",
+                   names[k] ? strlen(names[k]) : 0, "", 0);
         c->single[k].call_level = 1;
+        c->single[k].repeats = k != V_UNIQUE_ID;
+        c->single[k].cls = C_URI;
     }
     c->single[V_REQUEST_METHOD].s = fa->method;
     c->single[V_REQUEST_METHOD].len = strlen(fa->method);
@@ -1446,12 +1606,12 @@ void waf_fast_call_free(waf_fast_call *c)
     free(c);
 }
 
-static void replay_init(replay *r, waf_fast_call *c, hs_scratch_t *hs, arena *mem)
+static void replay_init(replay *r, waf_fast_call *c, waf_fast_scratch *scratch, arena *mem)
 {
     memset(r, 0, offsetof(replay, tx));
     r->c = c;
     r->f = c->f;
-    r->hs = hs;
+    r->scratch = scratch;
     r->mem = mem;
     r->ntx = r->nrm = r->nmv = 0;
     r->json = 0;
@@ -1459,6 +1619,8 @@ static void replay_init(replay *r, waf_fast_call *c, hs_scratch_t *hs, arena *me
     r->skip = 0;
     r->args = r->arg_names = NULL;
     r->nargs = 0;
+    r->mv_unknown = 0;
+    r->numbuf[0][0] = r->numbuf[1][0] = '\0';
 }
 
 int waf_fast_judge(waf_fast_call *c, waf_fast_scratch *s, const waf_arg *args, size_t nargs, const char *body,
@@ -1481,7 +1643,7 @@ int waf_fast_judge(waf_fast_call *c, waf_fast_scratch *s, const waf_arg *args, s
     }
     /* phase 1: once per call; its TX, exclusions and body processor carry into every phase 2 */
     if (!c->phase1_done) {
-        replay_init(r, c, s->hs, &c->mem);
+        replay_init(r, c, s, &c->mem);
         r->reason = NULL;
         c->phase1_done = 1;
         if (run_phase(r, 0) < 0 || run_phase(r, 1) < 0) {
@@ -1511,7 +1673,7 @@ int waf_fast_judge(waf_fast_call *c, waf_fast_scratch *s, const waf_arg *args, s
         *reason = "body processor not JSON";
         goto out;
     }
-    replay_init(r, c, s->hs, &mem);
+    replay_init(r, c, s, &mem);
     r->reason = NULL;
     memcpy(r->tx, c->tx1, c->ntx1 * sizeof *c->tx1);
     r->ntx = c->ntx1;
@@ -1531,6 +1693,12 @@ int waf_fast_judge(waf_fast_call *c, waf_fast_scratch *s, const waf_arg *args, s
     size_t combined = 0;
     for (size_t i = 0; i < nargs; i++) {
         const waf_arg *a = &args[i];
+        /* libmodsecurity's JSON parser refuses a body with bytes that are not UTF-8 (REQBODY_ERROR,
+         * rule 200002): not modelled, such a message falls back */
+        if (!utf8_valid(a->value, a->value_len) || !utf8_valid(a->name, a->name_len)) {
+            *reason = "argument not UTF-8";
+            goto out;
+        }
         char *key = arena_alloc(&mem, a->name_len + 6);
         char *nkey = arena_alloc(&mem, a->name_len + 12);
         if (!key || !nkey) {
@@ -1545,13 +1713,18 @@ int waf_fast_judge(waf_fast_call *c, waf_fast_scratch *s, const waf_arg *args, s
         nkey[11 + a->name_len] = '\0';
         value_init(r, &mem, &r->args[i], key, key + 5, a->name_len, a->value, a->value_len);
         value_init(r, &mem, &r->arg_names[i], nkey, nkey + 11, a->name_len, key + 5, a->name_len);
+        r->arg_names[i].repeats = 1; /* field names come from the schema */
+        r->args[i].cls = r->arg_names[i].cls = C_ARGS;
         combined += a->name_len + a->value_len;
     }
-    value_init(r, &mem, &r->body, "REQUEST_BODY", "", 0, body ? body : "", body ? body_len : 0);
+    value_init(r, &mem, &r->body, "REQUEST_BODY", "REQUEST_BODY", 12, body ? body : "", body ? body_len : 0);
+    r->body.cls = C_BODY;
     if (body_len) snprintf(r->numbuf[0], sizeof r->numbuf[0], "%zu", body_len);
-    value_init(r, &mem, &r->body_len, "REQUEST_BODY_LENGTH", "", 0, r->numbuf[0], strlen(r->numbuf[0]));
+    value_init(r, &mem, &r->body_len, "REQUEST_BODY_LENGTH", "REQUEST_BODY_LENGTH", 19, r->numbuf[0],
+               strlen(r->numbuf[0]));
     if (nargs) snprintf(r->numbuf[1], sizeof r->numbuf[1], "%zu", combined);
-    value_init(r, &mem, &r->combined, "ARGS_COMBINED_SIZE", "", 0, r->numbuf[1], strlen(r->numbuf[1]));
+    value_init(r, &mem, &r->combined, "ARGS_COMBINED_SIZE", "ARGS_COMBINED_SIZE", 18, r->numbuf[1],
+               strlen(r->numbuf[1]));
     if (run_phase(r, 2) < 0) {
         *reason = r->reason ? r->reason : "fallback";
         c->last_rule = r->reason_rule;
@@ -1624,8 +1797,9 @@ typedef struct builder {
     const sl_ruleset *rs;
     /* Hyperscan patterns */
     char **pats;
-    unsigned *flags, *ids;
+    unsigned *flags, *ids, *classes; /* classes: bit per value class whose database needs it */
     size_t npats, cap;
+    unsigned cur_classes; /* of the rule being compiled */
     char *err;
     size_t errlen;
 } builder;
@@ -1640,7 +1814,9 @@ static int add_pat(builder *b, char *expr, unsigned flags, unsigned id)
         if (fl) b->flags = fl;
         unsigned *id_ = realloc(b->ids, cap * sizeof *id_);
         if (id_) b->ids = id_;
-        if (!p || !fl || !id_) {
+        unsigned *cl = realloc(b->classes, cap * sizeof *cl);
+        if (cl) b->classes = cl;
+        if (!p || !fl || !id_ || !cl) {
             free(expr);
             return -1;
         }
@@ -1649,6 +1825,7 @@ static int add_pat(builder *b, char *expr, unsigned flags, unsigned id)
     b->pats[b->npats] = expr;
     b->flags[b->npats] = flags;
     b->ids[b->npats] = id;
+    b->classes[b->npats] = b->cur_classes;
     b->npats++;
     return 0;
 }
@@ -1902,7 +2079,7 @@ static int compile_var(builder *b, fp_rule *r, fp_var *v, const sl_var *sv)
             size_t kl = strlen(sv->key);
             char *pat = xstrndup(sv->key + 1, kl >= 2 ? kl - 2 : 0);
             if (!pat) return -1;
-            v->key_re = compile_re(pat, 0);
+            v->key_re = compile_re(pat, 1); /* libmodsecurity's variable regexes ignore case */
             free(pat);
             if (!v->key_re) {
                 r->unsupported = "regex key";
@@ -2175,6 +2352,9 @@ static fp_rule *compile_rule(builder *b, const sl_rule *sr, const sl_rule *head_
                 for (size_t k = 0; k < rs->target_updates[i].nvars; k++)
                     if (compile_var(b, r, &r->vars[r->nvars++], &rs->target_updates[i].vars[k]) < 0)
                         return NULL;
+        b->cur_classes = 0;
+        for (size_t i = 0; i < r->nvars; i++)
+            if (!r->vars[i].exclude) b->cur_classes |= 1u << class_of(r->vars[i].kind, r->vars[i].count);
         if (compile_op(b, r, sr) < 0) return NULL;
         size_t targets = 0;
         for (size_t i = 0; i < r->nvars; i++) {
@@ -2260,7 +2440,8 @@ void waf_fast_free(waf_fast *f)
     for (size_t i = 0; i < f->nchains; i++)
         free(f->chains[i].t);
     free(f->chains);
-    if (f->db && f->db_owned) hs_free_database(f->db);
+    for (int c = 0; c < NCLASSES && f->db_owned; c++)
+        if (f->db[c]) hs_free_database(f->db[c]);
     free(f->always);
     free(f->uncovered);
     free(f);
@@ -2316,7 +2497,8 @@ static int pattern_key(const builder *b, unsigned char key[32])
     unsigned len = 0;
     int ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL);
     const char *v = hs_version();
-    ok = ok && EVP_DigestUpdate(md, v, strlen(v) + 1);
+    ok = ok && EVP_DigestUpdate(md, v, strlen(v) + 1) &&
+         EVP_DigestUpdate(md, &b->cur_classes, sizeof b->cur_classes);
     for (size_t i = 0; ok && i < b->npats; i++)
         ok = EVP_DigestUpdate(md, b->pats[i], strlen(b->pats[i]) + 1) &&
              EVP_DigestUpdate(md, &b->flags[i], sizeof b->flags[i]) &&
@@ -2525,13 +2707,36 @@ waf_fast *waf_fast_build(const waf_source *src, size_t nsrc, waf_fast_dbs *dbs, 
         fp_rule *r = compile_rule(&b, sr, sr, sr->phase, 1);
         if (!r || phase_add(f, sr->phase, r) < 0) goto oom;
     }
-    if (b.npats && !(f->db = db_get(dbs, &b, err, errlen))) goto fail;
     f->db_owned = dbs == NULL;
+    for (int c = 0; c < NCLASSES; c++) {
+        builder sub = b;
+        sub.pats = malloc((b.npats + 1) * sizeof *sub.pats);
+        sub.flags = malloc((b.npats + 1) * sizeof *sub.flags);
+        sub.ids = malloc((b.npats + 1) * sizeof *sub.ids);
+        sub.npats = 0;
+        sub.cur_classes = (unsigned)c; /* in the cache key */
+        int ok = sub.pats && sub.flags && sub.ids;
+        for (size_t i = 0; ok && i < b.npats; i++)
+            if (b.classes[i] & (1u << c)) {
+                sub.pats[sub.npats] = b.pats[i];
+                sub.flags[sub.npats] = b.flags[i];
+                sub.ids[sub.npats++] = b.ids[i];
+            }
+        if (ok && sub.npats) ok = (f->db[c] = db_get(dbs, &sub, err, errlen)) != NULL;
+        free(sub.pats);
+        free(sub.flags);
+        free(sub.ids);
+        if (!ok) {
+            if (!err[0]) errf(err, errlen, "out of memory");
+            goto fail;
+        }
+    }
     for (size_t i = 0; i < b.npats; i++)
         free(b.pats[i]);
     free(b.pats);
     free(b.flags);
     free(b.ids);
+    free(b.classes);
     sl_free(rs);
     return f;
 oom:
@@ -2542,6 +2747,7 @@ fail:
     free(b.pats);
     free(b.flags);
     free(b.ids);
+    free(b.classes);
     if (rs) sl_free(rs);
     waf_fast_free(f);
     return NULL;
@@ -2556,14 +2762,20 @@ size_t waf_fast_uncovered(const waf_fast *f, char *buf, size_t len)
 int waf_fast_scratch_fit(const waf_fast *f, waf_fast_scratch **s)
 {
     if (!*s && !(*s = calloc(1, sizeof **s))) return -1;
-    if (!f->db) return 0;
-    return hs_alloc_scratch(f->db, &(*s)->hs) == HS_SUCCESS ? 0 : -1;
+    for (int c = 0; c < NCLASSES; c++)
+        if (f->db[c] && hs_alloc_scratch(f->db[c], &(*s)->hs) != HS_SUCCESS) return -1;
+    return 0;
 }
 
 void waf_fast_scratch_free(waf_fast_scratch *s)
 {
     if (!s) return;
     if (s->hs) hs_free_scratch(s->hs);
+    for (size_t i = 0; s->cache && i < SCAN_CACHE_SLOTS; i++) {
+        free(s->cache[i].s);
+        free(s->cache[i].hits);
+    }
+    free(s->cache);
     free(s);
 }
 

@@ -1,0 +1,125 @@
+/* Both WAF paths on one request, as the plugin runs them (see waf_pair.h). */
+#include "waf_pair.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "chain.h"
+#include "config.h"
+#include "plugin_loader.h"
+#include "waf_body.h"
+#include "yaml_tree.h"
+
+char *waf_pair_default_config(const char *crs, int paranoia, const char *rules)
+{
+    char *out = NULL;
+    int n = rules ? asprintf(&out, "crs: \"%s\"\nparanoia: %d\nrules: [\"%s\"]\nfast_path: verify\n", crs,
+                             paranoia, rules)
+                  : asprintf(&out, "crs: \"%s\"\nparanoia: %d\nfast_path: verify\n", crs, paranoia);
+    return n < 0 ? NULL : out;
+}
+
+int waf_pair_load(waf_pair_env *e, const char *name, const char *yaml, size_t len, const char *dir, char *err,
+                  size_t errlen)
+{
+    memset(e, 0, sizeof *e);
+    pc_yaml_doc *doc = pc__yaml_load_buffer(name, yaml, len, err, errlen);
+    if (!doc) return -1;
+    /* The host resolves relative paths against the directory of the config being loaded. */
+    pc_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.path = (char *)name;
+    cfg.dir = (char *)dir;
+    pc__chain_set_config(&cfg);
+    int rc = waf_conf_load(&pc__host_api, NULL, (const pc_config_node *)doc->root, waf_tx_log_cb, &e->conf,
+                           err, errlen);
+    pc__chain_set_config(NULL);
+    pc__yaml_free(doc);
+    if (rc < 0) return -1;
+    e->profile = e->conf->deflt.profile;
+    if (!e->profile) {
+        snprintf(err, errlen, "the WAF is off (mode: off) in the default zone");
+        waf_pair_free(e);
+        return -1;
+    }
+    if (e->profile->fast && waf_fast_scratch_fit(e->profile->fast, &e->scratch) != 0) {
+        snprintf(err, errlen, "cannot allocate the fast path's scratch");
+        waf_pair_free(e);
+        return -1;
+    }
+    return 0;
+}
+
+void waf_pair_free(waf_pair_env *e)
+{
+    waf_fast_scratch_free(e->scratch);
+    waf_conf_free(e->conf);
+    memset(e, 0, sizeof *e);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+int waf_pair_run(waf_pair_env *e, const waf_facts *f, const pc_field *fields, long nfields, int no_body,
+                 const char *txid, waf_pair_result *out)
+{
+    memset(out, 0, sizeof *out);
+    waf_report_reset(&out->rep, e->conf);
+    waf_args args;
+    waf_args_init(&args);
+    waf_buf b;
+    waf_buf_init(&b, e->conf->body_limit);
+    char *body = NULL;
+    size_t len = 0;
+    if (!no_body) {
+        if (waf_args_from_fields(&args, fields, nfields, e->conf->inspect_numbers) < 0) goto oom;
+        if (waf_render_args(&b, &args) < 0) {
+            if (b.oom) goto oom;
+            /* over body_limit: the plugin does not inspect such a message */
+            out->fast = WAF_PAIR_SKIPPED;
+            out->reason = "message over body_limit";
+            waf_buf_free(&b);
+            waf_args_free(&args);
+            return 0;
+        }
+        body = waf_buf_take(&b, &len);
+    }
+
+    uint64_t t0 = now_ns();
+    if (waf_tx_request(e->conf->msc, e->profile->rules, txid, f, body, len, &out->rep) < 0)
+        out->engine_failed = 1;
+    out->engine_ns = now_ns() - t0;
+
+    if (!e->profile->fast || !e->scratch) {
+        out->fast = WAF_PAIR_NO_FAST;
+        out->reason = "no fast path";
+    } else {
+        t0 = now_ns();
+        waf_fast_call *call = waf_fast_call_new(e->profile->fast, f, txid);
+        if (!call) goto oom;
+        const char *why = NULL;
+        int r =
+            waf_fast_judge(call, e->scratch, no_body ? NULL : args.kv, no_body ? 0 : args.n, body, len, &why);
+        waf_fast_call_free(call);
+        out->fast_ns = now_ns() - t0;
+        out->fast = r == WAF_FAST_CLEAN ? WAF_PAIR_CLEAN : WAF_PAIR_FALLBACK;
+        out->reason = r == WAF_FAST_CLEAN ? NULL : why ? why : "(no reason)";
+        out->mismatch = r == WAF_FAST_CLEAN && !out->engine_failed && !waf_report_clean(&out->rep);
+    }
+    free(body);
+    waf_buf_free(&b);
+    waf_args_free(&args);
+    return 0;
+oom:
+    free(body);
+    waf_buf_free(&b);
+    waf_args_free(&args);
+    return -1;
+}
