@@ -696,26 +696,25 @@ static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
             cur = out;
             len = n;
         }
-        /* the same bytes as an earlier variant share its scan */
-        for (size_t i = 0; i < v->nvariants; i++)
-            if (v->variants[i].len == len &&
-                (v->variants[i].s == cur || !memcmp(v->variants[i].s, cur, len))) {
-                v->by_chain[ch] = (int16_t)i;
-                return &v->variants[i];
+        /* the same bytes as an earlier variant share it (and its scan, made below if not yet) */
+        for (size_t i = 0; i < v->nvariants && idx < 0; i++)
+            if (v->variants[i].len == len && (v->variants[i].s == cur || !memcmp(v->variants[i].s, cur, len)))
+                idx = (int)i;
+        if (idx < 0) {
+            if (v->nvariants == v->capvariants) {
+                size_t cap = v->capvariants ? v->capvariants * 2 : 4;
+                variant *nv = arena_alloc(a, cap * sizeof *nv);
+                if (!nv) return fallback(r, "out of memory"), NULL;
+                if (v->nvariants) memcpy(nv, v->variants, v->nvariants * sizeof *nv);
+                v->variants = nv;
+                v->capvariants = cap;
             }
-        if (v->nvariants == v->capvariants) {
-            size_t cap = v->capvariants ? v->capvariants * 2 : 4;
-            variant *nv = arena_alloc(a, cap * sizeof *nv);
-            if (!nv) return fallback(r, "out of memory"), NULL;
-            if (v->nvariants) memcpy(nv, v->variants, v->nvariants * sizeof *nv);
-            v->variants = nv;
-            v->capvariants = cap;
+            variant *n = &v->variants[v->nvariants];
+            n->s = cur;
+            n->len = len;
+            n->hits = NULL;
+            idx = (int)v->nvariants++;
         }
-        variant *n = &v->variants[v->nvariants];
-        n->s = cur;
-        n->len = len;
-        n->hits = NULL;
-        idx = (int)v->nvariants++;
         v->by_chain[ch] = (int16_t)idx;
     }
     variant *var = &v->variants[idx];
@@ -914,8 +913,9 @@ static int op_eval(replay *r, const fp_rule *rule, const variant *var, const cha
     case OP_PM:
         if (op->param.has_macro) return fallback(r, "pm with a macro");
         /* The literal scan is a superset: a hit is not a verdict. */
-        if (!var || !var->hits || (var->hits[op->pat >> 6] & ((uint64_t)1 << (op->pat & 63))))
+        if (!var || !var->hits || (var->hits[op->pat >> 6] & ((uint64_t)1 << (op->pat & 63)))) {
             return fallback(r, "pm candidate");
+        }
         m = 0;
         break;
     case OP_STREQ:
@@ -2462,10 +2462,19 @@ struct waf_fast_dbs {
     db_entry *list;
 };
 
-/* A cache directory is trusted only when it is this user's and nobody else may write to it. */
+/* A cache directory is trusted only when it is this user's and nobody else may write to it. Missing
+ * directories on the way are made (XDG_CACHE_HOME may not exist yet). */
 static int trusted_dir(const char *dir)
 {
     struct stat st;
+    char path[PATH_MAX];
+    if (snprintf(path, sizeof path, "%s", dir) >= (int)sizeof path) return 0;
+    for (char *p = path + 1; *p; p++)
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir(path, 0700) < 0 && errno != EEXIST) return 0;
+            *p = '/';
+        }
     if (mkdir(dir, 0700) < 0 && errno != EEXIST) return 0;
     return stat(dir, &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == geteuid() && !(st.st_mode & 022);
 }
