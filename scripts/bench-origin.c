@@ -6,6 +6,10 @@
  * request has ended with 200, content-type application/grpc, one gRPC message (5-byte prefix +
  * 16 bytes) and the trailers grpc-status: 0. The request body is read and discarded. Prints
  * "listening" on stdout once the socket accepts connections. Stops on SIGTERM or SIGINT.
+ *
+ * Except for :path /bench.Bench/Chat, a bidirectional stream: its response headers go out with
+ * the request's, then one such message for each gRPC message of the request as it arrives, and the
+ * trailers grpc-status: 0 once the request has ended and every reply is out.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -47,6 +51,106 @@ static void on_signal(int sig)
             NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE                                     \
     }
 
+/* A /bench.Bench/Chat stream. */
+typedef struct chat {
+    uint8_t hdr[5], have; /* prefix of the request message being read */
+    uint32_t skip;        /* request message bytes still to skip */
+    size_t replies;       /* replies owed */
+    size_t part;          /* bytes of the next reply already written */
+    int ended, deferred;
+} chat;
+
+static const char CHAT_PATH[] = "/bench.Bench/Chat";
+
+static ssize_t read_chat(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t len, uint32_t *flags,
+                         nghttp2_data_source *src, void *user)
+{
+    (void)user;
+    chat *ch = src->ptr;
+    size_t n = 0;
+    while (ch->replies > 0 && n < len) {
+        size_t c = sizeof BODY - ch->part < len - n ? sizeof BODY - ch->part : len - n;
+        memcpy(buf + n, BODY + ch->part, c);
+        n += c;
+        ch->part += c;
+        if (ch->part == sizeof BODY) {
+            ch->part = 0;
+            ch->replies--;
+        }
+    }
+    if (ch->replies == 0 && ch->ended) {
+        *flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        static const nghttp2_nv trailers[] = {{(uint8_t *)"grpc-status", (uint8_t *)"0", 11, 1, 0}};
+        if (nghttp2_submit_trailer(s, stream_id, trailers, 1) != 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+        return (ssize_t)n;
+    }
+    if (n == 0) {
+        ch->deferred = 1;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    return (ssize_t)n;
+}
+
+static void chat_wake(nghttp2_session *s, int32_t stream_id, chat *ch)
+{
+    if (ch->deferred && (ch->replies > 0 || ch->ended)) {
+        ch->deferred = 0;
+        nghttp2_session_resume_data(s, stream_id);
+    }
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name, size_t namelen,
+                     const uint8_t *value, size_t valuelen, uint8_t flags, void *user)
+{
+    (void)flags;
+    (void)user;
+    if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+    if (namelen == 5 && !memcmp(name, ":path", 5) && valuelen == sizeof CHAT_PATH - 1 &&
+        !memcmp(value, CHAT_PATH, valuelen) && !nghttp2_session_get_stream_user_data(s, f->hd.stream_id)) {
+        chat *ch = calloc(1, sizeof *ch);
+        if (!ch) return NGHTTP2_ERR_CALLBACK_FAILURE;
+        nghttp2_session_set_stream_user_data(s, f->hd.stream_id, ch);
+    }
+    return 0;
+}
+
+static int on_data(nghttp2_session *s, uint8_t flags, int32_t stream_id, const uint8_t *data, size_t len,
+                   void *user)
+{
+    (void)flags;
+    (void)user;
+    chat *ch = nghttp2_session_get_stream_user_data(s, stream_id);
+    if (!ch) return 0;
+    while (len > 0) {
+        if (ch->skip > 0) {
+            size_t c = len < ch->skip ? len : ch->skip;
+            ch->skip -= (uint32_t)c;
+            data += c;
+            len -= c;
+            if (ch->skip == 0) ch->replies++;
+            continue;
+        }
+        ch->hdr[ch->have++] = *data++;
+        len--;
+        if (ch->have == 5) {
+            ch->have = 0;
+            ch->skip = (uint32_t)ch->hdr[1] << 24 | (uint32_t)ch->hdr[2] << 16 | (uint32_t)ch->hdr[3] << 8 |
+                       ch->hdr[4];
+            if (ch->skip == 0) ch->replies++;
+        }
+    }
+    chat_wake(s, stream_id, ch);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t stream_id, uint32_t error_code, void *user)
+{
+    (void)error_code;
+    (void)user;
+    free(nghttp2_session_get_stream_user_data(s, stream_id));
+    return 0;
+}
+
 static ssize_t read_body(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t len, uint32_t *flags,
                          nghttp2_data_source *src, void *user)
 {
@@ -63,10 +167,25 @@ static ssize_t read_body(nghttp2_session *s, int32_t stream_id, uint8_t *buf, si
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *user)
 {
     (void)user;
+    static const nghttp2_nv headers[] = {NV(":status", "200"), NV("content-type", "application/grpc")};
+    chat *ch = f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA
+                   ? nghttp2_session_get_stream_user_data(s, f->hd.stream_id)
+                   : NULL;
+    if (ch) {
+        if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
+            nghttp2_data_provider prd = {.source = {.ptr = ch}, .read_callback = read_chat};
+            if (nghttp2_submit_response(s, f->hd.stream_id, headers, 2, &prd) != 0)
+                nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_INTERNAL_ERROR);
+        }
+        if (f->hd.flags & NGHTTP2_FLAG_END_STREAM) {
+            ch->ended = 1;
+            chat_wake(s, f->hd.stream_id, ch);
+        }
+        return 0;
+    }
     if ((f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA) ||
         !(f->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
-    static const nghttp2_nv headers[] = {NV(":status", "200"), NV("content-type", "application/grpc")};
     nghttp2_data_provider prd = {.source = {.ptr = NULL}, .read_callback = read_body};
     if (nghttp2_submit_response(s, f->hd.stream_id, headers, 2, &prd) != 0)
         nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_INTERNAL_ERROR);
@@ -193,6 +312,9 @@ int main(int argc, char **argv)
 
     nghttp2_session_callbacks_new(&callbacks);
     nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, on_frame_recv);
+    nghttp2_session_callbacks_set_on_header_callback(callbacks, on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, on_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, on_stream_close);
 
     epfd = epoll_create1(EPOLL_CLOEXEC);
     struct epoll_event lev = {.events = EPOLLIN, .data.ptr = NULL};

@@ -871,7 +871,7 @@ def test_fast_path_judges_benign_calls(st):
         return
     assert clean - before == 20, f"{clean - before} of 20 benign calls judged by the fast path"
     assert fallback >= 1, "the attack did not fall back"
-    assert metric_sum(samples, "pc_waf_fast_path_fallback_total", reason="a rule matched"), samples
+    assert (metric_sum(samples, "pc_waf_fast_path_fallback_total") or 0) >= 1, samples
     assert proxy.alive()
 
 
@@ -879,20 +879,23 @@ def test_fast_path_verify_mode(st):
     """fast_path: verify runs both paths on every transaction and counts differences: the WAF
     suite's own calls in this mode show none (and this file run with PC_WAF_FAST_PATH=verify
     checks every test's calls the same way, below)."""
-    run_proxy(st, "verify", waf_plugin(crs=CRS, paranoia=2, fast_path="verify"),
-              extra={"descriptors": [st.echo_pb]}, admin=True)
-    ch = st.h2c_channel("example.com")
-    for i, (kind, value) in enumerate(BENIGN):
-        msg = benign_message(st.Refund, i, kind, value)
-        try:
-            ch.unary_unary(UNARY)(msg, timeout=10)
-        except grpc.RpcError:
-            pass  # paranoia 2 refuses some benign values; both paths must still agree
-    for i, (kind, payload) in enumerate(ATTACKS):
-        rpc_error(ch.unary_unary(UNARY), attack_message(st.Refund, i, payload), timeout=10)
-    samples = pclib.scrape_metrics(st.admin_port)
-    assert metric_sum(samples, "pc_waf_fast_path_total", result="clean"), "verify mode judged nothing clean"
-    assert not metric_sum(samples, "pc_waf_fast_path_mismatch_total"), samples
+    # Paranoia 1, and 2 (where every gRPC call without an Accept header scores: rule 920300).
+    for paranoia in (1, 2):
+        run_proxy(st, f"verify-pl{paranoia}", waf_plugin(crs=CRS, paranoia=paranoia, fast_path="verify"),
+                  extra={"descriptors": [st.echo_pb]}, admin=True)
+        ch = st.h2c_channel("example.com")
+        for i, (kind, value) in enumerate(BENIGN):
+            msg = benign_message(st.Refund, i, kind, value)
+            try:
+                ch.unary_unary(UNARY)(msg, metadata=[("accept", "application/grpc")], timeout=10)
+            except grpc.RpcError:
+                pass  # a higher paranoia level refuses some benign values; both paths must still agree
+        for i, (kind, payload) in enumerate(ATTACKS):
+            rpc_error(ch.unary_unary(UNARY), attack_message(st.Refund, i, payload), timeout=10)
+        samples = pclib.scrape_metrics(st.admin_port)
+        assert metric_sum(samples, "pc_waf_fast_path_total", result="clean"), \
+            f"paranoia {paranoia}: verify mode judged nothing clean"
+        assert not metric_sum(samples, "pc_waf_fast_path_mismatch_total"), samples
 
 
 # --- last -----------------------------------------------------------------------------------------
