@@ -191,6 +191,9 @@ typedef struct fp_var {
     char *key; /* NULL: the whole collection */
     size_t key_len;
     pcre2_code *key_re; /* /regex/ keys */
+    char *key_prefix;   /* a /^literal.../ key's literal: names without it cannot match */
+    size_t key_prefix_len;
+    int key_prefix_only; /* the regex is /^literal/ and nothing else: the prefix decides */
     int count;
     int exclude;
     char *full; /* "COLL:key" as libmodsecurity compares exclusions */
@@ -987,6 +990,12 @@ static int key_matches(replay *r, const fp_var *fv, const char *name, size_t len
 {
     if (!fv->key && !fv->key_re) return 1;
     if (fv->key_re) {
+        if (fv->key_prefix && !memchr(name, '\n', len)) {
+            if (len < fv->key_prefix_len ||
+                !ieq(name, fv->key_prefix_len, fv->key_prefix, fv->key_prefix_len))
+                return 0;
+            if (fv->key_prefix_only) return 1;
+        }
         int rc = pcre2_jit_match(fv->key_re, (PCRE2_SPTR)name, len, 0, 0, r->c->md, NULL);
         if (rc == PCRE2_ERROR_JIT_BADOPTION || rc == PCRE2_ERROR_JIT_STACKLIMIT)
             rc = pcre2_match(fv->key_re, (PCRE2_SPTR)name, len, 0, PCRE2_NO_JIT, r->c->md, NULL);
@@ -1800,6 +1809,8 @@ typedef struct builder {
     unsigned *flags, *ids, *classes; /* classes: bit per value class whose database needs it */
     size_t npats, cap;
     unsigned cur_classes; /* of the rule being compiled */
+    int paranoia;         /* the level the rules set runs at (a hint; 0: unknown) */
+    int cur_level;        /* the paranoia-level/N tag of the rule being compiled; 0: none */
     char *err;
     size_t errlen;
 } builder;
@@ -2034,12 +2045,20 @@ static int compile_op(builder *b, fp_rule *r, const sl_rule *sr)
         op->pat = (int)f->npats++;
         char *e = strdup(param);
         if (!e) return -1;
+        /* A rule tagged for a paranoia level above the set's is skipped by the CRS's own level
+         * checks: its pattern stays out of the databases (smaller, faster to scan), and should the
+         * rule run after all, every value is a candidate and PCRE decides: exact either way. */
+        if (b->paranoia && b->cur_level > b->paranoia) {
+            free(e);
+            return add_always(f, op->pat);
+        }
         /* prefilter: may match more than PCRE, never less */
         unsigned flags = HS_FLAG_DOTALL | HS_FLAG_MULTILINE | HS_FLAG_SINGLEMATCH | HS_FLAG_PREFILTER;
         return add_pat(b, e, flags, (unsigned)op->pat);
     }
     case OP_PM:
         op->pat = (int)f->npats++;
+        if (b->paranoia && b->cur_level > b->paranoia) return add_always(f, op->pat); /* as for @rx */
         return from_file ? parse_pm_file(b, param, sr->file, op->pat) : parse_pm_words(b, param, op->pat);
     case OP_IPMATCH:
         if (ip_nets(op, param) < 0) {
@@ -2080,6 +2099,20 @@ static int compile_var(builder *b, fp_rule *r, fp_var *v, const sl_var *sv)
             char *pat = xstrndup(sv->key + 1, kl >= 2 ? kl - 2 : 0);
             if (!pat) return -1;
             v->key_re = compile_re(pat, 1); /* libmodsecurity's variable regexes ignore case */
+            /* "^header_name_": letters, digits, '_' and '-' after the anchor are a literal prefix
+             * (caseless, as the regex) every matching name starts with; MULTILINE's ^ could also
+             * match after a newline, so names with one always go to PCRE (see key_matches) */
+            size_t n = 0;
+            if (pat[0] == '^' && !strchr(pat, '|'))
+                while (pat[1 + n] &&
+                       (isalnum((unsigned char)pat[1 + n]) || pat[1 + n] == '_' || pat[1 + n] == '-'))
+                    n++;
+            if (n && strchr("?*+{", pat[1 + n]) && pat[1 + n]) n--; /* "^abc?": only "ab" is required */
+            if (n) {
+                v->key_prefix = xstrndup(pat + 1, n);
+                v->key_prefix_len = n;
+                v->key_prefix_only = pat[1 + n] == '\0';
+            }
             free(pat);
             if (!v->key_re) {
                 r->unsupported = "regex key";
@@ -2326,8 +2359,19 @@ static int target_update_applies(const sl_target_update *u, const sl_rule *sr)
     return 0;
 }
 
+/* The N of a rule's tag 'paranoia-level/N' (the CRS tags every rule so); 0 when it has none. */
+static int tagged_level(const sl_rule *sr)
+{
+    for (size_t i = 0; i < sr->nactions; i++)
+        if (!strcmp(sr->actions[i].name, "tag") && sr->actions[i].value &&
+            !strncmp(sr->actions[i].value, "paranoia-level/", 15))
+            return atoi(sr->actions[i].value + 15);
+    return 0;
+}
+
 static fp_rule *compile_rule(builder *b, const sl_rule *sr, const sl_rule *head_sr, int phase, int head)
 {
+    if (head) b->cur_level = tagged_level(sr);
     waf_fast *f = b->f;
     const sl_ruleset *rs = b->rs;
     fp_rule *r = new_rule(f);
@@ -2402,6 +2446,7 @@ static void rule_free(fp_rule *r)
 {
     for (size_t i = 0; i < r->nvars; i++) {
         free(r->vars[i].key);
+        free(r->vars[i].key_prefix);
         free(r->vars[i].full);
         pcre2_code_free(r->vars[i].key_re);
     }
@@ -2680,12 +2725,13 @@ static hs_database_t *db_get(waf_fast_dbs *d, builder *b, char *err, size_t errl
     return db; /* no shared set: the fast path owns it */
 }
 
-waf_fast *waf_fast_build(const waf_source *src, size_t nsrc, waf_fast_dbs *dbs, char *err, size_t errlen)
+waf_fast *waf_fast_build(const waf_source *src, size_t nsrc, int paranoia, waf_fast_dbs *dbs, char *err,
+                         size_t errlen)
 {
     if (errlen) err[0] = '\0';
     sl_ruleset *rs = sl_new();
     waf_fast *f = calloc(1, sizeof *f);
-    builder b = {.f = f, .rs = rs, .err = err, .errlen = errlen};
+    builder b = {.f = f, .rs = rs, .err = err, .errlen = errlen, .paranoia = paranoia};
     if (!rs || !f) {
         errf(err, errlen, "out of memory");
         goto fail;

@@ -43,10 +43,13 @@ typedef struct waf_fast_dbs waf_fast_dbs;
 waf_fast_dbs *waf_fast_dbs_new(const char *cache_dir);
 void waf_fast_dbs_free(waf_fast_dbs *dbs);
 
-/* Builds the fast path for the rules set loaded from `src` (dbs must outlive it). Returns NULL with
- * err on failure (a source libmodsecurity accepted but this reader refuses: the plugin then runs
- * without a fast path and says why). */
-waf_fast *waf_fast_build(const waf_source *src, size_t nsrc, waf_fast_dbs *dbs, char *err, size_t errlen);
+/* Builds the fast path for the rules set loaded from `src` (dbs must outlive it). `paranoia`, the
+ * CRS paranoia level the set runs at (0: unknown), only keeps the patterns of rules tagged for
+ * higher levels out of the databases: it changes the cost, never a verdict. Returns NULL with err
+ * on failure (a source libmodsecurity accepted but this reader refuses: the plugin then runs without
+ * a fast path and says why). */
+waf_fast *waf_fast_build(const waf_source *src, size_t nsrc, int paranoia, waf_fast_dbs *dbs, char *err,
+                         size_t errlen);
 void waf_fast_free(waf_fast *f);
 
 /* Rules (at every paranoia level) whose evaluation the fast path cannot reproduce, and why, one per

@@ -400,7 +400,7 @@ static waf_profile *build_profile(cfg *c, const sources *s, const settings *st)
     if (st->fast_path != WAF_FAST_OFF) {
         /* A rules set the fast path cannot read still runs, without it: said once, at load. */
         char ferr[512];
-        if (!(p->fast = waf_fast_build(p->src, p->nsrc, c->dbs, ferr, sizeof ferr))) {
+        if (!(p->fast = waf_fast_build(p->src, p->nsrc, st->paranoia, c->dbs, ferr, sizeof ferr))) {
             c->h->log(c->handle, PC_PLUGIN_LOG_WARN, "the WAF fast path is off for this rules set: %s", ferr);
             p->fast_error = strdup(ferr);
         } else {
