@@ -296,6 +296,7 @@ typedef struct fp_rule {
     char *msg;
     int removed;          /* SecRuleRemoveById/ByTag/ByMsg */
     int reads_persistent; /* a target is a persistent collection: its value is unknown here */
+    unsigned agg_classes; /* nonzero: a plain @rx/@pm on values of these classes only (see no_candidate) */
     int forkable;         /* ... and the only thing that depends on it is whether the rule matches */
     struct fp_rule *chain;
 } fp_rule;
@@ -575,6 +576,8 @@ typedef struct replay {
     value *args, *arg_names;
     size_t nargs;
     value body, body_len, combined;
+    uint64_t *
+        *agg; /* [class * nchains + chain]: the OR of the hits of the class's values; NULL until needed */
     char numbuf[2][32];
 } replay;
 
@@ -1276,6 +1279,78 @@ static int run_ctls(replay *r, const fp_rule *rule)
     return 0;
 }
 
+/* The values of a class that rules with a plain operator read, for the aggregated hits below. */
+static int class_values(replay *r, int cls, value **list, size_t *n)
+{
+    waf_fast_call *c = r->c;
+    static const int uri_kinds[] = {V_REQUEST_METHOD,   V_REQUEST_URI,      V_REQUEST_URI_RAW,
+                                    V_REQUEST_FILENAME, V_REQUEST_BASENAME, V_REQUEST_LINE,
+                                    V_REQUEST_PROTOCOL, V_QUERY_STRING,     V_UNSET};
+    size_t k = 0;
+    switch (cls) {
+    case C_ARGS:
+        for (size_t i = 0; i < r->nargs; i++) {
+            list[k++] = &r->args[i];
+            list[k++] = &r->arg_names[i];
+        }
+        break;
+    case C_HEADERS:
+        for (size_t i = 0; i < c->nheaders; i++) {
+            list[k++] = &c->headers[i];
+            list[k++] = &c->header_names[i];
+        }
+        break;
+    case C_BODY:
+        list[k++] = &r->body;
+        break;
+    case C_URI:
+        for (size_t i = 0; i < sizeof uri_kinds / sizeof *uri_kinds; i++)
+            list[k++] = &c->single[uri_kinds[i]];
+        break;
+    }
+    *n = k;
+    return 0;
+}
+
+/* Whether no value a rule can read holds a candidate for its pattern: then the rule cannot match
+ * and need not look at its values one by one. The hits of every value of a class after the rule's
+ * transformations are ORed once per transaction; a superset of the rule's own targets (key filters
+ * and exclusions only remove values), so a missing bit is proof. 1 no candidate, 0 maybe, -1
+ * fallback. */
+static int no_candidate(replay *r, const fp_rule *rule)
+{
+    const waf_fast *f = r->f;
+    size_t words = (f->npats + 63) / 64;
+    int pat = rule->op.pat;
+    if (!r->agg) {
+        r->agg = arena_alloc(r->mem, NCLASSES * f->nchains * sizeof *r->agg);
+        if (!r->agg) return fallback(r, "out of memory");
+        memset(r->agg, 0, NCLASSES * f->nchains * sizeof *r->agg);
+    }
+    for (int cls = 0; cls < NCLASSES; cls++) {
+        if (!(rule->agg_classes & (1u << cls))) continue;
+        uint64_t **slot = &r->agg[(size_t)cls * f->nchains + (size_t)rule->chain_id];
+        if (!*slot) {
+            size_t cap = cls == C_ARGS ? 2 * r->nargs : cls == C_HEADERS ? 2 * r->c->nheaders : 16, n;
+            value **list = arena_alloc(r->mem, (cap + 1) * sizeof *list);
+            uint64_t *agg = arena_alloc(r->mem, words * sizeof *agg);
+            if (!list || !agg) return fallback(r, "out of memory");
+            memset(agg, 0, words * sizeof *agg);
+            class_values(r, cls, list, &n);
+            for (size_t i = 0; i < n; i++) {
+                value *v = list[i];
+                variant *var = variant_of(r, v->call_level ? &r->c->mem : r->mem, v, rule->chain_id, 1);
+                if (!var) return -1;
+                if (!var->hits) return 0; /* no database for the class: every value is a candidate */
+                for (size_t w = 0; w < words; w++)
+                    agg[w] |= var->hits[w];
+            }
+            *slot = agg;
+        }
+        if ((*slot)[pat >> 6] & ((uint64_t)1 << (pat & 63))) return 0;
+    }
+    return 1;
+}
 /* Evaluates a rule (and its chain): 1 full match, 0 none, -1 fallback. */
 static int eval_rule(replay *r, const fp_rule *rule, int head)
 {
@@ -1289,7 +1364,9 @@ static int eval_rule(replay *r, const fp_rule *rule, int head)
         if (rule->unsupported_match) return fallback(r, rule->unsupported_match);
         if (run_setvars(r, rule) < 0) return -1;
     } else {
-        for (size_t i = 0; i < rule->nvars; i++) {
+        int none = rule->agg_classes ? no_candidate(r, rule) : 0;
+        if (none < 0) return -1;
+        for (size_t i = 0; !none && i < rule->nvars; i++) {
             if (rule->vars[i].exclude) continue;
             if (each_value(r, rule, &rule->vars[i], &matched) < 0) return -1;
         }
@@ -1630,6 +1707,12 @@ static void replay_init(replay *r, waf_fast_call *c, waf_fast_scratch *scratch, 
     r->nargs = 0;
     r->mv_unknown = 0;
     r->numbuf[0][0] = r->numbuf[1][0] = '\0';
+    /* phase 1: no body yet (REQUEST_BODY and the sizes are unset, as in libmodsecurity) */
+    value_init(r, mem, &r->body, "REQUEST_BODY", "REQUEST_BODY", 12, "", 0);
+    r->body.cls = C_BODY;
+    value_init(r, mem, &r->body_len, "REQUEST_BODY_LENGTH", "REQUEST_BODY_LENGTH", 19, "", 0);
+    value_init(r, mem, &r->combined, "ARGS_COMBINED_SIZE", "ARGS_COMBINED_SIZE", 18, "", 0);
+    r->agg = NULL;
 }
 
 int waf_fast_judge(waf_fast_call *c, waf_fast_scratch *s, const waf_arg *args, size_t nargs, const char *body,
@@ -2407,6 +2490,36 @@ static fp_rule *compile_rule(builder *b, const sl_rule *sr, const sl_rule *head_
             if (r->vars[i].kind == V_PERSISTENT) r->reads_persistent = 1;
             if (r->vars[i].kind == V_PERSISTENT && r->vars[i].count) r->forkable = -1;
         }
+        /* a plain pattern operator on values whose class is known: no_candidate can rule it out */
+        int plain = (r->op.kind == OP_RX || r->op.kind == OP_PM) && r->op.pat >= 0 && !r->op.negated &&
+                    !r->op.param.has_macro && !r->multimatch && r->op.re != NULL;
+        if (r->op.kind == OP_PM) plain = r->op.pat >= 0 && !r->op.negated && !r->multimatch;
+        for (size_t i = 0; plain && i < r->nvars; i++) {
+            const fp_var *v = &r->vars[i];
+            if (v->exclude) continue;
+            switch (v->count ? -1 : v->kind) {
+            case V_ARGS:
+            case V_ARGS_NAMES:
+            case V_EMPTY:
+            case V_REQUEST_HEADERS:
+            case V_REQUEST_HEADERS_NAMES:
+            case V_REQUEST_BODY:
+            case V_REQUEST_METHOD:
+            case V_REQUEST_URI:
+            case V_REQUEST_URI_RAW:
+            case V_REQUEST_FILENAME:
+            case V_REQUEST_BASENAME:
+            case V_REQUEST_LINE:
+            case V_REQUEST_PROTOCOL:
+            case V_QUERY_STRING:
+            case V_UNSET:
+                r->agg_classes |= 1u << class_of(v->kind, 0);
+                break;
+            default:
+                plain = 0;
+            }
+        }
+        if (!plain) r->agg_classes = 0;
         r->forkable = r->reads_persistent && r->forkable == 0 && targets == 1 && head && !r->capture &&
                       !r->multimatch && !r->nsetvars && !r->unsupported_match && !r->unsupported;
     } else {
