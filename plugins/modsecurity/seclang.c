@@ -310,7 +310,6 @@ static const char *const severity_names[] = {"emergency", "alert",  "critical", 
 
 /* Directives accepted and ignored: they do not change what the model represents. */
 static const char *const ignored_directives[] = {
-    "secargumentslimit",
     "secauditengine",
     "secauditlog",
     "secauditlog2",
@@ -343,7 +342,6 @@ static const char *const ignored_directives[] = {
     "secstatusengine",
     "sectmpdir",
     "sectmpsaveuploadedfiles",
-    "secunicodemapfile",
     "secuploaddir",
     "secuploadfilelimit",
     "secuploadfilemode",
@@ -377,12 +375,12 @@ static const char *const refused_directives[] = {
     "secstreamoutbodyinspection",
 };
 
-/* Directives whose effect the model cannot represent: recorded in `unsupported`. */
+/* Directives whose effect the model cannot represent: recorded in `unsupported`. Among them two that
+ * change what rules see: SecArgumentsLimit drops arguments past the limit (and stops the body
+ * parser), SecUnicodeMapFile changes how urlDecodeUni decodes %uXXXX. */
 static const char *const unsupported_directives[] = {
-    "sechttpblkey",
-    "secremoterules",
-    "secrulescript",
-    "secwebappid",
+    "secargumentslimit", "sechttpblkey",      "secremoterules",
+    "secrulescript",     "secunicodemapfile", "secwebappid",
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

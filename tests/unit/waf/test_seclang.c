@@ -656,6 +656,13 @@ static void test_defaults_and_settings(void **state)
         sl_add_text(rs, "SecRuleEngine Off\nSecArgumentSeparator &\n", "u.conf", err, sizeof err), 0);
     assert_int_equal(rs->rule_engine, 1);
     assert_int_equal(rs->argument_separator, ';');
+    /* directives that change what rules see are recorded, so that the fast path refuses the set */
+    assert_int_equal(sl_add_text(rs, "SecArgumentsLimit 100\nSecUnicodeMapFile unicode.mapping 20127\n",
+                                 "v.conf", err, sizeof err),
+                     0);
+    assert_int_equal(rs->nunsupported, 3);
+    assert_string_equal(rs->unsupported[1], "v.conf:1: SecArgumentsLimit");
+    assert_string_equal(rs->unsupported[2], "v.conf:2: SecUnicodeMapFile");
     sl_free(rs);
 
     refused("SecDefaultAction \"phase:2,deny\"\nSecDefaultAction \"phase:2,pass\"", 2, "once per phase");
