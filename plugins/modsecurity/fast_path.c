@@ -507,6 +507,8 @@ typedef struct value {
     int call_level;    /* a value of the call (headers, path): its variants live as long as the call */
     int repeats;       /* a value that repeats across calls (names, headers, path): scans are cached */
     int cls;           /* C_ARGS, ...: which database scans it */
+    uint64_t id_known, id_same; /* per transformation: whether it leaves the value as it is (memo) */
+    int orig;                   /* the index of the variant that is the value itself; -1 none yet */
     variant *variants;
     size_t nvariants, capvariants;
 } value;
@@ -605,6 +607,8 @@ static int value_init(replay *r, arena *a, value *v, const char *key, const char
     v->call_level = 0;
     v->repeats = 0;
     v->cls = C_OTHER;
+    v->id_known = v->id_same = 0;
+    v->orig = -1;
     v->variants = NULL;
     v->nvariants = v->capvariants = 0;
     (void)a;
@@ -690,7 +694,18 @@ static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
         const char *cur = v->s;
         size_t len = v->len;
         for (size_t i = 0; i < c->n; i++) {
-            if (waf_transform_identity(c->t[i], cur, len)) continue;
+            /* while the value is still the original, whether a transformation changes it is
+             * remembered across chains: most chains leave most values as they are */
+            if (cur == v->s) {
+                uint64_t bit = (uint64_t)1 << (c->t[i] & 63);
+                if (!(v->id_known & bit)) {
+                    v->id_known |= bit;
+                    if (waf_transform_identity(c->t[i], cur, len)) v->id_same |= bit;
+                }
+                if (v->id_same & bit) continue;
+            } else if (waf_transform_identity(c->t[i], cur, len)) {
+                continue;
+            }
             size_t cap = waf_transform_max_out(c->t[i], len) + 1;
             char *out = arena_alloc(a, cap);
             if (!out) return fallback(r, "out of memory"), NULL;
@@ -703,7 +718,8 @@ static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
             len = n;
         }
         /* the same bytes as an earlier variant share it (and its scan, made below if not yet) */
-        for (size_t i = 0; i < v->nvariants && idx < 0; i++)
+        if (cur == v->s) idx = v->orig;
+        for (size_t i = 0; cur != v->s && i < v->nvariants && idx < 0; i++)
             if (v->variants[i].len == len && (v->variants[i].s == cur || !memcmp(v->variants[i].s, cur, len)))
                 idx = (int)i;
         if (idx < 0) {
@@ -720,6 +736,7 @@ static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
             n->len = len;
             n->hits = NULL;
             idx = (int)v->nvariants++;
+            if (cur == v->s) v->orig = idx;
         }
         v->by_chain[ch] = (int16_t)idx;
     }
