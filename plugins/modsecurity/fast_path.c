@@ -318,6 +318,9 @@ struct waf_fast {
     int db_owned;                /* built without a waf_fast_dbs: this fast path frees them */
     int *always;                 /* ids that are candidates for every value */
     size_t nalways;
+    uint64_t *always_bits; /* the same as a bitset over the Hyperscan ids, made at the end of the build */
+    char **names;          /* marker names, interned: markers and skipAfter compare by pointer */
+    size_t nnames;
     uint32_t max_groups; /* largest capture count of the rx patterns */
     char *uncovered;     /* "id why\n" lines */
     size_t nuncovered;
@@ -547,8 +550,8 @@ struct waf_fast_call {
     size_t ntx1;
     removal rm1[MAX_REMOVALS];
     size_t nrm1;
-    int json1;     /* the body processor is JSON after phase 1 */
-    char *marker1; /* a skipAfter marker not found in phase 1 */
+    int json1;           /* the body processor is JSON after phase 1 */
+    const char *marker1; /* a skipAfter marker not found in phase 1 */
     int skip1;
     pcre2_match_data *md;
 };
@@ -745,9 +748,7 @@ static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
         size_t words = (f->npats + 63) / 64;
         var->hits = arena_alloc(a, words * sizeof *var->hits);
         if (!var->hits) return fallback(r, "out of memory"), NULL;
-        memset(var->hits, 0, words * sizeof *var->hits);
-        for (size_t i = 0; i < f->nalways; i++)
-            var->hits[f->always[i] >> 6] |= (uint64_t)1 << (f->always[i] & 63);
+        memcpy(var->hits, f->always_bits, words * sizeof *var->hits);
         if (scan_cached(r, v, var, words) < 0) return fallback(r, "scan failed"), NULL;
     }
     return var;
@@ -1414,7 +1415,7 @@ static int step(replay *r, const fp_rule *rule)
 {
     if (r->marker && !rule->marker) return 0;
     if (rule->marker) {
-        if (r->marker && !strcmp(r->marker, rule->marker_name)) r->marker = NULL;
+        if (r->marker == rule->marker_name) r->marker = NULL; /* interned: same name, same pointer */
         return 0;
     }
     if (r->skip > 0) {
@@ -1705,7 +1706,6 @@ void waf_fast_call_free(waf_fast_call *c)
     arena_reset(&c->mem);
     pcre2_match_data_free(c->md);
     free(c->tx1);
-    free(c->marker1);
     free(c);
 }
 
@@ -1768,7 +1768,7 @@ int waf_fast_judge(waf_fast_call *c, waf_fast_scratch *s, const waf_arg *args, s
                 memcpy(c->rm1, r->rm, r->nrm * sizeof *r->rm);
                 c->nrm1 = r->nrm;
                 c->json1 = r->json;
-                c->marker1 = r->marker ? strdup(r->marker) : NULL;
+                c->marker1 = r->marker; /* interned, lives with the fast path */
                 c->skip1 = r->skip;
             }
         }
@@ -1959,6 +1959,16 @@ static char *literal_expr(const char *s, size_t n)
         sprintf(e + 4 * i, "\\x%02x", (unsigned char)s[i]);
     e[n * 4] = '\0';
     return e;
+}
+
+static char *intern(waf_fast *f, const char *name)
+{
+    for (size_t i = 0; i < f->nnames; i++)
+        if (!strcmp(f->names[i], name)) return f->names[i];
+    char **n = realloc(f->names, (f->nnames + 1) * sizeof *n);
+    if (!n) return NULL;
+    f->names = n;
+    return (n[f->nnames] = strdup(name)) ? n[f->nnames++] : NULL;
 }
 
 static void uncovered(waf_fast *f, uint32_t id, const char *why, const char *detail)
@@ -2361,8 +2371,7 @@ static int compile_actions(builder *b, fp_rule *r, const sl_rule *sr, int head)
         } else if (!strcmp(a->name, "ctl")) {
             if (parse_ctl(r, v, f) < 0) return -1;
         } else if (!strcmp(a->name, "skipafter")) {
-            free(r->skip_after);
-            r->skip_after = strdup(v);
+            r->skip_after = intern(f, v);
             if (!r->skip_after) return -1;
         } else if (!strcmp(a->name, "skip")) {
             r->skip = atoi(v);
@@ -2595,12 +2604,10 @@ static void rule_free(fp_rule *r)
         free(r->ctls[i].processor);
     }
     free(r->ctls);
-    free(r->skip_after);
     for (size_t i = 0; i < r->ntags; i++)
         free(r->tags[i]);
     free(r->tags);
     free(r->msg);
-    free(r->marker_name);
     free(r);
 }
 
@@ -2618,6 +2625,10 @@ void waf_fast_free(waf_fast *f)
     for (int c = 0; c < NCLASSES && f->db_owned; c++)
         if (f->db[c]) hs_free_database(f->db[c]);
     free(f->always);
+    free(f->always_bits);
+    for (size_t i = 0; i < f->nnames; i++)
+        free(f->names[i]);
+    free(f->names);
     free(f->uncovered);
     free(f);
 }
@@ -2881,7 +2892,8 @@ waf_fast *waf_fast_build(const waf_source *src, size_t nsrc, int paranoia, waf_f
         if (sr->kind == SL_MARKER) {
             for (int p = 0; p <= 2; p++) {
                 fp_rule *m = new_rule(f);
-                if (!m || !(m->marker_name = strdup(sr->marker ? sr->marker : "")) || phase_add(f, p, m) < 0)
+                if (!m || !(m->marker_name = intern(f, sr->marker ? sr->marker : "")) ||
+                    phase_add(f, p, m) < 0)
                     goto oom;
                 m->marker = 1;
                 m->phase = p;
@@ -2916,6 +2928,10 @@ waf_fast *waf_fast_build(const waf_source *src, size_t nsrc, int paranoia, waf_f
             goto fail;
         }
     }
+    f->always_bits = calloc((f->npats + 63) / 64 + 1, sizeof *f->always_bits);
+    if (!f->always_bits) goto oom;
+    for (size_t i = 0; i < f->nalways; i++)
+        f->always_bits[f->always[i] >> 6] |= (uint64_t)1 << (f->always[i] & 63);
     for (size_t i = 0; i < b.npats; i++)
         free(b.pats[i]);
     free(b.pats);
