@@ -2109,7 +2109,7 @@ static int directive(ctx_t *x, cur_t *c)
         return 0;
     }
     if (in_list(off_only_directives, COUNT(off_only_directives), name)) {
-        int on;
+        int on = 0;
         if (on_off(x, c, name, &on) < 0) return -1;
         if (on) return fail(x, c->file, line, "%.*s On is not supported.", (int)(c->i - b), c->s + b);
         return 0;

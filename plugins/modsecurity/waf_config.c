@@ -93,6 +93,7 @@ static int joinp(char *out, size_t len, const char *dir, const char *name)
 static int resolve(cfg *c, const pc_config_node *n, const char *dflt, char *out, size_t len)
 {
     if (n) return c->h->config_path(n, out, len) ? 0 : -1;
+    if (!dflt) return -1; /* callers without a default pass a node */
     int w = snprintf(out, len, "%s", dflt);
     return w < 0 || (size_t)w >= len ? -1 : 0;
 }

@@ -65,7 +65,7 @@ static void test_table_evicts_least_recently_seen(void **state)
     bot_clients *t = bot_clients_new(4);
     uint8_t k[6][16];
     for (int i = 0; i < 6; i++) {
-        uint8_t a[16];
+        uint8_t a[16] = {0};
         v4(0xc0000200u + (uint32_t)i, a);
         bot_client_key(a, k[i]);
     }
@@ -88,7 +88,7 @@ static void test_table_evicts_least_recently_seen(void **state)
 static void test_ipv6_counted_per_64(void **state)
 {
     (void)state;
-    uint8_t a[16], b[16], c[16], ka[16], kb[16], kc[16];
+    uint8_t a[16] = {0}, b[16] = {0}, c[16] = {0}, ka[16], kb[16], kc[16];
     assert_int_equal(bot_parse_ip("2001:db8:1:2::1", a), 0);
     assert_int_equal(bot_parse_ip("2001:db8:1:2:ffff::9", b), 0);
     assert_int_equal(bot_parse_ip("2001:db8:1:3::1", c), 0);
@@ -98,7 +98,7 @@ static void test_ipv6_counted_per_64(void **state)
     assert_memory_equal(ka, kb, 16);
     assert_memory_not_equal(ka, kc, 16);
     /* IPv4 keeps its whole address, also when it arrives IPv4-mapped. */
-    uint8_t d[16], e[16], kd[16], ke[16];
+    uint8_t d[16] = {0}, e[16] = {0}, kd[16], ke[16];
     assert_int_equal(bot_parse_ip("198.51.100.7", d), 0);
     assert_int_equal(bot_parse_ip("::ffff:198.51.100.7", e), 0);
     bot_client_key(d, kd);
