@@ -70,6 +70,14 @@ waf_transform_id waf_transform_lookup(const char *name)
     return WT_UNKNOWN;
 }
 
+const char *waf_transform_name(waf_transform_id t)
+{
+    /* the first spelling listed is the one libmodsecurity's documentation uses */
+    for (size_t i = 0; i < sizeof wt_names / sizeof wt_names[0]; i++)
+        if (wt_names[i].id == t) return wt_names[i].name;
+    return NULL;
+}
+
 size_t waf_transform_max_out(waf_transform_id t, size_t len)
 {
     switch (t) {

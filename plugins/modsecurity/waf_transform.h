@@ -52,6 +52,9 @@ typedef enum {
  * accepts, e.g. normalisePath and normalizePath); WT_UNKNOWN otherwise. */
 waf_transform_id waf_transform_lookup(const char *name);
 
+/* The name of a transformation as SecLang spells it ("urlDecodeUni"); NULL for WT_UNKNOWN. */
+const char *waf_transform_name(waf_transform_id t);
+
 /* The upper bound of the output length for an input of `len` bytes (for sizing `out`). */
 size_t waf_transform_max_out(waf_transform_id t, size_t len);
 

@@ -14,45 +14,6 @@
 
 #include "waf_transform.h"
 
-static const char *const names[WT_COUNT] = {
-    [WT_NONE] = "none",
-    [WT_LOWERCASE] = "lowercase",
-    [WT_UPPERCASE] = "uppercase",
-    [WT_URLDECODE] = "urlDecode",
-    [WT_URLDECODEUNI] = "urlDecodeUni",
-    [WT_HTMLENTITYDECODE] = "htmlEntityDecode",
-    [WT_JSDECODE] = "jsDecode",
-    [WT_CSSDECODE] = "cssDecode",
-    [WT_REMOVENULLS] = "removeNulls",
-    [WT_REPLACENULLS] = "replaceNulls",
-    [WT_REMOVEWHITESPACE] = "removeWhitespace",
-    [WT_COMPRESSWHITESPACE] = "compressWhitespace",
-    [WT_CMDLINE] = "cmdLine",
-    [WT_REPLACECOMMENTS] = "replaceComments",
-    [WT_REMOVECOMMENTS] = "removeComments",
-    [WT_REMOVECOMMENTSCHAR] = "removeCommentsChar",
-    [WT_NORMALISEPATH] = "normalisePath",
-    [WT_NORMALISEPATHWIN] = "normalisePathWin",
-    [WT_UTF8TOUNICODE] = "utf8toUnicode",
-    [WT_BASE64DECODE] = "base64Decode",
-    [WT_BASE64DECODEEXT] = "base64DecodeExt",
-    [WT_BASE64ENCODE] = "base64Encode",
-    [WT_HEXENCODE] = "hexEncode",
-    [WT_HEXDECODE] = "hexDecode",
-    [WT_SQLHEXDECODE] = "sqlHexDecode",
-    [WT_ESCAPESEQDECODE] = "escapeSeqDecode",
-    [WT_SHA1] = "sha1",
-    [WT_MD5] = "md5",
-    [WT_LENGTH] = "length",
-    [WT_TRIM] = "trim",
-    [WT_TRIMLEFT] = "trimLeft",
-    [WT_TRIMRIGHT] = "trimRight",
-    [WT_URLENCODE] = "urlEncode",
-    [WT_PARITYEVEN7BIT] = "parityEven7bit",
-    [WT_PARITYODD7BIT] = "parityOdd7bit",
-    [WT_PARITYZERO7BIT] = "parityZero7bit",
-};
-
 static ModSecurity *msc;
 static RulesSet *rules[WT_COUNT];
 
@@ -84,10 +45,10 @@ static void setup(void)
                  "SecRuleEngine On\n"
                  "SecRule REQUEST_HEADERS:x-in \"!@streq %%{REQUEST_HEADERS.x-out}\" "
                  "\"id:1,phase:1,deny,status:403,t:none,t:%s\"\n",
-                 names[t]);
+                 waf_transform_name(t));
         rules[t] = msc_create_rules_set();
         if (msc_rules_add(rules[t], conf, &err) < 0) {
-            fprintf(stderr, "t:%s rejected: %s\n", names[t], err ? err : "?");
+            fprintf(stderr, "t:%s rejected: %s\n", waf_transform_name(t), err ? err : "?");
             abort();
         }
     }
@@ -112,11 +73,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (n != (size_t)-1) {
         if (n > cap || out[n] != '\0') abort();
         if (!lib_agrees(rules[t], in, len, out, n)) {
-            fprintf(stderr, "t:%s differs from libmodsecurity (%zu bytes in, %zu out)\n", names[t], len, n);
+            fprintf(stderr, "t:%s differs from libmodsecurity (%zu bytes in, %zu out)\n",
+                    waf_transform_name(t), len, n);
             abort();
         }
         if (waf_transform_identity(t, in, len) && (n != len || memcmp(out, in, len) != 0)) {
-            fprintf(stderr, "t:%s identity claimed wrongly\n", names[t]);
+            fprintf(stderr, "t:%s identity claimed wrongly\n", waf_transform_name(t));
             abort();
         }
     }

@@ -21,46 +21,6 @@
 
 #include "waf_transform.h"
 
-/* The canonical names, indexed by id (as libmodsecurity's SecLang spells them). */
-static const char *const canonical[WT_COUNT] = {
-    [WT_NONE] = "none",
-    [WT_LOWERCASE] = "lowercase",
-    [WT_UPPERCASE] = "uppercase",
-    [WT_URLDECODE] = "urlDecode",
-    [WT_URLDECODEUNI] = "urlDecodeUni",
-    [WT_HTMLENTITYDECODE] = "htmlEntityDecode",
-    [WT_JSDECODE] = "jsDecode",
-    [WT_CSSDECODE] = "cssDecode",
-    [WT_REMOVENULLS] = "removeNulls",
-    [WT_REPLACENULLS] = "replaceNulls",
-    [WT_REMOVEWHITESPACE] = "removeWhitespace",
-    [WT_COMPRESSWHITESPACE] = "compressWhitespace",
-    [WT_CMDLINE] = "cmdLine",
-    [WT_REPLACECOMMENTS] = "replaceComments",
-    [WT_REMOVECOMMENTS] = "removeComments",
-    [WT_REMOVECOMMENTSCHAR] = "removeCommentsChar",
-    [WT_NORMALISEPATH] = "normalisePath",
-    [WT_NORMALISEPATHWIN] = "normalisePathWin",
-    [WT_UTF8TOUNICODE] = "utf8toUnicode",
-    [WT_BASE64DECODE] = "base64Decode",
-    [WT_BASE64DECODEEXT] = "base64DecodeExt",
-    [WT_BASE64ENCODE] = "base64Encode",
-    [WT_HEXENCODE] = "hexEncode",
-    [WT_HEXDECODE] = "hexDecode",
-    [WT_SQLHEXDECODE] = "sqlHexDecode",
-    [WT_ESCAPESEQDECODE] = "escapeSeqDecode",
-    [WT_SHA1] = "sha1",
-    [WT_MD5] = "md5",
-    [WT_LENGTH] = "length",
-    [WT_TRIM] = "trim",
-    [WT_TRIMLEFT] = "trimLeft",
-    [WT_TRIMRIGHT] = "trimRight",
-    [WT_URLENCODE] = "urlEncode",
-    [WT_PARITYEVEN7BIT] = "parityEven7bit",
-    [WT_PARITYODD7BIT] = "parityOdd7bit",
-    [WT_PARITYZERO7BIT] = "parityZero7bit",
-};
-
 /* The transformations the OWASP CRS applies to request arguments: no fallback is tolerated. */
 static int crs_used(waf_transform_id t)
 {
@@ -120,7 +80,7 @@ static int group_setup(void **state)
     msc = msc_init();
     if (!msc) return -1;
     for (int t = 0; t < WT_COUNT; t++)
-        if (!(rules[t] = rules_for(canonical[t]))) return -1;
+        if (!(rules[t] = rules_for(waf_transform_name(t)))) return -1;
     return 0;
 }
 
@@ -614,8 +574,8 @@ static void check_one(waf_transform_id t, const unsigned char *in, size_t len, t
         for (size_t i = 0; i < len && k + 5 < sizeof shown; i++)
             k += (size_t)snprintf(shown + k, sizeof shown - k,
                                   in[i] >= 0x20 && in[i] < 0x7f ? "%c" : "\\x%02x", in[i]);
-        fail_msg("t:%s differs from libmodsecurity on \"%s\" (%zu bytes, our output %zu bytes)", canonical[t],
-                 shown, len, n);
+        fail_msg("t:%s differs from libmodsecurity on \"%s\" (%zu bytes, our output %zu bytes)",
+                 waf_transform_name(t), shown, len, n);
     }
     tl->compared++;
     total_comparisons++;
@@ -623,7 +583,7 @@ static void check_one(waf_transform_id t, const unsigned char *in, size_t len, t
     if (waf_transform_identity(t, (const char *)in, len)) {
         tl->identity++;
         if (n != len || (len && memcmp(out, in, len) != 0))
-            fail_msg("t:%s identity claimed wrongly (%zu bytes in)", canonical[t], len);
+            fail_msg("t:%s identity claimed wrongly (%zu bytes in)", waf_transform_name(t), len);
     }
 
     /* Negative control, now and then: a wrong expected value must be caught. */
@@ -668,7 +628,7 @@ static void test_transformation(void **state)
     }
 
     print_message("t:%-20s compared %ld, fell back %ld, identity %ld, wrong values caught %ld\n",
-                  canonical[t], tl.compared, tl.fallback, tl.identity, tl.controls);
+                  waf_transform_name(t), tl.compared, tl.fallback, tl.identity, tl.controls);
     long all = tl.compared + tl.fallback;
     if (crs_used(t))
         assert_int_equal(tl.fallback, 0);
@@ -703,13 +663,13 @@ static void test_lookup(void **state)
     (void)state;
     for (int t = 0; t < WT_COUNT; t++) {
         char up[64], low[64];
-        size_t l = strlen(canonical[t]);
+        size_t l = strlen(waf_transform_name(t));
         for (size_t i = 0; i <= l; i++) {
-            char c = canonical[t][i];
+            char c = waf_transform_name(t)[i];
             up[i] = (char)(c >= 'a' && c <= 'z' ? c - 32 : c);
             low[i] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
         }
-        assert_int_equal(waf_transform_lookup(canonical[t]), t);
+        assert_int_equal(waf_transform_lookup(waf_transform_name(t)), t);
         assert_int_equal(waf_transform_lookup(up), t);
         assert_int_equal(waf_transform_lookup(low), t);
         /* libmodsecurity takes the mangled spelling too, and applies the same transformation */
@@ -781,7 +741,7 @@ int main(void)
     tests[k++] = (struct CMUnitTest)cmocka_unit_test(test_known_values);
     for (int t = 0; t < WT_COUNT; t++) {
         all_ids[t] = (waf_transform_id)t;
-        snprintf(names[t], sizeof names[t], "t:%s", canonical[t]);
+        snprintf(names[t], sizeof names[t], "t:%s", waf_transform_name(t));
         tests[k++] = (struct CMUnitTest){names[t], test_transformation, NULL, NULL, (void *)&all_ids[t]};
     }
     int rc = _cmocka_run_group_tests("waf_transform", tests, k, group_setup, group_teardown);
