@@ -34,6 +34,7 @@
 #include <openssl/evp.h>
 
 #include "seclang.h"
+#include "waf_body.h"
 #include "waf_transform.h"
 
 /* libinjection, as exported by libmodsecurity (no header is shipped): the same code the
@@ -1530,40 +1531,6 @@ static int run_phase(replay *r, int phase)
     return rc;
 }
 
-/* Strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF): stricter than the JSON
- * parser's check, so what passes here parses there. */
-static int utf8_valid(const char *p, size_t n)
-{
-    const uint8_t *s = (const uint8_t *)p;
-    for (size_t i = 0; i < n;) {
-        uint8_t c = s[i];
-        if (c < 0x80) {
-            i++;
-            continue;
-        }
-        size_t k;
-        uint8_t lo = 0x80, hi = 0xbf;
-        if (c >= 0xc2 && c <= 0xdf)
-            k = 1;
-        else if (c >= 0xe0 && c <= 0xef) {
-            k = 2;
-            if (c == 0xe0) lo = 0xa0;
-            if (c == 0xed) hi = 0x9f;
-        } else if (c >= 0xf0 && c <= 0xf4) {
-            k = 3;
-            if (c == 0xf0) lo = 0x90;
-            if (c == 0xf4) hi = 0x8f;
-        } else {
-            return 0;
-        }
-        if (n - i - 1 < k || s[i + 1] < lo || s[i + 1] > hi) return 0;
-        for (size_t j = 2; j <= k; j++)
-            if (s[i + j] < 0x80 || s[i + j] > 0xbf) return 0;
-        i += k + 1;
-    }
-    return 1;
-}
-
 /* ---- the call ---- */
 
 static const char *dupz(arena *a, const char *s, size_t n)
@@ -1804,7 +1771,8 @@ int waf_fast_judge(waf_fast_call *c, waf_fast_scratch *s, const waf_arg *args, s
         const waf_arg *a = &args[i];
         /* libmodsecurity's JSON parser refuses a body with bytes that are not UTF-8 (REQBODY_ERROR,
          * rule 200002): not modelled, such a message falls back */
-        if (!utf8_valid(a->value, a->value_len) || !utf8_valid(a->name, a->name_len)) {
+        if (!waf_is_utf8((const uint8_t *)a->value, a->value_len) ||
+            !waf_is_utf8((const uint8_t *)a->name, a->name_len)) {
             *reason = "argument not UTF-8";
             goto out;
         }

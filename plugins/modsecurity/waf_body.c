@@ -97,6 +97,16 @@ static int is_control(uint8_t c)
     return (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f;
 }
 
+int waf_is_utf8(const uint8_t *s, size_t n)
+{
+    for (size_t i = 0; i < n;) {
+        size_t k = utf8_len(s + i, n - i);
+        if (!k) return 0;
+        i += k;
+    }
+    return 1;
+}
+
 int waf_is_text(const uint8_t *s, size_t n)
 {
     for (size_t i = 0; i < n;) {

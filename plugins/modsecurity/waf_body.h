@@ -38,6 +38,10 @@ typedef struct waf_args {
 void waf_args_init(waf_args *a);
 void waf_args_free(waf_args *a);
 
+/* 1 when s is strict UTF-8 (no overlong forms, no surrogates, nothing above U+10FFFF): stricter
+ * than libmodsecurity's JSON parser, so a body of such strings parses there. */
+int waf_is_utf8(const uint8_t *s, size_t n);
+
 /* 1 when s is valid UTF-8 without control characters other than tab, CR and LF. */
 int waf_is_text(const uint8_t *s, size_t n);
 
