@@ -120,6 +120,23 @@ static int class_of(int kind, int count)
     }
 }
 
+/* The values that change from message to message of one call; everything else a phase 2 replay
+ * reads is the same for every message (the call's facts, phase 1's outcome, the state the replay
+ * itself builds from them). */
+static int message_kind(int kind)
+{
+    switch (kind) {
+    case V_ARGS:
+    case V_ARGS_NAMES:
+    case V_REQUEST_BODY:
+    case V_REQUEST_BODY_LENGTH:
+    case V_ARGS_COMBINED_SIZE:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 static const struct {
     const char *name;
     int kind;
@@ -298,6 +315,7 @@ typedef struct fp_rule {
     int removed;          /* SecRuleRemoveById/ByTag/ByMsg */
     int reads_persistent; /* a target is a persistent collection: its value is unknown here */
     unsigned agg_classes; /* nonzero: a plain @rx/@pm on values of these classes only (see no_candidate) */
+    int reads_message;    /* a target is a value of the message (see message_kind): traced (see trace) */
     int forkable;         /* ... and the only thing that depends on it is whether the rule matches */
     struct fp_rule *chain;
 } fp_rule;
@@ -531,6 +549,21 @@ typedef struct removal {
     const char *tag, *target;
 } removal;
 
+/* One evaluation, in a clean phase 2 replay, of a rule (or chain link) that reads message values, and
+ * the ctl exclusions in force then: nrm of them at rm_at in the trace's pool. */
+typedef struct trace_step {
+    const fp_rule *rule;
+    size_t rm_at, nrm;
+} trace_step;
+
+typedef struct trace {
+    trace_step *steps;
+    size_t n, cap;
+    removal *rm; /* the exclusions of the steps, a copy each time they change */
+    size_t nrm, caprm;
+    size_t last_at, last_n; /* the last copy */
+} trace;
+
 struct waf_fast_call {
     const waf_fast *f;
     const waf_facts *facts;
@@ -554,6 +587,13 @@ struct waf_fast_call {
     int json1;           /* the body processor is JSON after phase 1 */
     const char *marker1; /* a skipAfter marker not found in phase 1 */
     int skip1;
+    /* phase 2's trace from a clean message (see trace_check) */
+    int have_trace;
+    trace trace;
+    int trace_never; /* a traced rule expands a macro: judge every message in full */
+    trace rec;       /* the trace being recorded (of every state of a forked replay) */
+    int rec_bad, rec_matched;
+    unsigned long traced; /* messages judged by the trace */
     pcre2_match_data *md;
 };
 
@@ -565,6 +605,7 @@ typedef struct replay {
     arena *mem; /* the transaction's */
     int phase;
     const char *reason;
+    int recording; /* phase 2: append to the call's trace being recorded */
     txvar tx[MAX_TX];
     size_t ntx;
     removal rm[MAX_REMOVALS];
@@ -1336,7 +1377,7 @@ static int class_values(replay *r, int cls, value **list, size_t *n)
  * transformations are ORed once per transaction; a superset of the rule's own targets (key filters
  * and exclusions only remove values), so a missing bit is proof. 1 no candidate, 0 maybe, -1
  * fallback. */
-static int no_candidate(replay *r, const fp_rule *rule)
+static int no_candidate(replay *r, const fp_rule *rule, unsigned classes)
 {
     const waf_fast *f = r->f;
     size_t words = (f->npats + 63) / 64;
@@ -1347,7 +1388,7 @@ static int no_candidate(replay *r, const fp_rule *rule)
         memset(r->agg, 0, NCLASSES * f->nchains * sizeof *r->agg);
     }
     for (int cls = 0; cls < NCLASSES; cls++) {
-        if (!(rule->agg_classes & (1u << cls))) continue;
+        if (!(classes & (1u << cls))) continue;
         uint64_t **slot = &r->agg[(size_t)cls * f->nchains + (size_t)rule->chain_id];
         if (!*slot) {
             size_t cap = cls == C_ARGS ? 2 * r->nargs : cls == C_HEADERS ? 2 * r->c->nheaders : 16, n;
@@ -1370,6 +1411,89 @@ static int no_candidate(replay *r, const fp_rule *rule)
     }
     return 1;
 }
+/* ---- the trace of phase 2 ----
+ *
+ * Within one call only the message's own values change from message to message (message_kind);
+ * phase 1's outcome, the headers and every other input are the call's. So a clean phase 2 replay
+ * of one message is, rule by rule, the replay of any other message of the call up to the first
+ * rule evaluation where a message value matches: until then every operator sees the same values
+ * in the same state and decides the same way. The trace records, in order, the evaluations in which
+ * a message value was tested (none of which matched, or the trace is not kept). A later message is
+ * clean if none of its values matches in any of them: then its replay is the traced one, step for
+ * step. Otherwise, or on any doubt, it is replayed in full. Not traced: a phase 2 that forks on a
+ * persistent collection, and a traced operator whose parameter expands a macro (its value is the
+ * state at that point, which the trace does not keep). */
+
+static void trace_free(trace *t)
+{
+    free(t->steps);
+    free(t->rm);
+    memset(t, 0, sizeof *t);
+}
+
+static int record(replay *r, const fp_rule *rule)
+{
+    trace *t = &r->c->rec;
+    if (rule->op.param.has_macro) r->c->rec_bad = 1;
+    if (r->c->rec_bad) return 0;
+    if (t->n == t->cap) {
+        size_t cap = t->cap ? 2 * t->cap : 64;
+        trace_step *p = realloc(t->steps, cap * sizeof *p);
+        if (!p) return fallback(r, "out of memory");
+        t->steps = p;
+        t->cap = cap;
+    }
+    /* forked states have exclusions of their own: a copy whenever they differ from the last */
+    if (r->nrm != t->last_n || (r->nrm && memcmp(t->rm + t->last_at, r->rm, r->nrm * sizeof *r->rm))) {
+        if (t->nrm + r->nrm > t->caprm) {
+            size_t cap = t->caprm ? 2 * t->caprm : 64;
+            while (cap < t->nrm + r->nrm)
+                cap *= 2;
+            removal *p = realloc(t->rm, cap * sizeof *p);
+            if (!p) return fallback(r, "out of memory");
+            t->rm = p;
+            t->caprm = cap;
+        }
+        if (r->nrm) memcpy(t->rm + t->nrm, r->rm, r->nrm * sizeof *r->rm);
+        t->last_at = t->nrm;
+        t->last_n = r->nrm;
+        t->nrm += r->nrm;
+    }
+    t->steps[t->n++] = (trace_step){.rule = rule, .rm_at = t->last_at, .nrm = t->last_n};
+    return 0;
+}
+
+#define MESSAGE_CLASSES ((1u << C_ARGS) | (1u << C_BODY))
+
+/* The message values of r against the call's trace: 0 none matched (the message is clean), 1 one
+ * matched, -1 a fallback reason; for 1 and -1, the message is replayed in full. */
+static int trace_check(replay *r)
+{
+    const trace *t = &r->c->trace;
+    r->phase = 2;
+    for (size_t i = 0; i < t->n; i++) {
+        const trace_step *st = &t->steps[i];
+        const fp_rule *rule = st->rule;
+        if (st->nrm) memcpy(r->rm, t->rm + st->rm_at, st->nrm * sizeof *r->rm);
+        r->nrm = st->nrm;
+        r->cur_rule = rule->id;
+        /* a plain pattern: its message values (all of these classes) hold no candidate */
+        if (rule->agg_classes & MESSAGE_CLASSES) {
+            int none = no_candidate(r, rule, rule->agg_classes & MESSAGE_CLASSES);
+            if (none < 0) return -1;
+            if (none) continue;
+        }
+        int matched = 0;
+        for (size_t k = 0; k < rule->nvars; k++) {
+            const fp_var *fv = &rule->vars[k];
+            if (fv->exclude || !message_kind(fv->kind)) continue;
+            if (each_value(r, rule, fv, &matched) < 0) return -1;
+            if (matched) return 1;
+        }
+    }
+    return 0;
+}
+
 /* Evaluates a rule (and its chain): 1 full match, 0 none, -1 fallback. */
 static int eval_rule(replay *r, const fp_rule *rule, int head)
 {
@@ -1383,11 +1507,16 @@ static int eval_rule(replay *r, const fp_rule *rule, int head)
         if (rule->unsupported_match) return fallback(r, rule->unsupported_match);
         if (run_setvars(r, rule) < 0) return -1;
     } else {
-        int none = rule->agg_classes ? no_candidate(r, rule) : 0;
+        if (r->recording && rule->reads_message && record(r, rule) < 0) return -1;
+        int none = rule->agg_classes ? no_candidate(r, rule, rule->agg_classes) : 0;
         if (none < 0) return -1;
         for (size_t i = 0; !none && i < rule->nvars; i++) {
-            if (rule->vars[i].exclude) continue;
-            if (each_value(r, rule, &rule->vars[i], &matched) < 0) return -1;
+            const fp_var *fv = &rule->vars[i];
+            if (fv->exclude) continue;
+            int m = 0;
+            if (each_value(r, rule, fv, &m) < 0) return -1;
+            if (m && r->recording && message_kind(fv->kind)) r->c->rec_matched = 1;
+            matched |= m;
         }
     }
     if (!matched) {
@@ -1673,6 +1802,8 @@ void waf_fast_call_free(waf_fast_call *c)
     arena_reset(&c->mem);
     pcre2_match_data_free(c->md);
     free(c->tx1);
+    trace_free(&c->trace);
+    trace_free(&c->rec);
     free(c);
 }
 
@@ -1751,13 +1882,6 @@ int waf_fast_judge(waf_fast_call *c, waf_fast_scratch *s, const waf_arg *args, s
     }
     replay_init(r, c, s, &mem);
     r->reason = NULL;
-    memcpy(r->tx, c->tx1, c->ntx1 * sizeof *c->tx1);
-    r->ntx = c->ntx1;
-    memcpy(r->rm, c->rm1, c->nrm1 * sizeof *r->rm);
-    r->nrm = c->nrm1;
-    r->json = c->json1;
-    r->marker = c->marker1;
-    r->skip = c->skip1;
     /* the transaction's values */
     r->nargs = nargs;
     r->args = arena_alloc(&mem, (nargs + 1) * sizeof *r->args);
@@ -1802,10 +1926,45 @@ int waf_fast_judge(waf_fast_call *c, waf_fast_scratch *s, const waf_arg *args, s
     if (nargs) snprintf(r->numbuf[1], sizeof r->numbuf[1], "%zu", combined);
     value_init(r, &mem, &r->combined, "ARGS_COMBINED_SIZE", "ARGS_COMBINED_SIZE", 18, r->numbuf[1],
                strlen(r->numbuf[1]));
+    if (c->have_trace) {
+        if (trace_check(r) == 0) {
+            c->traced++;
+            rv = WAF_FAST_CLEAN;
+            goto out;
+        }
+        /* replayed in full, on the values and variants the check made */
+        r->reason = NULL;
+        r->reason_rule = r->cur_rule = 0;
+        r->nmv = 0;
+        r->mv_unknown = 0;
+    }
+    memcpy(r->tx, c->tx1, c->ntx1 * sizeof *c->tx1);
+    r->ntx = c->ntx1;
+    memcpy(r->rm, c->rm1, c->nrm1 * sizeof *r->rm);
+    r->nrm = c->nrm1;
+    r->json = c->json1;
+    r->marker = c->marker1;
+    r->skip = c->skip1;
+    int rec = !c->have_trace && !c->trace_never;
+    if (rec) {
+        trace_free(&c->rec);
+        c->rec_bad = c->rec_matched = 0;
+        r->recording = 1;
+    }
     if (run_phase(r, 2) < 0) {
         *reason = r->reason ? r->reason : "fallback";
         c->last_rule = r->reason_rule;
         goto out;
+    }
+    /* a trace is kept from a clean replay in which no message value matched */
+    if (rec && !c->rec_matched) {
+        if (c->rec_bad) {
+            c->trace_never = 1;
+        } else {
+            c->trace = c->rec;
+            c->have_trace = 1;
+            memset(&c->rec, 0, sizeof c->rec);
+        }
     }
     rv = WAF_FAST_CLEAN;
 out:
@@ -2482,6 +2641,7 @@ static fp_rule *compile_rule(builder *b, const sl_rule *sr, const sl_rule *head_
             if (r->vars[i].exclude) continue;
             targets++;
             if (r->vars[i].kind == V_PERSISTENT) r->reads_persistent = 1;
+            if (message_kind(r->vars[i].kind)) r->reads_message = 1;
             if (r->vars[i].kind == V_PERSISTENT && r->vars[i].count) r->forkable = -1;
         }
         /* a plain pattern operator on values whose class is known: no_candidate can rule it out */
@@ -2946,6 +3106,11 @@ void waf_fast_scratch_free(waf_fast_scratch *s)
     }
     free(s->cache);
     free(s);
+}
+
+unsigned long waf_fast_call_traced(const waf_fast_call *c)
+{
+    return c->traced;
 }
 
 uint32_t waf_fast_fallback_rule(const waf_fast_call *c)

@@ -63,7 +63,8 @@ int waf_fast_scratch_fit(const waf_fast *f, waf_fast_scratch **s);
 void waf_fast_scratch_free(waf_fast_scratch *s);
 
 /* One call: the facts must stay valid (and unchanged) while the call object lives. Phase 1 and the
- * scans of headers, path and connection facts are done once, on the first judge. */
+ * scans of headers, path and connection facts are done once, on the first judge; phase 2 in full
+ * until a message is clean, then only its steps that read the message's own values. */
 waf_fast_call *waf_fast_call_new(const waf_fast *f, const waf_facts *facts, const char *txid);
 void waf_fast_call_free(waf_fast_call *c);
 
@@ -73,6 +74,10 @@ void waf_fast_call_free(waf_fast_call *c);
  * intervention), or WAF_FAST_FALLBACK with *reason set (a static string). */
 int waf_fast_judge(waf_fast_call *c, waf_fast_scratch *s, const waf_arg *args, size_t nargs, const char *body,
                    size_t body_len, const char **reason);
+
+/* How many judges of the call were decided by the trace of an earlier clean message (phase 2
+ * replayed only where the message's own values are read); the others were replayed in full. */
+unsigned long waf_fast_call_traced(const waf_fast_call *c);
 
 /* The id of the rule whose evaluation or match made the last judge fall back (0: none, or a chain
  * link, or a reason that is not a rule's). */

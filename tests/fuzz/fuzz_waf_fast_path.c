@@ -7,7 +7,9 @@
  *   part 1   the value of a second header, whose name flags bits 2-3 choose (cookie, referer,
  *            x-api-key, accept)
  *   part 2-7 values of string fields "a", "b", "c.d", "e", "f", "g" (bytes fields with flag bit 0)
- * Flag bit 1: no message (a headers-only transaction). Header values lose CR, LF and NUL, which
+ * Flag bit 1: no message (a headers-only transaction). Flag bit 4: the message is the second of its
+ * call (a stream), judged by the trace of a benign first one, and the target also aborts when that
+ * verdict differs from the one of a call of its own. Header values lose CR, LF and NUL, which
  * HTTP/2 does not let through to plugins. */
 #include <stdint.h>
 #include <stdio.h>
@@ -114,11 +116,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char txid[32];
     snprintf(txid, sizeof txid, "fuzz-%lu", ++seq);
     waf_pair_result r;
-    if (waf_pair_run(&env, &f, fields, nf, (flags & 2) != 0, txid, &r) == 0 && r.mismatch) {
+    env.second_message = (flags & 0x10) != 0;
+    if (waf_pair_run(&env, &f, fields, nf, (flags & 2) != 0, txid, &r) == 0 &&
+        (r.mismatch || r.trace_differs)) {
         fprintf(stderr,
-                "fuzz_waf_fast_path: MISMATCH: the fast path said clean, libmodsecurity reported status %d "
+                "fuzz_waf_fast_path: %s: the fast path said clean, libmodsecurity reported status %d "
                 "score %d rules",
-                r.rep.status, r.rep.score);
+                r.mismatch ? "MISMATCH" : "TRACE DIFFERS (a call of its own did not say clean)", r.rep.status,
+                r.rep.score);
         for (size_t i = 0; i < r.rep.nids; i++)
             fprintf(stderr, " %u", r.rep.ids[i]);
         fprintf(stderr, "\n");

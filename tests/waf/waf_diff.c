@@ -19,6 +19,12 @@
  *     --shrink          shrink every mismatching case to a minimal one (fewer headers, fields
  *                       and bytes) and print it as a case
  *     --engine-only     run even when the fast path could not be built (engine verdicts only)
+ *     --second-message  judge every case as the second message of its call (as in a stream): a
+ *                       benign first message with the same fields goes first, so the case is judged
+ *                       by the trace it left; a case the trace calls clean is also judged in a call
+ *                       of its own, and a different verdict is a failure ("trace differs")
+ *     --min-traced N    with --second-message: fail when fewer than N cases were decided by the
+ *                       trace (the path under test was not exercised)
  *
  * Cases: one JSON object per line (blank lines and lines starting with # are ignored):
  *   {"name": "942100-1", "source": "crs", "method": "POST", "uri": "/pkg.Svc/Method",
@@ -57,7 +63,7 @@
 typedef struct totals {
     char name[64];
     unsigned long cases, engine_clean, engine_reported, both_clean, fallback, fallback_clean, mismatches,
-        skipped, no_fast, engine_failed, expected, expected_seen;
+        skipped, no_fast, engine_failed, expected, expected_seen, traced, trace_differs;
     unsigned long long engine_ns, fast_ns;
 } totals;
 
@@ -485,22 +491,25 @@ static int run_case(waf_pair_env *e, json_object *o, unsigned long lineno, const
         if (r.fast == WAF_PAIR_FALLBACK) t[i]->fallback++;
         if (r.fast == WAF_PAIR_FALLBACK && engine_clean) t[i]->fallback_clean++;
         if (r.mismatch) t[i]->mismatches++;
+        t[i]->traced += (unsigned long)r.traced;
+        t[i]->trace_differs += (unsigned long)r.trace_differs;
         t[i]->expected += (unsigned long)expected;
         t[i]->expected_seen += (unsigned long)seen;
     }
     if (r.fast == WAF_PAIR_FALLBACK) count_reason(r.reason, engine_clean);
 
-    if (!quiet || r.mismatch || r.engine_failed) {
+    if (!quiet || r.mismatch || r.engine_failed || r.trace_differs) {
         char rep[WAF_MAX_IDS * 11 + 64];
         print_report(&r.rep, rep, sizeof rep);
-        printf("%s%s [%s]\tengine: %s%s\tfast: %s%s%s%s\n", r.mismatch ? "MISMATCH " : "", name, source, rep,
+        printf("%s%s%s [%s]\tengine: %s%s\tfast: %s%s%s%s\n", r.mismatch ? "MISMATCH " : "",
+               r.trace_differs ? "TRACE DIFFERS " : "", name, source, rep,
                r.engine_failed ? " (no transaction)" : "",
                r.fast == WAF_PAIR_CLEAN      ? "clean"
                : r.fast == WAF_PAIR_FALLBACK ? "fallback"
                : r.fast == WAF_PAIR_SKIPPED  ? "skipped"
                                              : "none",
                r.reason ? " (" : "", r.reason ? r.reason : "", r.reason ? ")" : "");
-        if (r.mismatch) {
+        if (r.mismatch || r.trace_differs) {
             /* the whole case, so that it can be replayed on its own */
             printf("  case: %s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
             if (shrink_mismatches) shrink_case(e, &f, fields, na, no_body, name);
@@ -568,6 +577,8 @@ static void print_totals(const totals *t)
     if (t->skipped) printf(" | skipped (too large) %lu", t->skipped);
     if (t->no_fast) printf(" | no fast path %lu", t->no_fast);
     if (t->engine_failed) printf(" | engine failed %lu", t->engine_failed);
+    if (t->traced || t->trace_differs)
+        printf(" | decided by the trace %lu (differs %lu)", t->traced, t->trace_differs);
     if (t->expected) printf(" | expected id reported %lu/%lu", t->expected_seen, t->expected);
     printf(" | ms/case engine %.3f fast %.3f\n", ms_e, ms_f);
 }
@@ -601,14 +612,17 @@ static char *read_all(const char *path, size_t *len)
 static void usage(void)
 {
     fprintf(stderr, "usage: waf_diff [--config FILE | --crs DIR --paranoia N --rules FILE|none] [--quiet] "
-                    "[--reasons] [--uncovered] [--shrink] [--min-cases N] [--engine-only] CASES...\n");
+                    "[--reasons] [--uncovered] [--shrink] [--min-cases N] [--engine-only] [--second-message "
+                    "[--min-traced N]] "
+                    "CASES...\n");
 }
 
 int main(int argc, char **argv)
 {
     const char *config = NULL, *crs = DEFAULT_CRS, *rules = PC_WAF_DIFF_RULES;
     int paranoia = 1;
-    unsigned long min_cases = 0;
+    unsigned long min_cases = 0, min_traced = 0;
+    int second_message = 0;
     int i = 1;
     for (; i < argc && argv[i][0] == '-' && argv[i][1]; i++) {
         const char *a = argv[i];
@@ -629,6 +643,10 @@ int main(int argc, char **argv)
             show_uncovered = 1;
         else if (!strcmp(a, "--shrink"))
             shrink_mismatches = 1;
+        else if (!strcmp(a, "--second-message"))
+            second_message = 1;
+        else if (!strcmp(a, "--min-traced") && more)
+            min_traced = strtoul(argv[++i], NULL, 10);
         else if (!strcmp(a, "--engine-only"))
             engine_only = 1;
         else if (!strcmp(a, "--reasons"))
@@ -676,6 +694,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "waf_diff: cannot load the WAF config: %s\n", err);
         return 2;
     }
+    e.second_message = second_message;
     printf("config: %s (paranoia %d, threshold %d)\n", name, e.profile->paranoia, e.profile->threshold);
     if (!e.profile->fast) {
         fprintf(stderr, "waf_diff: the fast path was not built for this rules set: %s\n",
@@ -720,6 +739,17 @@ int main(int argc, char **argv)
     }
     if (all.engine_failed) {
         fprintf(stderr, "waf_diff: the engine could not run %lu cases\n", all.engine_failed);
+        return 2;
+    }
+    if (all.trace_differs) {
+        printf(
+            "\nFAIL: %lu cases the trace of a first message called clean and a call of their own did not\n",
+            all.trace_differs);
+        return 1;
+    }
+    if (second_message && all.traced < min_traced) {
+        fprintf(stderr, "waf_diff: only %lu cases decided by the trace, expected at least %lu\n", all.traced,
+                min_traced);
         return 2;
     }
     if (all.mismatches) {

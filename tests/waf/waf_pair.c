@@ -67,6 +67,43 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The first message of a call in second_message mode: the request's field paths, benign values. */
+static int warm_up(waf_pair_env *e, waf_fast_call *call, const pc_field *fields, long nfields)
+{
+    static const char *const words[] = {"alpha", "hello world", "42", "order 7", "blue"};
+    waf_args a;
+    waf_args_init(&a);
+    waf_buf b;
+    waf_buf_init(&b, e->conf->body_limit);
+    int rc = -1;
+    pc_field *warm = calloc((size_t)nfields + 1, sizeof *warm);
+    if (!warm) goto out;
+    for (long i = 0; i < nfields; i++) {
+        warm[i] = fields[i];
+        if (warm[i].kind == PC_FIELD_STRING || warm[i].kind == PC_FIELD_BYTES) {
+            warm[i].str = words[i % (long)(sizeof words / sizeof *words)];
+            warm[i].str_len = strlen(warm[i].str);
+        }
+    }
+    if (waf_args_from_fields(&a, warm, nfields, e->conf->inspect_numbers) < 0) goto out;
+    if (waf_render_args(&b, &a) < 0) {
+        rc = b.oom ? -1 : 0;
+        goto out;
+    }
+    size_t len = 0;
+    char *body = waf_buf_take(&b, &len);
+    if (!body) goto out;
+    const char *why = NULL;
+    waf_fast_judge(call, e->scratch, a.kv, a.n, body, len, &why);
+    free(body);
+    rc = 0;
+out:
+    free(warm);
+    waf_buf_free(&b);
+    waf_args_free(&a);
+    return rc;
+}
+
 int waf_pair_run(waf_pair_env *e, const waf_facts *f, const pc_field *fields, long nfields, int no_body,
                  const char *txid, waf_pair_result *out)
 {
@@ -105,10 +142,24 @@ int waf_pair_run(waf_pair_env *e, const waf_facts *f, const pc_field *fields, lo
         waf_fast_call *call = waf_fast_call_new(e->profile->fast, f, txid);
         if (!call) goto oom;
         const char *why = NULL;
+        if (e->second_message && !no_body && warm_up(e, call, fields, nfields) < 0) {
+            waf_fast_call_free(call);
+            goto oom;
+        }
+        unsigned long traced = waf_fast_call_traced(call);
         int r =
             waf_fast_judge(call, e->scratch, no_body ? NULL : args.kv, no_body ? 0 : args.n, body, len, &why);
+        out->traced = waf_fast_call_traced(call) > traced;
         waf_fast_call_free(call);
         out->fast_ns = now_ns() - t0;
+        if (out->traced) {
+            /* the same request in a call of its own: phase 2 in full */
+            waf_fast_call *alone = waf_fast_call_new(e->profile->fast, f, txid);
+            if (!alone) goto oom;
+            const char *why2 = NULL;
+            out->trace_differs = waf_fast_judge(alone, e->scratch, args.kv, args.n, body, len, &why2) != r;
+            waf_fast_call_free(alone);
+        }
         out->fast = r == WAF_FAST_CLEAN ? WAF_PAIR_CLEAN : WAF_PAIR_FALLBACK;
         out->reason = r == WAF_FAST_CLEAN ? NULL : why ? why : "(no reason)";
         out->mismatch = r == WAF_FAST_CLEAN && !out->engine_failed && !waf_report_clean(&out->rep);

@@ -16,6 +16,11 @@ typedef struct waf_pair_env {
     waf_conf *conf;
     const waf_profile *profile; /* the default zone's */
     waf_fast_scratch *scratch;
+    /* Judge each request as the second message of its call, as in a stream: a first message with
+     * the same field paths and benign values goes first, and when it is clean the fast path judges
+     * the request through the trace it left (see fast_path.h). The request is then judged again in
+     * a call of its own, and the two fast verdicts compared (trace_differs). */
+    int second_message;
 } waf_pair_env;
 
 /* The plugin config (a YAML map with the plugin's keys: crs, paranoia, rules, ...) for the CRS at
@@ -36,6 +41,8 @@ typedef struct waf_pair_result {
     int fast;           /* WAF_PAIR_CLEAN, _FALLBACK, _NO_FAST (no fast path), _SKIPPED (body too large) */
     const char *reason; /* why the fast path fell back */
     int mismatch;       /* the fast path said clean and the engine reported something */
+    int traced;         /* second_message: the trace decided (clean) */
+    int trace_differs;  /* ... and a call of its own did not say clean: the trace is wrong */
     uint64_t engine_ns, fast_ns; /* time each path took */
 } waf_pair_result;
 
