@@ -6,25 +6,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-enum {
-    PC_GRPC_OK = 0,
-    PC_GRPC_CANCELLED = 1,
-    PC_GRPC_UNKNOWN = 2,
-    PC_GRPC_INVALID_ARGUMENT = 3,
-    PC_GRPC_DEADLINE_EXCEEDED = 4,
-    PC_GRPC_NOT_FOUND = 5,
-    PC_GRPC_ALREADY_EXISTS = 6,
-    PC_GRPC_PERMISSION_DENIED = 7,
-    PC_GRPC_RESOURCE_EXHAUSTED = 8,
-    PC_GRPC_FAILED_PRECONDITION = 9,
-    PC_GRPC_ABORTED = 10,
-    PC_GRPC_OUT_OF_RANGE = 11,
-    PC_GRPC_UNIMPLEMENTED = 12,
-    PC_GRPC_INTERNAL = 13,
-    PC_GRPC_UNAVAILABLE = 14,
-    PC_GRPC_DATA_LOSS = 15,
-    PC_GRPC_UNAUTHENTICATED = 16,
-};
+#include <portcullis/plugin.h> /* the PC_GRPC_* codes */
 
 const char *pc__grpc_status_name(int code);
 /* "PERMISSION_DENIED" (any case) or "7" -> 7; -1 when unknown. */

@@ -22,8 +22,6 @@
 
 #include "access.h"
 
-#define UNAUTHENTICATED 16
-#define PERMISSION_DENIED 7
 #define DEFAULT_VOUCH_HEADER "portcullis-jwt-assertion"
 #define CACHE_SLOTS 256 /* per worker: service tokens verified recently */
 #define CACHE_TTL_S 60  /* a revoked token (after a reload) stops working at once: new cache */
@@ -362,7 +360,7 @@ static int refuse(const acc_conf *c, pc_request *r, acc_mode mode, const char *f
     c->host->metric_count(r, "access", mode == MODE_DENY ? "denied" : "unauthenticated", 1);
     c->host->publish(r, "access.result", mode == MODE_DENY ? "denied" : "unauthenticated");
     c->host->publish(r, "access.reason", msg); /* never holds a credential: see the callers */
-    return c->host->deny(r, mode == MODE_DENY ? PERMISSION_DENIED : UNAUTHENTICATED, msg);
+    return c->host->deny(r, mode == MODE_DENY ? PC_GRPC_PERMISSION_DENIED : PC_GRPC_UNAUTHENTICATED, msg);
 }
 
 /* Claim names become published keys: plain words only, so a claim cannot forge another key. */
@@ -464,7 +462,7 @@ static int allow(const acc_conf *c, pc_request *r, const acc_policy *p, const id
     }
     if (p->vouch && vouch(c, r, p, id) < 0) {
         h->log(c->handle, PC_PLUGIN_LOG_ERROR, "origin %s: could not sign the vouch token", p->origin);
-        return h->deny(r, 13 /* INTERNAL */, "access: the edge could not sign its identity token");
+        return h->deny(r, PC_GRPC_INTERNAL, "access: the edge could not sign its identity token");
     }
     h->metric_count(r, "access", "allowed", 1);
     return PC_CONTINUE;

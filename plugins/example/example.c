@@ -103,9 +103,9 @@ static int on_request_headers(void *ctx, pc_request *r)
     const pc_host *h = c->host;
     const char *path = h->request_info(r, "path");
     if (method_denied(c, path))
-        return h->deny(r, 7 /* PERMISSION_DENIED */, "method blocked by the example plugin");
+        return h->deny(r, PC_GRPC_PERMISSION_DENIED, "method blocked by the example plugin");
     if (c->require_header && !h->header_get(r, c->require_header))
-        return h->deny(r, 16 /* UNAUTHENTICATED */, "missing required header");
+        return h->deny(r, PC_GRPC_UNAUTHENTICATED, "missing required header");
     /* Later plugins and the access log can read what this one decided. */
     h->publish(r, "example.checked", "1");
     return PC_CONTINUE;
@@ -126,7 +126,7 @@ static int on_request_message(void *ctx, pc_request *r, const pc_message *m)
             if (memcmp(f[i].str + k, c->deny_text, tl) == 0) {
                 char msg[128];
                 snprintf(msg, sizeof msg, "message %u refused: field %s", m->index, f[i].path);
-                return h->deny(r, 7, msg);
+                return h->deny(r, PC_GRPC_PERMISSION_DENIED, msg);
             }
     }
     return PC_CONTINUE;

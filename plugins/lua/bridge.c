@@ -22,32 +22,32 @@ static int from_http(lua_Integer http)
 {
     switch (http) {
     case 400:
-        return 3; /* INVALID_ARGUMENT */
+        return PC_GRPC_INVALID_ARGUMENT;
     case 401:
-        return 16; /* UNAUTHENTICATED */
+        return PC_GRPC_UNAUTHENTICATED;
     case 403:
-        return 7; /* PERMISSION_DENIED */
+        return PC_GRPC_PERMISSION_DENIED;
     case 404:
-        return 5; /* NOT_FOUND */
+        return PC_GRPC_NOT_FOUND;
     case 409:
-        return 10; /* ABORTED */
+        return PC_GRPC_ABORTED;
     case 429:
-        return 8; /* RESOURCE_EXHAUSTED */
+        return PC_GRPC_RESOURCE_EXHAUSTED;
     case 501:
-        return 12; /* UNIMPLEMENTED */
+        return PC_GRPC_UNIMPLEMENTED;
     case 503:
-        return 14; /* UNAVAILABLE */
+        return PC_GRPC_UNAVAILABLE;
     case 504:
-        return 4; /* DEADLINE_EXCEEDED */
+        return PC_GRPC_DEADLINE_EXCEEDED;
     default:
-        return http >= 500 ? 13 /* INTERNAL */ : 7;
+        return http >= 500 ? PC_GRPC_INTERNAL : PC_GRPC_PERMISSION_DENIED;
     }
 }
 
 /* A status given to req:deny: gRPC name, gRPC code or HTTP status; -1 when unknown. */
 static int status_code(lua_State *L, int idx)
 {
-    if (lua_isnoneornil(L, idx)) return 7;
+    if (lua_isnoneornil(L, idx)) return PC_GRPC_PERMISSION_DENIED;
     if (lua_type(L, idx) == LUA_TNUMBER) {
         if (!lua_isinteger(L, idx)) return -1;
         lua_Integer n = lua_tointeger(L, idx);

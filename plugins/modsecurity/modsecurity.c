@@ -204,7 +204,7 @@ static void job_done(void *arg, pc_request *r)
             publish_results(h, r, q);
             char msg[160];
             snprintf(msg, sizeof msg, "response to request %s blocked by the WAF", q->id);
-            h->deny(r, 7 /* PERMISSION_DENIED */, msg);
+            h->deny(r, PC_GRPC_PERMISSION_DENIED, msg);
             h->resume_response(r, PC_DENY);
             return;
         }
@@ -230,9 +230,9 @@ static void job_done(void *arg, pc_request *r)
         /* Plain HTTP gets the intervention's status (403 from the CRS, 400 for a body that does
          * not parse, or what a local rule says); a core without deny_http answers 403. */
         if (!q->grpc && PC_HOST_HAS(h, deny_http))
-            h->deny_http(r, status, 7 /* PERMISSION_DENIED */, msg);
+            h->deny_http(r, status, PC_GRPC_PERMISSION_DENIED, msg);
         else
-            h->deny(r, 7 /* PERMISSION_DENIED */, msg);
+            h->deny(r, PC_GRPC_PERMISSION_DENIED, msg);
         h->resume(r, PC_DENY);
         return;
     }
@@ -347,7 +347,7 @@ static int start_job(waf_worker *w, pc_request *r, waf_req *q, int kind, char *b
         h->metric_count(r, "waf", "queue_full", 1);
         char msg[160];
         snprintf(msg, sizeof msg, "request %s refused: the WAF is busy", q->id);
-        return h->deny(r, 8 /* RESOURCE_EXHAUSTED */, msg);
+        return h->deny(r, PC_GRPC_RESOURCE_EXHAUSTED, msg);
     }
     waf_job *j = calloc(1, sizeof *j);
     if (!j) {
@@ -509,7 +509,7 @@ static int on_request_message(void *ctx, pc_request *r, const pc_message *m)
         if (q->profile->mode != WAF_BLOCK) return PC_CONTINUE;
         char msg[160];
         snprintf(msg, sizeof msg, "request %s refused: message too large for the WAF", q->id);
-        return h->deny(r, 8, msg);
+        return h->deny(r, PC_GRPC_RESOURCE_EXHAUSTED, msg);
     }
     size_t len;
     char *body = waf_buf_take(&b, &len);

@@ -46,6 +46,27 @@ enum {
                       * (request hooks) or host->resume_response(); used with host->queue_work() */
 };
 
+/* gRPC status codes (grpc/doc/statuscodes.md), for host->deny() and the published "grpc_status". */
+enum {
+    PC_GRPC_OK = 0,
+    PC_GRPC_CANCELLED = 1,
+    PC_GRPC_UNKNOWN = 2,
+    PC_GRPC_INVALID_ARGUMENT = 3,
+    PC_GRPC_DEADLINE_EXCEEDED = 4,
+    PC_GRPC_NOT_FOUND = 5,
+    PC_GRPC_ALREADY_EXISTS = 6,
+    PC_GRPC_PERMISSION_DENIED = 7,
+    PC_GRPC_RESOURCE_EXHAUSTED = 8,
+    PC_GRPC_FAILED_PRECONDITION = 9,
+    PC_GRPC_ABORTED = 10,
+    PC_GRPC_OUT_OF_RANGE = 11,
+    PC_GRPC_UNIMPLEMENTED = 12,
+    PC_GRPC_INTERNAL = 13,
+    PC_GRPC_UNAVAILABLE = 14,
+    PC_GRPC_DATA_LOSS = 15,
+    PC_GRPC_UNAUTHENTICATED = 16,
+};
+
 /* Log levels for host->log. */
 enum { PC_PLUGIN_LOG_ERROR = 0, PC_PLUGIN_LOG_WARN = 1, PC_PLUGIN_LOG_INFO = 2, PC_PLUGIN_LOG_DEBUG = 3 };
 
