@@ -115,10 +115,16 @@ static const char *find_nv(const pc_headers *h, const char *name)
     return nv ? (const char *)nv->value : NULL;
 }
 
+/* A string for request_info that lives as long as the request: in *slot, made once. */
+static const char *keep(char **slot, const char *s, size_t n)
+{
+    if (!*slot) *slot = strndup(s, n);
+    return *slot;
+}
+
 static const char *req_info(pc_request *r, const char *key)
 {
     pc_stream *st = ST(r);
-    static __thread char buf[256]; /* valid until the next call on this thread: documented */
     const char *svc, *meth;
     size_t sl, ml;
     if (!strcmp(key, "method")) return st->method;
@@ -133,23 +139,20 @@ static const char *req_info(pc_request *r, const char *key)
     if (!strcmp(key, "grpc")) return st->is_grpc ? "1" : "0";
     if (!strcmp(key, "grpc.service") || !strcmp(key, "grpc.method")) {
         if (!st->is_grpc || pc__grpc_split_path(st->path, &svc, &sl, &meth, &ml) < 0) return NULL;
-        bool s = key[5] == 's';
-        snprintf(buf, sizeof buf, "%.*s", (int)(s ? sl : ml), s ? svc : meth);
-        return buf;
+        return key[5] == 's' ? keep(&st->info_service, svc, sl) : keep(&st->info_method, meth, ml);
     }
     if (!strcmp(key, "grpc.subtype")) {
         if (!st->is_grpc || !st->content_type) return NULL;
         const char *plus = strchr(st->content_type, '+');
         if (!plus) return "proto";
-        snprintf(buf, sizeof buf, "%.*s", (int)strcspn(plus + 1, ";"), plus + 1);
-        return buf;
+        return keep(&st->info_subtype, plus + 1, strcspn(plus + 1, ";"));
     }
     if (!strcmp(key, "status")) return st->remote_status[0] ? st->remote_status : NULL;
     if (!strcmp(key, "request_id")) return pc__stream_request_id(st);
     if (!strcmp(key, "grpc_status")) {
         if (st->edge_status >= 0) {
-            snprintf(buf, sizeof buf, "%d", st->edge_status);
-            return buf;
+            snprintf(st->info_status, sizeof st->info_status, "%d", st->edge_status);
+            return st->info_status;
         }
         const char *v = find_nv(&st->trailers, "grpc-status");
         return v ? v : find_nv(&st->resp, "grpc-status");
@@ -702,10 +705,16 @@ int pc__chain_response_trailers(pc_stream *st)
 
 void pc__chain_log(pc_stream *st)
 {
-    if (!st->chain_started) return;
-    st->chain_started = false;
-    const pc_chain *ch = st->chain;
     const pc_plugins *ps = st->gen->rt->plugins;
+    if (st->chain_logged || !ps || ps->n == 0) return;
+    st->chain_logged = true;
+    if (!st->chain_started) {
+        /* refused before the chain ran (routing, limits, the core's checks): the zone's plugins
+         * still log it, with request state of their own */
+        st->chain = pc__plugins_chain(ps, st->gen->cfg, st->zone);
+        if (ps->state_size && !st->plugin_state && !(st->plugin_state = calloc(1, ps->state_size))) return;
+    }
+    const pc_chain *ch = st->chain;
     for (size_t i = 0; i < ch->n; i++) {
         const pc_loaded_plugin *lp = &ps->p[ch->idx[i]];
         void (*fn)(void *, pc_request *) =
@@ -724,6 +733,9 @@ void pc__chain_free(pc_stream *st)
         free(st->kv[i]);
     free(st->kv);
     free(st->deny_msg);
+    free(st->info_service);
+    free(st->info_method);
+    free(st->info_subtype);
     free(st->plugin_state);
     free(st->skipped);
     if (st->resp_framer_on) pc__grpc_framer_free(&st->resp_framer);

@@ -108,6 +108,9 @@ struct pc_stream {
     pc_grpc_framer resp_framer;
     bool resp_framer_on;
     bool chain_started;
+    bool chain_logged;
+    char *info_service, *info_method, *info_subtype; /* request_info strings, made on first use */
+    char info_status[12];
     bool skip_chain_log;
     bool *skipped;         /* per loaded plugin: host->skip() was called for it */
     size_t route_origin;   /* host->route(): origin index + 1; 0 = the zone's origin */

@@ -274,6 +274,29 @@ def test_stream_denied_midway_origin_gets_exactly_the_allowed_messages(st):
         assert got == msgs[:49], f"{label}: origin received other messages than the first 49"
 
 
+def test_on_log_for_every_request_with_lasting_strings(st):
+    """on_log runs for a call the core refused before the chain (no zone for its host) as for one
+    that passed, and request_info strings stay valid together (service and method both held)."""
+    log = os.path.join(st.dir, "on_log.txt")
+    run_proxy(st, "on-log", [{"path": plugin_so("counter"), "config": {"log_file": log}}])
+    reply = st.h2c_channel("example.com").unary_unary(UNARY)(b"hi", timeout=10)
+    assert reply == b"hi"
+    err = rpc_error(st.h2c_channel("nowhere.invalid").unary_unary(REFUND), b"hi", timeout=10)
+    assert err.code() == grpc.StatusCode.NOT_FOUND, describe(err)
+
+    def lines():
+        try:
+            with open(log) as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
+    assert pclib.wait_until(lambda: len(lines()) >= 2, 5 * SCALE), f"on_log lines: {lines()}"
+    got = lines()
+    assert "/demo.Echo/Unary 0 demo.Echo Unary" in got, got
+    assert "/shop.v1.Orders/Refund 5 shop.v1.Orders Refund" in got, got
+    assert len(got) == 2, got
+
+
 # --- 6. per-zone chains ---------------------------------------------------------------------
 
 

@@ -12,7 +12,9 @@
  *              `responses: true` every response message too (resume_response), denying the one
  *              whose index equals `deny_response_index`
  *   botscore   stands in for the bot plugin: publishes "bot.score" from the request header
- *              x-bot-score */
+ *              x-bot-score
+ * Every variant with config `log_file` appends a line per request from on_log: "<path> <grpc_status>
+ * <grpc.service> <grpc.method>" (request_info strings, all taken before any is printed). */
 #include <portcullis/plugin.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,7 @@ typedef struct ctx {
     long delay_ms;
     int responses;
     long deny_response_index;
+    char *log_file;
 } ctx;
 
 static int init(const pc_host *host, const void *handle, const pc_config_node *config, void **out, char *err,
@@ -56,14 +59,34 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
     c->deny_response_index = -1;
     v = config ? host->config_string(host->config_get(config, "deny_response_index")) : NULL;
     if (v) c->deny_response_index = atol(v);
+    v = config ? host->config_string(host->config_get(config, "log_file")) : NULL;
+    if (v && !(c->log_file = strdup(v))) {
+        free(c);
+        return -1;
+    }
     *out = c;
     return 0;
 #endif
 }
 
-static void destroy(void *c)
+static void destroy(void *p)
 {
+    ctx *c = p;
+    if (c) free(c->log_file);
     free(c);
+}
+
+static void on_log(void *p, pc_request *r)
+{
+    ctx *c = p;
+    if (!c->log_file) return;
+    const pc_host *h = c->host;
+    const char *path = h->request_info(r, "path"), *status = h->request_info(r, "grpc_status");
+    const char *svc = h->request_info(r, "grpc.service"), *meth = h->request_info(r, "grpc.method");
+    FILE *f = fopen(c->log_file, "a");
+    if (!f) return;
+    fprintf(f, "%s %s %s %s\n", path ? path : "-", status ? status : "-", svc ? svc : "-", meth ? meth : "-");
+    fclose(f);
 }
 
 #ifdef VARIANT_ASYNC
@@ -198,6 +221,7 @@ PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v1 = {
     .destroy = destroy,
     .on_request_headers = on_headers,
     .on_request_message = on_message,
+    .on_log = on_log,
 #ifdef VARIANT_ASYNC
     .on_response_message = on_response,
 #endif

@@ -143,7 +143,8 @@ typedef struct pc_host {
      * "client.ip", "client.port", "tls.sni", "tls.alpn", "tls.version", "tls.cipher",
      * "tls.client_subject", "tls.ja3" (JA3 string), "tls.ja3_hash" (its MD5), "tls.ja4",
      * "h2.fingerprint" (Akamai format), "status" (HTTP status of the response), "grpc_status",
-     * "request_id" (unique per request, for messages and logs). NULL when unknown. */
+     * "request_id" (unique per request, for messages and logs). NULL when unknown. The string
+     * stays valid until the request ends (a later call does not overwrite it). */
     const char *(*request_info)(pc_request *r, const char *key);
     const pc_conn_info *(*connection)(pc_request *r);
 
@@ -244,7 +245,9 @@ typedef struct pc_plugin {
     int (*on_response_headers)(void *ctx, pc_request *r);
     int (*on_response_message)(void *ctx, pc_request *r, const pc_message *m);
     int (*on_response_trailers)(void *ctx, pc_request *r);
-    void (*on_log)(void *ctx, pc_request *r); /* always, once, after the call ended */
+    /* Always, once, after the call ended: also for a call refused before the chain ran (by the
+     * core's limits, routing or access checks), whose other hooks never ran. */
+    void (*on_log)(void *ctx, pc_request *r);
     /* After every plugin's on_request_headers passed the request, before the origin sees any of
      * it: the last word on what the chain decided (e.g. blocking on a score that plugins after
      * this one adjusted). May deny; may not pause. */
