@@ -5,7 +5,7 @@
  * JWKS. After a successful check the credentials are removed and the edge can vouch for the caller
  * with a short-lived JWT of its own; headers the edge sets are stripped from every incoming request.
  *
- * Config (handed over by the core): {origin name: that origin's access map}, see README.md. */
+ * Config (handed over by the core): {origin name: that origin's access map}, see docs/access.md. */
 #include <json-c/json.h>
 #include <limits.h>
 #include <openssl/crypto.h>

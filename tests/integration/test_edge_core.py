@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Core edge behaviour the README promises: the headers the origin receives (x-forwarded-for,
+"""Core edge behaviour the docs promise (docs/configuration.md, docs/grpc.md): the headers the origin receives (x-forwarded-for,
 x-forwarded-proto, te, no hop-by-hop headers), origins with several servers (round robin, a dead
 server skipped for its cool-down), the origin's MAX_CONCURRENT_STREAMS and max_pending, the
 handshake / header / idle timeouts, compressed messages (passed through unchanged, size limit
