@@ -203,12 +203,18 @@ void pc__access_log_write(pc_stream *st)
     put_str(g, st->upstream_addr[0] ? st->upstream_addr : NULL);
     KEY(g, "reason");
     put_str(g, st->edge_reason);
-    if (st->nkv) {
+    if (st->npub) {
         KEY(g, "plugins"); /* keys are unique: publishing again replaces the value */
         yajl_gen_map_open(g);
-        for (size_t i = 0; i < st->nkv; i += 2) {
-            put_str(g, st->kv[i]);
-            put_str(g, st->kv[i + 1]);
+        for (size_t i = 0; i < st->npub; i++) {
+            const pc_published *p = &st->pub[i];
+            put_str(g, p->key);
+            if (p->type == PC_VALUE_INT || p->type == PC_VALUE_NUMBER)
+                yajl_gen_number(g, p->text, strlen(p->text)); /* typed: a number, not "60" */
+            else if (p->type == PC_VALUE_BOOL)
+                yajl_gen_bool(g, p->i != 0);
+            else
+                put_str(g, p->text);
         }
         yajl_gen_map_close(g);
     }

@@ -4,6 +4,7 @@
 #include "chain.h"
 
 #include <json-c/json.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -266,43 +267,84 @@ static int host_deny_http(pc_request *r, int http_status, int grpc_status, const
     return host_deny(r, grpc_status, message);
 }
 
+const struct pc_published *pc__published_find(const pc_stream *st, const char *key)
+{
+    for (size_t i = 0; key && i < st->npub; i++)
+        if (!strcmp(st->pub[i].key, key)) return &st->pub[i];
+    return NULL;
+}
+
+/* Sets key to a value whose text is `text` (copied). */
+static int publish(pc_stream *st, const char *key, pc_value_type type, const char *text, int64_t i, double d)
+{
+    if (!key || !*key || !text) return -1;
+    char *t = strdup(text);
+    if (!t) return -1;
+    pc_published *p = (pc_published *)pc__published_find(st, key);
+    if (p) {
+        free(p->text);
+    } else {
+        if (st->npub >= 128) { /* bounded: a plugin cannot grow a request without limit */
+            free(t);
+            return -1;
+        }
+        pc_published *np = realloc(st->pub, (st->npub + 1) * sizeof *np);
+        if (!np) {
+            free(t);
+            return -1;
+        }
+        st->pub = np;
+        p = &st->pub[st->npub];
+        if (!(p->key = strdup(key))) {
+            free(t);
+            return -1;
+        }
+        st->npub++;
+    }
+    p->text = t;
+    p->type = type;
+    p->i = i;
+    p->d = d;
+    return 0;
+}
+
 static int host_publish(pc_request *r, const char *key, const char *value)
 {
-    pc_stream *st = ST(r);
-    if (!key || !*key || !value) return -1;
-    for (size_t i = 0; i < st->nkv; i += 2)
-        if (!strcmp(st->kv[i], key)) {
-            char *v = strdup(value);
-            if (!v) return -1;
-            free(st->kv[i + 1]);
-            st->kv[i + 1] = v;
-            return 0;
-        }
-    if (st->nkv >= 256) return -1; /* bounded: a plugin cannot grow a request without limit */
-    char **kv = realloc(st->kv, (st->nkv + 2) * sizeof *kv);
-    if (!kv) return -1;
-    st->kv = kv;
-    kv[st->nkv] = strdup(key);
-    kv[st->nkv + 1] = strdup(value);
-    st->nkv += 2;
-    return kv[st->nkv - 2] && kv[st->nkv - 1] ? 0 : -1;
+    return publish(ST(r), key, PC_VALUE_STRING, value, 0, 0);
+}
+
+static int host_publish_int(pc_request *r, const char *key, int64_t value)
+{
+    char text[24];
+    snprintf(text, sizeof text, "%lld", (long long)value);
+    return publish(ST(r), key, PC_VALUE_INT, text, value, (double)value);
+}
+
+static int host_publish_number(pc_request *r, const char *key, double value)
+{
+    if (!isfinite(value)) return -1; /* JSON has no NaN or infinity */
+    char text[32];
+    snprintf(text, sizeof text, "%.15g", value);
+    return publish(ST(r), key, PC_VALUE_NUMBER, text, 0, value);
+}
+
+static int host_publish_bool(pc_request *r, const char *key, int value)
+{
+    return publish(ST(r), key, PC_VALUE_BOOL, value ? "true" : "false", value != 0, value != 0);
 }
 
 static const char *host_lookup(pc_request *r, const char *key)
 {
-    pc_stream *st = ST(r);
-    for (size_t i = 0; i < st->nkv; i += 2)
-        if (!strcmp(st->kv[i], key)) return st->kv[i + 1];
-    return NULL;
+    const pc_published *p = pc__published_find(ST(r), key);
+    return p ? p->text : NULL;
 }
 
-static void *host_state(pc_request *r)
+static int host_lookup_value(pc_request *r, const char *key, pc_value *out)
 {
-    pc_stream *st = ST(r);
-    const pc_plugins *ps = st->gen->rt->plugins;
-    if (!st->plugin_state || st->chain_cur >= ps->n || ps->p[st->chain_cur].desc->request_state_size == 0)
-        return NULL;
-    return (char *)st->plugin_state + ps->p[st->chain_cur].state_offset;
+    const pc_published *p = pc__published_find(ST(r), key);
+    if (!p || !out) return -1;
+    *out = (pc_value){.type = p->type, .text = p->text, .i = p->i, .d = p->d};
+    return 0;
 }
 
 static void clear_msg_cache(pc_stream *st)
@@ -424,7 +466,6 @@ static const char *host_json(pc_request *r, const pc_message *m)
 typedef struct plugin_work {
     uv_work_t req;
     pc_stream *st;
-    size_t plugin; /* the plugin that queued it: request_state() in done() is its own */
     void (*work)(void *);
     void (*done)(void *, pc_request *);
     void *arg;
@@ -442,7 +483,6 @@ static void work_done(uv_work_t *req, int status)
     plugin_work *pw = (plugin_work *)req;
     pc_stream *st = pw->st;
     /* Still counted during done(), so a resume() there cannot free the request under us. */
-    st->chain_cur = pw->plugin;
     pw->done(pw->arg, REQ(st));
     st->works--;
     free(pw);
@@ -457,7 +497,7 @@ static int host_queue_work(pc_request *r, void (*work)(void *), void (*done)(voi
         free(pw);
         return -1;
     }
-    *pw = (plugin_work){.st = st, .plugin = st->chain_cur, .work = work, .done = done, .arg = arg};
+    *pw = (plugin_work){.st = st, .work = work, .done = done, .arg = arg};
     if (uv_queue_work(&st->worker->loop, &pw->req, work_run, work_done) != 0) {
         free(pw);
         return -1;
@@ -564,8 +604,11 @@ const pc_host pc__host_api = {
     .trailer_get = trailer_get,
     .deny = host_deny,
     .publish = host_publish,
+    .publish_int = host_publish_int,
+    .publish_number = host_publish_number,
+    .publish_bool = host_publish_bool,
     .lookup = host_lookup,
-    .request_state = host_state,
+    .lookup_value = host_lookup_value,
     .message_fields = host_fields,
     .message_json = host_json,
     .queue_work = host_queue_work,
@@ -582,9 +625,6 @@ const pc_host pc__host_api = {
 };
 
 /* ---- running hooks ---- */
-
-typedef int (*hook_req)(void *, pc_request *);
-typedef int (*hook_msg)(void *, pc_request *, const pc_message *);
 
 static int verdict(pc_stream *st, const pc_loaded_plugin *lp, int rv)
 {
@@ -606,6 +646,14 @@ static int verdict(pc_stream *st, const pc_loaded_plugin *lp, int rv)
     return 1;
 }
 
+/* A plugin's request state: its slice of the request's block, NULL when it asked for none. */
+static void *state_of(pc_stream *st, size_t idx)
+{
+    const pc_loaded_plugin *lp = &st->gen->rt->plugins->p[idx];
+    if (!st->plugin_state || lp->desc->request_state_size == 0) return NULL;
+    return (char *)st->plugin_state + lp->state_offset;
+}
+
 /* pause_at: where the position of a plugin that pauses goes (NULL: the hooks may not pause). */
 static int run(pc_stream *st, size_t offset, const pc_message *m, size_t from, size_t *pause_at)
 {
@@ -616,9 +664,9 @@ static int run(pc_stream *st, size_t offset, const pc_message *m, size_t from, s
         const pc_loaded_plugin *lp = &ps->p[ch->idx[i]];
         const void *fn = pc__plugin_hook(lp, offset);
         if (!fn || (st->skipped && st->skipped[ch->idx[i]])) continue;
-        st->chain_cur = ch->idx[i];
-        void *ctx = st->gen->plugin_ctx[ch->idx[i]];
-        int rv = m ? ((hook_msg)fn)(ctx, REQ(st), m) : ((hook_req)fn)(ctx, REQ(st));
+        void *ctx = st->gen->plugin_ctx[ch->idx[i]], *state = state_of(st, ch->idx[i]);
+        int rv =
+            m ? ((pc_message_hook)fn)(REQ(st), ctx, state, m) : ((pc_request_hook)fn)(REQ(st), ctx, state);
         if (rv == PC_PAUSE && pause_at) {
             *pause_at = i;
             return PC_CHAIN_PAUSE;
@@ -717,21 +765,20 @@ void pc__chain_log(pc_stream *st)
     const pc_chain *ch = st->chain;
     for (size_t i = 0; i < ch->n; i++) {
         const pc_loaded_plugin *lp = &ps->p[ch->idx[i]];
-        void (*fn)(void *, pc_request *) =
-            (void (*)(void *, pc_request *))pc__plugin_hook(lp, offsetof(pc_plugin, on_log));
-        if (fn) {
-            st->chain_cur = ch->idx[i];
-            fn(st->gen->plugin_ctx[ch->idx[i]], REQ(st));
-        }
+        void (*fn)(pc_request *, void *, void *) =
+            (void (*)(pc_request *, void *, void *))pc__plugin_hook(lp, offsetof(pc_plugin, on_log));
+        if (fn) fn(REQ(st), st->gen->plugin_ctx[ch->idx[i]], state_of(st, ch->idx[i]));
     }
 }
 
 void pc__chain_free(pc_stream *st)
 {
     clear_msg_cache(st);
-    for (size_t i = 0; i < st->nkv; i++)
-        free(st->kv[i]);
-    free(st->kv);
+    for (size_t i = 0; i < st->npub; i++) {
+        free(st->pub[i].key);
+        free(st->pub[i].text);
+    }
+    free(st->pub);
     free(st->deny_msg);
     free(st->info_service);
     free(st->info_method);

@@ -52,6 +52,8 @@ int pc__chain_response_message(pc_stream *st, const pc_message *m, size_t from);
 int pc__chain_response_trailers(pc_stream *st);
 void pc__chain_log(pc_stream *st);
 void pc__chain_free(pc_stream *st);
+/* A value plugins published on the request, NULL when unset. */
+const struct pc_published *pc__published_find(const pc_stream *st, const char *key);
 /* The config whose file config_where() names, and against whose directory config_path() resolves,
  * while plugins initialise (main thread). */
 void pc__chain_set_config(const pc_config *cfg);

@@ -26,11 +26,22 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: portcullis run -c FILE      serve in the foreground\n"
             "       portcullis check -c FILE    validate the config, print warnings (exit 0 valid, 2 not)\n"
+            "       portcullis plugins describe NAME|PATH\n"
+            "                                   a plugin's config keys, with types, defaults and docs\n"
             "       portcullis rules test -c FILE CASES.yaml\n"
             "                                   run the Lua rules on the cases (exit 0 pass, 1 fail, 2 bad "
             "input)\n"
             "       portcullis --version\n"
             "       portcullis --help\n");
+}
+
+/* Plugins look for a build tree's plugins/ next to the binary when not installed. */
+static void exe_dir(char *exe, size_t len)
+{
+    size_t exelen = len;
+    if (uv_exepath(exe, &exelen) != 0) snprintf(exe, len, ".");
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = '\0';
 }
 
 static pc_config *load(const char *path)
@@ -110,12 +121,8 @@ static int runtime_build(pc_runtime *rt, pc_config *cfg, char *err, size_t errle
                 return -1;
             }
     }
-    /* Plugins look for a build tree's plugins/ next to the binary when not installed. */
     char exe[4096];
-    size_t exelen = sizeof exe;
-    if (uv_exepath(exe, &exelen) != 0) snprintf(exe, sizeof exe, ".");
-    char *slash = strrchr(exe, '/');
-    if (slash) *slash = '\0';
+    exe_dir(exe, sizeof exe);
     if (pc__plugins_load(cfg, exe, &rt->plugins, err, errlen) < 0) return -1;
     return 0;
 }
@@ -411,6 +418,13 @@ int main(int argc, char **argv)
     }
     if (argc == 6 && !strcmp(argv[1], "rules") && !strcmp(argv[2], "test") && !strcmp(argv[3], "-c"))
         return pc__rules_test(argv[4], argv[5]);
+    if (argc == 4 && !strcmp(argv[1], "plugins") && !strcmp(argv[2], "describe")) {
+        char exe[4096], err[1024];
+        exe_dir(exe, sizeof exe);
+        if (pc__plugins_describe(argv[3], exe, stdout, err, sizeof err) == 0) return 0;
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
     if (argc == 4 && strcmp(argv[2], "-c") == 0) {
         if (strcmp(argv[1], "run") == 0) return cmd_run(argv[3]);
         if (strcmp(argv[1], "check") == 0) return cmd_check(argv[3]);

@@ -1,5 +1,6 @@
 /* Plugin loading. A plugin is refused at start with a message that says what to do: wrong ABI
- * version (rebuild), missing pc_plugin_v1 symbol (not a plugin), failed init (its own message). */
+ * version (rebuild), no descriptor symbol (not a plugin), a config its declared keys refuse
+ * (file:line:col), failed init (its own message). */
 #include "plugin_loader.h"
 
 #include <dlfcn.h>
@@ -12,6 +13,8 @@
 
 #include "chain.h"
 #include "log.h"
+#include "plugin_config.h"
+#include "version.h"
 
 const void *pc__plugin_hook(const pc_loaded_plugin *lp, size_t offset)
 {
@@ -53,8 +56,42 @@ static void where(const pc_config *cfg, const pc_yaml_node *n, char *buf, size_t
     snprintf(buf, len, "%s:%u:%u", cfg->path, n ? n->line : 0, n ? n->col : 0);
 }
 
-static int load_one(const pc_config *cfg, const char *exe_dir, const pc_plugin_conf *pc, pc_loaded_plugin *lp,
-                    char *err, size_t errlen)
+/* The descriptor of an open plugin, or NULL with err saying why it is not one this core runs. */
+static const pc_plugin *descriptor(pc_loaded_plugin *lp, const char *at, const char *label, char *err,
+                                   size_t errlen)
+{
+    const pc_plugin *d = dlsym(lp->dl, PC_PLUGIN_SYMBOL);
+    if (!d) {
+        if (dlsym(lp->dl, "pc_plugin_v1"))
+            snprintf(
+                err, errlen,
+                "%s: plugin %s: %s is built for plugin ABI 1; this core speaks ABI %u: rebuild it against "
+                "this version's portcullis/plugin.h (hooks now receive the request, the worker context and "
+                "the request state; see docs/plugins.md)",
+                at, label, lp->path, PC_PLUGIN_ABI_VERSION);
+        else
+            snprintf(err, errlen, "%s: plugin %s: %s exports no symbol %s: not a Portcullis plugin", at,
+                     label, lp->path, PC_PLUGIN_SYMBOL);
+        return NULL;
+    }
+    if (d->abi_version != PC_PLUGIN_ABI_VERSION) {
+        snprintf(err, errlen,
+                 "%s: plugin %s: built for plugin ABI %u, this core speaks ABI %u: rebuild it against this "
+                 "version's portcullis/plugin.h",
+                 at, label, d->abi_version, PC_PLUGIN_ABI_VERSION);
+        return NULL;
+    }
+    if (d->struct_size < offsetof(pc_plugin, on_connection) || !d->name || !d->name[0]) {
+        snprintf(err, errlen, "%s: plugin %s: descriptor is incomplete (struct_size %u, name %s)", at, label,
+                 d->struct_size, d->name ? d->name : "missing");
+        return NULL;
+    }
+    return d;
+}
+
+/* own_config: the core made this plugin's config (the access policies), not the user. */
+static int load_one(const pc_config *cfg, const char *exe_dir, const pc_plugin_conf *pc, bool own_config,
+                    pc_loaded_plugin *lp, char *err, size_t errlen)
 {
     char at[512];
     where(cfg, pc->node, at, sizeof at);
@@ -72,32 +109,22 @@ static int load_one(const pc_config *cfg, const char *exe_dir, const pc_plugin_c
         snprintf(err, errlen, "%s: plugin %s: cannot load: %s", at, label, dlerror());
         return -1;
     }
-    const pc_plugin *d = dlsym(lp->dl, PC_PLUGIN_SYMBOL);
-    if (!d) {
-        snprintf(err, errlen, "%s: plugin %s: %s exports no symbol %s: not a Portcullis plugin", at, label,
-                 lp->path, PC_PLUGIN_SYMBOL);
-        return -1;
-    }
-    if (d->abi_version != PC_PLUGIN_ABI_VERSION) {
-        snprintf(err, errlen,
-                 "%s: plugin %s: built for plugin ABI %u, this core speaks ABI %u: rebuild it against this "
-                 "version's portcullis/plugin.h",
-                 at, label, d->abi_version, PC_PLUGIN_ABI_VERSION);
-        return -1;
-    }
-    if (d->struct_size < offsetof(pc_plugin, on_connection) || !d->name || !d->name[0]) {
-        snprintf(err, errlen, "%s: plugin %s: descriptor is incomplete (struct_size %u, name %s)", at, label,
-                 d->struct_size, d->name ? d->name : "missing");
-        return -1;
-    }
+    const pc_plugin *d = descriptor(lp, at, label, err, errlen);
+    if (!d) return -1;
     lp->desc = d;
     lp->name = strdup(pc->name ? pc->name : d->name);
     lp->on_error_continue = pc->on_error_continue;
     if (!lp->name) return -1;
+    const pc_yaml_node *conf = pc->config;
+    if (!own_config) {
+        if (pc__plugin_config_check(cfg->path, lp->name, d, pc->config, pc->node, &lp->config, err, errlen) <
+            0)
+            return -1;
+        conf = lp->config;
+    }
     if (d->init) {
         char perr[512] = "";
-        if (d->init(&pc__host_api, lp, (const pc_config_node *)pc->config, &lp->ctx, perr, sizeof perr) !=
-            0) {
+        if (d->init(&pc__host_api, lp, (const pc_config_node *)conf, &lp->ctx, perr, sizeof perr) != 0) {
             snprintf(err, errlen, "%s: plugin %s: init failed: %s", at, lp->name,
                      perr[0] ? perr : "(no reason given)");
             return -1;
@@ -209,7 +236,7 @@ int pc__plugins_load(const pc_config *cfg, const char *exe_dir, pc_plugins **out
                      "%s: plugin access is loaded by itself (first) when an origin has an access policy", at);
             return -1;
         }
-        if (load_one(cfg, exe_dir, pc, &ps->p[i], err, errlen) < 0) {
+        if (load_one(cfg, exe_dir, pc, pc == &access_pc, &ps->p[i], err, errlen) < 0) {
             ps->n = i + 1;
             return -1;
         }
@@ -230,6 +257,34 @@ int pc__plugins_load(const pc_config *cfg, const char *exe_dir, pc_plugins **out
         if (cfg->zones[z].has_plugins && build_chain(ps, cfg, &cfg->zones[z], &ps->zones[z], err, errlen) < 0)
             return -1;
     return 0;
+}
+
+int pc__plugins_describe(const char *name, const char *exe_dir, FILE *out, char *err, size_t errlen)
+{
+    pc_loaded_plugin lp = {0};
+    if (strchr(name, '/')) {
+        lp.path = strdup(name);
+    } else {
+        pc_config cfg = {.plugin_dir = (char *)PC_PLUGIN_DIR};
+        if (find_file(&cfg, exe_dir, name, &lp.path) < 0) lp.path = NULL;
+    }
+    if (!lp.path) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    int rc = -1;
+    if (!(lp.dl = dlopen(lp.path, RTLD_NOW | RTLD_LOCAL))) {
+        snprintf(err, errlen, "plugin %s: cannot load: %s", name, dlerror());
+    } else {
+        const pc_plugin *d = descriptor(&lp, lp.path, name, err, errlen);
+        if (d) {
+            pc__plugin_config_describe(out, d, lp.path);
+            rc = 0;
+        }
+        dlclose(lp.dl);
+    }
+    free(lp.path);
+    return rc;
 }
 
 const pc_chain *pc__plugins_chain(const pc_plugins *ps, const pc_config *cfg, const pc_zone_conf *zone)
@@ -282,6 +337,7 @@ void pc__plugins_free(pc_plugins *ps)
 #endif
         free(lp->name);
         free(lp->path);
+        pc__yaml_node_free(lp->config);
     }
     free(ps->p);
     free(ps->global.idx);

@@ -5,6 +5,7 @@
 
 #include <portcullis/plugin.h>
 #include <stdbool.h>
+#include <stdio.h>
 
 #include "config.h"
 #include "protobuf.h"
@@ -14,7 +15,8 @@ typedef struct pc_loaded_plugin {
     const pc_plugin *desc;
     char *name;
     char *path;
-    void *ctx; /* the plugin's own, from init */
+    void *ctx;            /* the plugin's own, from init */
+    pc_yaml_node *config; /* the config init got: checked against its keys, defaults filled */
     bool on_error_continue;
     size_t state_offset; /* of its request state in the per-request block */
 } pc_loaded_plugin;
@@ -44,6 +46,9 @@ extern const pc_host pc__host_api;
 /* Load every plugin of the config (main thread). exe_dir: where a build-tree plugins/ may be. */
 int pc__plugins_load(const pc_config *cfg, const char *exe_dir, pc_plugins **out, char *err, size_t errlen);
 void pc__plugins_free(pc_plugins *ps);
+/* `portcullis plugins describe NAME`: a plugin by name (as `plugins: - name:` finds it) or by path,
+ * its summary and config keys to out. 0, or -1 with err. */
+int pc__plugins_describe(const char *name, const char *exe_dir, FILE *out, char *err, size_t errlen);
 /* Per-worker instances: an array of n contexts. */
 int pc__plugins_worker_init(pc_plugins *ps, unsigned worker_id, void ***out, char *err, size_t errlen);
 void pc__plugins_worker_destroy(pc_plugins *ps, void **wctx);

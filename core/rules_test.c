@@ -733,9 +733,8 @@ typedef struct outcome {
 
 static const char *kv_get(const pc_stream *st, const char *key)
 {
-    for (size_t i = 0; i < st->nkv; i += 2)
-        if (!strcmp(st->kv[i], key)) return st->kv[i + 1];
-    return NULL;
+    const pc_published *p = pc__published_find(st, key);
+    return p ? p->text : NULL;
 }
 
 static bool same(const char *a, const char *b)

@@ -40,6 +40,14 @@ typedef struct pc_held_list {
     size_t bytes; /* of head..tail */
 } pc_held_list;
 
+/* A published value (host->publish*). */
+typedef struct pc_published {
+    char *key, *text;
+    pc_value_type type;
+    int64_t i;
+    double d;
+} pc_published;
+
 typedef struct pc_stream pc_stream;
 struct pc_stream {
     pc_worker *worker;
@@ -94,9 +102,8 @@ struct pc_stream {
     const struct pc_chain *chain;
     pc_conn_shared *conn;
     void *plugin_state;
-    size_t chain_cur; /* plugin running now (for request_state) */
-    char **kv;        /* published key, value, key, value ... */
-    size_t nkv;
+    pc_published *pub; /* published values */
+    size_t npub;
     int deny_status; /* set by host->deny */
     int deny_http;   /* HTTP status for plain HTTP (0: 403) */
     char *deny_msg;

@@ -93,6 +93,78 @@ void pc__yaml_free(pc_yaml_doc *doc)
     free(doc);
 }
 
+void pc__yaml_node_free(pc_yaml_node *n)
+{
+    node_free(n);
+}
+
+pc_yaml_node *pc__yaml_scalar_new(const char *text, unsigned line, unsigned col)
+{
+    pc_yaml_node *n = calloc(1, sizeof *n);
+    if (!n || !(n->scalar = strdup(text))) {
+        free(n);
+        return NULL;
+    }
+    n->kind = PC_YAML_SCALAR;
+    n->scalar_len = strlen(text);
+    n->line = line;
+    n->col = col;
+    return n;
+}
+
+pc_yaml_node *pc__yaml_map_new(unsigned line, unsigned col)
+{
+    pc_yaml_node *n = calloc(1, sizeof *n);
+    if (!n) return NULL;
+    n->kind = PC_YAML_MAP;
+    n->line = line;
+    n->col = col;
+    return n;
+}
+
+int pc__yaml_map_add(pc_yaml_node *map, const char *key, pc_yaml_node *value)
+{
+    pc_yaml_node *k = pc__yaml_scalar_new(key, value->line, value->col);
+    pc_yaml_node **keys = k ? realloc(map->keys, (map->n + 1) * sizeof *keys) : NULL;
+    if (keys) map->keys = keys;
+    pc_yaml_node **items = keys ? realloc(map->items, (map->n + 1) * sizeof *items) : NULL;
+    if (!items) {
+        node_free(k);
+        return -1;
+    }
+    map->items = items;
+    map->keys[map->n] = k;
+    map->items[map->n] = value;
+    map->n++;
+    return 0;
+}
+
+pc_yaml_node *pc__yaml_copy(const pc_yaml_node *n)
+{
+    if (!n) return NULL;
+    pc_yaml_node *c = calloc(1, sizeof *c);
+    if (!c) return NULL;
+    *c = (pc_yaml_node){.kind = n->kind, .line = n->line, .col = n->col, .quoted = n->quoted};
+    if (n->scalar) {
+        if (!(c->scalar = malloc(n->scalar_len + 1))) goto fail;
+        memcpy(c->scalar, n->scalar, n->scalar_len + 1);
+        c->scalar_len = n->scalar_len;
+    }
+    if (n->n) {
+        if (!(c->items = calloc(n->n, sizeof *c->items))) goto fail;
+        if (n->keys && !(c->keys = calloc(n->n, sizeof *c->keys))) goto fail;
+        for (size_t i = 0; i < n->n; i++) {
+            c->n = i + 1;
+            if (!(c->items[i] = pc__yaml_copy(n->items[i]))) goto fail;
+            if (n->keys && !(c->keys[i] = pc__yaml_copy(n->keys[i]))) goto fail;
+        }
+    }
+    return c;
+fail:
+    node_free(c);
+    return NULL;
+}
+
 const pc_yaml_node *pc__yaml_get(const pc_yaml_node *map, const char *key)
 {
     if (!map || map->kind != PC_YAML_MAP || !key) return NULL;

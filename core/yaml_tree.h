@@ -36,4 +36,12 @@ const char *pc__yaml_quote(char *out, size_t outlen, const char *s, size_t len);
 /* Map lookup by key; NULL when absent or node is not a map. */
 const pc_yaml_node *pc__yaml_get(const pc_yaml_node *map, const char *key);
 
+/* Building trees (for configs made from others): a deep copy; a new scalar at line:col; a key
+ * appended to a map (it takes `value`). NULL / -1 when out of memory. */
+pc_yaml_node *pc__yaml_copy(const pc_yaml_node *n);
+pc_yaml_node *pc__yaml_scalar_new(const char *text, unsigned line, unsigned col);
+pc_yaml_node *pc__yaml_map_new(unsigned line, unsigned col);
+int pc__yaml_map_add(pc_yaml_node *map, const char *key, pc_yaml_node *value);
+void pc__yaml_node_free(pc_yaml_node *n);
+
 #endif

@@ -657,8 +657,9 @@ static int check_token(acc_worker *w, pc_request *r, const acc_policy *p)
 
 /* ---- hooks ---- */
 
-static int on_request_headers(void *ctx, pc_request *r)
+static int on_request_headers(pc_request *r, void *ctx, void *state)
 {
+    (void)state;
     acc_worker *w = ctx;
     const acc_conf *c = w->conf;
     const pc_host *h = c->host;
@@ -688,7 +689,7 @@ static int on_request_headers(void *ctx, pc_request *r)
     return PC_ERROR;
 }
 
-PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v1 = {
+PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v2 = {
     .abi_version = PC_PLUGIN_ABI_VERSION,
     .struct_size = sizeof(pc_plugin),
     .name = "access",

@@ -6,7 +6,8 @@
  *
  *   - name: bot
  *     config:                           # every key optional
- *       rules: ../rules/bots            # *.rules files; relative to this config file
+ *       rules: ../rules/bots            # *.rules files; relative to this config file (default: the
+ *                                       # installed rules/bots, else the source tree's)
  *       header: x-bot-score             # also send the score to the origin
  *       max_clients: 65536              # behaviour table per worker (about 80 bytes each)
  *       rate_window_s: 10
@@ -23,9 +24,19 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #include "bot.h"
+
+/* The shipped rules when `rules` is not set: the installed rules/bots, else the source tree's (a build
+ * tree's binary), as the modsecurity plugin finds its rules/waf. Set by plugins/CMakeLists.txt. */
+#ifndef PC_BOT_RULES_DIR
+#define PC_BOT_RULES_DIR "/usr/local/share/portcullis/rules/bots"
+#endif
+#ifndef PC_BOT_SOURCE_RULES_DIR
+#define PC_BOT_SOURCE_RULES_DIR ""
+#endif
 
 typedef struct zone_conf {
     char *name;
@@ -147,15 +158,63 @@ static int get_bool(const cfg *k, const pc_config_node *map, const char *key, bo
     return 0;
 }
 
-static int load_rules(const cfg *k, bot_conf *c, const pc_config_node *config)
+static bool is_dir(const char *path)
 {
-    const pc_config_node *n = k->h->config_get(config, "rules");
-    if (!n) return 0;
+    struct stat st;
+    return path && *path && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* The directory of the shipped rules: installed if it is a directory, else source (empty: none). 0, or -1
+ * with both paths tried in err. */
+static int shipped_rules_dir(const char *installed, const char *source, char *out, size_t len, char *err,
+                             size_t errlen)
+{
+    const char *dir = is_dir(installed) ? installed : is_dir(source) ? source : NULL;
+    if (!dir) {
+        if (source && *source)
+            snprintf(err, errlen,
+                     "not set, and no shipped rules in %s or %s (install them with cmake --install, "
+                     "or set `rules` to a directory of .rules files)",
+                     installed, source);
+        else
+            snprintf(err, errlen,
+                     "not set, and no shipped rules in %s (install them with cmake --install, or "
+                     "set `rules` to a directory of .rules files)",
+                     installed);
+        return -1;
+    }
+    if ((size_t)snprintf(out, len, "%s", dir) >= len) {
+        snprintf(err, errlen, "not set, and the shipped rules' path is too long: %s", dir);
+        return -1;
+    }
+    return 0;
+}
+
+/* `rules`, or the shipped rules when it is not set; dir gets the directory read. */
+static int load_rules(const cfg *k, bot_conf *c, const pc_config_node *config, char *dir, size_t dirlen)
+{
+    const pc_config_node *n = config ? k->h->config_get(config, "rules") : NULL;
+    char msg[1024];
+    if (!n) {
+        if (shipped_rules_dir(PC_BOT_RULES_DIR, PC_BOT_SOURCE_RULES_DIR, dir, dirlen, msg, sizeof msg) < 0) {
+            snprintf(k->err, k->errlen, "rules: %s", msg);
+            return -1;
+        }
+        if (bot_rules_load_dir(&c->rules, dir, msg, sizeof msg) < 0) {
+            snprintf(k->err, k->errlen, "rules (not set: the shipped rules): %s", msg);
+            return -1;
+        }
+        if (!c->rules.nfps && !c->rules.nuas && !c->rules.nver) {
+            snprintf(k->err, k->errlen, "rules: not set, and the shipped rules directory %s holds no rules",
+                     dir);
+            return -1;
+        }
+        return 0;
+    }
     const char *s = k->h->config_string(n);
     if (!s || !*s) return bad(k, n, "rules", "expected the path of a directory of .rules files");
-    char path[4096], msg[1024];
-    if (!k->h->config_path(n, path, sizeof path)) return bad(k, n, "rules", "path too long");
-    if (bot_rules_load_dir(&c->rules, path, msg, sizeof msg) < 0) return bad(k, n, "rules", msg);
+    if (!k->h->config_path(n, dir, dirlen)) return bad(k, n, "rules", "path too long");
+    if (bot_rules_load_dir(&c->rules, dir, msg, sizeof msg) < 0) return bad(k, n, "rules", msg);
     return 0;
 }
 
@@ -237,12 +296,50 @@ static int load_params(const cfg *k, bot_conf *c, const pc_config_node *config)
     return 0;
 }
 
+/* The plugin's keys: the core checks a config against them before init (see plugin.h). */
+static const pc_conf_key config_keys[] = {
+    {.key = "rules",
+     .type = PC_CONF_PATH,
+     .doc = "bot rules file or directory (default: the shipped rules/bots)"},
+    {.key = "header", .type = PC_CONF_STRING, .doc = "request header that carries the score to the origin"},
+    {.key = "max_clients",
+     .type = PC_CONF_INT,
+     .min = 1,
+     .max = 16777216,
+     .doc = "clients tracked per worker (default 65536)"},
+    {.key = "rate_window_s",
+     .type = PC_CONF_INT,
+     .min = 1,
+     .max = 3600,
+     .doc = "request rate window (default 10)"},
+    {.key = "rate_limit",
+     .type = PC_CONF_INT,
+     .min = 1,
+     .max = 1000000000,
+     .doc = "requests per window above which a client looks automated (default 100)"},
+    {.key = "error_window_s",
+     .type = PC_CONF_INT,
+     .min = 1,
+     .max = 86400,
+     .doc = "error ratio window (default 60)"},
+    {.key = "error_min",
+     .type = PC_CONF_INT,
+     .min = 1,
+     .max = 1000000000,
+     .doc = "finished calls before the error ratio counts (default 20)"},
+    {.key = "error_ratio",
+     .type = PC_CONF_NUMBER,
+     .doc = "error share above which a client looks automated (default 0.5)"},
+    {.key = "error_codes",
+     .type = PC_CONF_LIST,
+     .doc = "gRPC status codes that count as errors (default [5, 7, 16])"},
+    {.key = "zones", .type = PC_CONF_MAP, .doc = "per zone: block_below, allow_verified"},
+    {0},
+};
+
 static int init(const pc_host *host, const void *handle, const pc_config_node *config, void **out, char *err,
                 size_t errlen)
 {
-    static const char *const keys[] = {"rules",       "header",         "max_clients", "rate_window_s",
-                                       "rate_limit",  "error_window_s", "error_min",   "error_ratio",
-                                       "error_codes", "zones",          NULL};
     cfg k = {host, err, errlen};
     bot_conf *c = calloc(1, sizeof *c);
     if (!c) {
@@ -256,13 +353,17 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
         free(c);
         return -1;
     }
-    if (check_keys(&k, config, keys, "the bot plugin's config") < 0 || load_params(&k, c, config) < 0 ||
-        (config && (load_rules(&k, c, config) < 0 || load_zones(&k, c, config) < 0))) {
+    char dir[4096];
+    /* The core checked the top-level keys against config_keys; zones are checked here. */
+    if (load_params(&k, c, config) < 0 || load_rules(&k, c, config, dir, sizeof dir) < 0 ||
+        (config && load_zones(&k, c, config) < 0)) {
         conf_free(c);
         return -1;
     }
-    host->log(handle, PC_PLUGIN_LOG_INFO, "%zu fingerprints, %zu user-agent rules, %zu verified bots",
-              c->rules.nfps, c->rules.nuas, c->rules.nver);
+    host->log(handle, PC_PLUGIN_LOG_INFO,
+              "rules %s%s: %zu fingerprints, %zu user-agent rules, %zu verified bots", dir,
+              config && host->config_get(config, "rules") ? "" : " (shipped)", c->rules.nfps, c->rules.nuas,
+              c->rules.nver);
     *out = c;
     return 0;
 }
@@ -309,7 +410,7 @@ static void publish_if(const pc_host *h, pc_request *r, const char *key, const c
     if (value && *value) h->publish(r, key, value);
 }
 
-static int on_request_headers(void *ctx, pc_request *r)
+static int on_request_headers(pc_request *r, void *ctx, void *state)
 {
     bot_worker *w = ctx;
     const bot_conf *c = w->conf;
@@ -337,11 +438,11 @@ static int on_request_headers(void *ctx, pc_request *r)
 
     char score[8];
     snprintf(score, sizeof score, "%d", v.score);
-    h->publish(r, "bot.score", score);
+    h->publish_int(r, "bot.score", v.score);
     h->publish(r, "bot.class", v.class);
     h->publish(r, "bot.signals", v.signals);
     /* Flat names for the access log. */
-    h->publish(r, "bot_score", score);
+    h->publish_int(r, "bot_score", v.score);
     h->publish(r, "bot_class", v.class);
     publish_if(h, r, "ja4", in.ja4);
     publish_if(h, r, "ja3", in.ja3_hash);
@@ -350,7 +451,7 @@ static int on_request_headers(void *ctx, pc_request *r)
     h->metric_count(r, "bot_class", v.class, 1);
     if (c->header) h->header_set(r, c->header, score);
 
-    bot_req *st = h->request_state(r);
+    bot_req *st = state;
     if (st) {
         st->scored = true;
         st->verified = v.verified;
@@ -360,23 +461,23 @@ static int on_request_headers(void *ctx, pc_request *r)
 
 /* The zone's threshold is applied once every plugin's headers hook ran, to the score as it then
  * stands ("bot.score"): a Lua bot_score rule after this plugin may have raised or lowered it. */
-static int on_request_ready(void *ctx, pc_request *r)
+static int on_request_ready(pc_request *r, void *ctx, void *state)
 {
     bot_worker *w = ctx;
     const bot_conf *c = w->conf;
     const pc_host *h = c->host;
-    bot_req *st = h->request_state(r);
+    bot_req *st = state;
     if (!st || !st->scored) return PC_CONTINUE;
     const zone_conf *z = zone_of(c, h->request_info(r, "zone"));
     const char *score = h->lookup(r, "bot.score");
     if (!z || !score || atoi(score) >= z->block_below || (st->verified && z->allow_verified))
         return PC_CONTINUE;
     st->blocked = true;
-    h->publish(r, "bot.blocked", "1");
+    h->publish_bool(r, "bot.blocked", 1);
     const char *class = h->lookup(r, "bot.class");
     h->metric_count(r, "bot_blocked", class ? class : "unknown", 1);
     /* No score or signal in the message: it would tell a bot what to change. The log has them. */
-    return h->deny(r, 7 /* PERMISSION_DENIED */, "refused by bot management");
+    return h->deny(r, PC_GRPC_PERMISSION_DENIED, "refused by bot management");
 }
 
 static bool is_error(const bot_conf *c, pc_request *r)
@@ -394,12 +495,12 @@ static bool is_error(const bot_conf *c, pc_request *r)
 
 /* Finished requests feed the error ratio. Our own denials are left out: counting them would keep a client
  * blocked for being blocked. */
-static void on_log(void *ctx, pc_request *r)
+static void on_log(pc_request *r, void *ctx, void *state)
 {
     bot_worker *w = ctx;
     const bot_conf *c = w->conf;
     const pc_host *h = c->host;
-    const bot_req *st = h->request_state(r);
+    const bot_req *st = state;
     if (!st || !st->scored || st->blocked) return;
     uint8_t addr[16], key[16];
     const char *ip = h->request_info(r, "client.ip");
@@ -412,11 +513,13 @@ static void on_log(void *ctx, pc_request *r)
     bot_window_add(&cl->errors, now, c->error_window_ms, is_error(c, r) ? 1 : 0);
 }
 
-PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v1 = {
+PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v2 = {
     .abi_version = PC_PLUGIN_ABI_VERSION,
     .struct_size = sizeof(pc_plugin),
     .name = "bot",
-    .version = "1.0",
+    .version = "2.0",
+    .summary = "bot scoring from TLS and HTTP/2 fingerprints, user agents and behaviour",
+    .config = config_keys,
     .request_state_size = sizeof(bot_req),
     .init = init,
     .destroy = destroy,

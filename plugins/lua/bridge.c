@@ -187,6 +187,32 @@ static void push_number_or_string(lua_State *L, const char *v)
         lua_pushstring(L, v);
 }
 
+/* A published value with its type: integers and numbers as Lua numbers, booleans as booleans,
+ * strings as strings (with `numeric`, a string that reads as a number as a number); nil when
+ * unset. Returns whether it was set. */
+static int push_value(lua_State *L, lr_state *s, const char *key, int numeric)
+{
+    pc_value v;
+    if (s->conf->host->lookup_value(s->r, key, &v) < 0) return 0;
+    switch (v.type) {
+    case PC_VALUE_INT:
+        lua_pushinteger(L, (lua_Integer)v.i);
+        break;
+    case PC_VALUE_NUMBER:
+        lua_pushnumber(L, v.d);
+        break;
+    case PC_VALUE_BOOL:
+        lua_pushboolean(L, v.i != 0);
+        break;
+    default:
+        if (numeric)
+            push_number_or_string(L, v.text);
+        else
+            lua_pushstring(L, v.text);
+    }
+    return 1;
+}
+
 /* req.bot.<k>: the bot plugin's "bot.<k>" (or "bot_<k>"), numbers as numbers. Read on every access:
  * a bot_score hook may change the score during the request. */
 static int bot_index(lua_State *L)
@@ -195,24 +221,17 @@ static int bot_index(lua_State *L)
     const char *k = luaL_checkstring(L, 2);
     char key[128];
     snprintf(key, sizeof key, "bot.%s", k);
-    const char *v = s->conf->host->lookup(s->r, key);
-    if (!v) {
-        snprintf(key, sizeof key, "bot_%s", k);
-        v = s->conf->host->lookup(s->r, key);
-    }
-    push_number_or_string(L, v);
+    if (push_value(L, s, key, 1)) return 1;
+    snprintf(key, sizeof key, "bot_%s", k);
+    if (!push_value(L, s, key, 1)) lua_pushnil(L);
     return 1;
 }
 
-/* req.values[key]: what earlier plugins (and rules) published, as text. */
+/* req.values[key]: what earlier plugins (and rules) published, typed. */
 static int values_index(lua_State *L)
 {
     lr_state *s = check_req(L, lua_upvalueindex(1), "req.values");
-    const char *v = s->conf->host->lookup(s->r, luaL_checkstring(L, 2));
-    if (v)
-        lua_pushstring(L, v);
-    else
-        lua_pushnil(L);
+    if (!push_value(L, s, luaL_checkstring(L, 2), 0)) lua_pushnil(L);
     return 1;
 }
 
@@ -414,27 +433,29 @@ static int m_log(lua_State *L)
     return 0;
 }
 
+/* req:publish(key, value): a Lua integer, number or boolean is published with that type. */
 static int m_publish(lua_State *L)
 {
     lr_state *s = check_req(L, 1, "req:publish");
     const char *key = luaL_checkstring(L, 2);
-    const char *value;
+    const pc_host *h = s->conf->host;
+    int rc;
     if (lua_type(L, 3) == LUA_TBOOLEAN)
-        value = lua_toboolean(L, 3) ? "true" : "false";
+        rc = h->publish_bool(s->r, key, lua_toboolean(L, 3));
+    else if (lua_isinteger(L, 3))
+        rc = h->publish_int(s->r, key, (int64_t)lua_tointeger(L, 3));
+    else if (lua_type(L, 3) == LUA_TNUMBER)
+        rc = h->publish_number(s->r, key, (double)lua_tonumber(L, 3));
     else
-        value = luaL_checkstring(L, 3);
-    lua_pushboolean(L, s->conf->host->publish(s->r, key, value) == 0);
+        rc = h->publish(s->r, key, luaL_checkstring(L, 3));
+    lua_pushboolean(L, rc == 0);
     return 1;
 }
 
 static int m_lookup(lua_State *L)
 {
     lr_state *s = check_req(L, 1, "req:lookup");
-    const char *v = s->conf->host->lookup(s->r, luaL_checkstring(L, 2));
-    if (v)
-        lua_pushstring(L, v);
-    else
-        lua_pushnil(L);
+    if (!push_value(L, s, luaL_checkstring(L, 2), 0)) lua_pushnil(L);
     return 1;
 }
 

@@ -127,66 +127,41 @@ static int read_rules(lr_conf *c, const char *shown_dir, char *err, size_t errle
     return rv;
 }
 
-static int config_number(const pc_host *h, const pc_config_node *config, const char *key,
-                         unsigned long long lo, unsigned long long hi, unsigned long long *out, char *err,
-                         size_t errlen)
+static const pc_conf_key config_keys[] = {
+    {.key = "dir", .type = PC_CONF_PATH, .required = 1, .doc = "the directory of *.lua rule files"},
+    {.key = "max_memory",
+     .type = PC_CONF_INT,
+     .def = "33554432",
+     .min = 262144,
+     .max = 1099511627776.0,
+     .doc = "bytes of Lua memory per worker"},
+    {.key = "max_instructions",
+     .type = PC_CONF_INT,
+     .def = "1000000",
+     .min = 1000,
+     .max = 2000000000,
+     .doc = "Lua VM instructions per hook call before the rule is stopped"},
+    {0},
+};
+
+/* A whole number the core has checked against its key's bounds. */
+static unsigned long long config_number(const pc_host *h, const pc_config_node *config, const char *key)
 {
-    const pc_config_node *n = h->config_get(config, key);
-    if (!n) return 0;
-    const char *v = h->config_string(n);
-    char *end = NULL;
-    errno = 0;
-    unsigned long long x = v && v[0] >= '0' && v[0] <= '9' ? strtoull(v, &end, 10) : 0;
-    if (!v || !end || *end || errno || x < lo || x > hi) {
-        char where[512];
-        snprintf(err, errlen, "config (%s): %s: expected a whole number from %llu to %llu",
-                 h->config_where(n, where, sizeof where), key, lo, hi);
-        return -1;
-    }
-    *out = x;
-    return 0;
+    const char *v = h->config_string(h->config_get(config, key));
+    return v ? strtoull(v, NULL, 10) : 0;
 }
 
 static int init(const pc_host *host, const void *handle, const pc_config_node *config, void **out, char *err,
                 size_t errlen)
 {
-    static const char *const known[] = {"dir", "max_memory", "max_instructions"};
+    /* The core checked the keys (dir is there, the numbers within their bounds). */
     char where[512];
-    if (!PC_HOST_HAS(host, config_path)) {
-        snprintf(err, errlen, "this plugin needs a newer Portcullis core (host->config_path)");
-        return -1;
-    }
-    if (!config || !host->config_get(config, "dir") ||
-        !host->config_string(host->config_get(config, "dir"))) {
-        snprintf(err, errlen, "config%s%s%s: dir is required (the directory of *.lua rule files)",
-                 config ? " (" : "", config ? host->config_where(config, where, sizeof where) : "",
-                 config ? ")" : "");
-        return -1;
-    }
-    for (size_t i = 0; i < host->config_len(config); i++) {
-        const char *k = host->config_key(config, i);
-        bool ok = false;
-        for (size_t j = 0; k && j < sizeof known / sizeof known[0]; j++)
-            ok |= strcmp(k, known[j]) == 0;
-        if (!ok) {
-            snprintf(err, errlen,
-                     "config (%s): unknown key \"%s\" (valid keys: dir, max_memory, max_instructions)",
-                     host->config_where(host->config_at(config, i), where, sizeof where), k ? k : "?");
-            return -1;
-        }
-    }
     lr_conf *c = calloc(1, sizeof *c);
     if (!c) return -1;
     c->host = host;
     c->handle = handle;
-    unsigned long long mem = 32ull << 20, insns = 1000000;
-    if (config_number(host, config, "max_memory", 256u << 10, 1ull << 40, &mem, err, errlen) < 0 ||
-        config_number(host, config, "max_instructions", 1000, 2000000000, &insns, err, errlen) < 0) {
-        conf_free(c);
-        return -1;
-    }
-    c->max_memory = (size_t)mem;
-    c->max_instructions = (int)insns;
+    c->max_memory = (size_t)config_number(host, config, "max_memory");
+    c->max_instructions = (int)config_number(host, config, "max_instructions");
     const pc_config_node *dn = host->config_get(config, "dir");
     const char *dir = host->config_string(dn);
     char dirbuf[PATH_MAX];
@@ -344,11 +319,10 @@ static int adjust_bot_score(lua_State *L, run *rn, int *req, int *msg)
         lua_pop(L, 1);
     }
     if (changed) {
-        char buf[16];
-        snprintf(buf, sizeof buf, "%d", (int)lua_tointeger(L, score));
-        h->publish(s->r, "bot.score", buf);
+        int64_t x = (int64_t)lua_tointeger(L, score);
+        h->publish_int(s->r, "bot.score", x);
         /* The bot plugin's flat access-log key says the same. */
-        if (h->lookup(s->r, "bot_score")) h->publish(s->r, "bot_score", buf);
+        if (h->lookup(s->r, "bot_score")) h->publish_int(s->r, "bot_score", x);
     }
     return 0;
 }
@@ -402,7 +376,7 @@ static void report(lr_state *s, pc_request *r, const run *rn)
     if (rn->verdict != PC_CONTINUE && rn->rule) h->publish(r, "lua.rule", rn->rule->name);
 }
 
-static int evaluate(lr_state *s, pc_request *r, const pc_message *m, int phase)
+static int evaluate(lr_state *s, pc_request *r, lr_reqstate *rs, const pc_message *m, int phase)
 {
     const pc_host *h = s->conf->host;
     if (!s->L) {
@@ -438,7 +412,7 @@ static int evaluate(lr_state *s, pc_request *r, const pc_message *m, int phase)
     }
     if (rn.first == s->nrules) return PC_CONTINUE;
     if (bot) rn.first = 0; /* the loop over on_* hooks simply starts at the first match it finds */
-    rn.rs = h->request_state(r);
+    rn.rs = rs;
     s->r = r;
     s->m = m;
     s->denied = false;
@@ -469,33 +443,36 @@ static int evaluate(lr_state *s, pc_request *r, const pc_message *m, int phase)
     return rn.verdict;
 }
 
-static int on_request_headers(void *ctx, pc_request *r)
+static int on_request_headers(pc_request *r, void *ctx, void *state)
 {
     lr_state *s = ctx;
     if (s->L && !s->n_request && !s->n_bot) return PC_CONTINUE; /* no state: evaluate() fails closed */
-    return evaluate(s, r, NULL, PHASE_REQUEST);
+    return evaluate(s, r, state, NULL, PHASE_REQUEST);
 }
 
-static int on_request_message(void *ctx, pc_request *r, const pc_message *m)
+static int on_request_message(pc_request *r, void *ctx, void *state, const pc_message *m)
 {
     lr_state *s = ctx;
     if (s->L && !s->n_message) return PC_CONTINUE;
-    return evaluate(s, r, m, PHASE_MESSAGE);
+    return evaluate(s, r, state, m, PHASE_MESSAGE);
 }
 
-static void on_log(void *ctx, pc_request *r)
+static void on_log(pc_request *r, void *ctx, void *state)
 {
+    (void)r;
     lr_state *s = ctx;
-    lr_reqstate *rs = s->conf->host->request_state(r);
+    lr_reqstate *rs = state;
     if (rs && rs->ref && s->L && rs->epoch == s->epoch) luaL_unref(s->L, LUA_REGISTRYINDEX, rs->ref);
     if (rs) rs->ref = 0;
 }
 
-PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v1 = {
+PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v2 = {
     .abi_version = PC_PLUGIN_ABI_VERSION,
     .struct_size = sizeof(pc_plugin),
     .name = "lua",
-    .version = "1.0",
+    .version = "2.0",
+    .summary = "Lua page rules: match requests and messages, deny, route, adjust the bot score",
+    .config = config_keys,
     .request_state_size = sizeof(lr_reqstate),
     .init = init,
     .destroy = destroy,

@@ -245,9 +245,9 @@ static void job_done(void *arg, pc_request *r)
 
 /* ---- hooks ---- */
 
-static waf_req *req_of(const waf_conf *c, pc_request *r)
+static waf_req *req_of(void *state)
 {
-    waf_slot *s = c->host->request_state(r);
+    waf_slot *s = state;
     return s ? s->req : NULL;
 }
 
@@ -424,13 +424,13 @@ static int judge(waf_worker *w, pc_request *r, waf_req *q, int kind, const waf_a
     return start_job(w, r, q, kind, body, len, 0, fast);
 }
 
-static int on_request_headers(void *ctx, pc_request *r)
+static int on_request_headers(pc_request *r, void *ctx, void *state)
 {
     waf_worker *w = ctx;
     const waf_conf *c = w->c;
     const pc_host *h = c->host;
     const waf_zone *z = waf_conf_zone(c, h->request_info(r, "zone"));
-    waf_slot *slot = h->request_state(r);
+    waf_slot *slot = state;
     if (!z->profile || !slot) return PC_CONTINUE;
     waf_req *q = slot->req = req_new(c, r, z);
     if (!q) return PC_ERROR;
@@ -476,12 +476,12 @@ static int render_message(const waf_conf *c, pc_request *r, const waf_req *q, co
     return waf_render_args(b, args);
 }
 
-static int on_request_message(void *ctx, pc_request *r, const pc_message *m)
+static int on_request_message(pc_request *r, void *ctx, void *state, const pc_message *m)
 {
     waf_worker *w = ctx;
     const waf_conf *c = w->c;
     const pc_host *h = c->host;
-    waf_req *q = req_of(c, r);
+    waf_req *q = req_of(state);
     if (!q) return PC_CONTINUE;
     if (!q->grpc) {
         /* A plain HTTP body (host->hold_body), as the client sent it: the base settings choose the
@@ -520,19 +520,19 @@ static int on_request_message(void *ctx, pc_request *r, const pc_message *m)
 
 /* A gRPC call that ended without any message, or a plain HTTP request without a body, still has
  * its headers and URI judged. */
-static int on_request_end(void *ctx, pc_request *r)
+static int on_request_end(pc_request *r, void *ctx, void *state)
 {
     waf_worker *w = ctx;
-    waf_req *q = req_of(w->c, r);
+    waf_req *q = req_of(state);
     if (!q || q->ntx) return PC_CONTINUE;
     return judge(w, r, q, JOB_HEADERS, NULL, NULL, 0);
 }
 
-static int on_response_message(void *ctx, pc_request *r, const pc_message *m)
+static int on_response_message(pc_request *r, void *ctx, void *state, const pc_message *m)
 {
     waf_worker *w = ctx;
     const waf_conf *c = w->c;
-    waf_req *q = req_of(c, r);
+    waf_req *q = req_of(state);
     if (!q || !q->profile->inspect_response) return PC_CONTINUE;
     waf_buf b;
     waf_args args;
@@ -552,13 +552,12 @@ static int on_response_message(void *ctx, pc_request *r, const pc_message *m)
     return rv == PC_ERROR ? PC_CONTINUE : rv;
 }
 
-static void on_log(void *ctx, pc_request *r)
+static void on_log(pc_request *r, void *ctx, void *state)
 {
     waf_worker *w = ctx;
     const waf_conf *c = w->c;
     const pc_host *h = c->host;
-    waf_slot *slot = h->request_state(r);
-    waf_req *q = slot ? slot->req : NULL;
+    waf_req *q = req_of(state);
     if (!q) return;
     char id[16];
     for (size_t i = 0; i < q->nids; i++) {
@@ -567,7 +566,7 @@ static void on_log(void *ctx, pc_request *r)
     }
     if (q->verdict) h->metric_count(r, "waf", q->verdict == VERDICT_BLOCKED ? "blocked" : "detected", 1);
     req_free(q);
-    slot->req = NULL;
+    ((waf_slot *)state)->req = NULL;
 }
 
 /* ---- lifecycle ---- */
@@ -613,11 +612,13 @@ static void worker_destroy(void *ctx)
     free(w);
 }
 
-PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v1 = {
+PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v2 = {
     .abi_version = PC_PLUGIN_ABI_VERSION,
     .struct_size = sizeof(pc_plugin),
     .name = "modsecurity",
-    .version = "1.0",
+    .version = "2.0",
+    .summary = "the WAF: ModSecurity with the OWASP Core Rule Set on headers and every message field",
+    .config = waf_config_keys,
     .request_state_size = sizeof(waf_slot),
     .init = init,
     .destroy = destroy,

@@ -635,11 +635,46 @@ int waf_conf_known_id(const waf_conf *c, uint32_t id)
     return bsearch(&id, c->known_ids, c->nknown_ids, sizeof id, cmp_u32) != NULL;
 }
 
-static const char *const top_keys[] = {
-    "crs",           "crs_setup",     "base",           "paranoia",         "anomaly_threshold",
-    "mode",          "rules",         "exclude",        "audit_log",        "zones",
-    "max_queue",     "on_queue_full", "body_limit",     "inspect_response", "inspect_numbers",
-    "headers_first", "fast_path",     "fast_path_cache"};
+/* The plugin's keys: the core checks a config against them before init (see plugin.h). */
+const pc_conf_key waf_config_keys[] = {
+    {.key = "crs",
+     .type = PC_CONF_PATH,
+     .doc = "the Core Rule Set directory (default: Debian's modsecurity-crs)"},
+    {.key = "crs_setup",
+     .type = PC_CONF_PATH,
+     .doc = "the CRS setup file (default: the one next to the CRS)"},
+    {.key = "base", .type = PC_CONF_PATH, .doc = "the ModSecurity base settings (default: the shipped ones)"},
+    {.key = "paranoia", .type = PC_CONF_INT, .min = 1, .max = 4, .doc = "CRS paranoia level (default 1)"},
+    {.key = "anomaly_threshold",
+     .type = PC_CONF_INT,
+     .min = 1,
+     .max = 10000,
+     .doc = "inbound anomaly score that blocks (default 5)"},
+    {.key = "mode", .type = PC_CONF_STRING, .choices = "block|detect|off", .doc = "default block"},
+    {.key = "rules", .type = PC_CONF_LIST, .doc = "your SecLang rule files, loaded after the CRS"},
+    {.key = "exclude", .type = PC_CONF_LIST, .doc = "rule ids not to run"},
+    {.key = "audit_log", .type = PC_CONF_PATH, .doc = "ModSecurity audit log file (default: none)"},
+    {.key = "zones", .type = PC_CONF_MAP, .doc = "per zone: mode, paranoia, anomaly_threshold, exclude, ..."},
+    {.key = "max_queue",
+     .type = PC_CONF_INT,
+     .min = 1,
+     .max = 1000000,
+     .doc = "transactions waiting for the thread pool per worker (default 256)"},
+    {.key = "on_queue_full", .type = PC_CONF_STRING, .choices = "deny|open", .doc = "default deny"},
+    {.key = "body_limit",
+     .type = PC_CONF_INT,
+     .min = 1024,
+     .max = 1073741824,
+     .doc = "largest message inspected, in bytes (default 1048576)"},
+    {.key = "inspect_response", .type = PC_CONF_BOOL, .doc = "run the response phases too (default false)"},
+    {.key = "inspect_numbers",
+     .type = PC_CONF_BOOL,
+     .doc = "numeric fields as arguments too (default false)"},
+    {.key = "headers_first", .type = PC_CONF_BOOL, .doc = "judge the headers before the first message"},
+    {.key = "fast_path", .type = PC_CONF_STRING, .choices = "on|off|verify", .doc = "default on"},
+    {.key = "fast_path_cache", .type = PC_CONF_PATH, .doc = "where compiled pattern databases are kept"},
+    {0},
+};
 static const char *const zone_keys[] = {"mode",    "paranoia",      "anomaly_threshold",
                                         "exclude", "headers_first", "inspect_response"};
 
@@ -709,9 +744,8 @@ int waf_conf_load(const pc_host *host, const void *handle, const pc_config_node 
         fail(&c, config, "expected a map of settings");
         goto error;
     }
-    if (check_keys(&c, config, top_keys, sizeof top_keys / sizeof *top_keys) < 0 ||
-        get_mode(&c, config, &deflt.mode) < 0)
-        goto error;
+    /* The core checked the top-level keys against waf_config_keys; zones are checked here. */
+    if (get_mode(&c, config, &deflt.mode) < 0) goto error;
     v = 1;
     if (get_int(&c, config, "paranoia", 1, 4, &v) < 0) goto error;
     deflt.paranoia = (int)v;

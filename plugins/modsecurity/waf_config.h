@@ -78,4 +78,7 @@ int waf_conf_known_id(const waf_conf *c, uint32_t id);
 /* The settings for a request in `zone` (NULL: not in a listed zone). */
 const waf_zone *waf_conf_zone(const waf_conf *c, const char *zone);
 
+/* The plugin's config keys, for its descriptor. */
+extern const pc_conf_key waf_config_keys[];
+
 #endif

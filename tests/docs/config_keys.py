@@ -5,6 +5,8 @@ The keys are read from the parsers themselves, so a key added to the code withou
 fails this test:
   - string literals in initialisers of arrays named `*keys[]` or `known[]` (the tables the core's
     and the plugins' unknown-key checks use), in core/config.c and every plugin source;
+  - the `.key = "..."` entries of the pc_conf_key arrays plugins declare in their descriptors
+    (which the core checks every plugin config against);
   - key lists written out in "valid keys: a, b, c" error messages;
   - keys a parser compares one by one with strcmp (listed below per file).
 A key counts as documented when it appears as a whole word inside a backtick span anywhere in
@@ -45,6 +47,7 @@ MIN_KEYS = 60
 
 TABLE = re.compile(r"\bchar\s*\*\s*const\s+(\w*keys|known)\s*\[\s*\w*\s*\]\s*=\s*\{(.*?)\}\s*;", re.S)
 STRING = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
+CONF_KEY = re.compile(r'\.key\s*=\s*"([A-Za-z_][A-Za-z0-9_]*)"')
 VALID_KEYS = re.compile(r"valid keys: ([^)\"]*)")
 KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -98,6 +101,8 @@ def extract(root):
                     k = k.strip()
                     if k and "%" not in k:
                         add(k, rel, code, s.start())
+        for m in CONF_KEY.finditer(code):
+            add(m.group(1), rel, code, m.start())
         pat = STRCMP_KEYS.get(rel)
         if pat:
             for m in pat.finditer(code):

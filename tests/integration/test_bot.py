@@ -446,6 +446,9 @@ def check_fingerprints(st, name, line, h2fp=True):
             assert got == want["h2"], msg
     for key in ("bot_score", "bot_class", "bot.score", "bot.class", "bot.signals"):
         assert key in p, f"{name}: access log lacks {key}: {p}"
+    # Published values are typed: the score is a JSON number, not "60".
+    for key in ("bot_score", "bot.score"):
+        assert type(p[key]) is int, f"{name}: {key} is {p[key]!r}, not a number"
 
 
 # --- fingerprints ---------------------------------------------------------------------------------
@@ -667,7 +670,7 @@ def test_lua_adjusted_score_decides_block_below(st):
     assert st.origins["echo"].stats()["calls"]["Unary"] == calls + 2, "a refused call reached the origin"
     lines = log_lines(st, lambda l: l.get("zone") == "strict", count=4)
     scores = [((l.get("plugins") or {}).get("bot.score"), l["grpc_status"]) for l in lines[-4:]]
-    assert ("99", 0) in scores and ("5", 7) in scores, scores
+    assert (99, 0) in scores and (5, 7) in scores, scores  # typed: JSON numbers
 
 
 if __name__ == "__main__":

@@ -143,7 +143,7 @@ def test_shipped_config_checks(st):
     assert r.returncode == 0, f"check exited {r.returncode}:\n{r.stderr}"
     assert re.search(r": ok \(2 listeners, \d+ origins, \d+ zones, 0 warnings\)", r.stdout), r.stdout
     for plugin in ("bot", "lua", "modsecurity", "example"):
-        assert f"plugin {plugin} 1.0 loaded" in r.stderr, f"{plugin} not loaded:\n{r.stderr}"
+        assert re.search(rf"plugin {plugin} [0-9.]+ loaded", r.stderr), f"{plugin} not loaded:\n{r.stderr}"
 
 
 def broken_variant(st, name, old, new):

@@ -369,7 +369,8 @@ def test_messages_and_bot_score(st):
         assert err.code() == want, f"amount {amount} score {score} trusted {trusted}: {describe(err)}"
         if want == grpc.StatusCode.PERMISSION_DENIED:
             assert err.details() == "refused", describe(err)
-    assert access_entry(st, lambda e: published(e).get("bot.score") == "95"), "adjusted score not published"
+    # Typed: the adjusted score is a JSON number in the access log.
+    assert access_entry(st, lambda e: published(e).get("bot.score") == 95), "adjusted score not published"
     err = rpc_error(refund_call, refund(1, tags=("a", "b", "c")), metadata=[("x-bot-score", "90")], timeout=10)
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT, describe(err)
     assert err.details() == "tags: a,b,c for ann@example.com", describe(err)

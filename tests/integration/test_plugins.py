@@ -138,11 +138,11 @@ def test_out_of_tree_example_against_installed_header(st):
     src = os.path.join(pclib.SOURCE_DIR, "plugins", "example", "example.c")
     out = os.path.join(mydir, "pc-example.so")
     # Only the installed include dir is on the command line (never the source tree's core/include).
-    r = subprocess.run(["cc", "-shared", "-fPIC", "-fvisibility=hidden", "-Wall", "-Werror"] + cflags +
+    r = subprocess.run(["cc", "-std=c11", "-shared", "-fPIC", "-fvisibility=hidden", "-Wall", "-Wextra", "-Werror"] + cflags +
                        [src, "-o", out], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, timeout=120)
     assert r.returncode == 0, f"out-of-tree build failed:\n{r.stdout}"
     nm = subprocess.run(["nm", "-D", "--defined-only", out], stdout=subprocess.PIPE, text=True, timeout=30)
-    assert re.search(r"\bpc_plugin_v1\b", nm.stdout), f"pc_plugin_v1 not exported:\n{nm.stdout}"
+    assert re.search(r"\bpc_plugin_v2\b", nm.stdout), f"pc_plugin_v2 not exported:\n{nm.stdout}"
 
     run_proxy(st, "oot", [{"name": "example", "config": {"deny_methods": [FAIL]}}], extra={"plugin_dir": mydir})
     log = pclib.tail(st.proxy.err_path, 200)
@@ -195,12 +195,16 @@ def test_publisher_then_reader(st):
 
 def test_wrong_abi_refused(st):
     assert_refused(st, "badabi", [{"path": plugin_so("badabi")}],
-                   re.escape(f"plugin {plugin_so('badabi')}: built for plugin ABI 99, this core speaks ABI 1"))
+                   re.escape(f"plugin {plugin_so('badabi')}: built for plugin ABI 99, this core speaks ABI 2"))
+    # A plugin built for ABI 1 exports pc_plugin_v1: told to rebuild, not "not a plugin".
+    assert_refused(st, "abi1", [{"path": plugin_so("abi1")}],
+                   re.escape(f"plugin {plugin_so('abi1')}: {plugin_so('abi1')} is built for plugin ABI 1; this core "
+                             "speaks ABI 2: rebuild it against this version's portcullis/plugin.h"))
 
 
 def test_missing_symbol_refused(st):
     assert_refused(st, "nosym", [{"path": plugin_so("nosym")}],
-                   re.escape(f"plugin {plugin_so('nosym')}: {plugin_so('nosym')} exports no symbol pc_plugin_v1: "
+                   re.escape(f"plugin {plugin_so('nosym')}: {plugin_so('nosym')} exports no symbol pc_plugin_v2: "
                              "not a Portcullis plugin"))
 
 
@@ -415,13 +419,14 @@ def test_unknown_config_key_refused(st):
     path = write_config(st, "unknown-key", [{"name": "example", "config": {"deny_method": [FAIL]}}])
     r = pclib.run_check(path)
     assert r.returncode == 2, f"check exit {r.returncode} (want 2):\n{r.stderr}"
-    m = re.search(re.escape(path) + r":\d+:\d+: plugin example: init failed: config \((?:.*:(\d+):\d+|line (\d+), "
-                  r'column \d+)\): unknown key "deny_method"', r.stderr)
+    # Checked by the core against the keys the plugin declares, at the offending key's position.
+    m = re.search(re.escape(path) + r':(\d+):\d+: plugin example: unknown key "deny_method" \(valid keys: '
+                  r'deny_methods, require_header, deny_text, lookup_delay_ms\)', r.stderr)
     assert m, r.stderr
     # The location the plugin got from the host points at the offending key's line.
     with open(path) as f:
         key_line = next(i for i, text in enumerate(f, 1) if "deny_method:" in text)
-    assert int(m.group(1) or m.group(2)) == key_line, f"location is not line {key_line}: {r.stderr}"
+    assert int(m.group(1)) == key_line, f"location is not line {key_line}: {r.stderr}"
     no_sanitizer_report(r.stderr, "check")
 
     path = write_config(st, "bad-deny-methods", [{"name": "example", "config": {"deny_methods": ["demo.Echo/Fail"]}}])
@@ -433,6 +438,77 @@ def test_unknown_config_key_refused(st):
                         extra={"descriptors": [SHOP_PB]})
     r = pclib.run_check(path)
     assert r.returncode == 0, f"check exit {r.returncode}:\n{r.stderr}"
+
+
+def test_example_is_the_model(st):
+    """The example plugin uses the whole ABI 2 surface a plugin needs: declared config keys, worker
+    and request state handed to hooks, a paused hook resumed from the thread pool, typed published
+    values, a metric from on_log."""
+    admin = pclib.free_port()
+    run_proxy(st, "model", [{"name": "example", "config": {"require_header": "x-api-key", "lookup_delay_ms": 150}}],
+              extra={"admin": {"address": f"127.0.0.1:{admin}"}, "workers": 1})
+    pclib.wait_port(admin, st.proxy.proc, what="admin listener")
+    ch = st.h2c_channel("example.com")
+    start = time.monotonic()
+    assert ch.unary_unary(UNARY)(b"hi", metadata=[("x-api-key", "k1")], timeout=10) == b"hi"
+    assert time.monotonic() - start >= 0.15, "the header was not checked on the thread pool after the delay"
+    err = rpc_error(ch.unary_unary(UNARY), b"hi", metadata=[("x-api-key", "")], timeout=10)
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED and err.details() == "empty required header", describe(err)
+    err = rpc_error(ch.unary_unary(UNARY), b"hi", timeout=10)
+    assert err.code() == grpc.StatusCode.UNAUTHENTICATED and err.details() == "missing required header", describe(err)
+
+    lines = pclib.json_lines_matching(st.proxy.out_path, lambda l: l.get("path") == UNARY, 3, 10)
+    ok = [l for l in lines if l.get("grpc_status") in (0, "0")]
+    assert len(ok) == 1, lines
+    p = ok[0].get("plugins") or {}
+    # Typed published values: a JSON boolean and a JSON number, the latter from the worker context.
+    assert p.get("example.checked") is True, p
+    assert type(p.get("example.worker_calls")) is int and p["example.worker_calls"] >= 1, p
+    samples = pclib.scrape_metrics(admin)
+    got = {l.get("result"): v for n, l, v in samples if n == "pc_example_requests_total"}
+    assert got.get("passed") == 1 and got.get("denied") == 2, f"on_log metric: {got}"
+
+    # `plugins describe` prints the declared keys.
+    r = subprocess.run([pclib.BINARY, "plugins", "describe", "example"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    for text in ("example 2.0", "deny_methods", "list", "lookup_delay_ms", "integer, default 0, 0 to 10000",
+                 "a request header every call must carry"):
+        assert text in r.stdout, f"describe lacks {text!r}:\n{r.stdout}"
+    r = subprocess.run([pclib.BINARY, "plugins", "describe", "nosuchplugin"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, timeout=30)
+    assert r.returncode == 2 and "nosuchplugin" in r.stderr, (r.returncode, r.stderr)
+
+
+def test_core_checks_every_plugins_config(st):
+    """Types, bounds, allowed values and required keys are checked by the core, with the position
+    of the offending node, for built-in and test plugins alike."""
+    cases = [
+        ("type", [{"name": "example", "config": {"lookup_delay_ms": "soon"}}],
+         r'plugin example: lookup_delay_ms: expected a whole number from 0 to 10000, got "soon"'),
+        ("range", [{"name": "example", "config": {"lookup_delay_ms": 20000}}],
+         r'plugin example: lookup_delay_ms: expected a whole number from 0 to 10000, got "20000"'),
+        ("list", [{"name": "example", "config": {"deny_methods": "/demo.Echo/Fail"}}],
+         r"plugin example: deny_methods: expected a list"),
+        ("choice", [{"name": "modsecurity", "config": {"mode": "maybe"}}],
+         r'plugin modsecurity: mode: expected one of block\|detect\|off, got "maybe"'),
+        ("bool", [{"path": plugin_so("async"), "config": {"responses": "sometimes"}}],
+         r'plugin async: responses: expected true or false, got "sometimes"'),
+        ("required", [{"name": "lua", "config": {"max_memory": 1048576}}],
+         r"plugin lua: dir is required \(the directory of \*\.lua rule files\)"),
+    ]
+    for name, plugins, expected in cases:
+        path = write_config(st, f"conf-{name}", plugins)
+        r = pclib.run_check(path)
+        assert r.returncode == 2, f"{name}: check exit {r.returncode}:\n{r.stderr}"
+        assert re.search(re.escape(path) + r":\d+:\d+: " + expected, r.stderr), f"{name}: {r.stderr}"
+    # The offending node's line: the value, not the plugin entry.
+    path = write_config(st, "conf-line", [{"name": "example", "config": {"lookup_delay_ms": -5}}])
+    r = pclib.run_check(path)
+    m = re.search(re.escape(path) + r":(\d+):\d+: plugin example: lookup_delay_ms", r.stderr)
+    with open(path) as f:
+        want = next(i for i, text in enumerate(f, 1) if "lookup_delay_ms:" in text)
+    assert m and int(m.group(1)) == want, (want, r.stderr)
 
 
 # --- asynchronous plugins: PC_PAUSE, queue_work, resume -------------------------------------

@@ -5,6 +5,7 @@
  *   failing    every request hook returns PC_ERROR (to test on_error)
  *   initfail   init fails with a message
  *   badabi     claims ABI version 99
+ *   abi1       exports its descriptor as pc_plugin_v1, as a plugin built for ABI 1 does
  *   nosym      exports no descriptor at all
  *   counter    denies the request message whose index equals config `deny_index`
  *   async      like counter, but decides every request header block and message on the thread
@@ -76,8 +77,9 @@ static void destroy(void *p)
     free(c);
 }
 
-static void on_log(void *p, pc_request *r)
+static void on_log(pc_request *r, void *p, void *state)
 {
+    (void)state;
     ctx *c = p;
     if (!c->log_file) return;
     const pc_host *h = c->host;
@@ -137,8 +139,9 @@ static int start_job(ctx *c, pc_request *r, long index, int response)
 }
 #endif
 
-static int on_headers(void *p, pc_request *r)
+static int on_headers(pc_request *r, void *p, void *state)
 {
+    (void)state;
     ctx *c = p;
     const pc_host *h = c->host;
 #if defined(VARIANT_PUBLISHER)
@@ -168,8 +171,9 @@ static int on_headers(void *p, pc_request *r)
 #endif
 }
 
-static int on_message(void *p, pc_request *r, const pc_message *m)
+static int on_message(pc_request *r, void *p, void *state, const pc_message *m)
 {
+    (void)state;
     ctx *c = p;
 #ifdef VARIANT_ASYNC
     return start_job(c, r, (long)m->index, m->response);
@@ -177,16 +181,16 @@ static int on_message(void *p, pc_request *r, const pc_message *m)
     if (c->deny_index >= 0 && (long)m->index == c->deny_index) {
         char msg[64];
         snprintf(msg, sizeof msg, "message %u denied", m->index);
-        return c->host->deny(r, 7, msg);
+        return c->host->deny(r, PC_GRPC_PERMISSION_DENIED, msg);
     }
     return PC_CONTINUE;
 }
 
 #ifdef VARIANT_ASYNC
-static int on_response(void *p, pc_request *r, const pc_message *m)
+static int on_response(pc_request *r, void *p, void *state, const pc_message *m)
 {
     ctx *c = p;
-    return c->responses ? on_message(p, r, m) : PC_CONTINUE;
+    return c->responses ? on_message(r, p, state, m) : PC_CONTINUE;
 }
 #endif
 
@@ -200,6 +204,8 @@ static int on_response(void *p, pc_request *r, const pc_message *m)
 #define NAME "initfail"
 #elif defined(VARIANT_BADABI)
 #define NAME "badabi"
+#elif defined(VARIANT_ABI1)
+#define NAME "abi1"
 #elif defined(VARIANT_ASYNC)
 #define NAME "async"
 #elif defined(VARIANT_BOTSCORE)
@@ -208,15 +214,33 @@ static int on_response(void *p, pc_request *r, const pc_message *m)
 #define NAME "counter"
 #endif
 
+static const pc_conf_key config_keys[] = {
+    {.key = "deny_index", .type = PC_CONF_INT, .doc = "deny the request message with this index"},
+    {.key = "delay_ms", .type = PC_CONF_INT, .min = 0, .max = 60000, .doc = "async: delay of each decision"},
+    {.key = "responses", .type = PC_CONF_BOOL, .doc = "async: decide response messages too"},
+    {.key = "deny_response_index",
+     .type = PC_CONF_INT,
+     .doc = "async: deny the response message with this index"},
+    {.key = "log_file", .type = PC_CONF_STRING, .doc = "append a line per request from on_log"},
+    {0},
+};
+
+#ifdef VARIANT_ABI1
+/* What a plugin built against the ABI 1 header exports: its symbol name is all the core needs. */
 PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v1 = {
+    .abi_version = 1,
+#else
+PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v2 = {
 #ifdef VARIANT_BADABI
     .abi_version = 99,
 #else
     .abi_version = PC_PLUGIN_ABI_VERSION,
 #endif
+#endif
     .struct_size = sizeof(pc_plugin),
     .name = NAME,
     .version = "test",
+    .config = config_keys,
     .init = init,
     .destroy = destroy,
     .on_request_headers = on_headers,

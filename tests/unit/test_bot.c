@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -265,6 +267,55 @@ static void test_shipped_rules_load(void **state)
     assert_int_equal(bot_rules_load_dir(&r, "/nonexistent/rules", err, sizeof err), -1);
 }
 
+/* Without `rules` the plugin reads the installed rules/bots, else the source tree's; with neither it fails
+ * naming both paths (never an empty rule set scoring everyone 50). */
+static void test_shipped_rules_dir_fallback(void **state)
+{
+    (void)state;
+    char base[] = "/tmp/pc-test-bot-XXXXXX", inst[64], src[64], out[4096], err[1024];
+    assert_non_null(mkdtemp(base));
+    snprintf(inst, sizeof inst, "%s/share/rules/bots", base);
+    snprintf(src, sizeof src, "%s/src", base);
+
+    assert_int_equal(shipped_rules_dir(inst, src, out, sizeof out, err, sizeof err), -1);
+    assert_non_null(strstr(err, inst));
+    assert_non_null(strstr(err, src));
+    assert_int_equal(shipped_rules_dir(inst, "", out, sizeof out, err, sizeof err), -1);
+    assert_non_null(strstr(err, inst));
+    assert_null(strstr(err, " or /")); /* no second path */
+
+    assert_int_equal(mkdir(src, 0700), 0);
+    assert_int_equal(shipped_rules_dir(inst, src, out, sizeof out, err, sizeof err), 0);
+    assert_string_equal(out, src);
+
+    /* A file where the installed directory should be is not it. */
+    char share[64], file[128];
+    snprintf(share, sizeof share, "%s/share", base);
+    snprintf(file, sizeof file, "%s/rules", share);
+    assert_int_equal(mkdir(share, 0700), 0);
+    FILE *f = fopen(file, "w");
+    assert_non_null(f);
+    fclose(f);
+    assert_int_equal(shipped_rules_dir(file, src, out, sizeof out, err, sizeof err), 0);
+    assert_string_equal(out, src);
+    assert_int_equal(unlink(file), 0);
+
+    /* Installed wins over the source tree. */
+    assert_int_equal(mkdir(file, 0700), 0);
+    assert_int_equal(mkdir(inst, 0700), 0);
+    assert_int_equal(shipped_rules_dir(inst, src, out, sizeof out, err, sizeof err), 0);
+    assert_string_equal(out, inst);
+    char small[8];
+    assert_int_equal(shipped_rules_dir(inst, src, small, sizeof small, err, sizeof err), -1);
+    assert_non_null(strstr(err, "too long"));
+
+    assert_int_equal(rmdir(inst), 0);
+    assert_int_equal(rmdir(file), 0);
+    assert_int_equal(rmdir(share), 0);
+    assert_int_equal(rmdir(src), 0);
+    assert_int_equal(rmdir(base), 0);
+}
+
 /* ---- scoring ---- */
 
 static const bot_params params = {.rate_limit = 20, .error_min = 10, .error_ratio = 0.5};
@@ -443,6 +494,7 @@ int main(void)
         cmocka_unit_test(test_rules_later_entry_wins),
         cmocka_unit_test(test_rules_errors_name_the_line),
         cmocka_unit_test(test_shipped_rules_load),
+        cmocka_unit_test(test_shipped_rules_dir_fallback),
         cmocka_unit_test(test_score_grpc_library_is_not_penalised),
         cmocka_unit_test(test_score_browser_ua_over_library),
         cmocka_unit_test(test_score_unknown_and_missing),
