@@ -935,4 +935,4 @@ def test_proxy_still_healthy(st):
 
 
 if __name__ == "__main__":
-    pclib.main(globals(), setup=setup)
+    pclib.main(__file__)  # pytest on this file

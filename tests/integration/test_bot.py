@@ -674,4 +674,4 @@ def test_lua_adjusted_score_decides_block_below(st):
 
 
 if __name__ == "__main__":
-    pclib.main(globals(), setup=setup)
+    pclib.main(__file__)  # pytest on this file

@@ -707,4 +707,4 @@ def test_edge_still_serves(st):
 
 
 if __name__ == "__main__":
-    pclib.main(globals(), setup=setup)
+    pclib.main(__file__)  # pytest on this file

@@ -631,4 +631,4 @@ def test_edge_healthy_after_faults(st):
 
 
 if __name__ == "__main__":
-    pclib.main(globals(), setup=setup)
+    pclib.main(__file__)  # pytest on this file

@@ -211,4 +211,4 @@ def test_version_and_help():
 
 
 if __name__ == "__main__":
-    pclib.main(globals(), setup=setup)
+    pclib.main(__file__)  # pytest on this file

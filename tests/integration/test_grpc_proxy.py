@@ -241,4 +241,4 @@ def test_unknown_host_grpc_error(st):
 
 
 if __name__ == "__main__":
-    pclib.main(globals(), setup=setup)
+    pclib.main(__file__)  # pytest on this file

@@ -709,4 +709,4 @@ def test_proxy_survived(st):
 
 
 if __name__ == "__main__":
-    pclib.main(globals(), setup=setup)
+    pclib.main(__file__)  # pytest on this file

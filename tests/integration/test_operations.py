@@ -561,4 +561,4 @@ def test_admin_healthz_and_unknown_path(st):
 
 
 if __name__ == "__main__":
-    pclib.main(globals(), setup=setup)
+    pclib.main(__file__)  # pytest on this file

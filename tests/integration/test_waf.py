@@ -918,4 +918,4 @@ def test_no_library_output_on_stderr(st):
 
 
 if __name__ == "__main__":
-    pclib.main(globals(), setup=setup)
+    pclib.main(__file__)  # pytest on this file

@@ -1,0 +1,183 @@
+"""A one-request HTTP/2 client on the h2 library (for requests grpcio will not send): h2_request()
+sends headers and DATA chunks on a fresh connection and returns an H2Result."""
+
+import socket
+import ssl
+import time
+
+
+class H2Result:
+    def __init__(self):
+        self.header_blocks = []  # [(headers: list[(str, bytes)], end_stream: bool)]
+        self.data = b""
+        self.reset = None  # RST_STREAM error code
+        self.goaway = None
+        self.ended = False
+        self.elapsed = None
+        self.closed = False
+        self.timed_out = False
+
+    @property
+    def headers(self):
+        return dict(self.header_blocks[0][0]) if self.header_blocks else {}
+
+    @property
+    def final(self):
+        """The last header block (trailers, or the only block of a trailers-only response)."""
+        return dict(self.header_blocks[-1][0]) if self.header_blocks else {}
+
+    @property
+    def status(self):
+        v = self.headers.get(":status")
+        return int(v) if v is not None else None
+
+    @property
+    def grpc_status(self):
+        v = self.final.get("grpc-status")
+        return int(v) if v is not None else None
+
+    @property
+    def grpc_message(self):
+        v = self.final.get("grpc-message", b"")
+        from urllib.parse import unquote_to_bytes
+
+        return unquote_to_bytes(v).decode("utf-8", "replace")
+
+    @property
+    def trailers_only(self):
+        return len(self.header_blocks) == 1 and self.header_blocks[0][1] and "grpc-status" in self.headers
+
+    def __repr__(self):
+        blocks = [({k: (v if k.endswith("-bin") else v.decode("latin-1")) for k, v in h}, e)
+                  for h, e in self.header_blocks]
+        return (f"H2Result(blocks={blocks}, data={len(self.data)} bytes, reset={self.reset}, goaway={self.goaway}, "
+                f"ended={self.ended}, closed={self.closed}, timed_out={self.timed_out}, elapsed={self.elapsed:.3f})")
+
+
+def h2_request(port, headers, chunks=(), end_stream=True, tls=True, server_name="example.com", ca=None,
+               timeout=10.0, after_send=None):
+    """One request over a fresh connection. `chunks` are sent as DATA frames in order; END_STREAM
+    goes on the last one when end_stream. Reads until the response stream ends, is reset, the
+    connection goes, or `timeout` s pass. Header names are str, values bytes."""
+    import h2.config
+    import h2.connection
+
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock = raw
+    if tls:
+        ctx = ssl.create_default_context(cafile=ca)
+        ctx.set_alpn_protocols(["h2"])
+        sock = ctx.wrap_socket(raw, server_hostname=server_name)
+        if sock.selected_alpn_protocol() != "h2":
+            sock.close()
+            raise AssertionError(f"ALPN negotiated {sock.selected_alpn_protocol()!r}, not h2")
+    result = H2Result()
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None,
+                                                               validate_outbound_headers=False,
+                                                               normalize_outbound_headers=False,
+                                                               validate_inbound_headers=False))
+    start = time.monotonic()
+    try:
+        conn.initiate_connection()
+        conn.increment_flow_control_window(8 << 20)
+        sid = conn.get_next_available_stream_id()
+        chunks = list(chunks)
+        conn.send_headers(sid, headers, end_stream=end_stream and not chunks)
+        sock.sendall(conn.data_to_send())
+        finished = False
+        for i, chunk in enumerate(chunks):
+            last = i == len(chunks) - 1
+            # An answer (or a reset) that ends the stream early stops the upload.
+            if _h2_send_data(conn, sock, sid, chunk, end_stream and last, result, start, timeout):
+                finished = True
+                break
+        if after_send and not finished:
+            after_send(conn, sock, sid)
+            sock.sendall(conn.data_to_send())
+        if not finished:
+            _h2_read(conn, sock, sid, result, start, timeout)
+        if result.elapsed is None:
+            result.timed_out = True
+            result.elapsed = time.monotonic() - start
+    finally:
+        try:
+            sock.close()
+        except OSError:
+            pass
+    return result
+
+
+def _h2_send_data(conn, sock, sid, chunk, end, result, start, timeout):
+    view = memoryview(chunk)
+    while True:
+        window = min(conn.local_flow_control_window(sid), conn.max_outbound_frame_size)
+        if len(view) <= window:
+            conn.send_data(sid, bytes(view), end_stream=end)
+            sock.sendall(conn.data_to_send())
+            return
+        if window > 0:
+            conn.send_data(sid, bytes(view[:window]))
+            view = view[window:]
+            sock.sendall(conn.data_to_send())
+            continue
+        # wait for WINDOW_UPDATE (or an early answer)
+        if _h2_read(conn, sock, sid, result, start, timeout, until_window=True):
+            return True
+
+
+def _h2_read(conn, sock, sid, result, start, timeout, until_window=False):
+    """Process incoming frames; returns True when the stream is finished."""
+    import h2.events
+    import h2.exceptions
+
+    while True:
+        left = timeout - (time.monotonic() - start)
+        if left <= 0:
+            return True
+        sock.settimeout(left)
+        try:
+            data = sock.recv(65536)
+        except socket.timeout:
+            return True
+        except (ConnectionError, ssl.SSLError, OSError):
+            data = b""
+        if not data:
+            result.closed = True
+            result.elapsed = time.monotonic() - start
+            return True
+        try:
+            events = conn.receive_data(data)
+        except h2.exceptions.ProtocolError:
+            result.closed = True
+            result.elapsed = time.monotonic() - start
+            return True
+        finished = False
+        for ev in events:
+            if isinstance(ev, (h2.events.ResponseReceived, h2.events.TrailersReceived,
+                               h2.events.InformationalResponseReceived)) and ev.stream_id == sid:
+                hdrs = [(k.decode("latin-1") if isinstance(k, bytes) else k,
+                         v if isinstance(v, bytes) else v.encode("latin-1")) for k, v in ev.headers]
+                result.header_blocks.append((hdrs, ev.stream_ended is not None))
+            elif isinstance(ev, h2.events.DataReceived) and ev.stream_id == sid:
+                result.data += ev.data
+                conn.acknowledge_received_data(ev.flow_controlled_length, sid)
+            elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == sid:
+                result.ended = True
+                finished = True
+            elif isinstance(ev, h2.events.StreamReset) and ev.stream_id == sid:
+                result.reset = int(ev.error_code)
+                finished = True
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                result.goaway = int(ev.error_code)
+                finished = True
+        out = conn.data_to_send()
+        if out:
+            try:
+                sock.sendall(out)
+            except OSError:
+                pass
+        if finished:
+            result.elapsed = time.monotonic() - start
+            return True
+        if until_window and conn.local_flow_control_window(sid) > 0:
+            return False
