@@ -154,8 +154,8 @@ void pc__access_log_write(pc_stream *st)
     KEY(g, "time");
     put_time(g, w);
     KEY(g, "request_id");
-    put_str(g, pc__stream_request_id(st));
-    const pc_conn_info *ci = st->conn ? &st->conn->info : NULL;
+    put_str(g, pc__request_id(&st->rq));
+    const pc_conn_info *ci = st->rq.conn ? &st->rq.conn->info : NULL;
     char client[80] = "";
     if (ci) snprintf(client, sizeof client, "%s:%u", ci->client_ip, ci->client_port);
     KEY(g, "client");
@@ -167,16 +167,16 @@ void pc__access_log_write(pc_stream *st)
     KEY(g, "tls_version");
     put_str(g, ci ? ci->tls_version : NULL);
     KEY(g, "zone");
-    put_str(g, st->zone ? st->zone->name : NULL);
+    put_str(g, st->rq.zone ? st->rq.zone->name : NULL);
     KEY(g, "authority");
-    put_str(g, st->authority ? st->authority : st->host_header);
+    put_str(g, st->rq.authority ? st->rq.authority : st->rq.host_header);
     KEY(g, "method");
-    put_str(g, st->method);
+    put_str(g, st->rq.method);
     KEY(g, "path");
-    put_str(g, st->path);
+    put_str(g, st->rq.path);
     const char *svc, *meth;
     size_t sl, ml;
-    bool split = st->is_grpc && pc__grpc_split_path(st->path, &svc, &sl, &meth, &ml) == 0;
+    bool split = st->rq.is_grpc && pc__grpc_split_path(st->rq.path, &svc, &sl, &meth, &ml) == 0;
     KEY(g, "grpc_service");
     split ? put_strn(g, svc, sl) : (void)yajl_gen_null(g);
     KEY(g, "grpc_method");
@@ -203,11 +203,11 @@ void pc__access_log_write(pc_stream *st)
     put_str(g, st->upstream_addr[0] ? st->upstream_addr : NULL);
     KEY(g, "reason");
     put_str(g, st->edge_reason);
-    if (st->npub) {
+    if (st->rq.npub) {
         KEY(g, "plugins"); /* keys are unique: publishing again replaces the value */
         yajl_gen_map_open(g);
-        for (size_t i = 0; i < st->npub; i++) {
-            const pc_published *p = &st->pub[i];
+        for (size_t i = 0; i < st->rq.npub; i++) {
+            const pc_published *p = &st->rq.pub[i];
             put_str(g, p->key);
             if (p->type == PC_VALUE_INT || p->type == PC_VALUE_NUMBER)
                 yajl_gen_number(g, p->text, strlen(p->text)); /* typed: a number, not "60" */

@@ -6,7 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "jwks.h"
+#include "access/jwks.h"
 #include "log.h"
 
 #define HEAD_MAX 8192
@@ -94,7 +94,7 @@ static void handle(admin_conn *c)
         respond(c, 200, "OK", "text/plain", strdup("ok\n"));
     } else if (!strcmp(target, "/jwks.json")) {
         /* The keys origins verify the edge's identity tokens with (access.vouch). */
-        char *body = pc__jwks_render();
+        char *body = pc__access_jwks_render();
         respond(c, body ? 200 : 500, body ? "OK" : "Internal Server Error", "application/json", body);
     } else {
         respond(c, 404, "Not Found", "text/plain", strdup("not found: try /metrics or /healthz\n"));

@@ -1,6 +1,8 @@
 /* The typed configuration: walks the YAML tree, checks every key and value against the schema, resolves
  * relative paths and origin references, and answers which zone serves a host. Every error names
- * file:line:col and the key path, because the operator has to find and fix it. */
+ * file:line:col and the key path, because the operator has to find and fix it. An origin's `access`
+ * map is the access module's section (core/access/policy.c), read with these same primitives
+ * (config_reader.h). */
 #include "config.h"
 
 #include <arpa/inet.h>
@@ -12,13 +14,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "access_check.h"
+#include "access/policy.h"
+#include "config_reader.h"
 #include "version.h"
 
-#define PATHLEN 256
+#define PATHLEN PC_CFG_PATHLEN
 #define MAX_MS 86400000u /* a day: anything longer is a typo */
 
-typedef struct ctx {
+typedef struct pc_config_reader {
     pc_config *cfg;
     const char *file;
     char *err;
@@ -45,16 +48,22 @@ static const pc_yaml_node *key_of(const pc_yaml_node *tree, const pc_yaml_node *
 
 /* Errors about a map value point at its key: the value may be empty, or a list or map spanning many
  * lines, and "key: ..." is what the operator searches for. */
-static int fail(ctx *c, const pc_yaml_node *at, const char *fmt, ...)
+static int vfail(ctx *c, const pc_yaml_node *at, const char *fmt, va_list ap)
 {
     if (!c->err || !c->errlen) return -1;
     const pc_yaml_node *key = at ? key_of(c->root, at) : NULL;
     if (key) at = key;
     int n = snprintf(c->err, c->errlen, "%s:%u:%u: ", c->file, at ? at->line : 1, at ? at->col : 1);
     if (n < 0 || (size_t)n >= c->errlen) return -1;
+    vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+    return -1;
+}
+
+static int fail(ctx *c, const pc_yaml_node *at, const char *fmt, ...)
+{
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(c->err + n, c->errlen - (size_t)n, fmt, ap);
+    vfail(c, at, fmt, ap);
     va_end(ap);
     return -1;
 }
@@ -64,19 +73,24 @@ static int oom(ctx *c, const pc_yaml_node *at)
     return fail(c, at, "out of memory");
 }
 
-static int warn(ctx *c, const char *fmt, ...)
+static int vwarn(ctx *c, const char *fmt, va_list ap)
 {
     pc_config *cfg = c->cfg;
     char **w = realloc(cfg->warnings, (cfg->nwarnings + 1) * sizeof *w);
     if (!w) return oom(c, NULL);
     cfg->warnings = w;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(&w[cfg->nwarnings], fmt, ap);
-    va_end(ap);
-    if (n < 0) return oom(c, NULL);
+    if (vasprintf(&w[cfg->nwarnings], fmt, ap) < 0) return oom(c, NULL);
     cfg->nwarnings++;
     return 0;
+}
+
+static int warn(ctx *c, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vwarn(c, fmt, ap);
+    va_end(ap);
+    return rc;
 }
 
 static const char *show(char *out, size_t outlen, const char *s, size_t len)
@@ -288,6 +302,74 @@ static int get_file(ctx *c, const pc_yaml_node *n, const char *path, char **out)
     show(d, sizeof d, written, strlen(written));
     if (written[0] == '/') return fail(c, n, "%s: cannot read %s: %s", path, d, why);
     return fail(c, n, "%s: cannot read %s (%s): %s", path, d, *out, why);
+}
+
+/* ---- the same primitives for the modules that own a section (config_reader.h) ---- */
+
+const pc_config *pc__cfg_config(const pc_config_reader *rd)
+{
+    return rd->cfg;
+}
+
+int pc__cfg_fail(pc_config_reader *rd, const pc_yaml_node *at, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfail(rd, at, fmt, ap);
+    va_end(ap);
+    return -1;
+}
+
+int pc__cfg_warn(pc_config_reader *rd, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = vwarn(rd, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+void pc__cfg_join(char *out, const char *base, const char *key)
+{
+    join(out, base, key);
+}
+
+int pc__cfg_want(pc_config_reader *rd, const pc_yaml_node *n, pc_yaml_kind kind, const char *path)
+{
+    return want(rd, n, kind, path);
+}
+
+int pc__cfg_check_keys(pc_config_reader *rd, const pc_yaml_node *map, const char *path,
+                       const char *const *valid)
+{
+    return check_keys(rd, map, path, valid);
+}
+
+const pc_yaml_node *pc__cfg_required(pc_config_reader *rd, const pc_yaml_node *map, const char *path,
+                                     const char *key)
+{
+    return required(rd, map, path, key);
+}
+
+int pc__cfg_str(pc_config_reader *rd, const pc_yaml_node *n, const char *path, const char **out)
+{
+    return get_str(rd, n, path, out);
+}
+
+int pc__cfg_bool(pc_config_reader *rd, const pc_yaml_node *map, const char *path, const char *key, bool *out)
+{
+    return opt_bool(rd, map, path, key, out);
+}
+
+int pc__cfg_u32(pc_config_reader *rd, const pc_yaml_node *map, const char *path, const char *key,
+                const char *unit, uint32_t min, uint32_t max, uint32_t *out)
+{
+    return opt_u32(rd, map, path, key, unit, min, max, out);
+}
+
+int pc__cfg_file(pc_config_reader *rd, const pc_yaml_node *n, const char *path, char **out)
+{
+    return get_file(rd, n, path, out);
 }
 
 static int parse_port(const char *s, uint16_t *port)
@@ -503,202 +585,18 @@ static int get_entry(ctx *c, const pc_yaml_node *sec, const char *secname, bool 
     return dup_str(c, e->name, kp, name);
 }
 
-/* ---- origins[].access: the access policy. Everything the access plugin will need is checked here, so
- * a broken policy fails `check` (exit 2, with its position) instead of refusing calls later. ---- */
-
-static const char *const access_modes[] = {"deny", "mtls", "service_token", "jwt", NULL};
-
-/* Headers the edge sets for the origin: lower case (HTTP/2), and none the protocol or a credential owns. */
-static bool edge_header_ok(const char *s)
-{
-    static const char *const reserved[] = {
-        "host",    "te",         "content-type",     "connection",       "transfer-encoding",
-        "upgrade", "keep-alive", "proxy-connection", "access-client-id", "access-client-secret",
-        NULL};
-    size_t len = strlen(s);
-    if (len == 0 || len > 64 || !strncmp(s, "grpc-", 5)) return false;
-    for (size_t i = 0; i < len; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '-' || s[i] == '_'))
-            return false;
-    for (size_t i = 0; reserved[i]; i++)
-        if (!strcmp(s, reserved[i])) return false;
-    return true;
-}
-
-/* acc.key as a map with these keys; *out NULL when absent. */
-static int access_sub(ctx *c, const pc_yaml_node *acc, const char *path, const char *key,
-                      const char *const *keys, char *sub, const pc_yaml_node **out)
-{
-    *out = pc__yaml_get(acc, key);
-    join(sub, path, key);
-    if (*out && (want(c, *out, PC_YAML_MAP, sub) < 0 || check_keys(c, *out, sub, keys) < 0)) return -1;
-    return 0;
-}
-
-/* map.key names a readable file that `check` accepts. */
-static int access_file(ctx *c, const pc_yaml_node *map, const char *path, const char *key,
-                       int (*check)(const char *, char *, size_t))
-{
-    char kp[PATHLEN], e[768];
-    const pc_yaml_node *n = required(c, map, path, key);
-    char *file = NULL;
-    join(kp, path, key);
-    if (!n || get_file(c, n, kp, &file) < 0) {
-        free(file);
-        return -1;
-    }
-    int rc = check(file, e, sizeof e);
-    free(file);
-    return rc < 0 ? fail(c, n, "%s: %s", kp, e) : 0;
-}
-
-static int access_header(ctx *c, const pc_yaml_node *map, const char *path, const char *key, const char **out)
-{
-    const pc_yaml_node *n = pc__yaml_get(map, key);
-    char kp[PATHLEN], d[128];
-    if (!n) return 0;
-    join(kp, path, key);
-    if (get_str(c, n, kp, out) < 0) return -1;
-    if (!edge_header_ok(*out))
-        return fail(
-            c, n, "%s: expected a lower-case header name (not a pseudo, grpc-* or connection header), got %s",
-            kp, show(d, sizeof d, *out, strlen(*out)));
-    return 0;
-}
-
-static bool access_protected(const pc_yaml_node *acc)
-{
-    const pc_yaml_node *n = pc__yaml_get(acc, "protected");
-    return !n || word_is(n, "true") || word_is(n, "yes") || word_is(n, "on");
-}
-
-static int load_access(ctx *c, const pc_yaml_node *acc, const char *path, const char *label)
-{
-    static const char *const keys[] = {"protected",         "grpc",  "http", "mtls", "service_token", "jwt",
-                                       "strip_credentials", "vouch", NULL};
-    static const char *const mtls_keys[] = {"ca", NULL};
-    static const char *const token_keys[] = {"tokens_file", NULL};
-    static const char *const jwt_keys[] = {"jwks", "issuer", "audience", "header", "leeway_s", NULL};
-    static const char *const vouch_keys[] = {"key", "header", "ttl_s", NULL};
-    char kp[PATHLEN], mp[PATHLEN], sp[PATHLEN], jp[PATHLEN], vp[PATHLEN], d[128];
-    const pc_yaml_node *n, *mt, *st, *jw, *vo;
-    const char *mode = NULL, *http = NULL, *s;
-    bool prot = true, strip = true;
-    uint32_t num = 0;
-    if (check_keys(c, acc, path, keys) < 0 || opt_bool(c, acc, path, "protected", &prot) < 0 ||
-        opt_bool(c, acc, path, "strip_credentials", &strip) < 0)
-        return -1;
-    if ((n = pc__yaml_get(acc, "grpc"))) {
-        join(kp, path, "grpc");
-        if (get_str(c, n, kp, &mode) < 0) return -1;
-        size_t m = 0;
-        while (access_modes[m] && strcmp(access_modes[m], mode))
-            m++;
-        if (!access_modes[m])
-            return fail(c, n, "%s: expected deny, mtls, service_token or jwt, got %s", kp,
-                        show(d, sizeof d, mode, strlen(mode)));
-    }
-    if ((n = pc__yaml_get(acc, "http"))) {
-        join(kp, path, "http");
-        if (get_str(c, n, kp, &http) < 0) return -1;
-        if (strcmp(http, "jwt"))
-            return fail(c, n,
-                        "%s: expected jwt (without it plain HTTP is left to the origin's login), got %s", kp,
-                        show(d, sizeof d, http, strlen(http)));
-    }
-    if (access_sub(c, acc, path, "mtls", mtls_keys, mp, &mt) < 0 ||
-        access_sub(c, acc, path, "service_token", token_keys, sp, &st) < 0 ||
-        access_sub(c, acc, path, "jwt", jwt_keys, jp, &jw) < 0 ||
-        access_sub(c, acc, path, "vouch", vouch_keys, vp, &vo) < 0)
-        return -1;
-    bool use_mtls = mode && !strcmp(mode, "mtls"), use_token = mode && !strcmp(mode, "service_token");
-    bool use_jwt = (mode && !strcmp(mode, "jwt")) || http;
-    n = pc__yaml_get(acc, mode ? "grpc" : "http");
-    if (use_mtls && !mt)
-        return fail(c, n, "%s: grpc is mtls, so give mtls: {ca: FILE} (the client CA)", path);
-    if (use_token && !st)
-        return fail(c, n, "%s: grpc is service_token, so give service_token: {tokens_file: FILE}", path);
-    if (use_jwt && !jw)
-        return fail(c, n, "%s: %s is jwt, so give jwt: {jwks: FILE, issuer: ..., audience: ...}", path,
-                    mode && !strcmp(mode, "jwt") ? "grpc" : "http");
-    /* Material is checked even when unused: a file left in the config is one someone will switch to. */
-    if (mt && access_file(c, mt, mp, "ca", pc__access_check_ca) < 0) return -1;
-    if (st && access_file(c, st, sp, "tokens_file", pc__access_check_tokens) < 0) return -1;
-    const char *jwt_header = "authorization", *vouch_header = NULL;
-    if (jw) {
-        if (access_file(c, jw, jp, "jwks", pc__access_check_jwks) < 0) return -1;
-        for (size_t k = 0; k < 2; k++) {
-            const char *key = k ? "audience" : "issuer";
-            if (!(n = required(c, jw, jp, key))) return -1;
-            join(kp, jp, key);
-            if (get_str(c, n, kp, &s) < 0) return -1;
-        }
-        if (access_header(c, jw, jp, "header", &jwt_header) < 0 ||
-            opt_u32(c, jw, jp, "leeway_s", " of seconds", 0, 3600, &num) < 0)
-            return -1;
-    }
-    if (vo) {
-        if (access_file(c, vo, vp, "key", pc__access_check_signing_key) < 0 ||
-            access_header(c, vo, vp, "header", &vouch_header) < 0 ||
-            opt_u32(c, vo, vp, "ttl_s", " of seconds", 1, 3600, &num) < 0)
-            return -1;
-        if (vouch_header && jw && !strcmp(vouch_header, jwt_header))
-            return fail(c, pc__yaml_get(vo, "header"), "%s.header: must differ from %s.header (%s)", vp, jp,
-                        jwt_header);
-    }
-
-    if (mt && !use_mtls &&
-        warn(c, "%s: access.mtls is set but not used (access.grpc is %s)", label, mode ? mode : "not set") <
-            0)
-        return -1;
-    if (st && !use_token &&
-        warn(c, "%s: access.service_token is set but not used (access.grpc is %s)", label,
-             mode ? mode : "not set") < 0)
-        return -1;
-    if (jw && !use_jwt &&
-        warn(c, "%s: access.jwt is set but not used (neither access.grpc nor access.http is jwt)", label) < 0)
-        return -1;
-    if (!strip && (use_token || use_jwt) &&
-        warn(c, "%s: access.strip_credentials is false: the credentials the edge checks reach the origin",
-             label) < 0)
-        return -1;
-    if (use_mtls) {
-        size_t l = 0;
-        while (l < c->cfg->nlisten && !c->cfg->listen[l].tls)
-            l++;
-        if (l == c->cfg->nlisten &&
-            warn(c,
-                 "%s: access.grpc is mtls but no listener has tls: every gRPC call to this origin is refused",
-                 label) < 0)
-            return -1;
-    }
-    if (!prot && !mode && !http &&
-        warn(
-            c,
-            "%s: access.protected is false and neither access.grpc nor access.http is set: it checks nothing",
-            label) < 0)
-        return -1;
-    return 0;
-}
-
-/* Every zone that lets gRPC reach a protected origin whose gRPC policy was never chosen: the calls are denied
- * by default, which is safe but is probably not what whoever enabled gRPC on the zone meant. */
+/* Every zone that lets gRPC reach an access-protected origin: the access module says whether that is
+ * risky for the origin's policy, with this zone's label. */
 static int access_zone_warnings(ctx *c)
 {
     const pc_config *cfg = c->cfg;
     for (size_t z = 0; z < cfg->nzones; z++) {
         const pc_zone_conf *zone = &cfg->zones[z];
         const pc_origin_conf *o = &cfg->origins[zone->origin_index];
-        if (!zone->grpc || !o->access || !access_protected(o->access) || pc__yaml_get(o->access, "grpc"))
-            continue;
+        if (!zone->grpc || !o->access) continue;
         char label[PATHLEN];
         entry_label(label, "zones", c->zones_keyed, z, zone->name);
-        if (warn(c,
-                 "%s: grpc is on, but origin %s is access-protected and its access.grpc is not set: "
-                 "gRPC calls to it are denied; set access.grpc on the origin (deny, mtls, service_token or "
-                 "jwt) or grpc: false on the zone",
-                 label, o->name) < 0)
-            return -1;
+        if (pc__access_zone_warning(c, o->access, label) < 0) return -1;
     }
     return 0;
 }
@@ -770,14 +668,14 @@ static int load_origin(ctx *c, pc_origin_conf *o, size_t i, const pc_yaml_node *
         opt_u32(c, e.map, e.path, "max_pending", "", 0, 1u << 20, &o->max_pending) < 0 ||
         opt_u32(c, e.map, e.path, "cooldown_ms", " of milliseconds", 0, MAX_MS, &o->cooldown_ms) < 0)
         return -1;
-    /* The access plugin enforces this map; it is validated here, material included. */
+    /* The access policy is the access module's section: it parses and checks the map (material
+     * included) once, and the typed result serves check, the TLS setup and the request path. */
     const pc_yaml_node *acc = pc__yaml_get(e.map, "access");
     if (acc) {
         char label[PATHLEN];
         join(kp, e.path, "access");
         entry_label(label, "origins", c->origins_keyed, i, o->name);
-        if (want(c, acc, PC_YAML_MAP, kp) < 0 || load_access(c, acc, kp, label) < 0) return -1;
-        o->access = acc;
+        if (pc__access_policy_load(c, acc, kp, label, o->name, &o->access) < 0) return -1;
     }
     if (o->tls && !o->tls_verify) {
         char label[PATHLEN];
@@ -1231,6 +1129,7 @@ void pc__config_free(pc_config *cfg)
         free(o->name);
         free(o->tls_ca);
         free(o->tls_sni);
+        pc__access_policy_free(o->access);
     }
     free(cfg->origins);
     for (size_t i = 0; i < cfg->nzones; i++) {

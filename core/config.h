@@ -28,6 +28,9 @@ typedef struct pc_hostport {
     uint16_t port;
 } pc_hostport;
 
+/* An origin's access policy, typed: core/access/policy.h (the access module owns it). */
+typedef struct pc_access_policy pc_access_policy;
+
 typedef struct pc_origin_conf {
     char *name;
     pc_hostport *servers;
@@ -40,7 +43,7 @@ typedef struct pc_origin_conf {
     uint32_t max_connections;    /* per worker per server, default 4 */
     uint32_t max_pending;        /* streams waiting for a connection slot, default 1024 */
     uint32_t cooldown_ms;        /* a server that failed to connect is skipped this long, default 5000 */
-    const pc_yaml_node *access;  /* the origin's `access` map (access-control policy), NULL when absent */
+    pc_access_policy *access;    /* the origin's `access` map, parsed; NULL when absent */
 } pc_origin_conf;
 
 /* One entry of `plugins:` (the chain, in order). */

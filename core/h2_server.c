@@ -97,11 +97,11 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     if (!st || f->hd.type != NGHTTP2_HEADERS) return 0;
     if (f->headers.cat != NGHTTP2_HCAT_REQUEST) return 0; /* request trailers: gRPC has none; ignored */
     if (st->headers_too_large) return 0;
-    if (st->req.bytes + nlen + vlen + 32 > c->gen->cfg->limits.max_header_list_bytes) {
+    if (st->req_headers.bytes + nlen + vlen + 32 > c->gen->cfg->limits.max_header_list_bytes) {
         st->headers_too_large = true;
         return 0;
     }
-    if (pc__stream_add_header(&st->req, name, nlen, value, vlen) < 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (pc__headers_add(&st->req_headers, name, nlen, value, vlen) < 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
     return 0;
 }
 

@@ -10,10 +10,10 @@
 #include <unistd.h>
 #include <uv.h>
 
+#include "access/jwks.h"
 #include "access_log.h"
 #include "admin.h"
 #include "config.h"
-#include "jwks.h"
 #include "log.h"
 #include "plugin_loader.h"
 #include "rules_test.h"
@@ -96,7 +96,7 @@ static int runtime_build(pc_runtime *rt, pc_config *cfg, char *err, size_t errle
     rt->origin_addrs = calloc(cfg->norigins, sizeof *rt->origin_addrs);
     if (!rt->front_tls || !rt->origin_tls || !rt->origin_addrs) return -1;
     /* The vouch keys' JWKS (admin /jwks.json), before anything that can mint tokens with them. */
-    if (pc__jwks_update(cfg, err, errlen) < 0) return -1;
+    if (pc__access_jwks_update(cfg, err, errlen) < 0) return -1;
     for (size_t i = 0; i < cfg->nlisten; i++) {
         if (!cfg->listen[i].tls) continue;
         char e[512];

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "access/access.h"
 #include "chain.h"
 #include "log.h"
 #include "plugin_config.h"
@@ -89,9 +90,8 @@ static const pc_plugin *descriptor(pc_loaded_plugin *lp, const char *at, const c
     return d;
 }
 
-/* own_config: the core made this plugin's config (the access policies), not the user. */
-static int load_one(const pc_config *cfg, const char *exe_dir, const pc_plugin_conf *pc, bool own_config,
-                    pc_loaded_plugin *lp, char *err, size_t errlen)
+static int load_one(const pc_config *cfg, const char *exe_dir, const pc_plugin_conf *pc, pc_loaded_plugin *lp,
+                    char *err, size_t errlen)
 {
     char at[512];
     where(cfg, pc->node, at, sizeof at);
@@ -115,22 +115,40 @@ static int load_one(const pc_config *cfg, const char *exe_dir, const pc_plugin_c
     lp->name = strdup(pc->name ? pc->name : d->name);
     lp->on_error_continue = pc->on_error_continue;
     if (!lp->name) return -1;
-    const pc_yaml_node *conf = pc->config;
-    if (!own_config) {
-        if (pc__plugin_config_check(cfg->path, lp->name, d, pc->config, pc->node, &lp->config, err, errlen) <
-            0)
-            return -1;
-        conf = lp->config;
-    }
+    if (pc__plugin_config_check(cfg->path, lp->name, d, pc->config, pc->node, &lp->config, err, errlen) < 0)
+        return -1;
     if (d->init) {
         char perr[512] = "";
-        if (d->init(&pc__host_api, lp, (const pc_config_node *)conf, &lp->ctx, perr, sizeof perr) != 0) {
+        if (d->init(&pc__host_api, lp, (const pc_config_node *)lp->config, &lp->ctx, perr, sizeof perr) !=
+            0) {
             snprintf(err, errlen, "%s: plugin %s: init failed: %s", at, lp->name,
                      perr[0] ? perr : "(no reason given)");
             return -1;
         }
     }
     pc_log_info("plugin %s %s loaded from %s", lp->name, d->version ? d->version : "", lp->path);
+    return 0;
+}
+
+/* The access policy's element: no file to open and no config of its own to check, its policies are
+ * the config's (parsed by core/access/policy.c). */
+static int load_access(const pc_config *cfg, pc_loaded_plugin *lp, char *err, size_t errlen)
+{
+    char perr[512] = "";
+    lp->desc = &pc__access_plugin;
+    if (!(lp->name = strdup(lp->desc->name))) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    if (pc__access_init(&pc__host_api, lp, cfg, &lp->ctx, perr, sizeof perr) < 0) {
+        snprintf(err, errlen, "%s: access policies: %s", cfg->path, perr);
+        return -1;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < cfg->norigins; i++)
+        n += cfg->origins[i].access != NULL;
+    pc_log_info("access policy (built in) heads every chain: %zu origin%s with an access map", n,
+                n == 1 ? "" : "s");
     return 0;
 }
 
@@ -186,37 +204,9 @@ int pc__plugins_load(const pc_config *cfg, const char *exe_dir, pc_plugins **out
         }
         ps->ndescs++;
     }
-    /* Origins with an `access` policy bring the built-in access plugin, configured with
-     * {origin name: access map}. */
-    size_t naccess = 0;
-    for (size_t i = 0; i < cfg->norigins; i++)
-        naccess += cfg->origins[i].access != NULL;
-    pc_plugin_conf access_pc = {.name = "access"};
-    if (naccess) {
-        pc_yaml_node *m = &ps->access_conf;
-        m->kind = PC_YAML_MAP;
-        m->keys = calloc(naccess, sizeof *m->keys);
-        m->items = calloc(naccess, sizeof *m->items);
-        pc_yaml_node *names = calloc(naccess, sizeof *names);
-        if (!m->keys || !m->items || !names) {
-            free(names);
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
-        for (size_t i = 0; i < cfg->norigins; i++) {
-            if (!cfg->origins[i].access) continue;
-            names[m->n] = (pc_yaml_node){.kind = PC_YAML_SCALAR,
-                                         .scalar = cfg->origins[i].name,
-                                         .scalar_len = strlen(cfg->origins[i].name),
-                                         .line = cfg->origins[i].access->line,
-                                         .col = cfg->origins[i].access->col};
-            m->keys[m->n] = &names[m->n];
-            m->items[m->n] = (pc_yaml_node *)cfg->origins[i].access;
-            m->n++;
-        }
-        access_pc.config = m;
-        access_pc.node = m->items[0];
-        ps->has_access = true;
+    /* Origins with an `access` policy: the access module heads every chain as p[0], built in and
+     * configured from the parsed policies. */
+    if (pc__access_needed(cfg)) {
         pc_loaded_plugin *np = realloc(ps->p, (cfg->nplugins + 1) * sizeof *ps->p);
         if (!np) {
             snprintf(err, errlen, "out of memory");
@@ -224,19 +214,23 @@ int pc__plugins_load(const pc_config *cfg, const char *exe_dir, pc_plugins **out
         }
         ps->p = np;
         memset(ps->p, 0, (cfg->nplugins + 1) * sizeof *ps->p);
+        ps->has_access = true;
+        ps->n = 1;
+        if (load_access(cfg, &ps->p[0], err, errlen) < 0) return -1;
     }
-    for (size_t i = 0; i < cfg->nplugins + ps->has_access; i++) {
-        const pc_plugin_conf *pc = !ps->has_access ? &cfg->plugins[i]
-                                   : i == 0        ? &access_pc
-                                                   : &cfg->plugins[i - 1];
-        if (ps->has_access && i > 0 && pc->name && !strcmp(pc->name, "access")) {
+    for (size_t i = ps->has_access; i < cfg->nplugins + ps->has_access; i++) {
+        const pc_plugin_conf *pc = &cfg->plugins[i - ps->has_access];
+        if (pc->name && !strcmp(pc->name, "access")) {
             char at[512];
             where(cfg, pc->node, at, sizeof at);
-            snprintf(err, errlen,
-                     "%s: plugin access is loaded by itself (first) when an origin has an access policy", at);
+            snprintf(
+                err, errlen,
+                "%s: plugin access is built into the core: it runs first for every origin with an access "
+                "map (docs/access.md) and is not listed in plugins",
+                at);
             return -1;
         }
-        if (load_one(cfg, exe_dir, pc, pc == &access_pc, &ps->p[i], err, errlen) < 0) {
+        if (load_one(cfg, exe_dir, pc, &ps->p[i], err, errlen) < 0) {
             ps->n = i + 1;
             return -1;
         }
@@ -248,6 +242,8 @@ int pc__plugins_load(const pc_config *cfg, const char *exe_dir, pc_plugins **out
                 snprintf(err, errlen, "%s: plugin %s is listed twice", at, ps->p[i].name);
                 return -1;
             }
+    }
+    for (size_t i = 0; i < ps->n; i++) {
         /* Each plugin's request state at an aligned offset of one block per request. */
         ps->p[i].state_offset = ps->state_size;
         ps->state_size += (ps->p[i].desc->request_state_size + 15) & ~(size_t)15;
@@ -262,6 +258,10 @@ int pc__plugins_load(const pc_config *cfg, const char *exe_dir, pc_plugins **out
 int pc__plugins_describe(const char *name, const char *exe_dir, FILE *out, char *err, size_t errlen)
 {
     pc_loaded_plugin lp = {0};
+    if (!strcmp(name, pc__access_plugin.name)) {
+        pc__plugin_config_describe(out, &pc__access_plugin, "built into the core");
+        return 0;
+    }
     if (strchr(name, '/')) {
         lp.path = strdup(name);
     } else {
@@ -347,8 +347,5 @@ void pc__plugins_free(pc_plugins *ps)
     for (size_t i = 0; i < ps->ndescs; i++)
         pc__pb_descset_free(ps->descs[i]);
     free(ps->descs);
-    if (ps->access_conf.keys) free(ps->access_conf.keys[0]);
-    free(ps->access_conf.keys);
-    free(ps->access_conf.items);
     free(ps);
 }

@@ -1,5 +1,6 @@
 /* Loading plugins: dlopen, ABI checks, init with the plugin's config subtree, one instance per
- * worker, and the chains (global, or a zone's own) as lists of loaded plugins. */
+ * worker, and the chains (global, or a zone's own) as lists of loaded plugins, headed by the access
+ * policy's built-in element (core/access/access.h) when an origin has an access map. */
 #ifndef PC_PLUGIN_LOADER_H
 #define PC_PLUGIN_LOADER_H
 
@@ -11,7 +12,7 @@
 #include "protobuf.h"
 
 typedef struct pc_loaded_plugin {
-    void *dl;
+    void *dl; /* NULL for the built-in access element */
     const pc_plugin *desc;
     char *name;
     char *path;
@@ -37,8 +38,7 @@ typedef struct pc_plugins {
     size_t nzones;
     pc_pb_descset **descs;
     size_t ndescs;
-    pc_yaml_node access_conf; /* {origin name: its access map} handed to the access plugin */
-    bool has_access;          /* the access plugin is loaded as p[0] and heads every chain */
+    bool has_access; /* p[0] is the access policy (core/access/, built in): it heads every chain */
 } pc_plugins;
 
 extern const pc_host pc__host_api;

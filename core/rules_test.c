@@ -1,7 +1,8 @@
 /* Lua page rules tested offline. The config is loaded and its plugins initialised exactly as `run`
- * would, for one worker; each case becomes a request (a pc_stream filled with what the chain and the
- * host functions read) that goes through the real chain code: request-headers hooks, then each message.
- * So a case tests the rules as they run in production, host functions included, without traffic. */
+ * would, for one worker; each case becomes a request, built by the request constructor as the proxy
+ * builds it (without a pipe: nothing to resume, no response), that goes through the real chain code:
+ * request-headers hooks, then each message. So a case tests the rules as they run in production, host
+ * functions included, without traffic. */
 #include "rules_test.h"
 
 #include <ctype.h>
@@ -19,7 +20,7 @@
 #include "metrics.h"
 #include "plugin_loader.h"
 #include "protobuf.h"
-#include "stream.h"
+#include "request.h"
 #include "worker.h"
 #include "yaml_tree.h"
 
@@ -115,8 +116,7 @@ fail:
 
 static int add(pc_headers *h, const char *name, const char *value)
 {
-    return pc__stream_add_header(h, (const uint8_t *)name, strlen(name), (const uint8_t *)value,
-                                 strlen(value));
+    return pc__headers_add_str(h, name, value);
 }
 
 /* A case's own header, named as an HTTP/2 client sends it: in lower case (RFC 9113 8.2.1). */
@@ -131,26 +131,18 @@ static int add_lower(pc_headers *h, const char *name, const char *value)
     return rv;
 }
 
-/* Header names match in any case, as everywhere in the core. */
-static const char *find(const pc_headers *h, const char *name)
+/* After the log hooks, as the proxy ends a request. */
+static void free_request(pc_request *r)
 {
-    const nghttp2_nv *nv = pc__headers_find(h, name);
-    return nv ? (const char *)nv->value : NULL;
-}
-
-static void free_stream(pc_stream *st)
-{
-    pc__chain_log(st);
-    pc__chain_free(st);
-    pc__headers_free(&st->req);
-    pc__headers_free(&st->extra_resp);
-    free(st);
+    pc__chain_log(r);
+    pc__request_free(r);
+    free(r);
 }
 
 void pc__rules_result_free(pc_rules_env *env, pc_rules_result *res)
 {
     (void)env;
-    if (res->st) free_stream(res->st);
+    if (res->req) free_request(res->req);
     memset(res, 0, sizeof *res);
 }
 
@@ -186,57 +178,49 @@ int pc__rules_env_run(pc_rules_env *env, const pc_rules_request *rq, pc_rules_re
     memset(res, 0, sizeof *res);
     res->message_index = -1;
     const char *host = rq->host ? rq->host : "";
-    size_t hostlen = strcspn(host, ":");
-    const pc_zone_conf *zone = pc__zone_find(env->cfg, host, hostlen);
-    if (!zone) {
+    /* The header block an HTTP/2 client would send. */
+    pc_headers h = {0};
+    int bad = add(&h, ":method", rq->method ? rq->method : "POST") |
+              add(&h, ":scheme", rq->cleartext ? "http" : "https") | add(&h, ":authority", host) |
+              add(&h, ":path", rq->path ? rq->path : "/");
+    if (rq->grpc) bad |= add(&h, "content-type", "application/grpc") | add(&h, "te", "trailers");
+    for (size_t i = 0; i < rq->nheaders; i++)
+        bad |= add_lower(&h, rq->headers[2 * i], rq->headers[2 * i + 1]);
+    pc_conn_shared *conn = make_conn(rq);
+    pc_request *r = calloc(1, sizeof *r);
+    if (bad || !conn || !r) {
+        pc__headers_free(&h);
+        free(conn);
+        free(r);
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    pc__request_init(r, &h, &env->gen, conn, NULL, NULL);
+    pc__conn_shared_release(conn); /* the request holds its own reference */
+    char hostpart[256];
+    if (!pc__request_select_zone(r, hostpart, sizeof hostpart)) {
         snprintf(err, errlen,
                  "no zone of the config serves host \"%s\" (the edge answers NOT_FOUND before any rule)",
                  host);
+        pc__request_free(r);
+        free(r);
         return -1;
     }
-    pc_stream *st = calloc(1, sizeof *st);
-    if (!st) {
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    st->worker = env->w;
-    st->gen = &env->gen;
-    st->edge_status = -1;
-    st->zone = zone;
-    int bad = add(&st->req, ":method", rq->method ? rq->method : "POST") |
-              add(&st->req, ":scheme", rq->cleartext ? "http" : "https") | add(&st->req, ":authority", host) |
-              add(&st->req, ":path", rq->path ? rq->path : "/");
-    if (rq->grpc) bad |= add(&st->req, "content-type", "application/grpc") | add(&st->req, "te", "trailers");
-    for (size_t i = 0; i < rq->nheaders; i++)
-        bad |= add_lower(&st->req, rq->headers[2 * i], rq->headers[2 * i + 1]);
-    st->conn = make_conn(rq);
-    if (bad || !st->conn) {
-        free_stream(st);
-        snprintf(err, errlen, "out of memory");
-        return -1;
-    }
-    /* What h2_server sets from the header block; the values are stable (one allocation per field). */
-    st->method = find(&st->req, ":method");
-    st->scheme = find(&st->req, ":scheme");
-    st->authority = find(&st->req, ":authority");
-    st->path = find(&st->req, ":path");
-    st->content_type = find(&st->req, "content-type");
-    st->is_grpc = st->content_type && pc__grpc_is_content_type(st->content_type, strlen(st->content_type));
-    if (st->is_grpc && !zone->grpc) {
+    if (r->is_grpc && !r->zone->grpc) {
         snprintf(err, errlen, "gRPC is disabled for zone %s (the edge answers UNIMPLEMENTED before any rule)",
-                 zone->name);
-        free_stream(st);
+                 r->zone->name);
+        free_request(r);
         return -1;
     }
-    res->st = st;
+    res->req = r;
     for (size_t i = 0; i < rq->npublished; i++)
-        pc__host_api.publish((pc_request *)st, rq->published[2 * i], rq->published[2 * i + 1]);
+        pc__host_api.publish(r, rq->published[2 * i], rq->published[2 * i + 1]);
 
-    int rv = pc__chain_request_headers(st, 0);
-    if (rv == PC_CHAIN_GO) rv = pc__chain_request_ready(st);
-    for (size_t i = 0; rv == PC_CHAIN_GO && st->is_grpc && i < rq->nmessages; i++) {
+    int rv = pc__chain_request_headers(r, 0);
+    if (rv == PC_CHAIN_GO) rv = pc__chain_request_ready(r);
+    for (size_t i = 0; rv == PC_CHAIN_GO && r->is_grpc && i < rq->nmessages; i++) {
         pc_message m = {rq->messages[i].data, rq->messages[i].len, (uint32_t)i, 0, 0};
-        rv = pc__chain_request_message(st, &m, 0);
+        rv = pc__chain_request_message(r, &m, 0);
         if (rv == PC_CHAIN_DENY) res->message_index = (long)i;
     }
     if (rv == PC_CHAIN_PAUSE) {
@@ -245,8 +229,8 @@ int pc__rules_env_run(pc_rules_env *env, const pc_rules_request *rq, pc_rules_re
         return -1;
     }
     res->denied = rv == PC_CHAIN_DENY;
-    res->status = st->deny_status;
-    res->message = st->deny_msg;
+    res->status = r->deny_status;
+    res->message = r->deny_msg;
     return 0;
 }
 
@@ -731,9 +715,9 @@ typedef struct outcome {
     const char *error;
 } outcome;
 
-static const char *kv_get(const pc_stream *st, const char *key)
+static const char *kv_get(const pc_request *r, const char *key)
 {
-    const pc_published *p = pc__published_find(st, key);
+    const pc_published *p = pc__request_published(r, key);
     return p ? p->text : NULL;
 }
 
@@ -750,19 +734,20 @@ static int mismatch(FILE *out, int *n, const char *what, const char *want, const
     return 0;
 }
 
-static const char *req_header(const pc_stream *st, const char *name)
+/* Header names match in any case, as everywhere in the core. */
+static const char *req_header(const pc_request *r, const char *name)
 {
-    return find(&st->req, name);
+    return pc__headers_get(&r->headers, name);
 }
-static const char *resp_header(const pc_stream *st, const char *name)
+static const char *resp_header(const pc_request *r, const char *name)
 {
-    return find(&st->extra_resp, name);
+    return pc__headers_get(&r->extra_resp, name);
 }
 
 /* Each entry of the expectation map x[key] (name: value, or null for "absent") against what
- * get() finds on the stream. */
+ * get() finds on the request. */
 static void check_map(FILE *out, int *n, const pc_yaml_node *x, const char *key, const char *label,
-                      const char *(*get)(const pc_stream *, const char *), const pc_stream *st)
+                      const char *(*get)(const pc_request *, const char *), const pc_request *r)
 {
     const pc_yaml_node *m = pc__yaml_get(x, key);
     if (!m || m->kind != PC_YAML_MAP) return;
@@ -770,7 +755,7 @@ static void check_map(FILE *out, int *n, const pc_yaml_node *x, const char *key,
         char what[300];
         snprintf(what, sizeof what, "%s %s", label, m->keys[i]->scalar);
         const char *want = is_null(m->items[i]) ? NULL : m->items[i]->scalar;
-        const char *got = get(st, m->keys[i]->scalar);
+        const char *got = get(r, m->keys[i]->scalar);
         if (!same(want, got)) mismatch(out, n, what, want, got);
     }
 }
@@ -778,7 +763,7 @@ static void check_map(FILE *out, int *n, const pc_yaml_node *x, const char *key,
 static int check(FILE *out, const pc_rules_env *env, const tcase *c, const outcome *o)
 {
     const pc_yaml_node *x = c->expect;
-    const pc_stream *st = o->res->st;
+    const pc_request *r = o->res->req;
     int n = 0;
     if (!x) return 0;
     const char *v;
@@ -789,11 +774,11 @@ static int check(FILE *out, const pc_rules_env *env, const tcase *c, const outco
         mismatch(out, &n, "message", scalar(x, "message"), o->res->denied ? o->res->message : NULL);
     if (pc__yaml_get(x, "rule") && !same(scalar(x, "rule"), o->rule))
         mismatch(out, &n, "rule", scalar(x, "rule"), o->rule);
-    check_map(out, &n, x, "headers", "request header", req_header, st);
-    check_map(out, &n, x, "response_headers", "response header", resp_header, st);
-    check_map(out, &n, x, "published", "published", kv_get, st);
+    check_map(out, &n, x, "headers", "request header", req_header, r);
+    check_map(out, &n, x, "response_headers", "response header", resp_header, r);
+    check_map(out, &n, x, "published", "published", kv_get, r);
     const pc_yaml_node *m;
-    const char *route = st->route_origin ? env->cfg->origins[st->route_origin - 1].name : NULL;
+    const char *route = r->route_origin ? env->cfg->origins[r->route_origin - 1].name : NULL;
     if (pc__yaml_get(x, "route") && !same(scalar(x, "route"), route))
         mismatch(out, &n, "route", scalar(x, "route"), route);
     if ((m = pc__yaml_get(x, "skipped"))) {
@@ -803,11 +788,11 @@ static int check(FILE *out, const pc_rules_env *env, const tcase *c, const outco
         for (size_t i = 0; m->kind == PC_YAML_SEQ && i < m->n; i++) {
             snprintf(want + strlen(want), sizeof want - strlen(want), "%s%s", nwant++ ? ", " : "",
                      m->items[i]->scalar);
-            for (size_t k = 0; st->skipped && k < ps->n; k++)
-                hit += st->skipped[k] && !strcmp(ps->p[k].name, m->items[i]->scalar);
+            for (size_t k = 0; r->skipped && k < ps->n; k++)
+                hit += r->skipped[k] && !strcmp(ps->p[k].name, m->items[i]->scalar);
         }
-        for (size_t k = 0; st->skipped && k < ps->n; k++)
-            if (st->skipped[k])
+        for (size_t k = 0; r->skipped && k < ps->n; k++)
+            if (r->skipped[k])
                 snprintf(got + strlen(got), sizeof got - strlen(got), "%s%s", ngot++ ? ", " : "",
                          ps->p[k].name);
         if (hit != nwant || ngot != nwant) mismatch(out, &n, "skipped", want, got);
@@ -824,10 +809,10 @@ static void describe(FILE *out, const pc_rules_env *env, const outcome *o)
         fprintf(out, "%s", o->error ? "error, continued (on_error: continue)" : "allow");
     if (res->denied && res->message_index >= 0) fprintf(out, " at message %ld", res->message_index);
     if (o->rule) fprintf(out, " by rule \"%s\"", o->rule);
-    const pc_stream *st = res->st;
-    if (st->route_origin) fprintf(out, "; route %s", env->cfg->origins[st->route_origin - 1].name);
-    for (size_t k = 0; st->skipped && k < env->rt.plugins->n; k++)
-        if (st->skipped[k]) fprintf(out, "; skip %s", env->rt.plugins->p[k].name);
+    const pc_request *r = res->req;
+    if (r->route_origin) fprintf(out, "; route %s", env->cfg->origins[r->route_origin - 1].name);
+    for (size_t k = 0; r->skipped && k < env->rt.plugins->n; k++)
+        if (r->skipped[k]) fprintf(out, "; skip %s", env->rt.plugins->p[k].name);
     fputc('\n', out);
     if (o->error) fprintf(out, "        rule error: %s\n", o->error);
 }
@@ -878,7 +863,7 @@ int pc__rules_test(const char *config_path, const char *cases_path)
             pc__rules_result_free(env, &res);
             continue;
         }
-        outcome o = {.res = &res, .rule = kv_get(res.st, "lua.rule"), .error = kv_get(res.st, "lua.error")};
+        outcome o = {.res = &res, .rule = kv_get(res.req, "lua.rule"), .error = kv_get(res.req, "lua.error")};
         o.verdict = o.error ? "error" : res.denied ? "deny" : "allow";
         char detail[4096] = "";
         FILE *mem = fmemopen(detail, sizeof detail - 1, "w");

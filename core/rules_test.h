@@ -44,10 +44,10 @@ typedef struct pc_rules_request {
 
 typedef struct pc_rules_result {
     bool denied;
-    int status;           /* gRPC status when denied */
-    const char *message;  /* deny message */
-    long message_index;   /* the request message that was denied; -1: the headers (or none) */
-    struct pc_stream *st; /* the request after the chain: headers, published values, route, skips */
+    int status;             /* gRPC status when denied */
+    const char *message;    /* deny message */
+    long message_index;     /* the request message that was denied; -1: the headers (or none) */
+    struct pc_request *req; /* after the chain: headers, published values, route, skips */
 } pc_rules_result;
 
 /* Run the chain's request-headers hooks, then each message's. 0, or -1 with err (no zone for the host,

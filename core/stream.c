@@ -1,7 +1,8 @@
-/* The proxy between a client stream and an origin stream: zone selection, the gRPC switch,
- * deadlines, the gRPC message decoder on requests, bounded queues in both directions and the
- * edge's own gRPC answers. Every byte is acknowledged to its sender (WINDOW_UPDATE) only when
- * the queue it entered is short, so memory per stream stays bounded by the windows. */
+/* The proxy between a client stream and an origin stream: admission (zone, the gRPC switch,
+ * deadlines), the gRPC message decoder on requests, the state of each direction, bounded queues in
+ * both directions and the edge's own gRPC answers. Every byte is acknowledged to its sender
+ * (WINDOW_UPDATE) only when the queue it entered is short, so memory per stream stays bounded by the
+ * windows. */
 #include "stream.h"
 
 #include <stdio.h>
@@ -18,12 +19,128 @@
 #include "plugin_loader.h"
 #include "upstream.h"
 #include "worker.h"
+#include "zone_select.h"
 
 /* Below this many queued bytes, received data is acknowledged at once. */
 #define QUEUE_LOW_WATER 65536
 
 static void maybe_free(pc_stream *st);
 static bool client_writable(pc_stream *st);
+
+/* ---- the state of each direction ---- */
+
+#define BIT(s) (1u << (s))
+
+/* Per state, the states it may go to (stream.h draws them). */
+static const unsigned req_next[] = {
+    [PC_REQ_HEADERS] = BIT(PC_REQ_BODY) | BIT(PC_REQ_HOLDING) | BIT(PC_REQ_PAUSED) | BIT(PC_REQ_RESET),
+    [PC_REQ_BODY] = BIT(PC_REQ_PAUSED) | BIT(PC_REQ_ENDING) | BIT(PC_REQ_RESET),
+    [PC_REQ_HOLDING] = BIT(PC_REQ_BODY) | BIT(PC_REQ_RESET),
+    [PC_REQ_PAUSED] = BIT(PC_REQ_HEADERS) | BIT(PC_REQ_BODY) | BIT(PC_REQ_ENDING) | BIT(PC_REQ_RESET),
+    [PC_REQ_ENDING] = BIT(PC_REQ_PAUSED) | BIT(PC_REQ_ENDED) | BIT(PC_REQ_RESET),
+    [PC_REQ_ENDED] = 0,
+    [PC_REQ_RESET] = 0,
+};
+
+static const unsigned resp_next[] = {
+    [PC_RESP_HEADERS] = BIT(PC_RESP_BODY) | BIT(PC_RESP_ENDED) | BIT(PC_RESP_RESET),
+    [PC_RESP_BODY] = BIT(PC_RESP_PAUSED) | BIT(PC_RESP_ENDED) | BIT(PC_RESP_RESET),
+    [PC_RESP_PAUSED] = BIT(PC_RESP_BODY) | BIT(PC_RESP_ENDED) | BIT(PC_RESP_RESET),
+    [PC_RESP_ENDED] = BIT(PC_RESP_RESET),
+    [PC_RESP_RESET] = 0,
+};
+
+static const char *const req_names[] = {"HEADERS", "BODY", "HOLDING", "PAUSED", "ENDING", "ENDED", "RESET"};
+static const char *const resp_names[] = {"HEADERS", "BODY", "PAUSED", "ENDED", "RESET"};
+
+#define NSTATES(a) (sizeof(a) / sizeof(a)[0])
+
+const char *pc__req_state_name(pc_req_state s)
+{
+    return (unsigned)s < NSTATES(req_names) ? req_names[s] : "?";
+}
+
+const char *pc__resp_state_name(pc_resp_state s)
+{
+    return (unsigned)s < NSTATES(resp_names) ? resp_names[s] : "?";
+}
+
+bool pc__req_state_allowed(pc_req_state from, pc_req_state to)
+{
+    return (unsigned)from < NSTATES(req_next) && (unsigned)to < NSTATES(req_names) &&
+           (req_next[from] & BIT(to));
+}
+
+bool pc__resp_state_allowed(pc_resp_state from, pc_resp_state to)
+{
+    return (unsigned)from < NSTATES(resp_next) && (unsigned)to < NSTATES(resp_names) &&
+           (resp_next[from] & BIT(to));
+}
+
+/* A refused transition is a bug in the pipe: logged loudly, the state kept. */
+int pc__stream_set_req_state(pc_stream *st, pc_req_state to)
+{
+    if (!pc__req_state_allowed(st->req_state, to)) {
+        pc_log_error("stream %d: request state %s -> %s refused", st->sid, pc__req_state_name(st->req_state),
+                     pc__req_state_name(to));
+        return -1;
+    }
+    st->req_state = to;
+    return 0;
+}
+
+int pc__stream_set_resp_state(pc_stream *st, pc_resp_state to)
+{
+    if (!pc__resp_state_allowed(st->resp_state, to)) {
+        pc_log_error("stream %d: response state %s -> %s refused", st->sid,
+                     pc__resp_state_name(st->resp_state), pc__resp_state_name(to));
+        return -1;
+    }
+    st->resp_state = to;
+    return 0;
+}
+
+/* The request is cut short (the edge answered, the client went away): nothing more of it goes on.
+ * A request that was whole stays ENDED. */
+static void reset_request(pc_stream *st)
+{
+    if (st->req_state != PC_REQ_ENDED && st->req_state != PC_REQ_RESET)
+        pc__stream_set_req_state(st, PC_REQ_RESET);
+}
+
+static void reset_response(pc_stream *st)
+{
+    if (st->resp_state != PC_RESP_RESET) pc__stream_set_resp_state(st, PC_RESP_RESET);
+}
+
+/* Our side of the client stream is finished or being finished: nothing more is taken from the origin,
+ * and the request stops where it is. */
+static void response_done(pc_stream *st)
+{
+    st->resp_done = true;
+    reset_request(st);
+}
+
+/* The response headers went to the client (or the stream was reset): none can be added. */
+static bool response_started(const pc_stream *st)
+{
+    return st->resp_state != PC_RESP_HEADERS;
+}
+
+/* A plugin paused the request at `phase`. */
+static void pause_request(pc_stream *st, int phase)
+{
+    st->req_pause = phase;
+    pc__stream_set_req_state(st, PC_REQ_PAUSED);
+}
+
+/* The body went nowhere yet (neither to the origin nor through the chain): while the headers hooks
+ * run or a plugin holds them, and while it is collected (HOLDING). */
+static bool body_open(const pc_stream *st)
+{
+    return st->req_state == PC_REQ_HEADERS || st->req_state == PC_REQ_HOLDING ||
+           (st->req_state == PC_REQ_PAUSED && st->req_pause == PC_PHASE_HEADERS);
+}
 
 /* Response bytes held beyond the low-water mark count against the client's address: a client
  * that opens many streams and shuts their windows cannot make the edge hold more than
@@ -40,9 +157,9 @@ static void account_held(pc_stream *st)
     /* Only streams whose window is shut are counted (and hold their whole queue): streams that
      * flow take no lock here. */
     size_t want = client_writable(st) && window_shut(st) ? st->resp_q.size : 0;
-    if (want == st->held_acct || !st->conn) return;
+    if (want == st->held_acct || !st->rq.conn) return;
     int64_t total =
-        pc__client_held((struct sockaddr *)&st->conn->addr, (int64_t)want - (int64_t)st->held_acct);
+        pc__client_held((struct sockaddr *)&st->rq.conn->addr, (int64_t)want - (int64_t)st->held_acct);
     st->held_acct = want;
     uint32_t limit = st->gen->cfg->limits.max_held_bytes_per_client;
     if (!limit || total <= (int64_t)limit || !client_writable(st)) return;
@@ -51,17 +168,10 @@ static void account_held(pc_stream *st)
                 "%d reset",
                 st->client->t.peer, (long long)total, limit, st->sid);
     st->edge_reason = "client_not_reading";
-    st->resp_done = true;
+    response_done(st);
+    reset_response(st);
     nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_CANCEL);
     pc__h2conn_schedule(st->client);
-}
-
-const nghttp2_nv *pc__headers_find(const pc_headers *h, const char *name)
-{
-    size_t n = strlen(name);
-    for (size_t i = 0; i < h->n; i++)
-        if (h->nv[i].namelen == n && strncasecmp((const char *)h->nv[i].name, name, n) == 0) return &h->nv[i];
-    return NULL;
 }
 
 static int status_of(const pc_headers *h)
@@ -73,7 +183,7 @@ static int status_of(const pc_headers *h)
 int pc__stream_grpc_status(const pc_stream *st)
 {
     if (st->edge_status >= 0) return st->edge_status;
-    if (!st->is_grpc) return -1;
+    if (!st->rq.is_grpc) return -1;
     int s = status_of(&st->trailers);
     return s >= 0 ? s : status_of(&st->resp);
 }
@@ -81,14 +191,6 @@ int pc__stream_grpc_status(const pc_stream *st)
 void pc__stream_release(pc_stream *st)
 {
     maybe_free(st);
-}
-
-const char *pc__stream_request_id(pc_stream *st)
-{
-    if (!st->request_id[0])
-        snprintf(st->request_id, sizeof st->request_id, "%d-%llx", st->worker->id,
-                 (unsigned long long)++st->worker->request_seq);
-    return st->request_id;
 }
 
 pc_stream *pc__stream_new(pc_h2conn *c, int32_t sid)
@@ -102,62 +204,11 @@ pc_stream *pc__stream_new(pc_h2conn *c, int32_t sid)
     st->edge_status = -1;
     st->start_ms = uv_now(&c->worker->loop);
     st->start_ns = uv_hrtime();
-    st->conn = c->conn_info;
-    if (st->conn) st->conn->refs++;
     pc_mempool *mem = &c->worker->mem;
     pc__bq_init(&st->req_q, mem);
     pc__bq_init(&st->resp_q, mem);
-    st->req.mem = st->resp.mem = st->trailers.mem = st->extra_resp.mem = mem;
+    st->req_headers.mem = st->resp.mem = st->trailers.mem = mem;
     return st;
-}
-
-struct pc_hblock {
-    pc_hblock *next;
-    size_t used, cap;
-    uint8_t data[];
-};
-
-/* Block and header together fit the worker's block cache. */
-#define HBLOCK_SIZE (1024 - sizeof(pc_hblock))
-
-int pc__stream_add_header(pc_headers *h, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen)
-{
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 16;
-        nghttp2_nv *nv = pc__mem_realloc(h->mem, h->nv, cap * sizeof *nv);
-        if (!nv) return -1;
-        h->nv = nv;
-        h->cap = cap;
-    }
-    size_t need = nlen + vlen + 2;
-    pc_hblock *b = h->blocks;
-    if (!b || b->cap - b->used < need) {
-        size_t cap = need > HBLOCK_SIZE ? need : HBLOCK_SIZE;
-        if (!(b = pc__mem_malloc(h->mem, sizeof *b + cap))) return -1;
-        b->used = 0;
-        b->cap = cap;
-        b->next = h->blocks;
-        h->blocks = b;
-    }
-    uint8_t *mem = b->data + b->used;
-    b->used += need;
-    memcpy(mem, name, nlen);
-    mem[nlen] = '\0';
-    memcpy(mem + nlen + 1, value, vlen);
-    mem[nlen + 1 + vlen] = '\0';
-    h->nv[h->n++] = (nghttp2_nv){mem, mem + nlen + 1, nlen, vlen, NGHTTP2_NV_FLAG_NONE};
-    h->bytes += nlen + vlen + 32;
-    return 0;
-}
-
-void pc__headers_free(pc_headers *h)
-{
-    for (pc_hblock *b = h->blocks, *next; b; b = next) {
-        next = b->next;
-        pc__mem_free(h->mem, b);
-    }
-    pc__mem_free(h->mem, h->nv);
-    *h = (pc_headers){.mem = h->mem};
 }
 
 static void timer_closed(uv_handle_t *h)
@@ -178,30 +229,30 @@ static void body_free(pc_stream *st);
 
 static void maybe_free(pc_stream *st)
 {
-    if (!st->client_closed || st->queued || st->up || st->paused || st->resp_paused || st->works) return;
+    if (!st->client_closed || st->queued || st->up || st->req_pause || st->resp_pause || st->works) return;
     drop_held(st);
     body_free(st);
     stop_deadline(st);
-    if (st->held_acct && st->conn)
-        pc__client_held((struct sockaddr *)&st->conn->addr, -(int64_t)st->held_acct);
-    if (st->method) {
-        pc__chain_log(st);
+    pc_request *r = &st->rq;
+    if (st->held_acct && r->conn) pc__client_held((struct sockaddr *)&r->conn->addr, -(int64_t)st->held_acct);
+    if (r->method) {
+        pc__chain_log(r);
         pc__access_log_write(st);
-        const char *method = st->is_grpc && st->path ? st->path : st->method;
+        const char *method = r->is_grpc && r->path ? r->path : r->method;
         double secs = (double)(uv_hrtime() - st->start_ns) / 1e9;
-        pc__metrics_request(st->worker->metrics, st->zone ? st->zone->name : "", method,
+        pc__metrics_request(st->worker->metrics, r->zone ? r->zone->name : "", method,
                             pc__stream_grpc_status(st), st->edge_reason, secs);
     }
     if (st->counted) pc__metrics_stream(st->worker->metrics, -1);
-    pc__chain_free(st);
-    pc__headers_free(&st->req);
+    if (r->is_grpc) pc__grpc_framer_free(&st->framer);
+    if (st->resp_framer_on) pc__grpc_framer_free(&st->resp_framer);
+    pc__request_free(r);
+    pc__headers_free(&st->req_headers);
     pc__headers_free(&st->resp);
     pc__headers_free(&st->trailers);
-    pc__headers_free(&st->extra_resp);
     pc__gen_release(st->gen);
     pc__bq_free(&st->req_q);
     pc__bq_free(&st->resp_q);
-    if (st->is_grpc) pc__grpc_framer_free(&st->framer);
     pc__mem_free(&st->worker->mem, st);
 }
 
@@ -277,8 +328,8 @@ static void cancel_origin(pc_stream *st, bool flush_first)
 /* Headers plugins added for the client go on the edge's own answers too (at most 32). */
 static size_t with_extra(const pc_stream *st, nghttp2_nv *nva, size_t n)
 {
-    for (size_t i = 0; i < st->extra_resp.n && i < 32; i++)
-        nva[n++] = st->extra_resp.nv[i];
+    for (size_t i = 0; i < st->rq.extra_resp.n && i < 32; i++)
+        nva[n++] = st->rq.extra_resp.nv[i];
     return n;
 }
 
@@ -288,16 +339,17 @@ void pc__stream_fail(pc_stream *st, int grpc_status, int http_status, const char
     cancel_origin(st, !strcmp(reason, "plugin_deny"));
     stop_deadline(st);
     if (st->resp_done || !client_writable(st)) return;
-    st->resp_done = true;
+    response_done(st);
     st->edge_reason = reason;
-    if (st->is_grpc) st->edge_status = grpc_status;
-    if (!st->resp_submitted) st->http_status = st->is_grpc ? 200 : http_status;
+    bool grpc = st->rq.is_grpc;
+    if (grpc) st->edge_status = grpc_status;
+    if (!response_started(st)) st->http_status = grpc ? 200 : http_status;
     nghttp2_session *s = st->client->sess;
     char enc[512];
     pc__grpc_message_encode(msg, enc, sizeof enc);
     char code[8];
     snprintf(code, sizeof code, "%d", grpc_status);
-    pc_log_debug("stream %s %s: edge answered %s: %s", st->client->t.peer, st->path ? st->path : "-",
+    pc_log_debug("stream %s %s: edge answered %s: %s", st->client->t.peer, st->rq.path ? st->rq.path : "-",
                  pc__grpc_status_name(grpc_status), msg);
     /* Whatever the origin sent and the client has not taken is dropped with this answer. */
     if (st->resp_q.size) {
@@ -305,38 +357,36 @@ void pc__stream_fail(pc_stream *st, int grpc_status, int http_status, const char
         while (st->resp_q.size)
             pc__bq_read(&st->resp_q, sink, sizeof sink);
     }
-    if (st->is_grpc) {
-        if (!st->resp_submitted) {
+    if (grpc) {
+        if (!response_started(st)) {
             /* Trailers-Only: one HEADERS frame carrying the status. */
             nghttp2_nv nva[4 + 32] = {NV(":status", "200", 3), NV("content-type", "application/grpc", 16),
                                       NV("grpc-status", code, strlen(code)),
                                       NV("grpc-message", enc, strlen(enc))};
             size_t n = with_extra(st, nva, 4);
-            st->resp_submitted = true;
+            pc__stream_set_resp_state(st, PC_RESP_ENDED);
             nghttp2_submit_response(s, st->sid, nva, n, NULL);
         } else {
             /* Response already started: end it with trailers after what was sent. */
             pc__headers_free(&st->trailers);
-            pc__stream_add_header(&st->trailers, (const uint8_t *)"grpc-status", 11, (const uint8_t *)code,
-                                  strlen(code));
-            pc__stream_add_header(&st->trailers, (const uint8_t *)"grpc-message", 12, (const uint8_t *)enc,
-                                  strlen(enc));
-            st->resp_eof = true;
+            pc__headers_add_str(&st->trailers, "grpc-status", code);
+            pc__headers_add_str(&st->trailers, "grpc-message", enc);
+            if (st->resp_state != PC_RESP_ENDED) pc__stream_set_resp_state(st, PC_RESP_ENDED);
             nghttp2_session_resume_data(s, st->sid);
         }
-    } else if (!st->resp_submitted) {
+    } else if (!response_started(st)) {
         char status[8];
         snprintf(status, sizeof status, "%d", http_status);
         pc__bq_append(&st->resp_q, (const uint8_t *)msg, strlen(msg));
         pc__bq_append(&st->resp_q, (const uint8_t *)"\n", 1);
-        st->resp_eof = true;
         nghttp2_nv nva[2 + 32] = {NV(":status", status, strlen(status)),
                                   NV("content-type", "text/plain", 10)};
         size_t n = with_extra(st, nva, 2);
         nghttp2_data_provider prd = {.source.ptr = st, .read_callback = pc__stream_read_response};
-        st->resp_submitted = true;
+        pc__stream_set_resp_state(st, PC_RESP_ENDED);
         nghttp2_submit_response(s, st->sid, nva, n, &prd);
     } else {
+        reset_response(st);
         nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_INTERNAL_ERROR);
     }
     pc__h2conn_schedule(st->client);
@@ -351,45 +401,14 @@ static void on_deadline(uv_timer_t *t)
 
 /* ---- request path ---- */
 
-static const char *hdr(const nghttp2_nv *nv, const char *name, size_t nlen)
-{
-    return (nv->namelen == nlen && memcmp(nv->name, name, nlen) == 0) ? (const char *)nv->value : NULL;
-}
-
 #define FRAME_OOM -100
 #define FRAME_DENIED -101
 
 static void denied(pc_stream *st)
 {
-    pc__stream_fail(st, st->deny_status, st->deny_http ? st->deny_http : 403, "plugin_deny",
-                    st->deny_msg ? st->deny_msg : "denied");
-}
-
-/* A message kept while a plugin holds the request: copies, since the framer's buffers are
- * transient. Bounded by flow control: held bytes are not acknowledged to the client. */
-typedef struct pc_held_msg {
-    struct pc_held_msg *next;
-    pc_message m;
-    uint8_t *frame;
-    size_t frame_len;
-} pc_held_msg;
-
-static pc_held_msg *hold(const pc_grpc_message *gm, bool response)
-{
-    pc_held_msg *h = calloc(1, sizeof *h);
-    if (!h) return NULL;
-    size_t extra = gm->compressed ? gm->len : 0;
-    h->frame = malloc(gm->frame_len + extra + 1);
-    if (!h->frame) {
-        free(h);
-        return NULL;
-    }
-    memcpy(h->frame, gm->frame, gm->frame_len);
-    if (extra) memcpy(h->frame + gm->frame_len, gm->data, gm->len);
-    h->frame_len = gm->frame_len;
-    h->m = (pc_message){extra ? h->frame + gm->frame_len : h->frame + 5, gm->len, gm->index, gm->compressed,
-                        response};
-    return h;
+    const pc_request *r = &st->rq;
+    pc__stream_fail(st, r->deny_status, r->deny_http ? r->deny_http : 403, "plugin_deny",
+                    r->deny_msg ? r->deny_msg : "denied");
 }
 
 /* The two directions of a call run their messages through the chain alike; these name each
@@ -406,64 +425,30 @@ static pc_bytequeue *out_queue(pc_stream *st, bool response)
 
 static bool dir_paused(const pc_stream *st, bool response)
 {
-    return response ? st->resp_paused : st->paused != 0;
+    return response ? st->resp_state == PC_RESP_PAUSED : st->req_state == PC_REQ_PAUSED;
 }
 
 static int chain_message(pc_stream *st, const pc_message *m, bool response)
 {
-    return response ? pc__chain_response_message(st, m, 0) : pc__chain_request_message(st, m, 0);
+    return response ? pc__chain_response_message(&st->rq, m, 0) : pc__chain_request_message(&st->rq, m, 0);
 }
 
 /* A plugin paused on h: it is its direction's current held message until resumed. */
 static void held_pause(pc_stream *st, pc_held_msg *h, bool response)
 {
     held_list(st, response)->cur = h;
-    if (response)
-        st->resp_paused = true;
-    else
-        st->paused = PC_PHASE_MESSAGE;
-}
-
-static void held_push(pc_held_list *l, pc_held_msg *h)
-{
-    if (l->tail)
-        l->tail->next = h;
-    else
-        l->head = h;
-    l->tail = h;
-    l->bytes += h->frame_len;
-}
-
-static pc_held_msg *held_pop(pc_held_list *l)
-{
-    pc_held_msg *h = l->head;
-    l->head = h->next;
-    if (!l->head) l->tail = NULL;
-    l->bytes -= h->frame_len;
-    h->next = NULL;
-    return h;
-}
-
-static size_t held_size(const pc_held_list *l)
-{
-    return l->bytes + (l->cur ? l->cur->frame_len : 0);
-}
-
-static void held_drop(pc_held_list *l)
-{
-    if (l->cur) l->cur->next = l->head;
-    for (pc_held_msg *h = l->cur ? l->cur : l->head, *n; h; h = n) {
-        n = h->next;
-        free(h->frame);
-        free(h);
+    if (response) {
+        st->resp_pause = true;
+        pc__stream_set_resp_state(st, PC_RESP_PAUSED);
+    } else {
+        pause_request(st, PC_PHASE_MESSAGE);
     }
-    *l = (pc_held_list){0};
 }
 
 static void drop_held(pc_stream *st)
 {
-    held_drop(&st->req_hold);
-    held_drop(&st->resp_hold);
+    pc__held_drop(&st->req_hold);
+    pc__held_drop(&st->resp_hold);
 }
 
 /* A held message the chain has decided on: queued for the other side if it passed, then freed.
@@ -471,8 +456,7 @@ static void drop_held(pc_stream *st)
 static bool held_decided(pc_stream *st, pc_held_msg *h, int rv, bool response)
 {
     bool oom = rv == PC_CHAIN_GO && pc__bq_append(out_queue(st, response), h->frame, h->frame_len) < 0;
-    free(h->frame);
-    free(h);
+    pc__held_free(h);
     if (rv == PC_CHAIN_DENY) {
         denied(st);
         return false;
@@ -490,7 +474,7 @@ static bool held_drain(pc_stream *st, bool response)
 {
     pc_held_list *l = held_list(st, response);
     while (l->head && !dir_paused(st, response) && !st->resp_done) {
-        pc_held_msg *h = held_pop(l);
+        pc_held_msg *h = pc__held_pop(l);
         int rv = chain_message(st, &h->m, response);
         if (rv == PC_CHAIN_PAUSE) {
             held_pause(st, h, response);
@@ -508,16 +492,16 @@ static int message_in(pc_stream *st, const pc_grpc_message *gm, bool response)
 {
     pc_held_list *l = held_list(st, response);
     if (dir_paused(st, response) || l->head) {
-        pc_held_msg *h = hold(gm, response);
+        pc_held_msg *h = pc__held_copy(gm, response);
         if (!h) return FRAME_OOM;
-        held_push(l, h);
+        pc__held_push(l, h);
         return 0;
     }
     pc_message m = {gm->data, gm->len, gm->index, gm->compressed, response};
     int rv = chain_message(st, &m, response);
     if (rv == PC_CHAIN_DENY) return FRAME_DENIED;
     if (rv == PC_CHAIN_PAUSE) {
-        pc_held_msg *h = hold(gm, response);
+        pc_held_msg *h = pc__held_copy(gm, response);
         if (!h) return FRAME_OOM;
         held_pause(st, h, response);
         return 0;
@@ -530,7 +514,7 @@ static int message_in(pc_stream *st, const pc_grpc_message *gm, bool response)
  * max_message_bytes instead). */
 static size_t held_bytes(const pc_stream *st)
 {
-    return st->req_q.size + held_size(&st->req_hold);
+    return st->req_q.size + pc__held_size(&st->req_hold);
 }
 
 static int on_request_message(void *ud, const pc_grpc_message *gm)
@@ -557,7 +541,7 @@ static void framer_failed(pc_stream *st, int rv, const char *err)
 static void submit_origin(pc_stream *st)
 {
     st->origin_submitted = true;
-    size_t o = st->route_origin ? st->route_origin - 1 : st->zone->origin_index;
+    size_t o = st->rq.route_origin ? st->rq.route_origin - 1 : st->rq.zone->origin_index;
     pc__pool_submit(st->gen->pools[o], st);
 }
 
@@ -568,8 +552,8 @@ static void body_free(pc_stream *st)
     free(st->body);
     st->body = NULL;
     st->body_len = st->body_cap = 0;
-    if (st->body_acct && st->conn)
-        pc__client_held((struct sockaddr *)&st->conn->addr, -(int64_t)st->body_acct);
+    if (st->body_acct && st->rq.conn)
+        pc__client_held((struct sockaddr *)&st->rq.conn->addr, -(int64_t)st->body_acct);
     st->body_acct = 0;
 }
 
@@ -578,8 +562,8 @@ enum { BODY_OK = 0, BODY_TOO_LARGE = -1, BODY_CLIENT_BUDGET = -2, BODY_OOM = -3 
 static int body_append(pc_stream *st, const uint8_t *data, size_t len)
 {
     if (len > st->body_limit - st->body_len) return BODY_TOO_LARGE;
-    if (st->conn) {
-        int64_t total = pc__client_held((struct sockaddr *)&st->conn->addr, (int64_t)len);
+    if (st->rq.conn) {
+        int64_t total = pc__client_held((struct sockaddr *)&st->rq.conn->addr, (int64_t)len);
         st->body_acct += len;
         uint32_t limit = st->gen->cfg->limits.max_held_bytes_per_client;
         if (limit && total > (int64_t)limit) return BODY_CLIENT_BUDGET;
@@ -614,9 +598,10 @@ static void body_failed(pc_stream *st, int rv)
     }
 }
 
-int pc__stream_hold_body(pc_stream *st, size_t max_bytes)
+/* host->hold_body(): only while the body went nowhere yet. */
+static int hold_body(pc_stream *st, size_t max_bytes)
 {
-    if (st->is_grpc || !max_bytes || st->origin_submitted || st->end_done || st->body_passed) return -1;
+    if (st->rq.is_grpc || !max_bytes || !body_open(st)) return -1;
     if (!st->body_limit || max_bytes < st->body_limit) st->body_limit = max_bytes;
     /* Body bytes that arrived while an earlier plugin held the headers join the collection. A
      * failure is answered once the headers hooks are done (headers_passed), not from inside one. */
@@ -633,22 +618,19 @@ int pc__stream_hold_body(pc_stream *st, size_t max_bytes)
  * with the headers. False when the chain paused or denied it. */
 static bool pass_body(pc_stream *st)
 {
-    st->body_passed = true;
+    pc__stream_set_req_state(st, PC_REQ_BODY);
     if (!st->body_len) {
         body_free(st);
         return true;
     }
-    pc_held_msg *h = calloc(1, sizeof *h);
+    pc_held_msg *h = pc__held_wrap(st->body, st->body_len);
     if (!h) {
         body_failed(st, BODY_OOM);
         return false;
     }
-    h->frame = st->body;
-    h->frame_len = st->body_len;
-    h->m = (pc_message){h->frame, h->frame_len, 0, 0, 0};
     st->body = NULL;
     st->body_len = st->body_cap = 0;
-    int rv = pc__chain_request_message(st, &h->m, 0);
+    int rv = pc__chain_request_message(&st->rq, &h->m, 0);
     if (rv == PC_CHAIN_PAUSE) {
         held_pause(st, h, false);
         return false;
@@ -660,91 +642,57 @@ static bool pass_body(pc_stream *st)
  * declared larger than the holder accepts is refused at once, not after it was sent. */
 static void headers_passed(pc_stream *st)
 {
-    if (pc__chain_request_ready(st) == PC_CHAIN_DENY) {
+    if (pc__chain_request_ready(&st->rq) == PC_CHAIN_DENY) {
         denied(st);
         return;
     }
-    if (st->body_limit && !st->body_passed) {
-        const nghttp2_nv *cl = pc__headers_find(&st->req, "content-length");
+    if (st->body_limit) {
+        pc__stream_set_req_state(st, PC_REQ_HOLDING);
+        const nghttp2_nv *cl = pc__headers_find(&st->rq.headers, "content-length");
         if (cl && strtoull((const char *)cl->value, NULL, 10) > st->body_limit)
             st->body_error = BODY_TOO_LARGE;
         if (st->body_error) body_failed(st, st->body_error);
         return;
     }
+    pc__stream_set_req_state(st, PC_REQ_BODY);
     submit_origin(st);
 }
 
+static const pc_request_ops stream_ops;
+
 void pc__stream_request_ready(pc_stream *st)
 {
-    for (size_t i = 0; i < st->req.n; i++) {
-        const nghttp2_nv *nv = &st->req.nv[i];
-        const char *v;
-        if (nv->name[0] == ':') {
-            if ((v = hdr(nv, ":method", 7)))
-                st->method = v;
-            else if ((v = hdr(nv, ":scheme", 7)))
-                st->scheme = v;
-            else if ((v = hdr(nv, ":authority", 10)))
-                st->authority = v;
-            else if ((v = hdr(nv, ":path", 5)))
-                st->path = v;
-        } else if ((v = hdr(nv, "content-type", 12))) {
-            st->content_type = v;
-            st->is_grpc = pc__grpc_is_content_type(v, nv->valuelen);
-        } else if ((v = hdr(nv, "host", 4))) {
-            st->host_header = v;
-        } else if ((v = hdr(nv, "grpc-timeout", 12))) {
-            st->grpc_timeout = v;
-        } else if ((v = hdr(nv, "grpc-encoding", 13))) {
-            st->grpc_encoding = v;
-        }
-    }
+    pc__request_init(&st->rq, &st->req_headers, st->gen, st->client ? st->client->conn_info : NULL,
+                     &stream_ops, st);
+    pc_request *r = &st->rq;
     if (st->headers_too_large) {
         pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 431, "headers_too_large",
                         "request headers too large");
         return;
     }
-    if (!st->method || !st->path) {
+    if (!r->method || !r->path) {
         pc__stream_fail(st, PC_GRPC_INTERNAL, 400, "bad_request", "request without :method or :path");
         return;
     }
-    /* The zone comes from the host part of :authority (or Host). */
-    const char *auth = st->authority ? st->authority : st->host_header;
-    char host[256] = "";
-    if (auth) {
-        size_t len = strlen(auth);
-        const char *end = auth + len;
-        if (auth[0] == '[') {
-            const char *rb = strchr(auth, ']');
-            end = rb ? rb + 1 : end;
-        } else {
-            const char *colon = strrchr(auth, ':');
-            if (colon) end = colon;
-        }
-        len = (size_t)(end - auth);
-        if (len >= sizeof host) len = sizeof host - 1;
-        memcpy(host, auth, len);
-        host[len] = '\0';
-    }
-    st->zone = pc__zone_find(st->gen->cfg, host, strlen(host));
-    if (!st->zone) {
+    char host[256];
+    if (!pc__request_select_zone(r, host, sizeof host)) {
         char msg[320];
         snprintf(msg, sizeof msg, "no zone serves host \"%s\"", host);
         pc__stream_fail(st, PC_GRPC_NOT_FOUND, 421, "no_zone", msg);
         return;
     }
-    if (st->is_grpc && !st->zone->grpc) {
+    if (r->is_grpc && !r->zone->grpc) {
         char msg[320];
-        snprintf(msg, sizeof msg, "gRPC is disabled for zone %s", st->zone->name);
+        snprintf(msg, sizeof msg, "gRPC is disabled for zone %s", r->zone->name);
         pc__stream_fail(st, PC_GRPC_UNIMPLEMENTED, 403, "grpc_disabled", msg);
         return;
     }
-    if (st->is_grpc) {
+    if (r->is_grpc) {
         pc_grpc_encoding enc = PC_GRPC_ENC_IDENTITY;
-        if (st->grpc_encoding) enc = pc__grpc_encoding_parse(st->grpc_encoding, strlen(st->grpc_encoding));
-        pc__grpc_framer_init(&st->framer, enc, st->zone->max_message_bytes);
-        if (st->grpc_timeout) {
-            int64_t ms = pc__grpc_timeout_parse(st->grpc_timeout, strlen(st->grpc_timeout));
+        if (r->grpc_encoding) enc = pc__grpc_encoding_parse(r->grpc_encoding, strlen(r->grpc_encoding));
+        pc__grpc_framer_init(&st->framer, enc, r->zone->max_message_bytes);
+        if (r->grpc_timeout) {
+            int64_t ms = pc__grpc_timeout_parse(r->grpc_timeout, strlen(r->grpc_timeout));
             if (ms < 0) {
                 pc__stream_fail(st, PC_GRPC_INTERNAL, 400, "bad_timeout", "malformed grpc-timeout header");
                 return;
@@ -758,13 +706,13 @@ void pc__stream_request_ready(pc_stream *st)
             }
         }
     }
-    int rv = pc__chain_request_headers(st, 0);
+    int rv = pc__chain_request_headers(r, 0);
     if (rv == PC_CHAIN_DENY) {
         denied(st);
         return;
     }
     if (rv == PC_CHAIN_PAUSE) {
-        st->paused = PC_PHASE_HEADERS;
+        pause_request(st, PC_PHASE_HEADERS);
         return;
     }
     headers_passed(st);
@@ -786,7 +734,7 @@ static void release_acks(pc_stream *st)
 
 static void finish_request(pc_stream *st)
 {
-    st->req_eof = true;
+    pc__stream_set_req_state(st, PC_REQ_ENDED);
     /* A held body: the origin sees the request only now that every hook passed it. */
     if (st->body_limit && !st->origin_submitted) submit_origin(st);
     wake_origin(st);
@@ -795,11 +743,11 @@ static void finish_request(pc_stream *st)
 /* The client ended its side and every message went through the chain: end-of-request hooks. */
 static void request_end(pc_stream *st)
 {
-    if (!st->client_eof || st->end_done || st->paused || st->req_hold.head || st->resp_done || st->up_closed)
-        return;
-    if (st->body_limit && !st->body_passed && !pass_body(st)) return;
-    st->end_done = true;
-    if (st->is_grpc) {
+    bool flowing = st->req_state == PC_REQ_BODY || st->req_state == PC_REQ_HOLDING;
+    if (!st->client_eof || !flowing || st->req_hold.head || st->resp_done || st->up_closed) return;
+    if (st->req_state == PC_REQ_HOLDING && !pass_body(st)) return;
+    pc__stream_set_req_state(st, PC_REQ_ENDING);
+    if (st->rq.is_grpc) {
         char err[256];
         int rv = pc__grpc_framer_finish(&st->framer, err, sizeof err);
         if (rv != 0) {
@@ -807,11 +755,11 @@ static void request_end(pc_stream *st)
             return;
         }
     }
-    int rv = pc__chain_request_end(st, 0);
+    int rv = pc__chain_request_end(&st->rq, 0);
     if (rv == PC_CHAIN_DENY)
         denied(st);
     else if (rv == PC_CHAIN_PAUSE)
-        st->paused = PC_PHASE_END;
+        pause_request(st, PC_PHASE_END);
     else
         finish_request(st);
 }
@@ -826,29 +774,36 @@ static void drain_held(pc_stream *st)
     request_end(st);
 }
 
-void pc__stream_resume(pc_stream *st, int verdict)
+/* host->resume(): continue or end a paused request. */
+static void resume(pc_stream *st, int verdict)
 {
-    int phase = st->paused;
+    int phase = st->req_pause;
     if (!phase) return;
-    st->paused = 0;
+    st->req_pause = PC_PHASE_NONE;
     if (st->resp_done || st->client_closed) {
         /* Answered or abandoned while the plugin worked. */
+        reset_request(st);
         drop_held(st);
         maybe_free(st);
         return;
     }
-    size_t from = st->pause_pos + 1;
-    int rv = pc__chain_resumed(st, st->pause_pos, verdict) ? PC_CHAIN_DENY : PC_CHAIN_GO;
+    /* Back where it paused, for the rest of the chain. */
+    pc__stream_set_req_state(st, phase == PC_PHASE_HEADERS   ? PC_REQ_HEADERS
+                                 : phase == PC_PHASE_MESSAGE ? PC_REQ_BODY
+                                                             : PC_REQ_ENDING);
+    pc_request *r = &st->rq;
+    size_t from = r->pause_pos + 1;
+    int rv = pc__chain_resumed(r, r->pause_pos, verdict) ? PC_CHAIN_DENY : PC_CHAIN_GO;
     if (rv == PC_CHAIN_GO) {
         if (phase == PC_PHASE_HEADERS)
-            rv = pc__chain_request_headers(st, from);
+            rv = pc__chain_request_headers(r, from);
         else if (phase == PC_PHASE_MESSAGE)
-            rv = pc__chain_request_message(st, &st->req_hold.cur->m, from);
+            rv = pc__chain_request_message(r, &st->req_hold.cur->m, from);
         else
-            rv = pc__chain_request_end(st, from);
+            rv = pc__chain_request_end(r, from);
     }
     if (rv == PC_CHAIN_PAUSE) {
-        st->paused = phase;
+        pause_request(st, phase);
         return;
     }
     if (rv == PC_CHAIN_DENY) {
@@ -872,11 +827,11 @@ void pc__stream_resume(pc_stream *st, int verdict)
 void pc__stream_req_data(pc_stream *st, const uint8_t *data, size_t len)
 {
     st->req_bytes += len;
-    if (st->resp_done || st->up_closed || !st->zone) {
+    if (st->resp_done || st->up_closed || !st->rq.zone) {
         ack_client(st, len); /* answered already: drain and drop */
         return;
     }
-    if (st->is_grpc) {
+    if (st->rq.is_grpc) {
         char err[256];
         int rv = pc__grpc_framer_feed(&st->framer, data, len, on_request_message, st, err, sizeof err);
         if (rv != 0) {
@@ -884,7 +839,7 @@ void pc__stream_req_data(pc_stream *st, const uint8_t *data, size_t len)
             framer_failed(st, rv, err);
             return;
         }
-    } else if (st->body_limit && !st->body_passed) {
+    } else if (st->body_limit && body_open(st)) {
         int rv = st->body_error ? st->body_error : body_append(st, data, len);
         ack_client(st, len); /* bounded by body_limit, not by the window */
         if (rv != BODY_OK) body_failed(st, rv);
@@ -904,7 +859,7 @@ void pc__stream_req_data(pc_stream *st, const uint8_t *data, size_t len)
 void pc__stream_req_end(pc_stream *st)
 {
     st->client_eof = true;
-    if (st->resp_done || st->up_closed || !st->zone) return;
+    if (st->resp_done || st->up_closed || !st->rq.zone) return;
     request_end(st);
 }
 
@@ -926,7 +881,7 @@ ssize_t pc__stream_read_request(nghttp2_session *s, int32_t sid, uint8_t *buf, s
         }
         return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
     }
-    if (st->req_q.size == 0 && st->req_eof && !st->resp_done)
+    if (st->req_q.size == 0 && st->req_state == PC_REQ_ENDED && !st->resp_done)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     else if (n == 0)
         return NGHTTP2_ERR_DEFERRED;
@@ -935,7 +890,7 @@ ssize_t pc__stream_read_request(nghttp2_session *s, int32_t sid, uint8_t *buf, s
 
 void pc__stream_client_sent_end(pc_stream *st)
 {
-    st->resp_done = true;
+    response_done(st);
     /* The answer is complete while the client is still sending: tell it to stop (RFC 9113 8.1). */
     if (!st->client_eof && client_writable(st)) {
         nghttp2_submit_rst_stream(st->client->sess, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_NO_ERROR);
@@ -949,6 +904,8 @@ void pc__stream_client_closed(pc_stream *st, uint32_t error_code)
     if (!st->resp_done && error_code != NGHTTP2_NO_ERROR && st->edge_status < 0)
         st->edge_reason = "client_reset";
     st->client_closed = true;
+    reset_request(st);
+    if (st->resp_state != PC_RESP_ENDED) reset_response(st);
     /* Bytes we held unacknowledged: give the connection window back. */
     st->req_deferred = 0; /* the connection window was given back as the bytes came */
     if (c) pc__h2conn_unlink_stream(c, st);
@@ -961,7 +918,8 @@ void pc__stream_client_closed(pc_stream *st, uint32_t error_code)
 
 void pc__stream_up_attached(pc_stream *st)
 {
-    if (st->req_q.size || st->req_eof) nghttp2_session_resume_data(st->up->sess, st->up_sid);
+    if (st->req_q.size || st->req_state == PC_REQ_ENDED)
+        nghttp2_session_resume_data(st->up->sess, st->up_sid);
 }
 
 static bool is_hop_by_hop(const nghttp2_nv *nv)
@@ -1000,7 +958,7 @@ void pc__stream_resp_headers_done(pc_stream *st, bool end_stream)
     if (st->resp_done || !client_writable(st)) return;
     size_t n;
     nghttp2_nv buf[32];
-    nghttp2_nv *nva = forwardable(&st->resp, &st->extra_resp, buf, 32, &n);
+    nghttp2_nv *nva = forwardable(&st->resp, &st->rq.extra_resp, buf, 32, &n);
     if (!nva) {
         pc__stream_fail(st, PC_GRPC_INTERNAL, 502, "out_of_memory", "out of memory");
         return;
@@ -1010,28 +968,28 @@ void pc__stream_resp_headers_done(pc_stream *st, bool end_stream)
             snprintf(st->remote_status, sizeof st->remote_status, "%.*s", (int)nva[i].valuelen, nva[i].value);
             st->http_status = atoi(st->remote_status);
         }
-    if (pc__chain_response_headers(st) || (end_stream && pc__chain_response_trailers(st))) {
+    if (pc__chain_response_headers(&st->rq) || (end_stream && pc__chain_response_trailers(&st->rq))) {
         release_nva(nva, buf);
         denied(st);
         return;
     }
-    if (st->is_grpc && !end_stream && st->chain && st->chain->response_messages) {
+    if (st->rq.is_grpc && !end_stream && st->rq.chain && st->rq.chain->response_messages) {
         const char *enc = NULL;
         for (size_t i = 0; i < st->resp.n; i++)
             if (st->resp.nv[i].namelen == 13 && memcmp(st->resp.nv[i].name, "grpc-encoding", 13) == 0)
                 enc = (const char *)st->resp.nv[i].value;
         pc__grpc_framer_init(&st->resp_framer,
                              enc ? pc__grpc_encoding_parse(enc, strlen(enc)) : PC_GRPC_ENC_IDENTITY,
-                             st->zone->max_message_bytes);
+                             st->rq.zone->max_message_bytes);
         st->resp_framer_on = true;
     }
-    st->resp_submitted = true;
     if (end_stream) {
         /* Trailers-Only from the origin: passed on as one HEADERS frame, unchanged. */
-        st->resp_eof = true;
+        pc__stream_set_resp_state(st, PC_RESP_ENDED);
         nghttp2_submit_response(st->client->sess, st->sid, nva, n, NULL);
         stop_deadline(st);
     } else {
+        pc__stream_set_resp_state(st, PC_RESP_BODY);
         nghttp2_data_provider prd = {.source.ptr = st, .read_callback = pc__stream_read_response};
         nghttp2_submit_response(st->client->sess, st->sid, nva, n, &prd);
     }
@@ -1042,7 +1000,7 @@ void pc__stream_resp_headers_done(pc_stream *st, bool end_stream)
 /* Response messages are counted from their 5-byte prefixes as bytes pass, without buffering. */
 static void count_messages(pc_stream *st, const uint8_t *p, size_t len)
 {
-    if (!st->is_grpc) return;
+    if (!st->rq.is_grpc) return;
     while (len > 0) {
         if (st->resp_skip) {
             size_t n = len < st->resp_skip ? len : st->resp_skip;
@@ -1065,7 +1023,7 @@ static void count_messages(pc_stream *st, const uint8_t *p, size_t len)
 /* Response bytes the client has not taken: queued, and held for a plugin. */
 static size_t resp_held_bytes(const pc_stream *st)
 {
-    return st->resp_q.size + held_size(&st->resp_hold);
+    return st->resp_q.size + pc__held_size(&st->resp_hold);
 }
 
 static int on_response_message(void *ud, const pc_grpc_message *gm)
@@ -1090,25 +1048,29 @@ static void drain_resp_held(pc_stream *st)
     if (!held_drain(st, true)) return;
     if (st->resp_done || !client_writable(st)) return;
     resp_flow(st);
-    if (!st->resp_paused && !st->resp_hold.head && st->resp_end_pending) {
+    if (st->resp_state != PC_RESP_PAUSED && !st->resp_hold.head && st->resp_end_pending) {
         st->resp_end_pending = false;
         pc__stream_resp_end(st);
     }
 }
 
-void pc__stream_resume_response(pc_stream *st, int verdict)
+/* host->resume_response(): continue or end a paused response message. */
+static void resume_response(pc_stream *st, int verdict)
 {
-    if (!st->resp_paused) return;
-    st->resp_paused = false;
+    if (!st->resp_pause) return;
+    st->resp_pause = false;
     if (st->resp_done || !client_writable(st)) {
-        held_drop(&st->resp_hold); /* the request direction may still hold its own */
+        pc__held_drop(&st->resp_hold); /* the request direction may still hold its own */
         maybe_free(st);
         return;
     }
-    int rv = pc__chain_resumed(st, st->resp_pause_pos, verdict) ? PC_CHAIN_DENY : PC_CHAIN_GO;
-    if (rv == PC_CHAIN_GO) rv = pc__chain_response_message(st, &st->resp_hold.cur->m, st->resp_pause_pos + 1);
+    pc__stream_set_resp_state(st, PC_RESP_BODY);
+    pc_request *r = &st->rq;
+    int rv = pc__chain_resumed(r, r->resp_pause_pos, verdict) ? PC_CHAIN_DENY : PC_CHAIN_GO;
+    if (rv == PC_CHAIN_GO) rv = pc__chain_response_message(r, &st->resp_hold.cur->m, r->resp_pause_pos + 1);
     if (rv == PC_CHAIN_PAUSE) {
-        st->resp_paused = true;
+        st->resp_pause = true;
+        pc__stream_set_resp_state(st, PC_RESP_PAUSED);
         return;
     }
     pc_held_msg *h = st->resp_hold.cur;
@@ -1154,7 +1116,7 @@ void pc__stream_resp_data(pc_stream *st, const uint8_t *data, size_t len)
 
 void pc__stream_resp_end(pc_stream *st)
 {
-    if (!st->resp_done && client_writable(st) && (st->resp_paused || st->resp_hold.head)) {
+    if (!st->resp_done && client_writable(st) && (st->resp_state == PC_RESP_PAUSED || st->resp_hold.head)) {
         st->resp_end_pending = true; /* after the held messages (the deadline still runs) */
         return;
     }
@@ -1167,11 +1129,11 @@ void pc__stream_resp_end(pc_stream *st)
             return;
         }
     }
-    if (st->trailers.n && pc__chain_response_trailers(st)) {
+    if (st->trailers.n && pc__chain_response_trailers(&st->rq)) {
         denied(st);
         return;
     }
-    st->resp_eof = true;
+    pc__stream_set_resp_state(st, PC_RESP_ENDED);
     nghttp2_session_resume_data(st->client->sess, st->sid);
     pc__h2conn_schedule(st->client);
 }
@@ -1193,7 +1155,7 @@ ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, 
         return n ? (ssize_t)n : NGHTTP2_ERR_DEFERRED;
     }
     if (st->resp_deferred && resp_held_bytes(st) < QUEUE_LOW_WATER) release_origin(st);
-    if (st->resp_q.size == 0 && st->resp_eof) {
+    if (st->resp_q.size == 0 && st->resp_state == PC_RESP_ENDED) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
         if (st->trailers.n > 0) {
             size_t tn;
@@ -1218,7 +1180,7 @@ void pc__stream_up_closed(pc_stream *st, uint32_t error_code, const char *why)
     /* REFUSED_STREAM means the origin did not process it (RFC 9113 8.7): send it again, as long
      * as none of its body is gone. */
     if (error_code == NGHTTP2_REFUSED_STREAM && !why && st->req_sent == 0 && st->retries < 2 && st->pool &&
-        !st->resp_submitted && !st->resp_done && client_writable(st)) {
+        !response_started(st) && !st->resp_done && client_writable(st)) {
         st->retries++;
         st->up_started = false;
         pc__pool_submit(st->pool, st);
@@ -1226,7 +1188,7 @@ void pc__stream_up_closed(pc_stream *st, uint32_t error_code, const char *why)
     }
     st->up_closed = true;
     /* An origin that finished while a plugin holds a response message has finished all the same. */
-    bool ended = st->resp_eof || st->resp_end_pending;
+    bool ended = st->resp_state == PC_RESP_ENDED || st->resp_end_pending;
     if (st->resp_done || !client_writable(st) || (ended && error_code == NGHTTP2_NO_ERROR)) {
         maybe_free(st);
         return;
@@ -1243,12 +1205,13 @@ void pc__stream_up_closed(pc_stream *st, uint32_t error_code, const char *why)
         uint32_t code = error_code == NGHTTP2_NO_ERROR ? NGHTTP2_INTERNAL_ERROR : error_code;
         st->edge_reason = "origin_reset";
         stop_deadline(st);
-        if (st->resp_submitted && st->resp_q.size > 0 && !st->resp_paused && !st->resp_hold.head) {
+        if (st->resp_state == PC_RESP_BODY && st->resp_q.size > 0 && !st->resp_hold.head) {
             st->client_rst_code = code;
             st->client_rst_after = true;
             nghttp2_session_resume_data(st->client->sess, st->sid);
         } else {
-            st->resp_done = true;
+            response_done(st);
+            reset_response(st);
             nghttp2_submit_rst_stream(st->client->sess, NGHTTP2_FLAG_NONE, st->sid, code);
         }
         pc__h2conn_schedule(st->client);
@@ -1261,7 +1224,8 @@ void pc__stream_client_reset_due(pc_stream *st)
     if (!st->client_rst_now) return;
     st->client_rst_now = false;
     st->client_rst_after = false;
-    st->resp_done = true;
+    response_done(st);
+    reset_response(st);
     if (client_writable(st))
         nghttp2_submit_rst_stream(st->client->sess, NGHTTP2_FLAG_NONE, st->sid, st->client_rst_code);
 }
@@ -1272,3 +1236,73 @@ void pc__stream_up_failed(pc_stream *st, int grpc_status, int http_status, const
     pc__stream_fail(st, grpc_status, http_status, "origin_unavailable", msg);
     maybe_free(st);
 }
+
+/* ---- what the request asks of this pipe (request.h) ---- */
+
+static void op_resume(void *owner, int verdict)
+{
+    resume(owner, verdict);
+}
+
+static void op_resume_response(void *owner, int verdict)
+{
+    resume_response(owner, verdict);
+}
+
+static int op_hold_body(void *owner, size_t max_bytes)
+{
+    return hold_body(owner, max_bytes);
+}
+
+static pc_origin_stage op_origin_stage(void *owner)
+{
+    const pc_stream *st = owner;
+    return st->up_started ? PC_ORIGIN_STARTED : st->queued ? PC_ORIGIN_QUEUED : PC_ORIGIN_NOT_YET;
+}
+
+static bool op_response_started(void *owner)
+{
+    return response_started(owner);
+}
+
+static const pc_headers *op_response_headers(void *owner, bool trailers)
+{
+    pc_stream *st = owner;
+    return trailers ? &st->trailers : &st->resp;
+}
+
+static const char *op_response_info(void *owner, const char *key)
+{
+    pc_stream *st = owner;
+    if (!strcmp(key, "status")) return st->remote_status[0] ? st->remote_status : NULL;
+    if (st->edge_status >= 0) {
+        snprintf(st->info_status, sizeof st->info_status, "%d", st->edge_status);
+        return st->info_status;
+    }
+    const char *v = pc__headers_get(&st->trailers, "grpc-status");
+    return v ? v : pc__headers_get(&st->resp, "grpc-status");
+}
+
+static void op_retain(void *owner)
+{
+    ((pc_stream *)owner)->works++;
+}
+
+static void op_release(void *owner)
+{
+    pc_stream *st = owner;
+    st->works--;
+    maybe_free(st);
+}
+
+static const pc_request_ops stream_ops = {
+    .resume = op_resume,
+    .resume_response = op_resume_response,
+    .hold_body = op_hold_body,
+    .origin_stage = op_origin_stage,
+    .response_started = op_response_started,
+    .response_headers = op_response_headers,
+    .response_info = op_response_info,
+    .retain = op_retain,
+    .release = op_release,
+};

@@ -1,6 +1,9 @@
-/* One proxied request: the client's HTTP/2 stream, the origin's, and what sits between them.
- * Each direction holds at most a bounded queue: bytes are acknowledged (WINDOW_UPDATE) to the
- * sender only as the other side takes them, so a slow reader slows the writer end to end. */
+/* One proxied call: the client's HTTP/2 stream, the origin's, and the pipe between them, which
+ * carries the request (request.h) the chain judges. Each direction of the pipe is in one state
+ * (pc_req_state, pc_resp_state), changed only through its setter, which refuses (and logs) a
+ * transition the pipe does not make. Each direction holds at most a bounded queue: bytes are
+ * acknowledged (WINDOW_UPDATE) to the sender only as the other side takes them, so a slow reader
+ * slows the writer end to end. */
 #ifndef PC_STREAM_H
 #define PC_STREAM_H
 
@@ -13,40 +16,47 @@
 #include "chain.h"
 #include "config.h"
 #include "grpc_frame.h"
+#include "headers.h"
+#include "held.h"
+#include "request.h"
 
 typedef struct pc_h2conn pc_h2conn;
 typedef struct pc_upconn pc_upconn;
 typedef struct pc_pool pc_pool;
 typedef struct pc_worker pc_worker;
 
-enum { PC_PHASE_HEADERS = 1, PC_PHASE_MESSAGE = 2, PC_PHASE_END = 3 };
+/* The request direction: from the client through the chain to the origin.
+ *   HEADERS -> BODY | HOLDING | PAUSED | RESET
+ *   BODY    -> PAUSED | ENDING | RESET
+ *   HOLDING -> BODY (the collected body goes through the chain) | RESET
+ *   PAUSED  -> HEADERS | BODY | ENDING (resumed: back where it paused) | RESET
+ *   ENDING  -> PAUSED | ENDED | RESET
+ * ENDED and RESET are final: once the request is whole, a later stop concerns the response. */
+typedef enum pc_req_state {
+    PC_REQ_HEADERS = 0, /* the header block and its hooks: nothing goes to the origin yet */
+    PC_REQ_BODY,        /* the headers passed: messages (or body bytes) go through the chain to the origin */
+    PC_REQ_HOLDING, /* the headers passed; a plugin has the whole plain body collected first (hold_body) */
+    PC_REQ_PAUSED,  /* a plugin holds the request (req_pause: at which hook); later messages wait */
+    PC_REQ_ENDING,  /* the client ended and every message passed: the end-of-request hooks run */
+    PC_REQ_ENDED,   /* every hook passed the whole request: the origin gets END_STREAM after the queue */
+    PC_REQ_RESET,   /* cut short: the edge answered, or the client went away */
+} pc_req_state;
 
-typedef struct pc_hblock pc_hblock;
+/* The response direction: from the origin (or the edge) to the client.
+ *   HEADERS -> BODY | ENDED | RESET
+ *   BODY    -> PAUSED | ENDED | RESET
+ *   PAUSED  -> BODY (resumed) | ENDED (the edge ends the call meanwhile) | RESET
+ *   ENDED   -> RESET (the client stopped reading, or reset the stream before the end went out) */
+typedef enum pc_resp_state {
+    PC_RESP_HEADERS = 0, /* nothing handed to the client yet */
+    PC_RESP_BODY,        /* the response headers are handed to the client: the body flows */
+    PC_RESP_PAUSED,      /* a plugin holds a response message; later ones wait behind it */
+    PC_RESP_ENDED,       /* the rest is queued: the queue, then END_STREAM (with the trailers) */
+    PC_RESP_RESET,       /* the client stream is reset, or the client went away */
+} pc_resp_state;
 
-/* A header list: names and values live in a few arena blocks freed together, so a request's
- * headers cost a handful of allocations, not two per field. */
-typedef struct pc_headers {
-    nghttp2_nv *nv;
-    size_t n, cap;
-    size_t bytes; /* name + value + 32 per field, as RFC 9113 counts */
-    pc_hblock *blocks;
-    pc_mempool *mem; /* the worker's block cache (NULL: malloc) */
-} pc_headers;
-
-/* Messages a plugin holds in one direction: the one it paused on, and those that arrived behind
- * it, in order. Bounded by flow control: their bytes are not acknowledged to the sender. */
-typedef struct pc_held_list {
-    struct pc_held_msg *cur, *head, *tail;
-    size_t bytes; /* of head..tail */
-} pc_held_list;
-
-/* A published value (host->publish*). */
-typedef struct pc_published {
-    char *key, *text;
-    pc_value_type type;
-    int64_t i;
-    double d;
-} pc_published;
+/* The request hook a plugin paused at. */
+enum { PC_PHASE_NONE = 0, PC_PHASE_HEADERS = 1, PC_PHASE_MESSAGE = 2, PC_PHASE_END = 3 };
 
 typedef struct pc_stream pc_stream;
 struct pc_stream {
@@ -63,78 +73,49 @@ struct pc_stream {
     pc_stream *qnext; /* in pool's pending queue */
     bool queued;
 
-    /* request */
-    pc_headers req;
-    const char *method, *scheme, *authority, *path, *host_header; /* point into req */
-    const char *grpc_timeout, *grpc_encoding, *content_type;
-    const pc_zone_conf *zone;
-    bool is_grpc;
+    pc_request rq;          /* what the chain judges: built once the header block is complete */
+    pc_headers req_headers; /* the header block while it arrives (then the request's) */
+
+    /* request direction */
+    pc_req_state req_state;
+    int req_pause; /* PC_PHASE_* of the hook a plugin paused at, until it resumes (even if the call was
+                    * cut meanwhile: the stream stays allocated for that resume) */
     bool headers_too_large;
     bool in_headers; /* HEADERS block still arriving */
     pc_grpc_framer framer;
     pc_bytequeue req_q;
-    size_t req_deferred; /* received but not yet acknowledged to the client */
-    bool req_eof;
+    size_t req_deferred;   /* received but not yet acknowledged to the client */
+    pc_held_list req_hold; /* the message a plugin paused on; those behind it */
+    bool client_eof;       /* the client sent END_STREAM */
     uint64_t start_ms;
     uint64_t start_ns;   /* uv_hrtime: durations for logs and metrics */
     int64_t deadline_ms; /* loop time; 0 = none */
+    uv_timer_t *deadline_timer;
     /* host->hold_body(): a plain HTTP body collected whole and judged before the origin sees it */
     size_t body_limit; /* 0: the body streams through */
     uint8_t *body;
     size_t body_len, body_cap;
     size_t body_acct; /* counted against the client's held bytes */
-    bool body_passed; /* the collected body went through the chain */
     int body_error;   /* collecting failed (BODY_* in stream.c): answered once the headers hooks ran */
     bool origin_submitted;
-    uv_timer_t *deadline_timer;
+    uint32_t req_msgs;
 
-    /* response */
+    /* response direction */
+    pc_resp_state resp_state;
+    bool resp_pause; /* a plugin paused on a response message, until it resumes (as req_pause) */
     pc_headers resp;
     pc_headers trailers;
     bool resp_in_trailers; /* next header block from origin is trailers */
     pc_bytequeue resp_q;
-    size_t resp_deferred; /* received from origin but not yet acknowledged to it */
-    bool resp_eof;
-    bool resp_submitted; /* response HEADERS handed to the client session */
-    bool resp_done;      /* our side of the client stream is finished or being finished */
-
-    /* plugin chain */
-    const struct pc_chain *chain;
-    pc_conn_shared *conn;
-    void *plugin_state;
-    pc_published *pub; /* published values */
-    size_t npub;
-    int deny_status; /* set by host->deny */
-    int deny_http;   /* HTTP status for plain HTTP (0: 403) */
-    char *deny_msg;
-    const pc_message *cur_msg; /* message whose decoding is cached below */
-    void *pb;                  /* pc_pb_result of cur_msg */
-    pc_field *fields;
-    long nfields;
-    char *json;
+    size_t resp_deferred;   /* received from origin but not yet acknowledged to it */
+    bool resp_done;         /* our side of the client stream is finished or being finished */
+    bool resp_end_pending;  /* the origin finished while a response message was held */
+    pc_held_list resp_hold; /* the response message a plugin paused on; those behind it */
     pc_grpc_framer resp_framer;
     bool resp_framer_on;
-    bool chain_started;
-    bool chain_logged;
-    char *info_service, *info_method, *info_subtype; /* request_info strings, made on first use */
-    char info_status[12];
-    bool skip_chain_log;
-    bool *skipped;         /* per loaded plugin: host->skip() was called for it */
-    size_t route_origin;   /* host->route(): origin index + 1; 0 = the zone's origin */
-    pc_headers extra_resp; /* host->set_response_header() */
-    char request_id[32];
-    int paused;            /* PC_PHASE_* while a plugin holds the request */
-    size_t pause_pos;      /* chain position of the plugin that paused */
-    pc_held_list req_hold; /* the paused request message; those behind it */
-    /* the same for a response message a plugin holds (host->resume_response) */
-    bool resp_paused;
-    size_t resp_pause_pos;
-    pc_held_list resp_hold;
-    bool resp_end_pending; /* the origin finished while a response message was held */
-    int works;             /* queue_work jobs in flight: the stream stays allocated */
-    bool client_eof;       /* the client sent END_STREAM */
-    bool end_done;         /* the end-of-request hooks have run */
-    uint32_t req_msgs, resp_msgs;
+    uint32_t resp_msgs;
+
+    int works; /* queue_work jobs in flight: the stream stays allocated */
 
     /* accounting for the access log and metrics */
     int http_status;
@@ -161,19 +142,25 @@ struct pc_stream {
     int edge_status; /* gRPC status the edge answered with, -1 none */
     const char *edge_reason;
     char remote_status[4];
+    char info_status[12]; /* request_info "grpc_status" of the edge's answer */
 };
+
+/* The state setters: 0, or -1 (logged, state unchanged) for a transition the pipe does not make. */
+int pc__stream_set_req_state(pc_stream *st, pc_req_state to);
+int pc__stream_set_resp_state(pc_stream *st, pc_resp_state to);
+bool pc__req_state_allowed(pc_req_state from, pc_req_state to);
+bool pc__resp_state_allowed(pc_resp_state from, pc_resp_state to);
+const char *pc__req_state_name(pc_req_state s);
+const char *pc__resp_state_name(pc_resp_state s);
 
 /* h2_server -> proxy */
 pc_stream *pc__stream_new(pc_h2conn *c, int32_t sid);
-int pc__stream_add_header(pc_headers *h, const uint8_t *name, size_t nlen, const uint8_t *value, size_t vlen);
+/* The header block is complete: the request is built from it and admitted (zone, limits, chain). */
 void pc__stream_request_ready(pc_stream *st);
 void pc__stream_req_data(pc_stream *st, const uint8_t *data, size_t len);
 void pc__stream_req_end(pc_stream *st);
 void pc__stream_client_closed(pc_stream *st, uint32_t error_code);
 void pc__stream_client_sent_end(pc_stream *st);
-/* host->hold_body(): 0, or -1 when the request can no longer be held. */
-int pc__stream_hold_body(pc_stream *st, size_t max_bytes);
-void pc__stream_resume_response(pc_stream *st, int verdict);
 
 /* upstream -> proxy */
 void pc__stream_up_attached(pc_stream *st);
@@ -193,17 +180,10 @@ ssize_t pc__stream_read_request(nghttp2_session *s, int32_t sid, uint8_t *buf, s
 ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
                                  nghttp2_data_source *src, void *ud);
 
-void pc__headers_free(pc_headers *h);
-/* The first field named `name` (any case), or NULL. */
-const nghttp2_nv *pc__headers_find(const pc_headers *h, const char *name);
 /* gRPC status of the finished call: the edge's, the origin's trailers, or -1. */
 int pc__stream_grpc_status(const pc_stream *st);
-/* A unique id for the request ("<worker>-<n>"), made on first use. */
-const char *pc__stream_request_id(pc_stream *st);
 /* Called by the client connection before it writes: resets whose data has gone out. */
 void pc__stream_client_reset_due(pc_stream *st);
-/* host->resume(): continue or end a paused request. */
-void pc__stream_resume(pc_stream *st, int verdict);
 /* Free the stream if neither side holds it any more. */
 void pc__stream_release(pc_stream *st);
 

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <strings.h>
 
-#include "access_check.h"
+#include "access/policy.h"
 #include "log.h"
 #include "transport.h"
 
@@ -240,17 +240,14 @@ static int mtls_load(mtls_origin *m, const char *origin, const char *ca, char *e
 static int mtls_setup(pc_tls_server *s, const pc_config *cfg, char *err, size_t errlen)
 {
     for (size_t i = 0; i < cfg->norigins; i++) {
-        char *ca = cfg->origins[i].access ? pc__access_mtls_ca(cfg, &cfg->origins[i]) : NULL;
+        const char *ca = pc__access_mtls_ca(cfg->origins[i].access);
         if (!ca) continue;
         if (!s->mtls && !(s->mtls = calloc(cfg->norigins, sizeof *s->mtls))) {
-            free(ca);
             snprintf(err, errlen, "out of memory");
             return -1;
         }
         char e[512];
-        int rc = mtls_load(&s->mtls[i], cfg->origins[i].name, ca, e, sizeof e);
-        free(ca);
-        if (rc < 0) {
+        if (mtls_load(&s->mtls[i], cfg->origins[i].name, ca, e, sizeof e) < 0) {
             snprintf(err, errlen, "origin %s: %s", cfg->origins[i].name, e);
             return -1;
         }

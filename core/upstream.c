@@ -99,7 +99,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     pc_headers *h = st->resp_in_trailers ? &st->trailers : &st->resp;
     /* The origin is trusted more than clients, but not to exhaust our memory. */
     if (h->bytes + nlen + vlen + 32 > 262144) return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    if (pc__stream_add_header(h, name, nlen, value, vlen) < 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (pc__headers_add(h, name, nlen, value, vlen) < 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
     return 0;
 }
 
@@ -369,24 +369,26 @@ static bool skip_request_header(const nghttp2_nv *nv)
 static int submit(pc_upconn *u, pc_stream *st)
 {
     pc_pool *p = u->srv->pool;
+    const pc_request *r = &st->rq;
+    const pc_headers *h = &r->headers;
     nghttp2_nv stack[48]; /* nghttp2 copies the list: no allocation for usual header counts */
-    nghttp2_nv *nva = st->req.n + 8 <= 48 ? stack : malloc((st->req.n + 8) * sizeof *nva);
+    nghttp2_nv *nva = h->n + 8 <= 48 ? stack : malloc((h->n + 8) * sizeof *nva);
     if (!nva) return -1;
     size_t n = 0;
-    const char *authority = st->authority ? st->authority : st->host_header;
-    nva[n++] = NV(":method", st->method, strlen(st->method));
+    const char *authority = r->authority ? r->authority : r->host_header;
+    nva[n++] = NV(":method", r->method, strlen(r->method));
     nva[n++] = p->ctx ? NV(":scheme", "https", 5) : NV(":scheme", "http", 4);
     if (authority) nva[n++] = NV(":authority", authority, strlen(authority));
-    nva[n++] = NV(":path", st->path, strlen(st->path));
-    for (size_t i = 0; i < st->req.n; i++)
-        if (!skip_request_header(&st->req.nv[i])) nva[n++] = st->req.nv[i];
-    const nghttp2_nv *te = pc__headers_find(&st->req, "te");
+    nva[n++] = NV(":path", r->path, strlen(r->path));
+    for (size_t i = 0; i < h->n; i++)
+        if (!skip_request_header(&h->nv[i])) nva[n++] = h->nv[i];
+    const nghttp2_nv *te = pc__headers_find(h, "te");
     if (te && te->valuelen == 8 && strncasecmp((const char *)te->value, "trailers", 8) == 0)
         nva[n++] = NV("te", "trailers", 8);
     /* x-forwarded-for: the client's chain, then the address we saw. */
     char xff[1024];
-    const char *ip = st->conn ? st->conn->ip : "";
-    const nghttp2_nv *prev = pc__headers_find(&st->req, "x-forwarded-for");
+    const char *ip = r->conn ? r->conn->ip : "";
+    const nghttp2_nv *prev = pc__headers_find(h, "x-forwarded-for");
     if (prev) {
         int xl = snprintf(xff, sizeof xff, "%.*s, %s", (int)prev->valuelen, prev->value, ip);
         if (xl >= (int)sizeof xff) xl = (int)sizeof xff - 1;
@@ -403,7 +405,7 @@ static int submit(pc_upconn *u, pc_stream *st)
         nva[n++] = NV("grpc-timeout", tmo, strlen(tmo));
     }
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = pc__stream_read_request};
-    bool body = !st->req_eof || st->req_q.size > 0;
+    bool body = st->req_state != PC_REQ_ENDED || st->req_q.size > 0;
     int32_t id = nghttp2_submit_request(u->sess, NULL, nva, n, body ? &prd : NULL, st);
     if (nva != stack) free(nva);
     if (id < 0) return -1;

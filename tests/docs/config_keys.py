@@ -4,7 +4,8 @@
 The keys are read from the parsers themselves, so a key added to the code without documentation
 fails this test:
   - string literals in initialisers of arrays named `*keys[]` or `known[]` (the tables the core's
-    and the plugins' unknown-key checks use), in core/config.c and every plugin source;
+    and the plugins' unknown-key checks use), in core/config.c, the access policy's module
+    (core/access/, which owns each origin's `access` map) and every plugin source;
   - the `.key = "..."` entries of the pc_conf_key arrays plugins declare in their descriptors
     (which the core checks every plugin config against);
   - key lists written out in "valid keys: a, b, c" error messages;
@@ -30,7 +31,7 @@ NOT_CONFIG = {
 # Parsers that compare keys with strcmp instead of a table: the tokens file of an access policy
 # (service_token.tokens_file).
 STRCMP_KEYS = {
-    "plugins/access/tokens.c": re.compile(r'strcmp\(\s*key\s*,\s*"([A-Za-z_][A-Za-z0-9_]*)"\s*\)'),
+    "core/access/tokens.c": re.compile(r'strcmp\(\s*key\s*,\s*"([A-Za-z_][A-Za-z0-9_]*)"\s*\)'),
 }
 
 # Each of these must give keys; none means the extractor no longer understands the source.
@@ -40,7 +41,8 @@ MUST_GIVE_KEYS = [
     "plugins/lua/lua_plugin.c",
     "plugins/modsecurity/waf_config.c",
     "plugins/example/example.c",
-    "plugins/access/tokens.c",
+    "core/access/policy.c",
+    "core/access/tokens.c",
 ]
 
 MIN_KEYS = 60
@@ -69,10 +71,11 @@ def strip_comments(text):
 
 def sources(root):
     yield "core/config.c"
-    for dirpath, _, files in os.walk(os.path.join(root, "plugins")):
-        for f in sorted(files):
-            if f.endswith(".c"):
-                yield os.path.relpath(os.path.join(dirpath, f), root)
+    for top in ("core/access", "plugins"):
+        for dirpath, _, files in os.walk(os.path.join(root, top)):
+            for f in sorted(files):
+                if f.endswith(".c"):
+                    yield os.path.relpath(os.path.join(dirpath, f), root)
 
 
 def extract(root):

@@ -1,4 +1,4 @@
-/* libFuzzer target for the access plugin's JWT verification (plugins/access/jwt.c, included).
+/* libFuzzer target for the access policy's JWT verification (core/access/jwt.c, included).
  * First byte even: the rest is a token exactly as a client would send it (splitting, base64url,
  * header JSON, key choice). First byte odd: the rest is split at the first NUL into a header and a
  * claims part, raw bytes (JSON or not), which are encoded and signed here with the key the
@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../plugins/access/jwt.c"
+#include "../../core/access/jwt.c"
 
 #define CHECK(c)                                                                                             \
     do {                                                                                                     \
@@ -20,15 +20,15 @@
 #define AUDIENCE "api.example.com"
 #define NOW ((time_t)1900000000)
 
-static acc_jwks keys;
-static acc_jwk key;
+static pc_access_jwks keys;
+static pc_access_jwk key;
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc;
     (void)argv;
     key.kid = strdup("k1");
-    key.alg = ACC_ES256;
+    key.alg = PC_ACCESS_ES256;
     key.pkey = EVP_EC_gen("P-256");
     CHECK(key.kid && key.pkey);
     keys.keys = &key;
@@ -39,7 +39,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 /* b64(header).b64(claims).b64(ES256 signature), signed with the trusted key. */
 static char *signed_token(const uint8_t *h, size_t hl, const uint8_t *c, size_t cl)
 {
-    char *h64 = acc_b64url_encode(h, hl), *c64 = acc_b64url_encode(c, cl), *input = NULL, *out = NULL;
+    char *h64 = pc__b64url_encode(h, hl), *c64 = pc__b64url_encode(c, cl), *input = NULL, *out = NULL;
     char *sig64 = NULL;
     unsigned char *der = NULL, raw[64];
     size_t derlen = 0;
@@ -49,7 +49,7 @@ static char *signed_token(const uint8_t *h, size_t hl, const uint8_t *c, size_t 
           EVP_DigestSign(md, NULL, &derlen, (const unsigned char *)input, strlen(input)) == 1 &&
           (der = malloc(derlen)) &&
           EVP_DigestSign(md, der, &derlen, (const unsigned char *)input, strlen(input)) == 1);
-    CHECK(es256_raw(der, derlen, raw) && (sig64 = acc_b64url_encode(raw, sizeof raw)));
+    CHECK(es256_raw(der, derlen, raw) && (sig64 = pc__b64url_encode(raw, sizeof raw)));
     CHECK(asprintf(&out, "%s.%s", input, sig64) >= 0);
     EVP_MD_CTX_free(md);
     free(h64);
@@ -77,7 +77,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     struct json_object *claims = (struct json_object *)1;
     const char *why = NULL;
-    int rv = acc_jwt_verify(&keys, token, ISSUER, AUDIENCE, 30, NOW, &claims, &why);
+    int rv = pc__access_jwt_verify(&keys, token, ISSUER, AUDIENCE, 30, NOW, &claims, &why);
     if (rv == 0) {
         CHECK(claims && !why);
         const char *iss = jstr(claims, "iss");

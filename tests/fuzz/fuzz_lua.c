@@ -186,7 +186,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rq.npublished = flags & 4 ? 2 : 0;
     pc_rules_result res;
     char err[512];
-    if (pc__rules_env_run(env, &rq, &res, err, sizeof err) == 0 || res.st) pc__rules_result_free(env, &res);
+    if (pc__rules_env_run(env, &rq, &res, err, sizeof err) == 0 || res.req) pc__rules_result_free(env, &res);
     free(buf);
     return 0;
 }

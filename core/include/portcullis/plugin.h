@@ -256,9 +256,15 @@ typedef struct pc_host {
 
     /* -- metrics, exposed on /metrics per zone: a counter `pc_<name>_total{zone,label}` and a
      * histogram of values 0-100 `pc_<name>{zone}` (e.g. bot scores). name: [a-z0-9_], at most 48.
-     * A label written "key=value" (key in [a-z_], not "zone") is exported as key="value" instead. */
+     * A label written "key=value" (key in [a-z_], not "zone") is exported as key="value" instead,
+     * and several joined by ';' as several: "rule=cart;result=refused". */
     void (*metric_count)(pc_request *r, const char *name, const char *label, uint64_t n);
     void (*metric_observe)(pc_request *r, const char *name, double value);
+
+    /* -- the event loop of the worker that owns r (a libuv `uv_loop_t *`), for a plugin that does
+     * its own network I/O or timers (a store client, a shaping delay). Only on that worker's
+     * thread; a plugin closes the handles it added before its worker_destroy returns. */
+    void *(*event_loop)(pc_request *r);
 } pc_host;
 
 /* Request hooks: the request, the plugin's worker context (from worker_init; the plugin context

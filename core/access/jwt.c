@@ -1,7 +1,8 @@
-/* JSON Web Tokens for the access plugin: base64url, JWKS public keys (RSA, EC P-256), verification
- * of RS256/ES256 compact JWS with the claim checks, and signing of the tokens the edge mints.
- * The algorithm always comes from the key that matched, so a token cannot pick a weaker one. */
-#include "access.h"
+/* JSON Web Tokens of the access policy: base64url, the JWKS files policies trust (RSA, EC P-256
+ * public keys), verification of RS256/ES256 compact JWS with the claim checks, and signing of the
+ * tokens the edge mints. The algorithm always comes from the key that matched, so a token cannot
+ * pick a weaker one. */
+#include "jwt.h"
 
 #include <json-c/json.h>
 #include <openssl/bn.h>
@@ -10,13 +11,14 @@
 #include <openssl/ec.h>
 #include <openssl/err.h>
 #include <openssl/param_build.h>
-#include <openssl/pem.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#define MAX_TOKEN 16384    /* bytes of a compact JWS we look at; real ones are far smaller */
+#include "jwks.h"
+
 #define MAX_JWKS (1 << 20) /* bytes of a JWKS file */
 #define MAX_KEYS 64
 
@@ -32,7 +34,7 @@ static int b64val(unsigned char c)
     return -1;
 }
 
-int acc_b64url_decode(const char *in, size_t len, unsigned char **out, size_t *outlen)
+int pc__b64url_decode(const char *in, size_t len, unsigned char **out, size_t *outlen)
 {
     if (len % 4 == 1) return -1;
     unsigned char *o = malloc(len * 3 / 4 + 2);
@@ -64,7 +66,7 @@ int acc_b64url_decode(const char *in, size_t len, unsigned char **out, size_t *o
     return 0;
 }
 
-char *acc_b64url_encode(const unsigned char *in, size_t len)
+char *pc__b64url_encode(const unsigned char *in, size_t len)
 {
     static const char abc[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     char *o = malloc(len * 4 / 3 + 4);
@@ -100,7 +102,7 @@ static unsigned char *jbytes(struct json_object *o, const char *key, size_t *len
     const char *s = jstr(o, key);
     unsigned char *b;
     *len = 0;
-    if (!s || acc_b64url_decode(s, strlen(s), &b, len) < 0) return NULL;
+    if (!s || pc__b64url_decode(s, strlen(s), &b, len) < 0) return NULL;
     return b;
 }
 
@@ -194,7 +196,7 @@ static char *read_file(const char *path, size_t max, size_t *len, char *err, siz
     return buf;
 }
 
-int acc_jwks_load(const char *path, acc_jwks *out, char *err, size_t errlen)
+int pc__access_jwks_load(const char *path, pc_access_jwks *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof *out);
     size_t len;
@@ -218,12 +220,12 @@ int acc_jwks_load(const char *path, acc_jwks *out, char *err, size_t errlen)
         struct json_object *k = json_object_array_get_idx(keys, i);
         const char *kty = json_object_is_type(k, json_type_object) ? jstr(k, "kty") : NULL;
         const char *use = k ? jstr(k, "use") : NULL, *alg = k ? jstr(k, "alg") : NULL, *why = "missing kty";
-        acc_jwk *jk = &out->keys[out->n];
+        pc_access_jwk *jk = &out->keys[out->n];
         if (kty && !strcmp(kty, "RSA")) {
-            jk->alg = ACC_RS256;
+            jk->alg = PC_ACCESS_RS256;
             jk->pkey = rsa_key(k, &why);
         } else if (kty && !strcmp(kty, "EC")) {
-            jk->alg = ACC_ES256;
+            jk->alg = PC_ACCESS_ES256;
             jk->pkey = ec_key(k, &why);
         } else if (kty) {
             why = "kty must be RSA or EC";
@@ -231,7 +233,7 @@ int acc_jwks_load(const char *path, acc_jwks *out, char *err, size_t errlen)
         if (jk->pkey) {
             if (use && strcmp(use, "sig"))
                 why = "use is not \"sig\"";
-            else if (alg && strcmp(alg, jk->alg == ACC_RS256 ? "RS256" : "ES256"))
+            else if (alg && strcmp(alg, jk->alg == PC_ACCESS_RS256 ? "RS256" : "ES256"))
                 why = "alg does not fit the key (RSA keys are RS256, P-256 keys ES256)";
             else
                 why = NULL;
@@ -249,11 +251,11 @@ int acc_jwks_load(const char *path, acc_jwks *out, char *err, size_t errlen)
     rc = 0;
 done:
     json_object_put(doc);
-    if (rc < 0) acc_jwks_free(out);
+    if (rc < 0) pc__access_jwks_free(out);
     return rc;
 }
 
-void acc_jwks_free(acc_jwks *ks)
+void pc__access_jwks_free(pc_access_jwks *ks)
 {
     for (size_t i = 0; i < ks->n; i++) {
         EVP_PKEY_free(ks->keys[i].pkey);
@@ -263,93 +265,13 @@ void acc_jwks_free(acc_jwks *ks)
     memset(ks, 0, sizeof *ks);
 }
 
-static char *bn_b64(EVP_PKEY *pkey, const char *param, int pad)
-{
-    BIGNUM *bn = NULL;
-    char *s = NULL;
-    if (EVP_PKEY_get_bn_param(pkey, param, &bn) == 1) {
-        int len = pad ? pad : BN_num_bytes(bn);
-        unsigned char *buf = malloc((size_t)len + 1);
-        if (buf && BN_bn2binpad(bn, buf, len) == len) s = acc_b64url_encode(buf, (size_t)len);
-        free(buf);
-    }
-    BN_free(bn);
-    return s;
-}
-
-/* RFC 7638: SHA-256 over the required members in lexical order, no whitespace. */
-static int thumbprint(EVP_PKEY *pkey, acc_alg alg, char *out, size_t outlen)
-{
-    char *a = bn_b64(pkey, alg == ACC_RS256 ? OSSL_PKEY_PARAM_RSA_E : OSSL_PKEY_PARAM_EC_PUB_X,
-                     alg == ACC_RS256 ? 0 : 32);
-    char *b = bn_b64(pkey, alg == ACC_RS256 ? OSSL_PKEY_PARAM_RSA_N : OSSL_PKEY_PARAM_EC_PUB_Y,
-                     alg == ACC_RS256 ? 0 : 32);
-    char *json = NULL;
-    int rc = -1;
-    if (a && b &&
-        (alg == ACC_RS256
-             ? asprintf(&json, "{\"e\":\"%s\",\"kty\":\"RSA\",\"n\":\"%s\"}", a, b)
-             : asprintf(&json, "{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", a, b)) > 0) {
-        unsigned char md[32];
-        unsigned int mdlen = 0;
-        char *t;
-        if (EVP_Digest(json, strlen(json), md, &mdlen, EVP_sha256(), NULL) == 1 &&
-            (t = acc_b64url_encode(md, mdlen))) {
-            snprintf(out, outlen, "%s", t);
-            free(t);
-            rc = 0;
-        }
-    }
-    free(a);
-    free(b);
-    free(json);
-    return rc;
-}
-
-int acc_signer_load(const char *path, acc_signer *s, char *err, size_t errlen)
-{
-    memset(s, 0, sizeof *s);
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        snprintf(err, errlen, "cannot open %s", path);
-        return -1;
-    }
-    s->pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-    fclose(f);
-    ERR_clear_error();
-    if (!s->pkey) {
-        snprintf(err, errlen, "%s: not a PEM private key (or it is encrypted)", path);
-        return -1;
-    }
-    char group[64] = "";
-    if (EVP_PKEY_is_a(s->pkey, "RSA") && EVP_PKEY_get_bits(s->pkey) >= 2048)
-        s->alg = ACC_RS256;
-    else if (EVP_PKEY_is_a(s->pkey, "EC") &&
-             EVP_PKEY_get_utf8_string_param(s->pkey, OSSL_PKEY_PARAM_GROUP_NAME, group, sizeof group, NULL) ==
-                 1 &&
-             (!strcmp(group, "prime256v1") || !strcmp(group, "P-256")))
-        s->alg = ACC_ES256;
-    if (!s->alg || thumbprint(s->pkey, s->alg, s->kid, sizeof s->kid) < 0) {
-        snprintf(err, errlen, "%s: expected an RSA key of 2048 bits or more, or an EC P-256 key", path);
-        acc_signer_free(s);
-        return -1;
-    }
-    return 0;
-}
-
-void acc_signer_free(acc_signer *s)
-{
-    EVP_PKEY_free(s->pkey);
-    s->pkey = NULL;
-}
-
 /* ---- verification ---- */
 
 static struct json_object *decode_json(const char *p, size_t len)
 {
     unsigned char *raw;
     size_t rawlen;
-    if (acc_b64url_decode(p, len, &raw, &rawlen) < 0) return NULL;
+    if (pc__b64url_decode(p, len, &raw, &rawlen) < 0) return NULL;
     struct json_tokener *tok = json_tokener_new();
     struct json_object *o = tok ? json_tokener_parse_ex(tok, (const char *)raw, (int)rawlen) : NULL;
     /* The whole input must be one object: no trailing bytes, no other JSON type. */
@@ -419,12 +341,12 @@ static unsigned char *es256_der(const unsigned char *sig, size_t len, size_t *de
     return der;
 }
 
-static int signature_ok(const acc_jwk *k, const char *signed_part, size_t signed_len,
+static int signature_ok(const pc_access_jwk *k, const char *signed_part, size_t signed_len,
                         const unsigned char *sig, size_t siglen)
 {
     unsigned char *der = NULL;
     size_t derlen = 0;
-    if (k->alg == ACC_ES256) {
+    if (k->alg == PC_ACCESS_ES256) {
         if (!(der = es256_der(sig, siglen, &derlen))) return 0;
         sig = der;
         siglen = derlen;
@@ -438,12 +360,13 @@ static int signature_ok(const acc_jwk *k, const char *signed_part, size_t signed
     return ok;
 }
 
-static const acc_jwk *pick_key(const acc_jwks *ks, const char *kid, acc_alg alg, const char **why)
+static const pc_access_jwk *pick_key(const pc_access_jwks *ks, const char *kid, pc_access_alg alg,
+                                     const char **why)
 {
-    const acc_jwk *found = NULL;
+    const pc_access_jwk *found = NULL;
     size_t fitting = 0;
     for (size_t i = 0; i < ks->n; i++) {
-        const acc_jwk *k = &ks->keys[i];
+        const pc_access_jwk *k = &ks->keys[i];
         if (kid) {
             if (k->kid && !strcmp(k->kid, kid)) {
                 found = k;
@@ -470,14 +393,15 @@ static const acc_jwk *pick_key(const acc_jwks *ks, const char *kid, acc_alg alg,
     return found;
 }
 
-int acc_jwt_verify(const acc_jwks *ks, const char *token, const char *issuer, const char *audience,
-                   long leeway_s, time_t now, struct json_object **claims, const char **why)
+int pc__access_jwt_verify(const pc_access_jwks *ks, const char *token, const char *issuer,
+                          const char *audience, long leeway_s, time_t now, struct json_object **claims,
+                          const char **why)
 {
     *claims = NULL;
-    size_t len = strnlen(token, MAX_TOKEN + 1);
+    size_t len = strnlen(token, PC_ACCESS_MAX_TOKEN + 1);
     const char *d1 = memchr(token, '.', len),
                *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - token)) : NULL;
-    if (len > MAX_TOKEN) {
+    if (len > PC_ACCESS_MAX_TOKEN) {
         *why = "token too long";
         return -1;
     }
@@ -493,16 +417,16 @@ int acc_jwt_verify(const acc_jwks *ks, const char *token, const char *issuer, co
     if (!hdr) goto done;
     const char *alg = jstr(hdr, "alg"), *kid;
     struct json_object *v;
-    acc_alg a;
+    pc_access_alg a;
     if (!alg) goto done;
     if (!strcasecmp(alg, "none")) {
         *why = "alg none is not accepted";
         goto done;
     }
     if (!strcmp(alg, "RS256")) {
-        a = ACC_RS256;
+        a = PC_ACCESS_RS256;
     } else if (!strcmp(alg, "ES256")) {
-        a = ACC_ES256;
+        a = PC_ACCESS_ES256;
     } else {
         *why = "unsupported alg (RS256 and ES256 are accepted)";
         goto done;
@@ -514,9 +438,9 @@ int acc_jwt_verify(const acc_jwks *ks, const char *token, const char *issuer, co
     }
     if (json_object_object_get_ex(hdr, "kid", &v) && !json_object_is_type(v, json_type_string)) goto done;
     kid = jstr(hdr, "kid");
-    const acc_jwk *k = pick_key(ks, kid, a, why);
+    const pc_access_jwk *k = pick_key(ks, kid, a, why);
     if (!k) goto done;
-    if (acc_b64url_decode(d2 + 1, len - (size_t)(d2 + 1 - token), &sig, &siglen) < 0 || siglen == 0) {
+    if (pc__b64url_decode(d2 + 1, len - (size_t)(d2 + 1 - token), &sig, &siglen) < 0 || siglen == 0) {
         *why = "malformed token";
         goto done;
     }
@@ -573,7 +497,7 @@ static char *json_b64(struct json_object *o)
 {
     const char *s =
         json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE);
-    return s ? acc_b64url_encode((const unsigned char *)s, strlen(s)) : NULL;
+    return s ? pc__b64url_encode((const unsigned char *)s, strlen(s)) : NULL;
 }
 
 /* DER ECDSA signature -> r || s, 32 bytes each. */
@@ -591,11 +515,11 @@ static int es256_raw(const unsigned char *der, size_t len, unsigned char out[64]
     return ok;
 }
 
-char *acc_jwt_sign(const acc_signer *s, struct json_object *claims)
+char *pc__access_jwt_sign(const pc_access_signer *s, struct json_object *claims)
 {
     struct json_object *hdr = json_object_new_object();
     if (!hdr) return NULL;
-    json_object_object_add(hdr, "alg", json_object_new_string(s->alg == ACC_RS256 ? "RS256" : "ES256"));
+    json_object_object_add(hdr, "alg", json_object_new_string(s->alg == PC_ACCESS_RS256 ? "RS256" : "ES256"));
     json_object_object_add(hdr, "kid", json_object_new_string(s->kid));
     json_object_object_add(hdr, "typ", json_object_new_string("JWT"));
     char *h = json_b64(hdr), *b = json_b64(claims), *input = NULL, *out = NULL, *sig64 = NULL;
@@ -612,12 +536,12 @@ char *acc_jwt_sign(const acc_signer *s, struct json_object *claims)
         !(sig = malloc(siglen)) ||
         EVP_DigestSign(md, sig, &siglen, (const unsigned char *)input, strlen(input)) != 1)
         goto done;
-    if (s->alg == ACC_ES256) {
+    if (s->alg == PC_ACCESS_ES256) {
         unsigned char raw[64];
         if (!es256_raw(sig, siglen, raw)) goto done;
-        sig64 = acc_b64url_encode(raw, sizeof raw);
+        sig64 = pc__b64url_encode(raw, sizeof raw);
     } else {
-        sig64 = acc_b64url_encode(sig, siglen);
+        sig64 = pc__b64url_encode(sig, siglen);
     }
     if (sig64 && asprintf(&out, "%s.%s", input, sig64) < 0) out = NULL;
 done:

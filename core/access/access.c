@@ -1,66 +1,49 @@
-/* The access policy: the built-in plugin the core puts first in every chain when an origin has an
- * `access` map. A protected origin sits behind an interactive login that gRPC clients cannot do, so
- * gRPC to it is refused (deny) or must authenticate another way: a client certificate checked at the
- * TLS handshake (mtls), a service token (id + secret, stored hashed), or a JWT verified against a
- * JWKS. After a successful check the credentials are removed and the edge can vouch for the caller
- * with a short-lived JWT of its own; headers the edge sets are stripped from every incoming request.
+/* The access policy on the request path: the first element of every chain whenever an origin has an
+ * `access` map. It is built into the core, not a plugin: the policies are the config's own (parsed
+ * once by policy.c), it must run first and cannot be skipped or left out of a zone's chain, and its
+ * key material already serves the TLS setup and the admin listener. It still speaks the public
+ * plugin ABI (a pc_plugin descriptor, the host table), so the chain runs it like any other element.
  *
- * Config (handed over by the core): {origin name: that origin's access map}, see docs/access.md. */
+ * A protected origin sits behind an interactive login that gRPC clients cannot do, so gRPC to it is
+ * refused (deny) or must authenticate another way: a client certificate checked at the TLS handshake
+ * (mtls), a service token (id + secret, stored hashed), or a JWT verified against a JWKS. After a
+ * successful check the credentials are removed and the edge can vouch for the caller with a
+ * short-lived JWT of its own; headers the edge sets are stripped from every incoming request. */
+#include "access.h"
+
 #include <json-c/json.h>
-#include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <portcullis/plugin.h>
-#include <stddef.h>
 #include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
 
-#include "access.h"
+#include "policy.h"
 
-#define DEFAULT_VOUCH_HEADER "portcullis-jwt-assertion"
 #define CACHE_SLOTS 256 /* per worker: service tokens verified recently */
 #define CACHE_TTL_S 60  /* a revoked token (after a reload) stops working at once: new cache */
 #define MAX_CLAIMS 32   /* published per request */
 #define MAX_CLAIM_VALUE 512
 
-typedef enum { MODE_NONE = 0, MODE_DENY, MODE_MTLS, MODE_TOKEN, MODE_JWT } acc_mode;
-
-static const char *const mode_names[] = {"none", "deny", "mtls", "service_token", "jwt"};
-
-typedef struct acc_policy {
-    char *origin;
-    acc_mode grpc; /* MODE_NONE: not protected and nothing asked for */
-    bool http_jwt;
-    bool strip;
-    bool has_jwt;
-    acc_jwks jwks;
-    char *issuer, *audience, *jwt_header;
-    long leeway;
-    acc_tokens tokens;
-    bool vouch;
-    acc_signer signer;
-    char *vouch_header;
-    long vouch_ttl;
-} acc_policy;
-
-/* Immutable after init: shared by every worker. */
+/* Immutable after init: shared by every worker. The policies are the config's, which outlives the
+ * chain built from it. */
 typedef struct acc_conf {
     const pc_host *host;
     const void *handle;
-    acc_policy *p;
-    size_t n;
+    const pc_config *cfg;
     char **edge_headers; /* identity headers the edge sets: never accepted from a client */
     size_t nedge;
 } acc_conf;
 
 typedef struct cache_slot {
     unsigned char key[32]; /* SHA-256 of id, NUL, secret */
-    const acc_token *token;
+    const pc_access_token *token;
     time_t expires;
 } cache_slot;
 
@@ -71,189 +54,20 @@ typedef struct acc_worker {
 } acc_worker;
 
 typedef struct ident {
-    acc_mode method;
+    pc_access_mode method;
     const char *sub;
     const char *common_name;
 } ident;
 
-/* ---- config ---- */
-
-static void policy_free(acc_policy *p)
-{
-    free(p->origin);
-    acc_jwks_free(&p->jwks);
-    free(p->issuer);
-    free(p->audience);
-    free(p->jwt_header);
-    acc_tokens_free(&p->tokens);
-    acc_signer_free(&p->signer);
-    free(p->vouch_header);
-}
+/* ---- set-up ---- */
 
 static void conf_free(acc_conf *c)
 {
     if (!c) return;
-    for (size_t i = 0; i < c->n; i++)
-        policy_free(&c->p[i]);
-    free(c->p);
     for (size_t i = 0; i < c->nedge; i++)
         free(c->edge_headers[i]);
     free(c->edge_headers);
     free(c);
-}
-
-typedef struct parse {
-    acc_conf *c;
-    char *err;
-    size_t errlen;
-} parse;
-
-static int bad(parse *ps, const pc_config_node *n, const char *origin, const char *key, const char *what)
-{
-    char where[512];
-    snprintf(ps->err, ps->errlen, "%s: origins (%s).access.%s: %s",
-             ps->c->host->config_where(n, where, sizeof where), origin, key, what);
-    return -1;
-}
-
-/* The core validated the access maps already (with the same rules); these checks keep the plugin
- * safe on its own. */
-static const char *str_at(parse *ps, const pc_config_node *map, const char *key)
-{
-    return map ? ps->c->host->config_string(ps->c->host->config_get(map, key)) : NULL;
-}
-
-static int get_bool(parse *ps, const pc_config_node *map, const char *origin, const char *key, bool *out)
-{
-    const pc_config_node *n = ps->c->host->config_get(map, key);
-    const char *s = ps->c->host->config_string(n);
-    if (!n) return 0;
-    if (s && (!strcasecmp(s, "true") || !strcasecmp(s, "yes") || !strcasecmp(s, "on")))
-        *out = true;
-    else if (s && (!strcasecmp(s, "false") || !strcasecmp(s, "no") || !strcasecmp(s, "off")))
-        *out = false;
-    else
-        return bad(ps, n, origin, key, "expected true or false");
-    return 0;
-}
-
-static int get_long(parse *ps, const pc_config_node *map, const char *origin, const char *key, long min,
-                    long max, long *out)
-{
-    const pc_config_node *n = map ? ps->c->host->config_get(map, key) : NULL;
-    const char *s = ps->c->host->config_string(n);
-    if (!n) return 0;
-    char *end;
-    long v = s ? strtol(s, &end, 10) : 0;
-    if (!s || !*s || *end || v < min || v > max) {
-        char what[96];
-        snprintf(what, sizeof what, "expected a whole number from %ld to %ld", min, max);
-        return bad(ps, n, origin, key, what);
-    }
-    *out = v;
-    return 0;
-}
-
-static bool header_name_ok(const char *s)
-{
-    if (!s || !*s || strlen(s) > 64) return false;
-    for (; *s; s++)
-        if (!((*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') || *s == '-' || *s == '_')) return false;
-    return true;
-}
-
-/* Loads one kind of material from map.key (a file path). */
-static int material(parse *ps, const pc_config_node *map, const char *origin, const char *key,
-                    const char *file_key, int (*load)(const char *, void *, char *, size_t), void *out)
-{
-    const pc_host *h = ps->c->host;
-    const pc_config_node *n = h->config_get(map, file_key);
-    const char *written = h->config_string(n);
-    char path_key[64], e[512];
-    snprintf(path_key, sizeof path_key, "%s.%s", key, file_key);
-    if (!written || !*written) return bad(ps, n ? n : map, origin, path_key, "expected a file name");
-    char path[PATH_MAX];
-    if (!h->config_path(n, path, sizeof path)) return bad(ps, n, origin, path_key, "path too long");
-    int rc = load(path, out, e, sizeof e);
-    return rc < 0 ? bad(ps, n, origin, path_key, e) : 0;
-}
-
-static int load_jwks(const char *p, void *o, char *e, size_t l)
-{
-    return acc_jwks_load(p, o, e, l);
-}
-static int load_tokens(const char *p, void *o, char *e, size_t l)
-{
-    return acc_tokens_load(p, o, e, l);
-}
-static int load_signer(const char *p, void *o, char *e, size_t l)
-{
-    return acc_signer_load(p, o, e, l);
-}
-
-static int parse_policy(parse *ps, acc_policy *p, const char *origin, const pc_config_node *m)
-{
-    const pc_host *h = ps->c->host;
-    bool protected_ = true;
-    if (!(p->origin = strdup(origin))) return bad(ps, m, origin, "", "out of memory");
-    p->strip = true;
-    if (get_bool(ps, m, origin, "protected", &protected_) < 0 ||
-        get_bool(ps, m, origin, "strip_credentials", &p->strip) < 0)
-        return -1;
-    const char *g = str_at(ps, m, "grpc");
-    p->grpc = protected_ ? MODE_DENY : MODE_NONE;
-    if (g) {
-        acc_mode md = MODE_DENY;
-        while (md <= MODE_JWT && strcmp(g, mode_names[md]))
-            md++;
-        if (md > MODE_JWT)
-            return bad(ps, h->config_get(m, "grpc"), origin, "grpc",
-                       "expected deny, mtls, service_token or jwt");
-        p->grpc = md;
-    }
-    const char *http = str_at(ps, m, "http");
-    if (http && strcmp(http, "jwt")) return bad(ps, h->config_get(m, "http"), origin, "http", "expected jwt");
-    p->http_jwt = http != NULL;
-
-    const pc_config_node *jwt = h->config_get(m, "jwt");
-    if (p->grpc == MODE_JWT || p->http_jwt) {
-        if (!jwt) return bad(ps, m, origin, "jwt", "required when grpc or http is jwt");
-        p->has_jwt = true;
-        if (material(ps, jwt, origin, "jwt", "jwks", load_jwks, &p->jwks) < 0) return -1;
-        const char *iss = str_at(ps, jwt, "issuer"), *aud = str_at(ps, jwt, "audience");
-        const char *hdr = str_at(ps, jwt, "header");
-        if (!iss || !*iss) return bad(ps, jwt, origin, "jwt.issuer", "required");
-        if (!aud || !*aud) return bad(ps, jwt, origin, "jwt.audience", "required");
-        if (hdr && !header_name_ok(hdr))
-            return bad(ps, h->config_get(jwt, "header"), origin, "jwt.header",
-                       "expected a lower-case header name");
-        p->leeway = 60;
-        if (!(p->issuer = strdup(iss)) || !(p->audience = strdup(aud)) ||
-            !(p->jwt_header = strdup(hdr ? hdr : "authorization")))
-            return bad(ps, jwt, origin, "jwt", "out of memory");
-        if (get_long(ps, jwt, origin, "leeway_s", 0, 3600, &p->leeway) < 0) return -1;
-    }
-    if (p->grpc == MODE_TOKEN) {
-        const pc_config_node *st = h->config_get(m, "service_token");
-        if (!st) return bad(ps, m, origin, "service_token", "required when grpc is service_token");
-        if (material(ps, st, origin, "service_token", "tokens_file", load_tokens, &p->tokens) < 0) return -1;
-    }
-    if (p->grpc == MODE_MTLS && !h->config_get(m, "mtls"))
-        return bad(ps, m, origin, "mtls", "required when grpc is mtls");
-    const pc_config_node *v = h->config_get(m, "vouch");
-    if (v) {
-        const char *hdr = str_at(ps, v, "header");
-        p->vouch = true;
-        p->vouch_ttl = 60;
-        if (material(ps, v, origin, "vouch", "key", load_signer, &p->signer) < 0) return -1;
-        if (hdr && !header_name_ok(hdr))
-            return bad(ps, h->config_get(v, "header"), origin, "vouch.header",
-                       "expected a lower-case header name");
-        if (!(p->vouch_header = strdup(hdr ? hdr : DEFAULT_VOUCH_HEADER)))
-            return bad(ps, v, origin, "vouch", "out of memory");
-        if (get_long(ps, v, origin, "ttl_s", 1, 3600, &p->vouch_ttl) < 0) return -1;
-    }
-    return 0;
 }
 
 static int add_edge_header(acc_conf *c, const char *name)
@@ -268,37 +82,30 @@ static int add_edge_header(acc_conf *c, const char *name)
     return 0;
 }
 
-static int init(const pc_host *host, const void *handle, const pc_config_node *config, void **out, char *err,
-                size_t errlen)
+bool pc__access_needed(const pc_config *cfg)
+{
+    for (size_t i = 0; i < cfg->norigins; i++)
+        if (cfg->origins[i].access) return true;
+    return false;
+}
+
+int pc__access_init(const pc_host *host, const void *handle, const pc_config *cfg, void **out, char *err,
+                    size_t errlen)
 {
     acc_conf *c = calloc(1, sizeof *c);
-    if (!c) return -1;
-    c->host = host;
-    c->handle = handle;
-    if (!PC_HOST_HAS(host, config_path)) {
-        snprintf(err, errlen, "this plugin needs a newer Portcullis core (host->config_path)");
-        free(c);
-        return -1;
+    bool ok = c && add_edge_header(c, PC_ACCESS_VOUCH_HEADER) == 0;
+    for (size_t i = 0; ok && i < cfg->norigins; i++) {
+        const pc_access_policy *p = cfg->origins[i].access;
+        if (p && p->vouch) ok = add_edge_header(c, p->vouch_header) == 0;
     }
-    size_t n = config ? host->config_len(config) : 0;
-    c->p = calloc(n ? n : 1, sizeof *c->p);
-    parse ps = {.c = c, .err = err, .errlen = errlen};
-    if (!c->p || add_edge_header(c, DEFAULT_VOUCH_HEADER) < 0) {
+    if (!ok) {
         snprintf(err, errlen, "out of memory");
         conf_free(c);
         return -1;
     }
-    for (size_t i = 0; i < n; i++) {
-        const char *origin = host->config_key(config, i);
-        const pc_config_node *m = host->config_at(config, i);
-        c->n++;
-        if (!origin || !m || parse_policy(&ps, &c->p[i], origin, m) < 0 ||
-            (c->p[i].vouch && add_edge_header(c, c->p[i].vouch_header) < 0)) {
-            if (!err[0]) snprintf(err, errlen, "origins (%s).access: invalid", origin ? origin : "?");
-            conf_free(c);
-            return -1;
-        }
-    }
+    c->host = host;
+    c->handle = handle;
+    c->cfg = cfg;
     *out = c;
     return 0;
 }
@@ -329,10 +136,11 @@ static void worker_destroy(void *ctx)
 
 /* ---- checks ---- */
 
-static const acc_policy *policy_for(const acc_conf *c, const char *origin)
+static const pc_access_policy *policy_for(const acc_conf *c, const char *origin)
 {
-    for (size_t i = 0; origin && i < c->n; i++)
-        if (!strcmp(c->p[i].origin, origin)) return &c->p[i];
+    for (size_t i = 0; origin && i < c->cfg->norigins; i++)
+        if (c->cfg->origins[i].access && !strcmp(c->cfg->origins[i].name, origin))
+            return c->cfg->origins[i].access;
     return NULL;
 }
 
@@ -347,20 +155,21 @@ static int repeated(const pc_host *h, pc_request *r, const char *name)
     return seen > 1;
 }
 
-static int refuse(const acc_conf *c, pc_request *r, acc_mode mode, const char *fmt, ...)
+static int refuse(const acc_conf *c, pc_request *r, pc_access_mode mode, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
-static int refuse(const acc_conf *c, pc_request *r, acc_mode mode, const char *fmt, ...)
+static int refuse(const acc_conf *c, pc_request *r, pc_access_mode mode, const char *fmt, ...)
 {
     char msg[512];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    c->host->metric_count(r, "access", mode == MODE_DENY ? "denied" : "unauthenticated", 1);
-    c->host->publish(r, "access.result", mode == MODE_DENY ? "denied" : "unauthenticated");
+    c->host->metric_count(r, "access", mode == PC_ACCESS_DENY ? "denied" : "unauthenticated", 1);
+    c->host->publish(r, "access.result", mode == PC_ACCESS_DENY ? "denied" : "unauthenticated");
     c->host->publish(r, "access.reason", msg); /* never holds a credential: see the callers */
-    return c->host->deny(r, mode == MODE_DENY ? PC_GRPC_PERMISSION_DENIED : PC_GRPC_UNAUTHENTICATED, msg);
+    return c->host->deny(r, mode == PC_ACCESS_DENY ? PC_GRPC_PERMISSION_DENIED : PC_GRPC_UNAUTHENTICATED,
+                         msg);
 }
 
 /* Claim names become published keys: plain words only, so a claim cannot forge another key. */
@@ -414,7 +223,7 @@ static void subject_cn(const char *subject, char *out, size_t outlen)
     }
 }
 
-static int vouch(const acc_conf *c, pc_request *r, const acc_policy *p, const ident *id)
+static int vouch(const acc_conf *c, pc_request *r, const pc_access_policy *p, const ident *id)
 {
     const pc_host *h = c->host;
     struct json_object *claims = json_object_new_object();
@@ -432,12 +241,12 @@ static int vouch(const acc_conf *c, pc_request *r, const acc_policy *p, const id
     json_object_object_add(claims, "sub", json_object_new_string(id->sub ? id->sub : ""));
     json_object_object_add(claims, "common_name",
                            json_object_new_string(id->common_name ? id->common_name : ""));
-    json_object_object_add(claims, "auth_method", json_object_new_string(mode_names[id->method]));
+    json_object_object_add(claims, "auth_method", json_object_new_string(pc__access_mode_name(id->method)));
     json_object_object_add(claims, "iat", json_object_new_int64((int64_t)now));
     json_object_object_add(claims, "nbf", json_object_new_int64((int64_t)now));
-    json_object_object_add(claims, "exp", json_object_new_int64((int64_t)now + p->vouch_ttl));
+    json_object_object_add(claims, "exp", json_object_new_int64((int64_t)now + p->vouch_ttl_s));
     json_object_object_add(claims, "jti", json_object_new_string(jti));
-    char *token = acc_jwt_sign(&p->signer, claims);
+    char *token = pc__access_jwt_sign(&p->signer, claims);
     json_object_put(claims);
     int rc = token && h->header_set(r, p->vouch_header, token) == 0 ? 0 : -1;
     free(token);
@@ -445,18 +254,18 @@ static int vouch(const acc_conf *c, pc_request *r, const acc_policy *p, const id
 }
 
 /* The caller proved who it is: publish that, remove its credentials, vouch for it to the origin. */
-static int allow(const acc_conf *c, pc_request *r, const acc_policy *p, const ident *id)
+static int allow(const acc_conf *c, pc_request *r, const pc_access_policy *p, const ident *id)
 {
     const pc_host *h = c->host;
     h->publish(r, "access.result", "allowed");
-    h->publish(r, "access.method", mode_names[id->method]);
+    h->publish(r, "access.method", pc__access_mode_name(id->method));
     if (id->sub) h->publish(r, "access.sub", id->sub);
     if (id->common_name) h->publish(r, "access.common_name", id->common_name);
     if (p->strip) {
-        if (id->method == MODE_TOKEN) {
+        if (id->method == PC_ACCESS_TOKEN) {
             h->header_remove(r, "access-client-id");
             h->header_remove(r, "access-client-secret");
-        } else if (id->method == MODE_JWT) {
+        } else if (id->method == PC_ACCESS_JWT) {
             h->header_remove(r, p->jwt_header);
         }
     }
@@ -479,13 +288,13 @@ static void authority_host(const char *auth, char *out, size_t outlen)
     snprintf(out, outlen, "%.*s", (int)len, auth ? auth : "");
 }
 
-static int check_mtls(const acc_conf *c, pc_request *r, const acc_policy *p)
+static int check_mtls(const acc_conf *c, pc_request *r, const pc_access_policy *p)
 {
     const pc_host *h = c->host;
     const char *subject = h->request_info(r, "tls.client_subject");
     if (!subject)
         return refuse(
-            c, r, MODE_MTLS,
+            c, r, PC_ACCESS_MTLS,
             "origin %s requires a client certificate issued by its CA: none was presented or it did not "
             "verify",
             p->origin);
@@ -498,44 +307,45 @@ static int check_mtls(const acc_conf *c, pc_request *r, const acc_policy *p)
     snprintf(sni, sizeof sni, "%s", s ? s : "");
     if (!s || strcasecmp(sni, host) != 0)
         return refuse(
-            c, r, MODE_MTLS,
+            c, r, PC_ACCESS_MTLS,
             "the client certificate was checked for TLS server name \"%.100s\", not for this host: open a "
             "connection to this host",
             sni);
     char cn[256];
     subject_cn(subject, cn, sizeof cn);
     h->publish(r, "access.subject", subject);
-    ident id = {MODE_MTLS, subject, cn[0] ? cn : subject};
+    ident id = {PC_ACCESS_MTLS, subject, cn[0] ? cn : subject};
     return allow(c, r, p, &id);
 }
 
-static int check_jwt(const acc_conf *c, pc_request *r, const acc_policy *p)
+static int check_jwt(const acc_conf *c, pc_request *r, const pc_access_policy *p)
 {
     const pc_host *h = c->host;
     const char *v = h->header_get(r, p->jwt_header);
     if (!v)
-        return refuse(c, r, MODE_JWT, "origin %s requires a bearer token in the %s header", p->origin,
+        return refuse(c, r, PC_ACCESS_JWT, "origin %s requires a bearer token in the %s header", p->origin,
                       p->jwt_header);
     if (repeated(h, r, p->jwt_header))
-        return refuse(c, r, MODE_JWT, "invalid token: the %s header is repeated", p->jwt_header);
+        return refuse(c, r, PC_ACCESS_JWT, "invalid token: the %s header is repeated", p->jwt_header);
     if (!strncasecmp(v, "Bearer ", 7)) {
         v += 7;
         while (*v == ' ')
             v++;
     } else if (!strcmp(p->jwt_header, "authorization")) {
-        return refuse(c, r, MODE_JWT, "invalid token: authorization must use the Bearer scheme");
+        return refuse(c, r, PC_ACCESS_JWT, "invalid token: authorization must use the Bearer scheme");
     }
     struct json_object *claims;
     const char *why;
-    if (acc_jwt_verify(&p->jwks, v, p->issuer, p->audience, p->leeway, time(NULL), &claims, &why) < 0)
-        return refuse(c, r, MODE_JWT, "invalid token: %s", why);
+    if (pc__access_jwt_verify(&p->jwks, v, p->issuer, p->audience, p->leeway_s, time(NULL), &claims, &why) <
+        0)
+        return refuse(c, r, PC_ACCESS_JWT, "invalid token: %s", why);
     struct json_object *sub_o;
     const char *sub =
         json_object_object_get_ex(claims, "sub", &sub_o) && json_object_is_type(sub_o, json_type_string)
             ? json_object_get_string(sub_o)
             : NULL;
     publish_claims(h, r, claims);
-    ident id = {MODE_JWT, sub, sub};
+    ident id = {PC_ACCESS_JWT, sub, sub};
     int rc = allow(c, r, p, &id);
     json_object_put(claims);
     return rc;
@@ -545,9 +355,9 @@ static int check_jwt(const acc_conf *c, pc_request *r, const acc_policy *p)
 
 typedef struct token_work {
     acc_worker *w;
-    const acc_policy *p;
-    const acc_token *token; /* NULL: unknown id (the KDF still runs, so timing says nothing) */
-    acc_token dummy;
+    const pc_access_policy *p;
+    const pc_access_token *token; /* NULL: unknown id (the KDF still runs, so timing says nothing) */
+    pc_access_token dummy;
     char *id;
     char *secret;
     size_t secret_len;
@@ -566,7 +376,7 @@ static void cache_key(const char *id, const char *secret, size_t len, unsigned c
     EVP_MD_CTX_free(md);
 }
 
-static bool cache_hit(acc_worker *w, const unsigned char key[32], const acc_token *t)
+static bool cache_hit(acc_worker *w, const unsigned char key[32], const pc_access_token *t)
 {
     cache_slot *s = &w->cache[key[0]];
     return t && s->token == t && s->expires > time(NULL) && CRYPTO_memcmp(s->key, key, 32) == 0;
@@ -584,20 +394,20 @@ static void token_work_free(token_work *tw)
 static void token_kdf(void *arg)
 {
     token_work *tw = arg;
-    const acc_token *t = tw->token ? tw->token : &tw->dummy;
-    tw->match = acc_token_matches(t, tw->secret, tw->secret_len) && tw->token != NULL;
+    const pc_access_token *t = tw->token ? tw->token : &tw->dummy;
+    tw->match = pc__access_token_matches(t, tw->secret, tw->secret_len) && tw->token != NULL;
 }
 
 static int token_verdict(token_work *tw, pc_request *r)
 {
     const acc_conf *c = tw->w->conf;
-    if (!tw->match) return refuse(c, r, MODE_TOKEN, "invalid service token");
+    if (!tw->match) return refuse(c, r, PC_ACCESS_TOKEN, "invalid service token");
     cache_slot *s = &tw->w->cache[tw->key[0]];
     memcpy(s->key, tw->key, sizeof s->key);
     s->token = tw->token;
     s->expires = time(NULL) + CACHE_TTL_S;
     if (tw->token->name) c->host->publish(r, "access.token_name", tw->token->name);
-    ident id = {MODE_TOKEN, tw->token->id, tw->token->id};
+    ident id = {PC_ACCESS_TOKEN, tw->token->id, tw->token->id};
     c->host->publish(r, "access.client_id", tw->token->id);
     return allow(c, r, tw->p, &id);
 }
@@ -611,24 +421,24 @@ static void token_done(void *arg, pc_request *r)
     h->resume(r, rv);
 }
 
-static int check_token(acc_worker *w, pc_request *r, const acc_policy *p)
+static int check_token(acc_worker *w, pc_request *r, const pc_access_policy *p)
 {
     const acc_conf *c = w->conf;
     const pc_host *h = c->host;
     const char *id = h->header_get(r, "access-client-id"), *secret = h->header_get(r, "access-client-secret");
     if (!id || !secret || !*id || !*secret)
-        return refuse(c, r, MODE_TOKEN,
+        return refuse(c, r, PC_ACCESS_TOKEN,
                       "origin %s requires a service token: headers access-client-id and access-client-secret",
                       p->origin);
     if (repeated(h, r, "access-client-id") || repeated(h, r, "access-client-secret"))
-        return refuse(c, r, MODE_TOKEN, "invalid service token: a token header is repeated");
+        return refuse(c, r, PC_ACCESS_TOKEN, "invalid service token: a token header is repeated");
     size_t slen = strlen(secret);
-    if (strlen(id) > 256 || slen > 512) return refuse(c, r, MODE_TOKEN, "invalid service token");
+    if (strlen(id) > 256 || slen > 512) return refuse(c, r, PC_ACCESS_TOKEN, "invalid service token");
     token_work *tw = calloc(1, sizeof *tw);
     if (!tw) return PC_ERROR;
     tw->w = w;
     tw->p = p;
-    tw->token = acc_tokens_find(&p->tokens, id);
+    tw->token = pc__access_tokens_find(&p->tokens, id);
     tw->secret_len = slen;
     cache_key(id, secret, slen, tw->key);
     if (cache_hit(w, tw->key, tw->token)) {
@@ -666,35 +476,37 @@ static int on_request_headers(pc_request *r, void *ctx, void *state)
     /* Identity the edge asserts can only come from the edge, whatever the origin or protocol. */
     for (size_t i = 0; i < c->nedge; i++)
         h->header_remove(r, c->edge_headers[i]);
-    const acc_policy *p = policy_for(c, h->request_info(r, "origin"));
+    const pc_access_policy *p = policy_for(c, h->request_info(r, "origin"));
     if (!p) return PC_CONTINUE;
     const char *grpc = h->request_info(r, "grpc");
-    acc_mode mode = grpc && !strcmp(grpc, "1") ? p->grpc : p->http_jwt ? MODE_JWT : MODE_NONE;
+    pc_access_mode mode = grpc && !strcmp(grpc, "1") ? p->grpc : p->http_jwt ? PC_ACCESS_JWT : PC_ACCESS_NONE;
     switch (mode) {
-    case MODE_NONE:
+    case PC_ACCESS_NONE:
         return PC_CONTINUE;
-    case MODE_DENY:
+    case PC_ACCESS_DENY:
         return refuse(
-            c, r, MODE_DENY,
+            c, r, PC_ACCESS_DENY,
             "gRPC is disabled for protected origin %s: it is behind an interactive login (access.grpc: "
             "deny)",
             p->origin);
-    case MODE_MTLS:
+    case PC_ACCESS_MTLS:
         return check_mtls(c, r, p);
-    case MODE_TOKEN:
+    case PC_ACCESS_TOKEN:
         return check_token(w, r, p);
-    case MODE_JWT:
+    case PC_ACCESS_JWT:
         return check_jwt(c, r, p);
     }
     return PC_ERROR;
 }
 
-PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v2 = {
+/* No init: the loader configures it with pc__access_init, from the config's parsed policies. */
+const pc_plugin pc__access_plugin = {
     .abi_version = PC_PLUGIN_ABI_VERSION,
     .struct_size = sizeof(pc_plugin),
     .name = "access",
     .version = "1.0",
-    .init = init,
+    .summary = "refuses gRPC to origins behind an interactive login, or demands mTLS, a service token or a "
+               "JWT; configured by each origin's access map",
     .destroy = destroy,
     .worker_init = worker_init,
     .worker_destroy = worker_destroy,

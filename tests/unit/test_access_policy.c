@@ -1,22 +1,21 @@
-/* Access policies at config load (core/access_check.c and the access part of config.c) and the edge's
- * JWKS (core/jwks.c): material checks, errors with their positions, the warnings, and key ids that
- * match what the access plugin puts in the tokens it signs (plugins/access/jwt.c, included). */
+/* Access policies at config load (core/access/policy.c, called by config.c for each origin's access
+ * map): the material each part names, errors with their positions, the warnings, and the typed
+ * policy the TLS setup and the request path read. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include "../../plugins/access/jwt.c"
-#include "access_check.h"
+#include "access/policy.h"
 #include "config.h"
-#include "jwks.h"
 
 typedef struct fixture {
     char dir[256];
@@ -116,38 +115,63 @@ static int teardown(void **state)
     return rc;
 }
 
+/* The loaders of each kind of material, as the policy calls them: 0, or -1 with err. */
+static int check_jwks(const char *path, char *err, size_t errlen)
+{
+    pc_access_jwks ks;
+    int rc = pc__access_jwks_load(path, &ks, err, errlen);
+    if (rc == 0) pc__access_jwks_free(&ks);
+    return rc;
+}
+
+static int check_tokens(const char *path, char *err, size_t errlen)
+{
+    pc_access_tokens ts;
+    int rc = pc__access_tokens_load(path, &ts, err, errlen);
+    if (rc == 0) pc__access_tokens_free(&ts);
+    return rc;
+}
+
+static int check_signing_key(const char *path, char *err, size_t errlen)
+{
+    pc_access_signer s;
+    int rc = pc__access_signer_load(path, &s, err, errlen);
+    if (rc == 0) pc__access_signer_free(&s);
+    return rc;
+}
+
 static void test_material(void **state)
 {
     fixture *fx = *state;
     char path[512], err[768];
     path_in(fx, "ca.pem", path, sizeof path);
-    assert_int_equal(pc__access_check_ca(path, err, sizeof err), 0);
+    assert_int_equal(pc__access_ca_check(path, err, sizeof err), 0);
     path_in(fx, "leaf.pem", path, sizeof path);
-    assert_int_equal(pc__access_check_ca(path, err, sizeof err), -1);
+    assert_int_equal(pc__access_ca_check(path, err, sizeof err), -1);
     assert_non_null(strstr(err, "certificate 1 (/CN=leaf.pem) is not a CA certificate"));
     path_in(fx, "jwks.json", path, sizeof path);
-    assert_int_equal(pc__access_check_ca(path, err, sizeof err), -1);
+    assert_int_equal(pc__access_ca_check(path, err, sizeof err), -1);
     assert_non_null(strstr(err, "no PEM certificate found"));
-    assert_int_equal(pc__access_check_jwks(path, err, sizeof err), 0);
+    assert_int_equal(check_jwks(path, err, sizeof err), 0);
     path_in(fx, "tokens.yaml", path, sizeof path);
-    assert_int_equal(pc__access_check_tokens(path, err, sizeof err), 0);
-    assert_int_equal(pc__access_check_jwks(path, err, sizeof err), -1);
+    assert_int_equal(check_tokens(path, err, sizeof err), 0);
+    assert_int_equal(check_jwks(path, err, sizeof err), -1);
     assert_non_null(strstr(err, "expected a JSON Web Key Set"));
     path_in(fx, "vouch-ec.pem", path, sizeof path);
-    assert_int_equal(pc__access_check_signing_key(path, err, sizeof err), 0);
-    assert_int_equal(pc__access_check_tokens(path, err, sizeof err), -1);
+    assert_int_equal(check_signing_key(path, err, sizeof err), 0);
+    assert_int_equal(check_tokens(path, err, sizeof err), -1);
     path_in(fx, "weak.pem", path, sizeof path);
-    assert_int_equal(pc__access_check_signing_key(path, err, sizeof err), -1);
+    assert_int_equal(check_signing_key(path, err, sizeof err), -1);
     assert_non_null(strstr(err, "expected an RSA key of 2048 bits or more"));
     path_in(fx, "missing.pem", path, sizeof path);
-    assert_int_equal(pc__access_check_signing_key(path, err, sizeof err), -1);
+    assert_int_equal(check_signing_key(path, err, sizeof err), -1);
     assert_non_null(strstr(err, "cannot open"));
 
     write_file(fx, "t2.yaml",
                "- {id: a, salt: \"0011223344556677\", hash: \"scrypt:1024:8:1:00\"}\n"
                "- {id: b, name: [x]}\n");
     path_in(fx, "t2.yaml", path, sizeof path);
-    assert_int_equal(pc__access_check_tokens(path, err, sizeof err), -1);
+    assert_int_equal(check_tokens(path, err, sizeof err), -1);
     assert_non_null(strstr(err, "t2.yaml:1:37: hash: the digest must be 64 hex digits"));
 }
 
@@ -185,16 +209,29 @@ static void test_config_access(void **state)
     assert_string_equal(
         cfg->warnings[0],
         "origins[0] (o): access.jwt is set but not used (neither access.grpc nor access.http is jwt)");
-    char *ca = pc__access_mtls_ca(cfg, &cfg->origins[0]), expect[600];
+    char expect[600];
     snprintf(expect, sizeof expect, "%s/ca.pem", cfg->dir);
-    assert_string_equal(ca, expect);
-    free(ca);
+    assert_string_equal(pc__access_mtls_ca(cfg->origins[0].access), expect);
+    /* The typed policy: what the request path and the admin JWKS read. */
+    const pc_access_policy *p = cfg->origins[0].access;
+    assert_string_equal(p->origin, "o");
+    assert_true(p->is_protected && p->grpc_set && p->strip);
+    assert_int_equal(p->grpc, PC_ACCESS_MTLS);
+    assert_true(p->has_jwt && !p->http_jwt && !p->has_tokens);
+    assert_string_equal(p->jwt_header, "authorization");
+    assert_int_equal(p->leeway_s, 60);
+    assert_true(p->vouch && p->signer.alg == PC_ACCESS_RS256);
+    assert_string_equal(p->vouch_header, "x-caller");
+    assert_int_equal(p->vouch_ttl_s, 30);
     pc__config_free(cfg);
 
     /* The risky combination: gRPC on, protected, access.grpc never chosen. */
     cfg = load(fx, "  - { name: o, servers: [\"127.0.0.1:1\"], access: { protected: yes } }\n", zone, err,
                sizeof err);
     assert_non_null(cfg);
+    assert_null(pc__access_mtls_ca(cfg->origins[0].access));
+    assert_int_equal(cfg->origins[0].access->grpc, PC_ACCESS_DENY);
+    assert_false(cfg->origins[0].access->grpc_set);
     assert_int_equal(cfg->nwarnings, 1);
     assert_string_equal(
         cfg->warnings[0],
@@ -250,68 +287,11 @@ static void test_config_access(void **state)
     }
 }
 
-static void test_jwks_rotation(void **state)
-{
-    fixture *fx = *state;
-    char err[1024], path[512];
-    acc_signer ec, rsa;
-    path_in(fx, "vouch-ec.pem", path, sizeof path);
-    assert_int_equal(acc_signer_load(path, &ec, err, sizeof err), 0);
-    path_in(fx, "vouch-rsa.pem", path, sizeof path);
-    assert_int_equal(acc_signer_load(path, &rsa, err, sizeof err), 0);
-
-    /* Two origins share the EC key: listed once, with the kid the plugin signs with. */
-    const char *zones =
-        "  - { name: z, hosts: [a.example], origin: o }\n  - { name: y, hosts: [b.example], origin: p }\n";
-    pc_config *cfg = load(
-        fx,
-        "  - { name: o, servers: [\"127.0.0.1:1\"], access: { grpc: deny, vouch: { key: vouch-ec.pem } } }\n"
-        "  - { name: p, servers: [\"127.0.0.1:1\"], access: { grpc: deny, vouch: { key: vouch-ec.pem } } }\n",
-        zones, err, sizeof err);
-    assert_non_null(cfg);
-    assert_int_equal(pc__jwks_update(cfg, err, sizeof err), 0);
-    char *doc = pc__jwks_render();
-    struct json_object *o = json_tokener_parse(doc), *keys = json_object_object_get(o, "keys");
-    assert_int_equal(json_object_array_length(keys), 1);
-    struct json_object *k = json_object_array_get_idx(keys, 0);
-    assert_string_equal(json_object_get_string(json_object_object_get(k, "kid")), ec.kid);
-    assert_string_equal(json_object_get_string(json_object_object_get(k, "alg")), "ES256");
-    assert_null(json_object_object_get(k, "d"));
-    json_object_put(o);
-    free(doc);
-    /* The same set again (check, or a reload without key changes) keeps nothing else around. */
-    assert_int_equal(pc__jwks_update(cfg, err, sizeof err), 0);
-    pc__config_free(cfg);
-
-    /* A reload to the RSA key: the EC key stays published for tokens already out there. */
-    cfg = load(
-        fx,
-        "  - { name: o, servers: [\"127.0.0.1:1\"], access: { grpc: deny, vouch: { key: vouch-rsa.pem } } }\n"
-        "  - { name: p, servers: [\"127.0.0.1:1\"] }\n",
-        zones, err, sizeof err);
-    assert_non_null(cfg);
-    assert_int_equal(pc__jwks_update(cfg, err, sizeof err), 0);
-    doc = pc__jwks_render();
-    o = json_tokener_parse(doc);
-    keys = json_object_object_get(o, "keys");
-    assert_int_equal(json_object_array_length(keys), 2);
-    assert_string_equal(
-        json_object_get_string(json_object_object_get(json_object_array_get_idx(keys, 0), "kid")), rsa.kid);
-    assert_string_equal(
-        json_object_get_string(json_object_object_get(json_object_array_get_idx(keys, 1), "kid")), ec.kid);
-    json_object_put(o);
-    free(doc);
-    pc__config_free(cfg);
-    acc_signer_free(&ec);
-    acc_signer_free(&rsa);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_material),
         cmocka_unit_test(test_config_access),
-        cmocka_unit_test(test_jwks_rotation),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
