@@ -12,6 +12,8 @@
  *     -M MODE      unary   POST /bench.Bench/Unary, one message, 2 string fields (about 56 bytes)
  *                  stream  POST /bench.Bench/Chat, -k messages of 5 string fields each, responses
  *                          read while sending
+ *                  chat    as stream, but one message in flight per call: each is sent when the
+ *                          answer to the one before has arrived (a conversation)
  *                  attack  as unary, but field 2 is an SQL injection (varied per call too)
  *     -k N         messages per stream call (1000)
  *     -s SEED      PRNG seed (1)
@@ -46,7 +48,7 @@
 #include <time.h>
 #include <unistd.h>
 
-enum { MODE_UNARY, MODE_STREAM, MODE_ATTACK };
+enum { MODE_UNARY, MODE_STREAM, MODE_ATTACK, MODE_CHAT };
 enum { ST_CONNECTING, ST_HANDSHAKE, ST_READY, ST_DEAD };
 #define MAX_STATUS 17 /* grpc-status 0-16; 17 counts anything else */
 #define MSG_CAP 1024
@@ -59,6 +61,7 @@ typedef struct call {
     double t0;
     int http_status, grpc_status;
     uint32_t msgs_left;       /* stream: messages still to generate */
+    uint32_t nsent, nrecv;    /* chat: messages sent, answers received */
     size_t off, len;          /* unsent part of buf */
     uint8_t rhdr[5], rhave;   /* response message prefix being read */
     uint32_t rneed;           /* response message bytes still to skip */
@@ -316,6 +319,11 @@ static ssize_t read_body(nghttp2_session *s, int32_t id, uint8_t *out, size_t le
     while (n < len) {
         if (k->off == k->len) {
             if (k->msgs_left == 0) break;
+            if (mode == MODE_CHAT && k->nsent > k->nrecv) { /* wait for the answer */
+                if (n == 0) return NGHTTP2_ERR_DEFERRED;
+                break;
+            }
+            k->nsent++;
             k->msgs_left--;
             k->off = 0;
             k->len = make_message(k->buf);
@@ -340,8 +348,8 @@ static int start_call(conn *c)
     if (!k) return -1;
     k->conn = c;
     k->grpc_status = -1;
-    k->msgs_left = mode == MODE_STREAM ? (uint32_t)msgs_per_call : 1;
-    const char *path = mode == MODE_STREAM ? "/bench.Bench/Chat" : "/bench.Bench/Unary";
+    k->msgs_left = mode == MODE_STREAM || mode == MODE_CHAT ? (uint32_t)msgs_per_call : 1;
+    const char *path = mode == MODE_STREAM || mode == MODE_CHAT ? "/bench.Bench/Chat" : "/bench.Bench/Unary";
     static const char ua[] = "grpc-python/1.62.1 grpc-c/39.0.0 (linux; chttp2)";
     nghttp2_nv nva[] = {
         NV(":method", "POST", 4),
@@ -425,6 +433,8 @@ static int on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t 
             k->rneed = (uint32_t)k->rhdr[1] << 24 | (uint32_t)k->rhdr[2] << 16 | (uint32_t)k->rhdr[3] << 8 |
                        k->rhdr[4];
             msgs_recv++;
+            k->nrecv++;
+            if (mode == MODE_CHAT) nghttp2_session_resume_data(s, id);
         }
     }
     return 0;
@@ -672,7 +682,7 @@ static void usage(void)
     fprintf(
         stderr,
         "usage: bench-client [-h HOST] [-a AUTHORITY_NAME] [-c CONNS] [-m STREAMS] [-n CALLS] [-d SECONDS]\n"
-        "                    [-M unary|stream|attack] [-k MESSAGES] [-s SEED] [-x N] PORT\n");
+        "                    [-M unary|stream|chat|attack] [-k MESSAGES] [-s SEED] [-x N] PORT\n");
     exit(2);
 }
 
@@ -718,6 +728,8 @@ int main(int argc, char **argv)
                 mode = MODE_STREAM;
             else if (!strcmp(optarg, "attack"))
                 mode = MODE_ATTACK;
+            else if (!strcmp(optarg, "chat"))
+                mode = MODE_CHAT;
             else
                 usage();
             break;
@@ -835,7 +847,10 @@ int main(int argc, char **argv)
             sl += (size_t)snprintf(statuses + sl, sizeof statuses - sl, "%s%s%d:%ld", sl ? "," : "",
                                    i == MAX_STATUS ? ">" : "", i == MAX_STATUS ? 16 : i, status_count[i]);
     }
-    const char *mname = mode == MODE_STREAM ? "stream" : mode == MODE_ATTACK ? "attack" : "unary";
+    const char *mname = mode == MODE_STREAM   ? "stream"
+                        : mode == MODE_CHAT   ? "chat"
+                        : mode == MODE_ATTACK ? "attack"
+                                              : "unary";
     printf("mode %s, %d connections x %d streams, %s:%d\n", mname, nconns, per_conn, host, port);
     printf("calls completed:    %ld of %ld (grpc-status 0: %ld, other grpc-status: %ld, resets: %ld, "
            "no grpc-status: %ld, unfinished: %ld)\n",
