@@ -247,6 +247,36 @@ static void put(out *o, const char *fmt, ...)
 }
 
 /* Label values are escaped per the text format: backslash, quote, newline. */
+static const char *esc(const char *s, char *buf, size_t len);
+
+/* A plugin label written "name=value" (name in [a-z_], not "zone"), or several joined by ';'
+ * ("rule=cart;result=refused"), is exported as those labels. Into out as `name="value",...`;
+ * 0 when the label is not of that form (then it is exported as label="..."). */
+static int own_labels(const char *label, char *out, size_t len)
+{
+    size_t used = 0;
+    const char *names[8];
+    size_t nlen[8], n = 0;
+    for (const char *p = label;;) {
+        size_t kl = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+        if (!kl || kl >= 32 || p[kl] != '=' || (kl == 4 && !strncmp(p, "zone", 4)) || n == 8) return 0;
+        for (size_t i = 0; i < n; i++)
+            if (nlen[i] == kl && !strncmp(names[i], p, kl)) return 0; /* a name twice */
+        names[n] = p;
+        nlen[n++] = kl;
+        const char *v = p + kl + 1, *end = strchr(v, ';');
+        size_t vl = end ? (size_t)(end - v) : strlen(v);
+        char val[256], e[512];
+        snprintf(val, sizeof val, "%.*s", (int)vl, v);
+        int w = snprintf(out + used, len - used, "%s%.*s=\"%s\"", used ? "," : "", (int)kl, p,
+                         esc(val, e, sizeof e));
+        if (w < 0 || (size_t)w >= len - used) return 0;
+        used += (size_t)w;
+        if (!end) return 1;
+        p = end + 1;
+    }
+}
+
 static const char *esc(const char *s, char *buf, size_t len)
 {
     size_t o = 0;
@@ -342,11 +372,10 @@ char *pc__metrics_render(pc_metrics *const *ms, size_t n)
     for (size_t i = 0; i < agg.nps; i++) {
         const pseries *p = &agg.ps[i];
         if (p->label) {
-            /* A label written "name=value" (name in [a-z_]) is its own label: result="clean". */
-            size_t kl = strspn(p->label, "abcdefghijklmnopqrstuvwxyz_");
-            if (kl && kl < 32 && p->label[kl] == '=' && !(kl == 4 && !strncmp(p->label, "zone", 4))) {
-                put(&o, "pc_%s_total{zone=\"%s\",%.*s=\"%s\"} %llu\n", p->name, esc(p->zone, e1, sizeof e1),
-                    (int)kl, p->label, esc(p->label + kl + 1, e3, sizeof e3), p->count);
+            char lbl[512];
+            if (own_labels(p->label, lbl, sizeof lbl)) {
+                put(&o, "pc_%s_total{zone=\"%s\",%s} %llu\n", p->name, esc(p->zone, e1, sizeof e1), lbl,
+                    p->count);
                 continue;
             }
             put(&o, "pc_%s_total{zone=\"%s\",label=\"%s\"} %llu\n", p->name, esc(p->zone, e1, sizeof e1),

@@ -4,18 +4,23 @@
  * plugins, Lua and the access log read what it publishes; a zone can deny calls below a threshold,
  * applied once every plugin saw the headers (on_request_ready), to the score as Lua left it.
  *
+ * Behaviour (request rate, error ratio) is counted per client in a table the process's workers share
+ * (table.c); with `store: {type: redis}` also in Redis, for every edge of a fleet (fleet.c), each worker
+ * sending its counts every 100 ms so that no request waits for Redis.
+ *
  *   - name: bot
  *     config:                           # every key optional
  *       rules: ../rules/bots            # *.rules files; relative to this config file (default: the
  *                                       # installed rules/bots, else the source tree's)
  *       header: x-bot-score             # also send the score to the origin
- *       max_clients: 65536              # behaviour table per worker (about 80 bytes each)
+ *       max_clients: 65536              # behaviour table per process (about 80 bytes each)
  *       rate_window_s: 10
  *       rate_limit: 100                 # requests per client per rate window before the score drops
  *       error_window_s: 60
  *       error_min: 20                   # finished requests in the window before the error ratio counts
  *       error_ratio: 0.5
  *       error_codes: [5, 7, 16]         # gRPC statuses counted as errors (plain HTTP: 401, 403, 404)
+ *       store: { type: redis, address: "127.0.0.1:6379", secret_file: bot.secret }   # default local
  *       zones:
  *         example.com: { block_below: 30, allow_verified: true }
  */
@@ -24,10 +29,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <time.h>
 
 #include "bot.h"
+#include "fleet.h"
+#include "store_config.h"
 
 /* The shipped rules when `rules` is not set: the installed rules/bots, else the source tree's (a build
  * tree's binary), as the modsecurity plugin finds its rules/waf. Set by plugins/CMakeLists.txt. */
@@ -56,11 +62,13 @@ typedef struct bot_conf {
     uint32_t error_codes; /* bit per gRPC status 1-16 */
     zone_conf *zones;
     size_t nzones;
+    rl_store_conf store;
+    bot_table *table; /* the process's counts: the store with type local, Redis's fallback with redis */
 } bot_conf;
 
 typedef struct bot_worker {
     const bot_conf *conf;
-    bot_clients *clients;
+    bot_fleet *fleet; /* store type redis */
 } bot_worker;
 
 typedef struct bot_req {
@@ -82,6 +90,7 @@ static void conf_free(bot_conf *c)
 {
     if (!c) return;
     bot_rules_free(&c->rules);
+    bot_table_free(c->table);
     free(c->header);
     for (size_t i = 0; i < c->nzones; i++)
         free(c->zones[i].name);
@@ -158,45 +167,14 @@ static int get_bool(const cfg *k, const pc_config_node *map, const char *key, bo
     return 0;
 }
 
-static bool is_dir(const char *path)
-{
-    struct stat st;
-    return path && *path && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
-}
-
-/* The directory of the shipped rules: installed if it is a directory, else source (empty: none). 0, or -1
- * with both paths tried in err. */
-static int shipped_rules_dir(const char *installed, const char *source, char *out, size_t len, char *err,
-                             size_t errlen)
-{
-    const char *dir = is_dir(installed) ? installed : is_dir(source) ? source : NULL;
-    if (!dir) {
-        if (source && *source)
-            snprintf(err, errlen,
-                     "not set, and no shipped rules in %s or %s (install them with cmake --install, "
-                     "or set `rules` to a directory of .rules files)",
-                     installed, source);
-        else
-            snprintf(err, errlen,
-                     "not set, and no shipped rules in %s (install them with cmake --install, or "
-                     "set `rules` to a directory of .rules files)",
-                     installed);
-        return -1;
-    }
-    if ((size_t)snprintf(out, len, "%s", dir) >= len) {
-        snprintf(err, errlen, "not set, and the shipped rules' path is too long: %s", dir);
-        return -1;
-    }
-    return 0;
-}
-
 /* `rules`, or the shipped rules when it is not set; dir gets the directory read. */
 static int load_rules(const cfg *k, bot_conf *c, const pc_config_node *config, char *dir, size_t dirlen)
 {
     const pc_config_node *n = config ? k->h->config_get(config, "rules") : NULL;
     char msg[1024];
     if (!n) {
-        if (shipped_rules_dir(PC_BOT_RULES_DIR, PC_BOT_SOURCE_RULES_DIR, dir, dirlen, msg, sizeof msg) < 0) {
+        if (bot_rules_shipped_dir(PC_BOT_RULES_DIR, PC_BOT_SOURCE_RULES_DIR, dir, dirlen, msg, sizeof msg) <
+            0) {
             snprintf(k->err, k->errlen, "rules: %s", msg);
             return -1;
         }
@@ -306,7 +284,7 @@ static const pc_conf_key config_keys[] = {
      .type = PC_CONF_INT,
      .min = 1,
      .max = 16777216,
-     .doc = "clients tracked per worker (default 65536)"},
+     .doc = "clients tracked per process, and per worker with a redis store (default 65536)"},
     {.key = "rate_window_s",
      .type = PC_CONF_INT,
      .min = 1,
@@ -334,6 +312,10 @@ static const pc_conf_key config_keys[] = {
      .type = PC_CONF_LIST,
      .doc = "gRPC status codes that count as errors (default [5, 7, 16])"},
     {.key = "zones", .type = PC_CONF_MAP, .doc = "per zone: block_below, allow_verified"},
+    {.key = "store",
+     .type = PC_CONF_MAP,
+     .doc = "where behaviour is counted: {type: local} (default, per process) or {type: redis, address, "
+            "timeout_ms, on_error, secret | secret_file, prefix} (per fleet)"},
     {0},
 };
 
@@ -354,9 +336,21 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
         return -1;
     }
     char dir[4096];
-    /* The core checked the top-level keys against config_keys; zones are checked here. */
+    /* The core checked the top-level keys against config_keys; zones and store are checked here. */
     if (load_params(&k, c, config) < 0 || load_rules(&k, c, config, dir, sizeof dir) < 0 ||
-        (config && load_zones(&k, c, config) < 0)) {
+        (config && load_zones(&k, c, config) < 0) ||
+        rl_store_conf_read(host, config ? host->config_get(config, "store") : NULL, "pc:bot:", &c->store, err,
+                           errlen) < 0) {
+        conf_free(c);
+        return -1;
+    }
+    if (c->store.type == RL_STORE_REDIS && !PC_HOST_HAS(host, event_loop)) {
+        snprintf(err, errlen, "store: type redis needs a newer Portcullis core (host->event_loop)");
+        conf_free(c);
+        return -1;
+    }
+    if (!(c->table = bot_table_new(c->max_clients, c->rate_window_ms, c->error_window_ms))) {
+        snprintf(err, errlen, "no memory for a table of %zu clients", c->max_clients);
         conf_free(c);
         return -1;
     }
@@ -364,6 +358,12 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
               "rules %s%s: %zu fingerprints, %zu user-agent rules, %zu verified bots", dir,
               config && host->config_get(config, "rules") ? "" : " (shipped)", c->rules.nfps, c->rules.nuas,
               c->rules.nver);
+    if (c->store.type == RL_STORE_REDIS)
+        /* Whatever on_error says: a client's score only ever falls back to this process's counts. */
+        host->log(
+            handle, PC_PLUGIN_LOG_INFO,
+            "behaviour counted in Redis at %s:%d (prefix %s), this process's counts while it is unavailable",
+            c->store.ip, c->store.port, c->store.prefix);
     *out = c;
     return 0;
 }
@@ -378,10 +378,13 @@ static int worker_init(void *plugin_ctx, unsigned worker_id, void **worker_ctx, 
     (void)worker_id;
     const bot_conf *c = plugin_ctx;
     bot_worker *w = calloc(1, sizeof *w);
-    if (w) w->clients = bot_clients_new(c->max_clients);
-    if (!w || !w->clients) {
-        snprintf(err, errlen, "no memory for a table of %zu clients", c->max_clients);
-        if (w) free(w);
+    if (w && c->store.type == RL_STORE_REDIS &&
+        !(w->fleet = bot_fleet_new(&c->store, c->max_clients, c->rate_window_ms, c->error_window_ms))) {
+        free(w);
+        w = NULL;
+    }
+    if (!w) {
+        snprintf(err, errlen, "no memory for a cache of %zu clients", c->max_clients);
         return -1;
     }
     w->conf = c;
@@ -392,7 +395,7 @@ static int worker_init(void *plugin_ctx, unsigned worker_id, void **worker_ctx, 
 static void worker_destroy(void *ctx)
 {
     bot_worker *w = ctx;
-    bot_clients_free(w->clients);
+    bot_fleet_free(w->fleet);
     free(w);
 }
 
@@ -426,12 +429,16 @@ static int on_request_headers(pc_request *r, void *ctx, void *state)
     if (ip && bot_parse_ip(ip, addr) == 0) {
         in.addr = addr;
         bot_client_key(addr, key);
-        uint64_t now = now_ms();
-        bot_client *cl = bot_clients_get(w->clients, key, true);
-        bot_window_add(&cl->rate, now, c->rate_window_ms, 1);
-        in.rate = bot_window_estimate(&cl->rate, now, c->rate_window_ms);
-        in.done = bot_window_estimate(&cl->done, now, c->error_window_ms);
-        in.errors = bot_window_estimate(&cl->errors, now, c->error_window_ms);
+        /* The process's counts always: they are the store with type local, and what a fleet falls back on
+         * (already filled) when Redis goes away. */
+        bot_estimate est;
+        bot_table_started(c->table, key, now_ms(), &est);
+        double fleet[3];
+        if (w->fleet && bot_fleet_started(w->fleet, h->event_loop(r), key, fleet))
+            bot_estimate_merge(&est, fleet);
+        in.rate = est.rate;
+        in.done = est.done;
+        in.errors = est.errors;
     }
     bot_verdict v;
     bot_evaluate(&c->rules, &c->params, &in, &v);
@@ -506,11 +513,9 @@ static void on_log(pc_request *r, void *ctx, void *state)
     const char *ip = h->request_info(r, "client.ip");
     if (!ip || bot_parse_ip(ip, addr) < 0) return;
     bot_client_key(addr, key);
-    bot_client *cl = bot_clients_get(w->clients, key, false);
-    if (!cl) return; /* evicted meanwhile */
-    uint64_t now = now_ms();
-    bot_window_add(&cl->done, now, c->error_window_ms, 1);
-    bot_window_add(&cl->errors, now, c->error_window_ms, is_error(c, r) ? 1 : 0);
+    bool error = is_error(c, r);
+    bot_table_finished(c->table, key, now_ms(), error);
+    if (w->fleet) bot_fleet_finished(w->fleet, key, error);
 }
 
 PC_PLUGIN_EXPORT const pc_plugin pc_plugin_v2 = {

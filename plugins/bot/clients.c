@@ -1,6 +1,9 @@
-/* Per-worker behaviour table: a fixed-size hash table of clients with an LRU list through it. Allocated once
- * at worker start; a new client takes the least recently seen one's slot, so 100,000 addresses (or an
- * IPv6 scan) cost exactly as much memory as 100. Indexes instead of pointers keep an entry at 80 bytes. */
+/* The bounded client table: a fixed-size hash table of clients with an LRU list through it, allocated once;
+ * a new client takes the least recently seen one's slot, so 100,000 addresses (or an IPv6 scan) cost exactly
+ * as much memory as 100. Entries are of the caller's type, each starting with a bot_slot (the process-wide
+ * behaviour table's shards hold bot_client, a worker's fleet cache bot_fleet_entry). Indexes instead of
+ * pointers keep the table's part of an entry at 28 bytes. Not locked: its owner does that. Also the sliding
+ * windows behaviour is counted in, and the key a client is counted under. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,8 +15,8 @@
 #define BOT_CLIENTS_MAX (1u << 24)
 
 struct bot_clients {
-    bot_client *e;
-    size_t cap, n;
+    unsigned char *e; /* cap entries of size bytes */
+    size_t size, cap, n;
     uint32_t *buckets; /* index + 1 of the first entry, 0 = empty */
     size_t mask;
     uint32_t newest, oldest; /* index + 1 */
@@ -62,36 +65,51 @@ static uint64_t mix(uint64_t x)
     return x;
 }
 
-static size_t bucket_of(const bot_clients *t, const uint8_t key[16])
+uint64_t bot_key_hash(const uint8_t key[16], const uint64_t seed[2])
 {
     uint64_t a, b;
     memcpy(&a, key, 8);
     memcpy(&b, key + 8, 8);
-    return (size_t)(mix(a ^ t->seed[0]) ^ mix(b + t->seed[1])) & t->mask;
+    return mix(a ^ seed[0]) ^ mix(b + seed[1]);
 }
 
-bot_clients *bot_clients_new(size_t cap)
+void bot_random_seed(uint64_t seed[2])
 {
-    if (cap == 0 || cap > BOT_CLIENTS_MAX) return NULL;
+    if (getrandom(seed, 2 * sizeof *seed, GRND_NONBLOCK) == (ssize_t)(2 * sizeof *seed)) return;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    seed[0] = mix((uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)seed);
+    seed[1] = mix((uint64_t)ts.tv_sec ^ seed[0]);
+}
+
+static bot_slot *at(const bot_clients *t, size_t i)
+{
+    return (bot_slot *)(t->e + i * t->size);
+}
+
+static size_t bucket_of(const bot_clients *t, const uint8_t key[16])
+{
+    return (size_t)bot_key_hash(key, t->seed) & t->mask;
+}
+
+bot_clients *bot_clients_new(size_t cap, size_t entry_size)
+{
+    if (cap == 0 || cap > BOT_CLIENTS_MAX || entry_size < sizeof(bot_slot)) return NULL;
     bot_clients *t = calloc(1, sizeof *t);
     if (!t) return NULL;
     size_t nb = 1;
     while (nb < cap)
         nb <<= 1;
+    t->size = entry_size;
     t->cap = cap;
     t->mask = nb - 1;
-    t->e = calloc(cap, sizeof *t->e);
+    t->e = calloc(cap, entry_size);
     t->buckets = calloc(nb, sizeof *t->buckets);
     if (!t->e || !t->buckets) {
         bot_clients_free(t);
         return NULL;
     }
-    if (getrandom(t->seed, sizeof t->seed, GRND_NONBLOCK) != (ssize_t)sizeof t->seed) {
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        t->seed[0] = mix((uint64_t)ts.tv_nsec ^ (uint64_t)(uintptr_t)t);
-        t->seed[1] = mix((uint64_t)ts.tv_sec ^ t->seed[0]);
-    }
+    bot_random_seed(t->seed);
     return t;
 }
 
@@ -110,18 +128,28 @@ size_t bot_clients_count(const bot_clients *t)
 
 size_t bot_clients_bytes(const bot_clients *t)
 {
-    return sizeof *t + t->cap * sizeof *t->e + (t->mask + 1) * sizeof *t->buckets;
+    return sizeof *t + t->cap * t->size + (t->mask + 1) * sizeof *t->buckets;
+}
+
+size_t bot_clients_index(const bot_clients *t, const void *entry)
+{
+    return (size_t)((const unsigned char *)entry - t->e) / t->size;
+}
+
+void *bot_clients_at(bot_clients *t, size_t i)
+{
+    return i < t->n ? at(t, i) : NULL;
 }
 
 static void lru_unlink(bot_clients *t, uint32_t i)
 {
-    bot_client *c = &t->e[i];
+    bot_slot *c = at(t, i);
     if (c->newer)
-        t->e[c->newer - 1].older = c->older;
+        at(t, c->newer - 1)->older = c->older;
     else
         t->newest = c->older;
     if (c->older)
-        t->e[c->older - 1].newer = c->newer;
+        at(t, c->older - 1)->newer = c->newer;
     else
         t->oldest = c->newer;
     c->newer = c->older = 0;
@@ -129,32 +157,32 @@ static void lru_unlink(bot_clients *t, uint32_t i)
 
 static void lru_push(bot_clients *t, uint32_t i)
 {
-    bot_client *c = &t->e[i];
+    bot_slot *c = at(t, i);
     c->newer = 0;
     c->older = t->newest;
-    if (t->newest) t->e[t->newest - 1].newer = i + 1;
+    if (t->newest) at(t, t->newest - 1)->newer = i + 1;
     t->newest = i + 1;
     if (!t->oldest) t->oldest = i + 1;
 }
 
 static void bucket_remove(bot_clients *t, uint32_t i)
 {
-    uint32_t *link = &t->buckets[bucket_of(t, t->e[i].key)];
+    uint32_t *link = &t->buckets[bucket_of(t, at(t, i)->key)];
     while (*link && *link != i + 1)
-        link = &t->e[*link - 1].hnext;
-    if (*link) *link = t->e[i].hnext;
+        link = &at(t, *link - 1)->hnext;
+    if (*link) *link = at(t, i)->hnext;
 }
 
-bot_client *bot_clients_get(bot_clients *t, const uint8_t key[16], bool create)
+void *bot_clients_get(bot_clients *t, const uint8_t key[16], bool create)
 {
     size_t b = bucket_of(t, key);
-    for (uint32_t j = t->buckets[b]; j; j = t->e[j - 1].hnext) {
-        if (memcmp(t->e[j - 1].key, key, 16) == 0) {
+    for (uint32_t j = t->buckets[b]; j; j = at(t, j - 1)->hnext) {
+        if (memcmp(at(t, j - 1)->key, key, 16) == 0) {
             if (t->newest != j) {
                 lru_unlink(t, j - 1);
                 lru_push(t, j - 1);
             }
-            return &t->e[j - 1];
+            return at(t, j - 1);
         }
     }
     if (!create) return NULL;
@@ -166,8 +194,8 @@ bot_client *bot_clients_get(bot_clients *t, const uint8_t key[16], bool create)
         lru_unlink(t, i);
         bucket_remove(t, i);
     }
-    bot_client *c = &t->e[i];
-    memset(c, 0, sizeof *c);
+    bot_slot *c = at(t, i);
+    memset(c, 0, t->size);
     memcpy(c->key, key, 16);
     c->hnext = t->buckets[b];
     t->buckets[b] = i + 1;

@@ -7,6 +7,7 @@
  * kind: browser | grpc_library | http_library | automated. Patterns are case-insensitive substrings of the
  * User-Agent, "^" anchors one at the start. Blank lines and lines starting with '#' are ignored. Files are
  * read in name order; a later fingerprint entry replaces an earlier one, user-agent rules match first-first.
+ * Also where the shipped rules are found when the config names none.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -16,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "bot.h"
 
@@ -353,6 +355,37 @@ static int load_file(bot_rules *r, const char *path, char *err, size_t errlen)
         rv = bot_rules_load_text(r, path, buf, n, err, errlen);
     free(buf);
     return rv;
+}
+
+static bool is_dir(const char *path)
+{
+    struct stat st;
+    return path && *path && stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Where the shipped rules are when `rules` is not set (see bot.h). */
+int bot_rules_shipped_dir(const char *installed, const char *source, char *out, size_t len, char *err,
+                          size_t errlen)
+{
+    const char *dir = is_dir(installed) ? installed : is_dir(source) ? source : NULL;
+    if (!dir) {
+        if (source && *source)
+            snprintf(err, errlen,
+                     "not set, and no shipped rules in %s or %s (install them with cmake --install, "
+                     "or set `rules` to a directory of .rules files)",
+                     installed, source);
+        else
+            snprintf(err, errlen,
+                     "not set, and no shipped rules in %s (install them with cmake --install, or "
+                     "set `rules` to a directory of .rules files)",
+                     installed);
+        return -1;
+    }
+    if ((size_t)snprintf(out, len, "%s", dir) >= len) {
+        snprintf(err, errlen, "not set, and the shipped rules' path is too long: %s", dir);
+        return -1;
+    }
+    return 0;
 }
 
 int bot_rules_load_dir(bot_rules *r, const char *dir, char *err, size_t errlen)

@@ -162,12 +162,19 @@ def test_missing_shipped_rules_refuse_to_load(st):
     out = os.path.join(st.dir, "pc-bot-nowhere.so")
     installed = os.path.join(st.dir, "nowhere", "share", "portcullis", "rules", "bots")
     source = os.path.join(st.dir, "nowhere", "src", "rules", "bots")
-    srcs = [os.path.join(pclib.SOURCE_DIR, "plugins", "bot", f) for f in ("bot.c", "rules.c", "clients.c", "score.c")]
+    plugins = os.path.join(pclib.SOURCE_DIR, "plugins")
+    # The plugin's sources, and the store library it shares with the ratelimit plugin (plugins/CMakeLists.txt).
+    srcs = [os.path.join(plugins, "bot", f) for f in ("bot.c", "rules.c", "clients.c", "score.c", "table.c",
+                                                      "fleet_cache.c", "fleet.c")]
+    srcs += [os.path.join(plugins, "store", f) for f in ("store_config.c", "redis_store.c")]
+    libs = subprocess.run(["pkg-config", "--cflags", "--libs", "hiredis", "libuv", "libcrypto"],
+                          stdout=subprocess.PIPE, text=True, check=True).stdout.split()
     r = subprocess.run(["cc", "-std=c11", "-shared", "-fPIC", "-fvisibility=hidden", "-Wall", "-Werror",
                         "-D_GNU_SOURCE", f"-I{os.path.join(pclib.SOURCE_DIR, 'core', 'include')}",
+                        f"-I{os.path.join(plugins, 'store')}",
                         f'-DPC_BOT_RULES_DIR="{installed}"', f'-DPC_BOT_SOURCE_RULES_DIR="{source}"']
-                       + srcs + ["-o", out], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                       timeout=120)
+                       + srcs + libs + ["-pthread", "-o", out], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True, timeout=120)
     assert r.returncode == 0, f"building the plugin failed:\n{r.stdout}"
 
     r = check_config(st, "bot-nowhere.yaml", [{"path": out, "config": {"header": "x-bot-score"}}])
@@ -194,4 +201,4 @@ def test_missing_shipped_rules_refuse_to_load(st):
 
 
 if __name__ == "__main__":
-    pclib.main(globals(), setup=setup)
+    pclib.main(__file__)  # pytest on this file

@@ -1,6 +1,10 @@
 /* Tests for the bot plugin's parts, compiled in from its sources: the client table stays at its size with
- * 100,000 distinct addresses and evicts the least recently seen, sliding windows, the rules format (and the
- * shipped rules/bots files), and the scoring rules one by one. */
+ * 100,000 distinct addresses and evicts the least recently seen, the process-wide behaviour table counts
+ * every thread's requests (and stays bounded), a worker's fleet cache keeps its counts until answered and
+ * falls back when Redis does not answer, sliding windows, the rules format (and the shipped rules/bots
+ * files), and the scoring rules one by one. The plugin's glue (bot.c) and its Redis I/O (fleet.c) are
+ * tested by tests/integration/test_bot.py and test_bot_store.py. */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,10 +17,11 @@
 
 #include <cmocka.h>
 
-#include "../../plugins/bot/bot.c"
 #include "../../plugins/bot/clients.c"
+#include "../../plugins/bot/fleet_cache.c"
 #include "../../plugins/bot/rules.c"
 #include "../../plugins/bot/score.c"
+#include "../../plugins/bot/table.c"
 
 static void v4(uint32_t a, uint8_t out[16])
 {
@@ -27,11 +32,16 @@ static void v4(uint32_t a, uint8_t out[16])
 
 /* ---- the client table ---- */
 
+static bot_client *client(bot_clients *t, const uint8_t key[16], bool create)
+{
+    return bot_clients_get(t, key, create);
+}
+
 static void test_table_bounded_with_100000_addresses(void **state)
 {
     (void)state;
     enum { CAP = 65536, N = 100000 };
-    bot_clients *t = bot_clients_new(CAP);
+    bot_clients *t = bot_clients_new(CAP, sizeof(bot_client));
     assert_non_null(t);
     size_t bytes = bot_clients_bytes(t);
     assert_true(bytes < CAP * 100u); /* about 80 bytes an entry plus the bucket array */
@@ -64,7 +74,7 @@ static void test_table_bounded_with_100000_addresses(void **state)
 static void test_table_evicts_least_recently_seen(void **state)
 {
     (void)state;
-    bot_clients *t = bot_clients_new(4);
+    bot_clients *t = bot_clients_new(4, sizeof(bot_client));
     uint8_t k[6][16];
     for (int i = 0; i < 6; i++) {
         uint8_t a[16] = {0};
@@ -72,19 +82,248 @@ static void test_table_evicts_least_recently_seen(void **state)
         bot_client_key(a, k[i]);
     }
     for (int i = 0; i < 4; i++)
-        bot_clients_get(t, k[i], true)->rate.cur = (uint32_t)i + 10;
+        client(t, k[i], true)->rate.cur = (uint32_t)i + 10;
     assert_non_null(bot_clients_get(t, k[0], false)); /* 0 is now the most recent: 1 is the oldest */
     bot_clients_get(t, k[4], true);
     assert_null(bot_clients_get(t, k[1], false));
-    assert_int_equal(bot_clients_get(t, k[0], false)->rate.cur, 10);
+    assert_int_equal(client(t, k[0], false)->rate.cur, 10);
     bot_clients_get(t, k[5], true); /* evicts 2 */
     assert_null(bot_clients_get(t, k[2], false));
     assert_non_null(bot_clients_get(t, k[3], false));
     /* A returning client starts from zero. */
-    assert_int_equal(bot_clients_get(t, k[1], true)->rate.cur, 0);
+    assert_int_equal(client(t, k[1], true)->rate.cur, 0);
     assert_int_equal(bot_clients_count(t), 4);
     bot_clients_free(t);
-    assert_null(bot_clients_new(0));
+    assert_null(bot_clients_new(0, sizeof(bot_client)));
+    assert_null(bot_clients_new(4, sizeof(bot_slot) - 1));
+}
+
+/* ---- the process-wide table ---- */
+
+enum { THREADS = 4, PER_THREAD = 5000 };
+
+typedef struct job {
+    bot_table *t;
+    int id;
+} job;
+
+/* As a worker: every request of client 1 and of a client of its own, all at the same instant. */
+static void *worker(void *arg)
+{
+    job *j = arg;
+    uint8_t a[16] = {0}, k1[16], mine[16];
+    v4(0x0a000001u, a);
+    bot_client_key(a, k1);
+    v4(0x0b000000u + (uint32_t)j->id, a);
+    bot_client_key(a, mine);
+    bot_estimate e;
+    for (int i = 0; i < PER_THREAD; i++) {
+        bot_table_started(j->t, k1, 5000, &e);
+        bot_table_finished(j->t, k1, 5000, i % 4 == 0);
+        bot_table_started(j->t, mine, 5000, &e);
+    }
+    return NULL;
+}
+
+/* Four threads (as four workers) count one client's requests in one place: the estimate is all of them,
+ * not a quarter, and nothing is lost to a race. */
+static void test_process_table_counts_every_thread(void **state)
+{
+    (void)state;
+    bot_table *t = bot_table_new(65536, 10000, 60000);
+    assert_non_null(t);
+    assert_int_equal(bot_table_shards(t), 64);
+    job jobs[THREADS];
+    pthread_t th[THREADS];
+    for (int i = 0; i < THREADS; i++) {
+        jobs[i] = (job){t, i};
+        assert_int_equal(pthread_create(&th[i], NULL, worker, &jobs[i]), 0);
+    }
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+    uint8_t a[16] = {0}, k[16];
+    v4(0x0a000001u, a);
+    bot_client_key(a, k);
+    bot_estimate e;
+    bot_table_started(t, k, 5000, &e);
+    assert_true(e.rate == THREADS * PER_THREAD + 1);
+    assert_true(e.done == THREADS * PER_THREAD);
+    assert_true(e.errors == THREADS * PER_THREAD / 4);
+    for (int i = 0; i < THREADS; i++) {
+        v4(0x0b000000u + (uint32_t)i, a);
+        bot_client_key(a, k);
+        bot_table_started(t, k, 5000, &e);
+        assert_true(e.rate == PER_THREAD + 1);
+    }
+    assert_int_equal(bot_table_count(t), 1 + THREADS);
+    bot_table_free(t);
+}
+
+/* At most max_clients in all, whatever the addresses; a small table is one shard, an exact LRU (the least
+ * recently seen client goes first, as with the per-worker tables before it). */
+static void test_process_table_bounded(void **state)
+{
+    (void)state;
+    bot_table *t = bot_table_new(5000, 10000, 60000);
+    assert_non_null(t);
+    assert_int_equal(bot_table_shards(t), 4);
+    size_t bytes = bot_table_bytes(t);
+    uint8_t a[16] = {0}, k[16];
+    bot_estimate e;
+    for (uint32_t i = 0; i < 100000; i++) {
+        v4(0x0a000000u + i, a);
+        bot_client_key(a, k);
+        bot_table_started(t, k, 1000, &e);
+    }
+    assert_int_equal(bot_table_count(t), 5000);
+    assert_int_equal(bot_table_bytes(t), bytes);
+    bot_table_free(t);
+
+    t = bot_table_new(16, 10000, 60000);
+    assert_int_equal(bot_table_shards(t), 1);
+    uint8_t first[16];
+    v4(0xc0000201u, a);
+    bot_client_key(a, first);
+    for (int i = 0; i < 30; i++)
+        bot_table_started(t, first, 1000, &e);
+    assert_true(e.rate == 30);
+    for (uint32_t i = 0; i < 16; i++) {
+        v4(0xc0000300u + i, a);
+        bot_client_key(a, k);
+        bot_table_started(t, k, 1000, &e);
+    }
+    /* Forgotten: a finished request is not counted for it, and it starts again from one. */
+    bot_table_finished(t, first, 1000, true);
+    bot_table_started(t, first, 1000, &e);
+    assert_true(e.rate == 1 && e.done == 0 && e.errors == 0);
+    bot_table_free(t);
+    assert_null(bot_table_new(0, 10000, 60000));
+}
+
+/* ---- a worker's fleet cache ---- */
+
+static void key_n(uint32_t n, uint8_t key[16])
+{
+    uint8_t a[16] = {0};
+    v4(0x0a000000u + n, a);
+    bot_client_key(a, key);
+}
+
+static const uint32_t one_started[3] = {1, 0, 0};
+
+/* Counts wait for a flush; what is out and what came since both count on top of the last answer; the
+ * answer replaces the estimate; a failed request drops what it carried and the answer before it. */
+static void test_fleet_cache_flush_and_answer(void **state)
+{
+    (void)state;
+    bot_fleet_cache *c = bot_fleet_cache_new(8);
+    assert_non_null(c);
+    uint8_t k[16];
+    key_n(1, k);
+    double v[3];
+    bot_fleet_entry *e = NULL;
+    for (int i = 0; i < 3; i++)
+        e = bot_fleet_cache_add(c, k, one_started, true);
+    const uint32_t fin[3] = {0, 1, 1};
+    bot_fleet_cache_add(c, k, fin, false);
+    assert_false(bot_fleet_cache_view(c, e, 1000, 1000, v)); /* no answer yet: the process's counts */
+    assert_int_equal(bot_fleet_cache_queued(c), 1);          /* once, however many counts */
+    assert_ptr_equal(bot_fleet_cache_pop(c), e);
+    uint32_t seq = bot_fleet_cache_send(c, e);
+    assert_int_equal(e->sent[BOT_N_RATE], 3);
+    assert_int_equal(e->sent[BOT_N_ERRORS], 1);
+    assert_int_equal(e->pending[BOT_N_RATE], 0);
+    /* Counted while the request is out: queued, but not sent before the answer. */
+    bot_fleet_cache_add(c, k, one_started, true);
+    assert_int_equal(bot_fleet_cache_queued(c), 1);
+    assert_null(bot_fleet_cache_pop(c));
+    assert_int_equal(bot_fleet_cache_queued(c), 1);
+    /* The fleet's totals include the 3 sent: 40 started, 10 finished, 2 failed. */
+    const uint32_t totals[3] = {40, 10, 2};
+    bot_fleet_cache_answer(c, k, seq + 1, totals, 1000); /* not this request's: ignored */
+    assert_false(bot_fleet_cache_view(c, e, 1000, 1000, v));
+    bot_fleet_cache_answer(c, k, seq, totals, 1000);
+    assert_true(bot_fleet_cache_view(c, e, 1500, 1000, v));
+    assert_true(v[BOT_N_RATE] == 41 && v[BOT_N_DONE] == 10 && v[BOT_N_ERRORS] == 2);
+    assert_false(bot_fleet_cache_view(c, e, 2000, 1000, v)); /* too old */
+    /* The next flush sends the one counted meanwhile; its request fails. */
+    assert_ptr_equal(bot_fleet_cache_pop(c), e);
+    seq = bot_fleet_cache_send(c, e);
+    bot_fleet_cache_answer(c, k, seq, NULL, 1100);
+    assert_false(bot_fleet_cache_view(c, e, 1100, 1000, v));
+    assert_int_equal(e->sent[BOT_N_RATE], 0);
+    assert_int_equal(e->seq, 0);
+    assert_int_equal(bot_fleet_cache_queued(c), 0);
+    bot_fleet_cache_free(c);
+}
+
+/* Redis unavailable: pending counts are dropped, and an answer from before does not count again. */
+static void test_fleet_cache_drop(void **state)
+{
+    (void)state;
+    bot_fleet_cache *c = bot_fleet_cache_new(8);
+    uint8_t k[16];
+    key_n(1, k);
+    double v[3];
+    bot_fleet_entry *e = bot_fleet_cache_add(c, k, one_started, true);
+    bot_fleet_cache_pop(c);
+    const uint32_t totals[3] = {5, 0, 0};
+    bot_fleet_cache_answer(c, k, bot_fleet_cache_send(c, e), totals, 100);
+    bot_fleet_cache_add(c, k, one_started, true);
+    assert_true(bot_fleet_cache_view(c, e, 100, 1000, v) && v[BOT_N_RATE] == 6);
+    bot_fleet_cache_drop(c);
+    assert_int_equal(bot_fleet_cache_queued(c), 0);
+    assert_int_equal(e->pending[BOT_N_RATE], 0);
+    assert_false(bot_fleet_cache_view(c, e, 100, 1000, v));
+    bot_fleet_cache_free(c);
+}
+
+/* Bounded by its size: a new client evicts the least recently seen, whose queued counts go with it (its
+ * position is sent for whoever holds it now), and an answer for an evicted client changes nothing. */
+static void test_fleet_cache_bounded(void **state)
+{
+    (void)state;
+    bot_fleet_cache *c = bot_fleet_cache_new(4);
+    size_t bytes = bot_fleet_cache_bytes(c);
+    uint8_t k[16];
+    key_n(0, k);
+    bot_fleet_entry *e0 = bot_fleet_cache_add(c, k, one_started, true);
+    assert_ptr_equal(bot_fleet_cache_pop(c), e0);
+    uint32_t seq0 = bot_fleet_cache_send(c, e0);
+    for (uint32_t i = 1; i < 1000; i++) {
+        key_n(i, k);
+        bot_fleet_cache_add(c, k, one_started, true);
+        assert_true(bot_fleet_cache_queued(c) <= 4);
+    }
+    assert_int_equal(bot_fleet_cache_bytes(c), bytes);
+    size_t sends = 0, n = bot_fleet_cache_queued(c);
+    for (size_t i = 0; i < n; i++) {
+        bot_fleet_entry *e = bot_fleet_cache_pop(c);
+        if (e) {
+            assert_int_equal(e->pending[BOT_N_RATE], 1);
+            bot_fleet_cache_send(c, e);
+            sends++;
+        }
+    }
+    assert_int_equal(sends, 4);
+    key_n(0, k);
+    const uint32_t totals[3] = {9, 9, 9};
+    bot_fleet_cache_answer(c, k, seq0, totals, 100); /* client 0 was evicted */
+    assert_null(bot_clients_get(c->t, k, false));
+    bot_fleet_cache_free(c);
+}
+
+/* The score reads the larger rate, and the error ratio of whichever saw more finished requests. */
+static void test_estimate_merge(void **state)
+{
+    (void)state;
+    bot_estimate local = {.rate = 12, .done = 20, .errors = 2};
+    const double fleet[3] = {30, 10, 9};
+    bot_estimate_merge(&local, fleet);
+    assert_true(local.rate == 30 && local.done == 20 && local.errors == 2);
+    const double more[3] = {5, 40, 30};
+    bot_estimate_merge(&local, more);
+    assert_true(local.rate == 30 && local.done == 40 && local.errors == 30);
 }
 
 static void test_ipv6_counted_per_64(void **state)
@@ -277,15 +516,15 @@ static void test_shipped_rules_dir_fallback(void **state)
     snprintf(inst, sizeof inst, "%s/share/rules/bots", base);
     snprintf(src, sizeof src, "%s/src", base);
 
-    assert_int_equal(shipped_rules_dir(inst, src, out, sizeof out, err, sizeof err), -1);
+    assert_int_equal(bot_rules_shipped_dir(inst, src, out, sizeof out, err, sizeof err), -1);
     assert_non_null(strstr(err, inst));
     assert_non_null(strstr(err, src));
-    assert_int_equal(shipped_rules_dir(inst, "", out, sizeof out, err, sizeof err), -1);
+    assert_int_equal(bot_rules_shipped_dir(inst, "", out, sizeof out, err, sizeof err), -1);
     assert_non_null(strstr(err, inst));
     assert_null(strstr(err, " or /")); /* no second path */
 
     assert_int_equal(mkdir(src, 0700), 0);
-    assert_int_equal(shipped_rules_dir(inst, src, out, sizeof out, err, sizeof err), 0);
+    assert_int_equal(bot_rules_shipped_dir(inst, src, out, sizeof out, err, sizeof err), 0);
     assert_string_equal(out, src);
 
     /* A file where the installed directory should be is not it. */
@@ -296,17 +535,17 @@ static void test_shipped_rules_dir_fallback(void **state)
     FILE *f = fopen(file, "w");
     assert_non_null(f);
     fclose(f);
-    assert_int_equal(shipped_rules_dir(file, src, out, sizeof out, err, sizeof err), 0);
+    assert_int_equal(bot_rules_shipped_dir(file, src, out, sizeof out, err, sizeof err), 0);
     assert_string_equal(out, src);
     assert_int_equal(unlink(file), 0);
 
     /* Installed wins over the source tree. */
     assert_int_equal(mkdir(file, 0700), 0);
     assert_int_equal(mkdir(inst, 0700), 0);
-    assert_int_equal(shipped_rules_dir(inst, src, out, sizeof out, err, sizeof err), 0);
+    assert_int_equal(bot_rules_shipped_dir(inst, src, out, sizeof out, err, sizeof err), 0);
     assert_string_equal(out, inst);
     char small[8];
-    assert_int_equal(shipped_rules_dir(inst, src, small, sizeof small, err, sizeof err), -1);
+    assert_int_equal(bot_rules_shipped_dir(inst, src, small, sizeof small, err, sizeof err), -1);
     assert_non_null(strstr(err, "too long"));
 
     assert_int_equal(rmdir(inst), 0);
@@ -488,6 +727,12 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_table_bounded_with_100000_addresses),
         cmocka_unit_test(test_table_evicts_least_recently_seen),
+        cmocka_unit_test(test_process_table_counts_every_thread),
+        cmocka_unit_test(test_process_table_bounded),
+        cmocka_unit_test(test_fleet_cache_flush_and_answer),
+        cmocka_unit_test(test_fleet_cache_drop),
+        cmocka_unit_test(test_fleet_cache_bounded),
+        cmocka_unit_test(test_estimate_merge),
         cmocka_unit_test(test_ipv6_counted_per_64),
         cmocka_unit_test(test_sliding_window),
         cmocka_unit_test(test_rules_lookup),
