@@ -728,8 +728,7 @@ static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
     if (!v->by_chain) {
         v->by_chain = arena_alloc(a, f->nchains * sizeof *v->by_chain);
         if (!v->by_chain) return fallback(r, "out of memory"), NULL;
-        for (size_t i = 0; i < f->nchains; i++)
-            v->by_chain[i] = -1;
+        memset(v->by_chain, 0xff, f->nchains * sizeof *v->by_chain); /* every index -1: not computed */
     }
     int idx = v->by_chain[ch];
     if (idx == -2) return fallback(r, "transformation not exact for this value"), NULL;

@@ -1243,7 +1243,10 @@ int waf_transform_identity(waf_transform_id t, const char *cin, size_t len)
     case WT_CMDLINE:
         for (i = 0; i < len; i++) {
             unsigned char c = in[i];
-            if (c != 0 && strchr("\"'\\^,;\t\r\n", c)) return 0;
+            /* the bytes cmdLine deletes or turns into spaces: " ' \ ^ , ; \t \r \n */
+            if (c == '"' || c == '\'' || c == '\\' || c == '^' || c == ',' || c == ';' || c == '\t' || c == '\r' ||
+                c == '\n')
+                return 0;
             if (c == ' ' && i + 1 < len && (in[i + 1] == ' ' || in[i + 1] == '/' || in[i + 1] == '('))
                 return 0;
             if (c != ' ' && c != '/' && c != '(' && (unsigned char)tolower((int)(signed char)c) != c)

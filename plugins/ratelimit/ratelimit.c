@@ -46,7 +46,17 @@ typedef struct lease {
     uint32_t have;       /* calls leased and not used yet */
     uint32_t size;       /* calls the next request asks for */
     uint64_t expires_ns; /* leased calls are usable until then */
+    int refilling;       /* a request for the next lease is out (sent before this one runs out) */
+    uint32_t asking;     /* calls waiting for a lease: only the first asks for a whole lease */
 } lease;
+
+/* Adds calls leased at `now`: what is left of an expired lease is dropped, never revived. */
+static void lease_add(lease *l, uint32_t calls, uint64_t now, uint64_t lease_ns)
+{
+    if (l->expires_ns <= now) l->have = 0;
+    l->have += calls;
+    l->expires_ns = now + lease_ns;
+}
 
 typedef struct rl_worker {
     const rl_conf *c;
@@ -229,6 +239,60 @@ static lease *lease_of(rl_worker *w, const uint8_t key[16])
     return l;
 }
 
+/* The lease of a key, or NULL when its slot now holds another key's. */
+static lease *lease_find(rl_worker *w, const uint8_t key[16])
+{
+    uint64_t h;
+    memcpy(&h, key, sizeof h);
+    lease *l = &w->leases[h % LEASES];
+    return memcmp(l->key, key, 16) ? NULL : l;
+}
+
+typedef struct refill {
+    rl_worker *w;
+    size_t rule;
+    uint8_t key[16];
+} refill;
+
+/* The answer to a lease asked for ahead of need: its calls join what is left. */
+static void on_refill(void *arg, int ok, const long long *ints, size_t n)
+{
+    refill *f = arg;
+    lease *l = lease_find(f->w, f->key);
+    if (l) {
+        l->refilling = 0;
+        if (ok == 0 && n >= 1 && ints[0] > 0)
+            lease_add(l, (uint32_t)ints[0], now_ns(), f->w->c->rules[f->rule].lease_ns);
+    }
+    free(f);
+}
+
+/* Asks for the next lease while calls are left, so that a busy key's calls do not wait for Redis. */
+static void refill_ahead(rl_worker *w, pc_request *r, size_t i, const uint8_t digest[16], lease *l)
+{
+    const rl_conf *c = w->c;
+    const rl_rule *ru = &c->rules[i];
+    char key[160];
+    if (l->refilling || !w->redis || !rl_redis_connected(w->redis)) return;
+    refill *f = malloc(sizeof *f);
+    if (!f || redis_key(c, r, ru, ":c", key, sizeof key) < 0) {
+        free(f);
+        return;
+    }
+    *f = (refill){.w = w, .rule = i};
+    memcpy(f->key, digest, 16);
+    if (l->size < ru->lease_max) l->size *= 2; /* needed again before it ran out: a busy key */
+    if (l->size > ru->lease_max) l->size = ru->lease_max;
+    char t_us[24], w_us[24], want[16];
+    snprintf(t_us, sizeof t_us, "%llu",
+             (unsigned long long)(ru->gcra.t_ns / 1000 ? ru->gcra.t_ns / 1000 : 1));
+    snprintf(w_us, sizeof w_us, "%llu", (unsigned long long)(ru->gcra.window_ns / 1000));
+    snprintf(want, sizeof want, "%u", l->size);
+    const char *args[] = {t_us, w_us, want};
+    l->refilling = 1;
+    rl_redis_eval(w->redis, gcra_script, key, args, 3, on_refill, f);
+}
+
 static void on_gcra(void *arg, int ok, const long long *ints, size_t n)
 {
     pending *p = arg;
@@ -236,15 +300,16 @@ static void on_gcra(void *arg, int ok, const long long *ints, size_t n)
     const rl_conf *c = w->c;
     const rl_rule *ru = &c->rules[p->rule];
     int verdict;
+    lease *asked = lease_find(w, p->st->digest[p->rule]);
+    if (asked && asked->asking) asked->asking--;
     if (ok == 0 && n >= 2 && ints[0] > 0) {
         lease *l = lease_of(w, p->st->digest[p->rule]);
         uint64_t now = now_ns();
         /* a lease used up quickly asks for more next time */
         if (l->have == 0 && l->expires_ns > now && l->size < ru->lease_max) l->size *= 2;
         if (l->size > ru->lease_max) l->size = ru->lease_max;
-        /* several requests of this worker may have asked at once: every call leased counts */
-        l->have += (uint32_t)ints[0] - 1;
-        l->expires_ns = now + ru->lease_ns;
+        /* one of the calls is this one; the rest join what this worker holds */
+        lease_add(l, (uint32_t)ints[0] - 1, now, ru->lease_ns);
         c->host->metric_count(p->r, "ratelimit", ru->lbl_allowed, 1);
         verdict = run_rules(w, p->r, p->st, p->rule + 1);
     } else if (ok == 0 && n >= 2) {
@@ -310,7 +375,10 @@ static int ask_redis(rl_worker *w, pc_request *r, rl_req *st, size_t i)
         snprintf(t_us, sizeof t_us, "%llu",
                  (unsigned long long)(ru->gcra.t_ns / 1000 ? ru->gcra.t_ns / 1000 : 1));
         snprintf(w_us, sizeof w_us, "%llu", (unsigned long long)(ru->gcra.window_ns / 1000));
-        snprintf(want, sizeof want, "%u", lease_of(w, st->digest[i])->size);
+        /* calls that find the lease empty while a request is out ask for themselves only */
+        lease *l = lease_of(w, st->digest[i]);
+        snprintf(want, sizeof want, "%u", l->asking ? 1 : l->size);
+        l->asking++;
         const char *args[] = {t_us, w_us, want};
         rl_redis_eval(w->redis, gcra_script, key, args, 3, on_gcra, p);
     } else {
@@ -334,8 +402,10 @@ static int run_rules(rl_worker *w, pc_request *r, rl_req *st, size_t from)
         if (c->store.type == RL_STORE_REDIS) {
             if (ru->kind == RL_CALLS) {
                 lease *l = lease_of(w, st->digest[i]);
-                if (l->have && l->expires_ns > now_ns()) {
+                if (l->have && l->expires_ns <= now_ns()) l->have = 0; /* expired: dropped, never revived */
+                if (l->have) {
                     l->have--;
+                    if (l->have <= l->size / 2) refill_ahead(w, r, i, st->digest[i], l);
                     h->metric_count(r, "ratelimit", ru->lbl_allowed, 1);
                     continue;
                 }

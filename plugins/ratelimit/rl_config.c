@@ -182,7 +182,7 @@ static int load_rule(ctx *c, rl_conf *rc, const pc_config_node *m, size_t idx)
         /* Redis leases: up to a twentieth of the limit per request, usable for one emission interval
          * (at least 10 ms, at most 1 s): see docs/ratelimit.md for the error bound this gives. */
         r->lease_max = (uint32_t)(r->calls / 20 ? r->calls / 20 : 1);
-        if (r->lease_max > 64) r->lease_max = 64;
+        if (r->lease_max > 1024) r->lease_max = 1024;
         r->lease_ns = r->gcra.t_ns < 10000000ull     ? 10000000ull
                       : r->gcra.t_ns > 1000000000ull ? 1000000000ull
                                                      : r->gcra.t_ns;
