@@ -268,7 +268,8 @@ static void on_refill(void *arg, int ok, const long long *ints, size_t n)
 }
 
 /* Asks for the next lease while calls are left, so that a busy key's calls do not wait for Redis. */
-static void refill_ahead(rl_worker *w, pc_request *r, size_t i, const uint8_t digest[16], lease *l)
+/* busy: half the lease went before half its time did (then the next one is larger). */
+static void refill_ahead(rl_worker *w, pc_request *r, size_t i, const uint8_t digest[16], lease *l, int busy)
 {
     const rl_conf *c = w->c;
     const rl_rule *ru = &c->rules[i];
@@ -281,7 +282,7 @@ static void refill_ahead(rl_worker *w, pc_request *r, size_t i, const uint8_t di
     }
     *f = (refill){.w = w, .rule = i};
     memcpy(f->key, digest, 16);
-    if (l->size < ru->lease_max) l->size *= 2; /* needed again before it ran out: a busy key */
+    if (busy && l->size < ru->lease_max) l->size *= 2;
     if (l->size > ru->lease_max) l->size = ru->lease_max;
     char t_us[24], w_us[24], want[16];
     snprintf(t_us, sizeof t_us, "%llu",
@@ -402,10 +403,14 @@ static int run_rules(rl_worker *w, pc_request *r, rl_req *st, size_t from)
         if (c->store.type == RL_STORE_REDIS) {
             if (ru->kind == RL_CALLS) {
                 lease *l = lease_of(w, st->digest[i]);
-                if (l->have && l->expires_ns <= now_ns()) l->have = 0; /* expired: dropped, never revived */
+                uint64_t now = now_ns();
+                if (l->have && l->expires_ns <= now) l->have = 0; /* expired: dropped, never revived */
                 if (l->have) {
                     l->have--;
-                    if (l->have <= l->size / 2) refill_ahead(w, r, i, st->digest[i], l);
+                    /* the next lease before this one runs out, of calls or of time */
+                    int busy = l->have <= l->size / 2;
+                    if (busy || l->expires_ns - now < ru->lease_ns / 2)
+                        refill_ahead(w, r, i, st->digest[i], l, busy);
                     h->metric_count(r, "ratelimit", ru->lbl_allowed, 1);
                     continue;
                 }
