@@ -47,7 +47,8 @@ typedef struct lease {
     uint32_t size;       /* calls the next request asks for */
     uint64_t expires_ns; /* leased calls are usable until then */
     int refilling;       /* a request for the next lease is out (sent before this one runs out) */
-    uint32_t asking;     /* calls waiting for a lease: only the first asks for a whole lease */
+    int asking;          /* a call found the lease empty and asked for a whole lease */
+    struct pending *waiters, *waiters_tail; /* calls that found it empty meanwhile: served by the answer */
 } lease;
 
 /* Adds calls leased at `now`: what is left of an expired lease is dropped, never revived. */
@@ -188,7 +189,7 @@ typedef struct pending {
     pc_request *r;
     rl_req *st;
     size_t rule;
-    int local_fallback_acquire; /* concurrency: the store failed, on_error local */
+    struct pending *next; /* in a lease's waiters */
 } pending;
 
 static int run_rules(rl_worker *w, pc_request *r, rl_req *st, size_t from);
@@ -232,11 +233,52 @@ static lease *lease_of(rl_worker *w, const uint8_t key[16])
     memcpy(&h, key, sizeof h);
     lease *l = &w->leases[h % LEASES];
     if (memcmp(l->key, key, 16)) {
+        /* a slot with calls waiting on it is not given to another key: that key goes without */
+        if (l->asking || l->refilling || l->waiters) return NULL;
         memset(l, 0, sizeof *l);
         memcpy(l->key, key, 16);
         l->size = 1;
     }
     return l;
+}
+
+static void send_ask(rl_worker *w, pending *p, lease *l);
+
+/* The calls that waited for a lease, once its answer is in: each takes a leased call while there
+ * are any (the rest wait for a new request, sent for the first of them); refused with the same
+ * pushback when the bucket was empty (retry_ns); through on_error when the store failed (err). */
+static void serve_waiters(rl_worker *w, lease *l, int err, int refused, uint64_t retry_ns)
+{
+    const rl_conf *c = w->c;
+    pending *q = l->waiters, *tail = l->waiters_tail;
+    l->waiters = l->waiters_tail = NULL;
+    while (q) {
+        pending *next = q->next;
+        const rl_rule *ru = &c->rules[q->rule];
+        int v;
+        if (err) {
+            int admitted;
+            v = store_failed(w, q->r, q->st, q->rule, &admitted);
+            if (admitted) v = run_rules(w, q->r, q->st, q->rule + 1);
+        } else if (refused) {
+            v = refuse(c, q->r, ru, ms_up(retry_ns), "too many calls");
+        } else if (l->have && l->expires_ns > now_ns()) {
+            l->have--;
+            c->host->metric_count(q->r, "ratelimit", ru->lbl_allowed, 1);
+            v = run_rules(w, q->r, q->st, q->rule + 1);
+        } else {
+            /* none left: the first of the rest asks, the others wait for its answer */
+            q->next = NULL;
+            l->waiters = next;
+            l->waiters_tail = next ? tail : NULL;
+            send_ask(w, q, l);
+            return;
+        }
+        pc_request *r = q->r;
+        free(q);
+        if (v != PC_PAUSE) c->host->resume(r, v);
+        q = next;
+    }
 }
 
 /* The lease of a key, or NULL when its slot now holds another key's. */
@@ -263,6 +305,8 @@ static void on_refill(void *arg, int ok, const long long *ints, size_t n)
         l->refilling = 0;
         if (ok == 0 && n >= 1 && ints[0] > 0)
             lease_add(l, (uint32_t)ints[0], now_ns(), f->w->c->rules[f->rule].lease_ns);
+        /* calls that found the lease empty while this was out: served now, or one of them asks */
+        if (l->waiters && !l->asking) serve_waiters(f->w, l, 0, 0, 0);
     }
     free(f);
 }
@@ -301,20 +345,23 @@ static void on_gcra(void *arg, int ok, const long long *ints, size_t n)
     const rl_conf *c = w->c;
     const rl_rule *ru = &c->rules[p->rule];
     int verdict;
-    lease *asked = lease_find(w, p->st->digest[p->rule]);
-    if (asked && asked->asking) asked->asking--;
-    if (ok == 0 && n >= 2 && ints[0] > 0) {
-        lease *l = lease_of(w, p->st->digest[p->rule]);
+    lease *l = lease_find(w, p->st->digest[p->rule]);
+    if (l) l->asking = 0;
+    int err = !(ok == 0 && n >= 2), refused = !err && ints[0] <= 0;
+    uint64_t retry_ns = refused ? (uint64_t)ints[1] * 1000 : 0;
+    if (!err && !refused) {
         uint64_t now = now_ns();
-        /* a lease used up quickly asks for more next time */
-        if (l->have == 0 && l->expires_ns > now && l->size < ru->lease_max) l->size *= 2;
-        if (l->size > ru->lease_max) l->size = ru->lease_max;
-        /* one of the calls is this one; the rest join what this worker holds */
-        lease_add(l, (uint32_t)ints[0] - 1, now, ru->lease_ns);
+        if (l) {
+            /* a lease used up quickly asks for more next time */
+            if (l->have == 0 && l->expires_ns > now && l->size < ru->lease_max) l->size *= 2;
+            if (l->size > ru->lease_max) l->size = ru->lease_max;
+            /* one of the calls is this one; the rest join what this worker holds */
+            lease_add(l, (uint32_t)ints[0] - 1, now, ru->lease_ns);
+        }
         c->host->metric_count(p->r, "ratelimit", ru->lbl_allowed, 1);
         verdict = run_rules(w, p->r, p->st, p->rule + 1);
-    } else if (ok == 0 && n >= 2) {
-        verdict = refuse(c, p->r, ru, ms_up((uint64_t)ints[1] * 1000), "too many calls");
+    } else if (refused) {
+        verdict = refuse(c, p->r, ru, ms_up(retry_ns), "too many calls");
     } else {
         int admitted;
         verdict = store_failed(w, p->r, p->st, p->rule, &admitted);
@@ -323,6 +370,7 @@ static void on_gcra(void *arg, int ok, const long long *ints, size_t n)
     pc_request *r = p->r;
     free(p);
     if (verdict != PC_PAUSE) c->host->resume(r, verdict);
+    if (l && l->waiters && !l->asking) serve_waiters(w, l, err, refused, retry_ns);
 }
 
 static void on_acquire(void *arg, int ok, const long long *ints, size_t n)
@@ -357,6 +405,25 @@ static void ignore_reply(void *arg, int ok, const long long *ints, size_t n)
     (void)n;
 }
 
+/* Asks Redis for a lease (a whole one; one call when the key has no lease slot) for the waiting
+ * call p; its answer (on_gcra) resumes p and serves the calls that queued behind it. */
+static void send_ask(rl_worker *w, pending *p, lease *l)
+{
+    const rl_rule *ru = &w->c->rules[p->rule];
+    char key[160], t_us[24], w_us[24], want[16];
+    if (redis_key(w->c, p->r, ru, ":c", key, sizeof key) < 0) {
+        on_gcra(p, -1, NULL, 0); /* as a store error */
+        return;
+    }
+    snprintf(t_us, sizeof t_us, "%llu",
+             (unsigned long long)(ru->gcra.t_ns / 1000 ? ru->gcra.t_ns / 1000 : 1));
+    snprintf(w_us, sizeof w_us, "%llu", (unsigned long long)(ru->gcra.window_ns / 1000));
+    snprintf(want, sizeof want, "%u", l ? l->size : 1);
+    if (l) l->asking = 1;
+    const char *args[] = {t_us, w_us, want};
+    rl_redis_eval(w->redis, gcra_script, key, args, 3, on_gcra, p);
+}
+
 /* Sends rule i's Redis request; PC_PAUSE, or the verdict when it could not be sent. */
 static int ask_redis(rl_worker *w, pc_request *r, rl_req *st, size_t i)
 {
@@ -372,16 +439,7 @@ static int ask_redis(rl_worker *w, pc_request *r, rl_req *st, size_t i)
     }
     *p = (pending){.w = w, .r = r, .st = st, .rule = i};
     if (ru->kind == RL_CALLS) {
-        char t_us[24], w_us[24], want[16];
-        snprintf(t_us, sizeof t_us, "%llu",
-                 (unsigned long long)(ru->gcra.t_ns / 1000 ? ru->gcra.t_ns / 1000 : 1));
-        snprintf(w_us, sizeof w_us, "%llu", (unsigned long long)(ru->gcra.window_ns / 1000));
-        /* calls that find the lease empty while a request is out ask for themselves only */
-        lease *l = lease_of(w, st->digest[i]);
-        snprintf(want, sizeof want, "%u", l->asking ? 1 : l->size);
-        l->asking++;
-        const char *args[] = {t_us, w_us, want};
-        rl_redis_eval(w->redis, gcra_script, key, args, 3, on_gcra, p);
+        send_ask(w, p, lease_of(w, st->digest[i]));
     } else {
         char lim[16];
         snprintf(lim, sizeof lim, "%u", ru->limit);
@@ -404,8 +462,8 @@ static int run_rules(rl_worker *w, pc_request *r, rl_req *st, size_t from)
             if (ru->kind == RL_CALLS) {
                 lease *l = lease_of(w, st->digest[i]);
                 uint64_t now = now_ns();
-                if (l->have && l->expires_ns <= now) l->have = 0; /* expired: dropped, never revived */
-                if (l->have) {
+                if (l && l->have && l->expires_ns <= now) l->have = 0; /* expired: dropped, never revived */
+                if (l && l->have) {
                     l->have--;
                     /* the next lease before this one runs out, of calls or of time */
                     int busy = l->have <= l->size / 2;
@@ -413,6 +471,19 @@ static int run_rules(rl_worker *w, pc_request *r, rl_req *st, size_t from)
                         refill_ahead(w, r, i, st->digest[i], l, busy);
                     h->metric_count(r, "ratelimit", ru->lbl_allowed, 1);
                     continue;
+                }
+                if (l && (l->asking || l->refilling)) {
+                    /* a request for this key's lease is out: wait for its answer, not for one of our own */
+                    pending *q = calloc(1, sizeof *q);
+                    if (q) {
+                        *q = (pending){.w = w, .r = r, .st = st, .rule = i};
+                        if (l->waiters_tail)
+                            l->waiters_tail->next = q;
+                        else
+                            l->waiters = q;
+                        l->waiters_tail = q;
+                        return PC_PAUSE;
+                    }
                 }
             }
             if (!w->redis && !(w->redis = rl_redis_new(h->event_loop(r), c->store.ip, c->store.port,
