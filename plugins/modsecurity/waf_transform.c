@@ -1244,8 +1244,8 @@ int waf_transform_identity(waf_transform_id t, const char *cin, size_t len)
         for (i = 0; i < len; i++) {
             unsigned char c = in[i];
             /* the bytes cmdLine deletes or turns into spaces: " ' \ ^ , ; \t \r \n */
-            if (c == '"' || c == '\'' || c == '\\' || c == '^' || c == ',' || c == ';' || c == '\t' || c == '\r' ||
-                c == '\n')
+            if (c == '"' || c == '\'' || c == '\\' || c == '^' || c == ',' || c == ';' || c == '\t' ||
+                c == '\r' || c == '\n')
                 return 0;
             if (c == ' ' && i + 1 < len && (in[i + 1] == ' ' || in[i + 1] == '/' || in[i + 1] == '('))
                 return 0;
