@@ -202,6 +202,10 @@ def test_two_edges_share_one_limit_in_redis(st):
     keys = st.redis.cli("KEYS", "*").split()
     assert keys and all(re.fullmatch(r"pc:rl:[0-9a-f]{32}:c", k) for k in keys), keys
     assert "127.0.0.1" not in st.redis.cli("--no-raw", "GET", keys[0])
+    # ... and every key expires: by the time its bucket is full again, plus a second.
+    for k in keys:
+        ttl = int(st.redis.cli("PTTL", k))
+        assert 0 < ttl <= 3601 * 1000, (k, ttl)
     stop_edges(st, a, b)
     # The same with local stores: each edge its own limit, about twice as many.
     cfg = {"rules": [calls_rule(name="fleet", calls=100)]}
