@@ -34,7 +34,8 @@ def setup():
 def edge(st, name, config, workers=2, admin=None):
     """One more Portcullis with the ratelimit plugin (h2c only); returns it with .port."""
     port = pclib.free_port()
-    extra = {"workers": workers, "plugins": [{"name": "ratelimit", "config": config}]}
+    # A stop waits for the calls still open at most drain_timeout_ms: a few seconds, not the default 30.
+    extra = {"workers": workers, "drain_timeout_ms": 3000, "plugins": [{"name": "ratelimit", "config": config}]}
     if admin:
         extra["admin"] = {"address": f"127.0.0.1:{admin}"}
     cfg = pclib.make_config(h2c_port=port, origins=st.origins_conf, zones=st.zones_conf, extra=extra)
@@ -46,6 +47,10 @@ def edge(st, name, config, workers=2, admin=None):
 
 
 def stop_edges(st, *edges):
+    """Stops the edges after closing the test's channels (their connections end first)."""
+    for ch in st.channels:
+        ch.close()
+    st.channels.clear()
     for p in edges:
         problem = p.stop()
         if problem:
