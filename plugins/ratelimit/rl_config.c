@@ -4,7 +4,6 @@
 #include "rl_config.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,63 +30,8 @@ const pc_conf_key rl_config_keys[] = {
     {0},
 };
 
-typedef struct ctx {
-    const pc_host *h;
-    char *err;
-    size_t errlen;
-} ctx;
-
-static int fail(ctx *c, const pc_config_node *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int fail(ctx *c, const pc_config_node *n, const char *fmt, ...)
-{
-    char where[512], msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    snprintf(c->err, c->errlen, "%s: %s", c->h->config_where(n, where, sizeof where), msg);
-    return -1;
-}
-
-static int check_keys(ctx *c, const pc_config_node *map, const char *what, const char *const *known)
-{
-    const pc_host *h = c->h;
-    if (h->config_string(map) || (h->config_len(map) && !h->config_key(map, 0)))
-        return fail(c, map, "%s: expected a map", what);
-    for (size_t i = 0; i < h->config_len(map); i++) {
-        const char *k = h->config_key(map, i);
-        size_t j = 0;
-        while (known[j] && strcmp(known[j], k))
-            j++;
-        if (!known[j]) {
-            char list[256] = "";
-            for (size_t q = 0; known[q]; q++)
-                snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", q ? ", " : "", known[q]);
-            return fail(c, h->config_at(map, i), "%s: unknown key \"%s\" (valid keys: %s)", what, k, list);
-        }
-    }
-    return 0;
-}
-
-/* A whole number in [lo, hi] at key; absent: 0 and *out unchanged. */
-static int get_u64(ctx *c, const pc_config_node *map, const char *what, const char *key, uint64_t lo,
-                   uint64_t hi, uint64_t *out)
-{
-    const pc_config_node *n = c->h->config_get(map, key);
-    if (!n) return 0;
-    const char *s = c->h->config_string(n);
-    char *end = NULL;
-    errno = 0;
-    unsigned long long v = s && *s >= '0' && *s <= '9' ? strtoull(s, &end, 10) : 0;
-    if (!s || !end || *end || errno || v < lo || v > hi)
-        return fail(c, n, "%s.%s: expected a whole number from %llu to %llu", what, key,
-                    (unsigned long long)lo, (unsigned long long)hi);
-    *out = v;
-    return 0;
-}
-
 /* A list of strings (or one string) at key; absent: 0 with *n 0. */
-static int get_strings(ctx *c, const pc_config_node *map, const char *what, const char *key, char ***out,
+static int get_strings(rl_cfg *c, const pc_config_node *map, const char *what, const char *key, char ***out,
                        size_t *n, size_t max)
 {
     const pc_host *h = c->h;
@@ -98,15 +42,15 @@ static int get_strings(ctx *c, const pc_config_node *map, const char *what, cons
     const char *one = h->config_string(node);
     size_t len = one ? 1 : h->config_len(node);
     if ((!one && len && h->config_key(node, 0)) || len == 0 || len > max)
-        return fail(c, node, "%s.%s: expected a string or a list of 1 to %zu strings", what, key, max);
+        return rl_cfg_fail(c, node, "%s.%s: expected a string or a list of 1 to %zu strings", what, key, max);
     char **v = calloc(len, sizeof *v);
-    if (!v) return fail(c, node, "out of memory");
+    if (!v) return rl_cfg_fail(c, node, "out of memory");
     *out = v;
     for (size_t i = 0; i < len; i++) {
         const pc_config_node *it = one ? node : h->config_at(node, i);
         const char *s = h->config_string(it);
-        if (!s || !*s) return fail(c, it, "%s.%s: expected a non-empty string", what, key);
-        if (!(v[i] = strdup(s))) return fail(c, it, "out of memory");
+        if (!s || !*s) return rl_cfg_fail(c, it, "%s.%s: expected a non-empty string", what, key);
+        if (!(v[i] = strdup(s))) return rl_cfg_fail(c, it, "out of memory");
         (*n)++;
     }
     return 0;
@@ -126,29 +70,31 @@ static const char *const rule_keys[] = {
     "name",  "zones",        "methods",          "key", "calls", "window_s", "messages_per_s",
     "burst", "max_delay_ms", "concurrent_calls", NULL};
 
-static int load_rule(ctx *c, rl_conf *rc, const pc_config_node *m, size_t idx)
+static int load_rule(rl_cfg *c, rl_conf *rc, const pc_config_node *m, size_t idx)
 {
     const pc_host *h = c->h;
     rl_rule *r = &rc->rules[idx];
     char what[32];
     snprintf(what, sizeof what, "rules[%zu]", idx);
-    if (check_keys(c, m, what, rule_keys) < 0) return -1;
+    if (rl_cfg_check_keys(c, m, what, rule_keys) < 0) return -1;
     const pc_config_node *nn = h->config_get(m, "name");
     const char *name = h->config_string(nn);
     if (!name || !valid_name(name))
-        return fail(c, nn ? nn : m, "%s.name: required, 1 to 64 letters, digits, '-', '_' or '.'", what);
+        return rl_cfg_fail(c, nn ? nn : m, "%s.name: required, 1 to 64 letters, digits, '-', '_' or '.'",
+                           what);
     for (size_t i = 0; i < idx; i++)
-        if (!strcmp(rc->rules[i].name, name)) return fail(c, nn, "%s.name: \"%s\" is used twice", what, name);
-    if (!(r->name = strdup(name))) return fail(c, nn, "out of memory");
+        if (!strcmp(rc->rules[i].name, name))
+            return rl_cfg_fail(c, nn, "%s.name: \"%s\" is used twice", what, name);
+    if (!(r->name = strdup(name))) return rl_cfg_fail(c, nn, "out of memory");
     snprintf(what, sizeof what, "rules (%s)", name);
     if (get_strings(c, m, what, "zones", &r->zones, &r->nzones, 64) < 0 ||
         get_strings(c, m, what, "methods", &r->methods, &r->nmethods, 64) < 0)
         return -1;
     for (size_t i = 0; i < r->nmethods; i++)
         if (r->methods[i][0] != '/')
-            return fail(c, h->config_get(m, "methods"),
-                        "%s.methods: \"%s\": expected a path glob such as \"/shop.Cart/*\"", what,
-                        r->methods[i]);
+            return rl_cfg_fail(c, h->config_get(m, "methods"),
+                               "%s.methods: \"%s\": expected a path glob such as \"/shop.Cart/*\"", what,
+                               r->methods[i]);
     char **keys;
     size_t nkeys;
     if (get_strings(c, m, what, "key", &keys, &nkeys, RL_MAX_KEYS) < 0) {
@@ -163,21 +109,21 @@ static int load_rule(ctx *c, rl_conf *rc, const pc_config_node *m, size_t idx)
     free(keys);
     if (!r->nkeys) {
         /* default: one counter per client address */
-        if (!(r->keys[0] = strdup("client.ip"))) return fail(c, m, "out of memory");
+        if (!(r->keys[0] = strdup("client.ip"))) return rl_cfg_fail(c, m, "out of memory");
         r->nkeys = 1;
     }
     const pc_config_node *calls = h->config_get(m, "calls"), *msgs = h->config_get(m, "messages_per_s"),
                          *conc = h->config_get(m, "concurrent_calls");
     if (!!calls + !!msgs + !!conc != 1)
-        return fail(c, m, "%s: give exactly one of calls (with window_s), messages_per_s or concurrent_calls",
-                    what);
+        return rl_cfg_fail(
+            c, m, "%s: give exactly one of calls (with window_s), messages_per_s or concurrent_calls", what);
     if (calls) {
         r->kind = RL_CALLS;
         r->window_s = 1;
-        if (get_u64(c, m, what, "calls", 1, 1000000000, &r->calls) < 0 ||
-            get_u64(c, m, what, "window_s", 1, 86400 * 7, &r->window_s) < 0)
+        if (rl_cfg_u64(c, m, what, "calls", 1, 1000000000, &r->calls) < 0 ||
+            rl_cfg_u64(c, m, what, "window_s", 1, 86400 * 7, &r->window_s) < 0)
             return -1;
-        if (!h->config_get(m, "window_s")) return fail(c, calls, "%s: calls needs window_s", what);
+        if (!h->config_get(m, "window_s")) return rl_cfg_fail(c, calls, "%s: calls needs window_s", what);
         rl_gcra_init(&r->gcra, r->calls, r->window_s);
         /* Redis leases: up to a twentieth of the limit per request, usable for one emission interval
          * (at least 10 ms, at most 1 s): see docs/ratelimit.md for the error bound this gives. */
@@ -189,9 +135,9 @@ static int load_rule(ctx *c, rl_conf *rc, const pc_config_node *m, size_t idx)
     } else if (msgs) {
         r->kind = RL_MESSAGES;
         uint64_t rate = 0, burst = 0, delay = 10000;
-        if (get_u64(c, m, what, "messages_per_s", 1, 1000000, &rate) < 0 ||
-            get_u64(c, m, what, "burst", 1, 1000000, &burst) < 0 ||
-            get_u64(c, m, what, "max_delay_ms", 1, 3600000, &delay) < 0)
+        if (rl_cfg_u64(c, m, what, "messages_per_s", 1, 1000000, &rate) < 0 ||
+            rl_cfg_u64(c, m, what, "burst", 1, 1000000, &burst) < 0 ||
+            rl_cfg_u64(c, m, what, "max_delay_ms", 1, 3600000, &delay) < 0)
             return -1;
         r->rate = (double)rate;
         r->burst = burst ? (double)burst : (double)rate;
@@ -199,15 +145,15 @@ static int load_rule(ctx *c, rl_conf *rc, const pc_config_node *m, size_t idx)
     } else {
         r->kind = RL_CONCURRENT;
         uint64_t v = 0;
-        if (get_u64(c, m, what, "concurrent_calls", 1, 1000000, &v) < 0) return -1;
+        if (rl_cfg_u64(c, m, what, "concurrent_calls", 1, 1000000, &v) < 0) return -1;
         r->limit = (uint32_t)v;
     }
     if (r->kind != RL_CALLS && h->config_get(m, "window_s"))
-        return fail(c, h->config_get(m, "window_s"), "%s.window_s: only with calls", what);
+        return rl_cfg_fail(c, h->config_get(m, "window_s"), "%s.window_s: only with calls", what);
     if (r->kind != RL_MESSAGES && (h->config_get(m, "burst") || h->config_get(m, "max_delay_ms")))
-        return fail(c,
-                    h->config_get(m, "burst") ? h->config_get(m, "burst") : h->config_get(m, "max_delay_ms"),
-                    "%s: burst and max_delay_ms go with messages_per_s", what);
+        return rl_cfg_fail(
+            c, h->config_get(m, "burst") ? h->config_get(m, "burst") : h->config_get(m, "max_delay_ms"),
+            "%s: burst and max_delay_ms go with messages_per_s", what);
     snprintf(r->lbl_allowed, sizeof r->lbl_allowed, "rule=%s;result=allowed", r->name);
     snprintf(r->lbl_refused, sizeof r->lbl_refused, "rule=%s;result=refused", r->name);
     snprintf(r->lbl_shaped, sizeof r->lbl_shaped, "rule=%s;result=shaped", r->name);
@@ -218,7 +164,7 @@ static int load_rule(ctx *c, rl_conf *rc, const pc_config_node *m, size_t idx)
 int rl_conf_load(const pc_host *host, const void *handle, const pc_config_node *config, rl_conf **out,
                  char *err, size_t errlen)
 {
-    ctx c = {host, err, errlen};
+    rl_cfg c = {host, err, errlen};
     rl_conf *rc = calloc(1, sizeof *rc);
     if (!rc) {
         snprintf(err, errlen, "out of memory");

@@ -25,6 +25,24 @@ typedef struct rl_store_conf {
     char prefix[64]; /* of every Redis key */
 } rl_store_conf;
 
+/* Reading a map nested in a plugin's config (the core checks only the top-level keys): errors
+ * "file:line:col: msg" into err. Shared by the store map and the plugins that take one. */
+typedef struct rl_cfg {
+    const pc_host *h;
+    char *err;
+    size_t errlen;
+} rl_cfg;
+
+/* Writes the error for node n; returns -1. */
+int rl_cfg_fail(rl_cfg *c, const pc_config_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* map is a map whose keys are all in `known` (NULL-ended): "<what>: unknown key ...". 0 or -1. */
+int rl_cfg_check_keys(rl_cfg *c, const pc_config_node *map, const char *what, const char *const *known);
+/* A whole number in [lo, hi] at key ("<what>.<key>: expected a whole number from lo to hi"); absent:
+ * 0 with *out unchanged. */
+int rl_cfg_u64(rl_cfg *c, const pc_config_node *map, const char *what, const char *key, uint64_t lo,
+               uint64_t hi, uint64_t *out);
+
 /* The `store` map s (NULL: absent, type local) into *out, prefix defaulting to default_prefix. 0, or
  * -1 with "file:line:col: store...: what" in err. */
 int rl_store_conf_read(const pc_host *h, const pc_config_node *s, const char *default_prefix,
