@@ -19,7 +19,6 @@ from pclib import origin_conf, zone_conf
 
 SCALE = pclib.TIME_SCALE
 GRPC_UA = "grpc-python/1.51.1 grpc-c/29.0.0 (linux; chttp2)"
-SECRET = "test-deployment-secret-0123456789"
 RATE_LIMIT = 20
 
 
@@ -40,28 +39,13 @@ def bot_config(**more):
 
 
 def redis_store(st, **more):
-    s = {"type": "redis", "address": f"127.0.0.1:{st.redis.port}", "timeout_ms": 50, "secret": SECRET}
-    s.update(more)
-    return s
+    return st.redis.store(**more)
 
 
 def edge(st, name, config, workers=2):
-    """One more Portcullis with the bot plugin (h2c only); returns it with .port."""
-    port = pclib.free_port()
-    extra = {"workers": workers, "plugins": [{"name": "bot", "config": config}]}
-    cfg = pclib.make_config(h2c_port=port, origins=st.origins_conf, zones=st.zones_conf, extra=extra)
-    path = st.write_config(cfg, name=f"{name}.yaml")
-    p = pclib.Proxy(path, [port], st.dir, name=name)
-    st.proxies.append(p)
-    p.port = port
-    return p
-
-
-def stop_edges(st, *edges):
-    for p in edges:
-        problem = p.stop()
-        if problem:
-            st.problems.append(problem)
+    """One more Portcullis with the bot plugin; returns it with .port."""
+    return st.start_edge(name, [{"name": "bot", "config": config}], st.origins_conf, st.zones_conf,
+                         workers=workers)
 
 
 def calls(port, n, source, gap=0.0):
@@ -150,7 +134,7 @@ def test_local_store_counts_calls_on_every_worker(st):
     assert max(rates) >= made - 1, (rates, made)
     # It fires at the limit: every call after the 20th (a call or two fewer if a window boundary fell in).
     assert len(rates) >= made - RATE_LIMIT - 2, (rates, made)
-    stop_edges(st, p)
+    st.stop_edges(p)
 
 
 # --- Redis: one count for the fleet ----------------------------------------------------------------
@@ -196,7 +180,7 @@ def test_two_edges_share_counts_in_redis(st):
     assert not any(ip in k for k in keys)
     ttl = int(st.redis.cli("PTTL", keys[0]))
     assert 0 < ttl <= 66000, ttl  # 11 slots of 6 s
-    stop_edges(st, a, b)
+    st.stop_edges(a, b)
 
 
 def test_config_errors(st):
@@ -240,7 +224,7 @@ def test_redis_stopped_scores_on_own_counts(st):
     # Every call after the limit still has the signal, counted by the edge itself.
     assert all(r is not None for r in rates[RATE_LIMIT + 1:]), rates
     assert rates[-1] >= 29, rates
-    stop_edges(st, p)
+    st.stop_edges(p)
 
 
 if __name__ == "__main__":

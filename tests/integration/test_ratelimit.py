@@ -19,7 +19,6 @@ from pclib import describe, origin_conf, rpc_error, zone_conf
 SCALE = pclib.TIME_SCALE
 UNARY = "/demo.Echo/Unary"
 BIDI = "/demo.Echo/Bidi"
-SECRET = "test-deployment-secret-0123456789"
 
 
 def setup():
@@ -32,29 +31,9 @@ def setup():
 
 
 def edge(st, name, config, workers=2, admin=None):
-    """One more Portcullis with the ratelimit plugin (h2c only); returns it with .port."""
-    port = pclib.free_port()
-    # A stop waits for the calls still open at most drain_timeout_ms: a few seconds, not the default 30.
-    extra = {"workers": workers, "drain_timeout_ms": 3000, "plugins": [{"name": "ratelimit", "config": config}]}
-    if admin:
-        extra["admin"] = {"address": f"127.0.0.1:{admin}"}
-    cfg = pclib.make_config(h2c_port=port, origins=st.origins_conf, zones=st.zones_conf, extra=extra)
-    path = st.write_config(cfg, name=f"{name}.yaml")
-    p = pclib.Proxy(path, [port], st.dir, name=name)
-    st.proxies.append(p)
-    p.port = port
-    return p
-
-
-def stop_edges(st, *edges):
-    """Stops the edges after closing the test's channels (their connections end first)."""
-    for ch in st.channels:
-        ch.close()
-    st.channels.clear()
-    for p in edges:
-        problem = p.stop()
-        if problem:
-            st.problems.append(problem)
+    """One more Portcullis with the ratelimit plugin; returns it with .port."""
+    return st.start_edge(name, [{"name": "ratelimit", "config": config}], st.origins_conf, st.zones_conf,
+                         workers=workers, admin=admin)
 
 
 def channel(st, port, authority="example.com", **opts):
@@ -81,9 +60,7 @@ def calls_rule(name="per-client", calls=20, window_s=3600, **more):
 
 
 def redis_store(st, **more):
-    s = {"type": "redis", "address": f"127.0.0.1:{st.redis.port}", "timeout_ms": 50, "secret": SECRET}
-    s.update(more)
-    return s
+    return st.redis.store(**more)
 
 
 # --- local store ----------------------------------------------------------------------------------
@@ -112,7 +89,7 @@ def test_local_limit_shared_by_workers_with_pushback(st):
     samples = pclib.scrape_metrics(admin)
     got = {l.get("result"): v for n, l, v in samples if n == "pc_ratelimit_total" and l.get("rule") == "per-client"}
     assert got.get("allowed") == 20 and got.get("refused") == 20, got
-    stop_edges(st, p)
+    st.stop_edges(p)
 
 
 def test_plain_http_gets_429_retry_after(st):
@@ -127,7 +104,7 @@ def test_plain_http_gets_429_retry_after(st):
     assert re.search(r"^HTTP/2 429", codes[1], re.M), codes[1]
     m = re.search(r"^retry-after: (\d+)", codes[1], re.M | re.I)
     assert m and 3500 <= int(m.group(1)) <= 3600, codes[1]
-    stop_edges(st, p)
+    st.stop_edges(p)
 
 
 def test_globs_keys_and_zones(st):
@@ -149,7 +126,7 @@ def test_globs_keys_and_zones(st):
     api = channel(st, p.port, authority="api.example.com")
     got = [call(api, method="/demo.Echo/Fail")[1] for _ in range(2)]
     assert "rate limit api-only" not in got[0] and got[1] == "rate limit api-only: too many calls", got
-    stop_edges(st, p)
+    st.stop_edges(p)
 
 
 def test_concurrency_limit(st):
@@ -167,7 +144,7 @@ def test_concurrency_limit(st):
         f.result()
     # The slots are given back when the calls end.
     assert call(ch)[0] == grpc.StatusCode.OK
-    stop_edges(st, p)
+    st.stop_edges(p)
 
 
 # --- one limit for a fleet --------------------------------------------------------------------------
@@ -211,13 +188,13 @@ def test_two_edges_share_one_limit_in_redis(st):
     for k in keys:
         ttl = int(st.redis.cli("PTTL", k))
         assert 0 < ttl <= 3601 * 1000, (k, ttl)
-    stop_edges(st, a, b)
+    st.stop_edges(a, b)
     # The same with local stores: each edge its own limit, about twice as many.
     cfg = {"rules": [calls_rule(name="fleet", calls=100)]}
     a, b = edge(st, "local-a", cfg), edge(st, "local-b", cfg)
     admitted = spread(st, [a, b], 300)
     assert 190 <= admitted <= 200, f"{admitted} admitted by two edges with local stores"
-    stop_edges(st, a, b)
+    st.stop_edges(a, b)
 
 
 def timed_calls(ch, n):
@@ -260,7 +237,7 @@ def test_redis_stopped_and_hung(st):
     assert st.redis.cli("KEYS", "*"), "the edge did not use Redis again after it came back"
     st.redis.cli("FLUSHALL")
     assert [call(ca)[0] for _ in range(7)].count(grpc.StatusCode.OK) == 5
-    stop_edges(st, allow, local)
+    st.stop_edges(allow, local)
 
 
 def test_grpcio_retry_policy_honours_pushback(st):
@@ -280,7 +257,7 @@ def test_grpcio_retry_policy_honours_pushback(st):
     # Without the pushback it would have retried after 10 ms and been refused again.
     assert 0.8 <= took <= 3 * SCALE, f"retried after {took:.2f} s, not after the pushback"
     assert st.origins["echo"].stats()["calls"].get("Unary", 0) == 2
-    stop_edges(st, p)
+    st.stop_edges(p)
 
 
 def test_stream_shaped_through_flow_control(st):
@@ -297,7 +274,7 @@ def test_stream_shaped_through_flow_control(st):
     # 100 at once, then 400 at 100 per second.
     assert took >= 4.0, f"500 messages took {took:.2f} s: not shaped"
     assert growth < 16, f"edge memory grew {growth:.1f} MiB while shaping"
-    stop_edges(st, p)
+    st.stop_edges(p)
 
 
 def test_shaped_message_that_waits_too_long_ends_the_call(st):
@@ -307,7 +284,7 @@ def test_shaped_message_that_waits_too_long_ends_the_call(st):
     err = rpc_error(lambda: list(ch.stream_stream(BIDI)(iter([b"a", b"b", b"c"]), timeout=10)))
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, describe(err)
     assert err.details() == "rate limit tight: a message waited too long", describe(err)
-    stop_edges(st, p)
+    st.stop_edges(p)
 
 
 def test_config_errors(st):

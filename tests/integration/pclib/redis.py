@@ -22,6 +22,13 @@ class Redis:
     def stop(self):
         stop_process(self.proc)
 
+    def store(self, **more):
+        """A plugin's `store:` map for this server, with a test secret."""
+        s = {"type": "redis", "address": f"127.0.0.1:{self.port}", "timeout_ms": 50,
+             "secret": "test-deployment-secret-0123456789"}
+        s.update(more)
+        return s
+
     def cli(self, *args):
         """redis-cli against this server; its stdout, stripped."""
         return subprocess.run(["redis-cli", "-p", str(self.port)] + list(args), stdout=subprocess.PIPE,

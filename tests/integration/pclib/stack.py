@@ -62,6 +62,30 @@ class Stack:
         self.proxies.append(self.proxy)
         return self.proxy
 
+    def start_edge(self, name, plugins, origins, zones, workers=2, admin=None):
+        """One more Portcullis beside self.proxy (a second edge of a fleet, or one per config):
+        h2c only, these plugins, a 3 s drain; returns it with .port. stop_edges() stops it."""
+        port = free_port()
+        extra = {"workers": workers, "drain_timeout_ms": 3000, "plugins": list(plugins)}
+        if admin:
+            extra["admin"] = {"address": f"127.0.0.1:{admin}"}
+        cfg = make_config(h2c_port=port, origins=origins, zones=zones, extra=extra)
+        p = Proxy(self.write_config(cfg, name=f"{name}.yaml"), [port], self.dir, name=name)
+        self.proxies.append(p)
+        p.port = port
+        return p
+
+    def stop_edges(self, *edges):
+        """Stops edges from start_edge() after closing the test's channels (their connections end
+        first), keeping any problem for the teardown report."""
+        for ch in self.channels:
+            ch.close()
+        self.channels.clear()
+        for p in edges:
+            problem = p.stop()
+            if problem:
+                self.problems.append(problem)
+
     def restart_proxy(self):
         if self.proxy is not None:
             problem = self.proxy.stop()
