@@ -7,12 +7,7 @@ and Redis holds only digests; with Redis stopped, calls are still answered and s
 counts (whatever on_error says); and the store's config errors."""
 
 import re
-import socket
 import time
-
-import h2.config
-import h2.connection
-import h2.events
 
 import pclib
 from pclib import origin_conf, zone_conf
@@ -51,37 +46,7 @@ def edge(st, name, config, workers=2):
 def calls(port, n, source, gap=0.0):
     """n unary gRPC calls one after another on one h2c connection from `source` (gap seconds between
     them); their grpc-status values."""
-    sock = socket.create_connection(("127.0.0.1", port), timeout=10 * SCALE, source_address=(source, 0))
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
-    conn.initiate_connection()
-    sock.sendall(conn.data_to_send())
-    statuses = []
-    try:
-        for i in range(n):
-            if i and gap:
-                time.sleep(gap)
-            sid = conn.get_next_available_stream_id()
-            conn.send_headers(sid, pclib.grpc_request_headers("example.com", scheme="http",
-                                                              extra=[("user-agent", GRPC_UA)]))
-            conn.send_data(sid, pclib.grpc_frame(b"hello"), end_stream=True)
-            sock.sendall(conn.data_to_send())
-            status, done = None, False
-            while not done:
-                data = sock.recv(65536)
-                if not data:
-                    raise AssertionError("the edge closed the connection")
-                for ev in conn.receive_data(data):
-                    if isinstance(ev, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
-                        status = dict(ev.headers).get("grpc-status", status)
-                    elif isinstance(ev, h2.events.DataReceived):
-                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
-                    if isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)) and ev.stream_id == sid:
-                        done = True
-                sock.sendall(conn.data_to_send())
-            statuses.append(status)
-    finally:
-        sock.close()
-    return statuses
+    return pclib.h2c_unary_calls(port, n, source, GRPC_UA, gap=gap)
 
 
 def from_ip(ip):

@@ -1,5 +1,6 @@
-"""A one-request HTTP/2 client on the h2 library (for requests grpcio will not send): h2_request()
-sends headers and DATA chunks on a fresh connection and returns an H2Result."""
+"""HTTP/2 clients on the h2 library, for requests grpcio will not send: h2_request() sends headers and
+DATA chunks on a fresh connection and returns an H2Result; h2c_unary_calls() makes unary gRPC calls
+one after another on one h2c connection from a chosen source address."""
 
 import socket
 import ssl
@@ -181,3 +182,45 @@ def _h2_read(conn, sock, sid, result, start, timeout, until_window=False):
             return True
         if until_window and conn.local_flow_control_window(sid) > 0:
             return False
+
+
+def h2c_unary_calls(port, n, source, ua, authority="example.com", gap=0.0):
+    """n unary gRPC calls one after another on one h2c connection from address `source`, with this
+    user agent (gap seconds between them); their grpc-status values."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    from .env import TIME_SCALE
+    from .grpcwire import grpc_frame, grpc_request_headers
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10 * TIME_SCALE, source_address=(source, 0))
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding="utf-8"))
+    conn.initiate_connection()
+    sock.sendall(conn.data_to_send())
+    statuses = []
+    try:
+        for i in range(n):
+            if i and gap:
+                time.sleep(gap)
+            sid = conn.get_next_available_stream_id()
+            conn.send_headers(sid, grpc_request_headers(authority, scheme="http", extra=[("user-agent", ua)]))
+            conn.send_data(sid, grpc_frame(b"hello"), end_stream=True)
+            sock.sendall(conn.data_to_send())
+            status, done = None, False
+            while not done:
+                data = sock.recv(65536)
+                if not data:
+                    raise AssertionError("the edge closed the connection")
+                for ev in conn.receive_data(data):
+                    if isinstance(ev, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+                        status = dict(ev.headers).get("grpc-status", status)
+                    elif isinstance(ev, h2.events.DataReceived):
+                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                    if isinstance(ev, (h2.events.StreamEnded, h2.events.StreamReset)) and ev.stream_id == sid:
+                        done = True
+                sock.sendall(conn.data_to_send())
+            statuses.append(status)
+    finally:
+        sock.close()
+    return statuses
