@@ -212,6 +212,7 @@ typedef struct fp_var {
     char *key_prefix;   /* a /^literal.../ key's literal: names without it cannot match */
     size_t key_prefix_len;
     int key_prefix_only; /* the regex is /^literal/ and nothing else: the prefix decides */
+    int kre;             /* key_re: its index among the distinct key regexes (memo of key_matches_v) */
     int count;
     int exclude;
     char *full; /* "COLL:key" as libmodsecurity compares exclusions */
@@ -325,6 +326,8 @@ typedef struct fp_chain {
     size_t n;
 } fp_chain;
 
+_Static_assert(WT_COUNT <= 64, "a value's transformation memo is one 64-bit word");
+
 struct waf_fast {
     fp_rule **phase[3]; /* phases 0 (connection), 1 and 2 */
     size_t nphase[3];
@@ -338,7 +341,10 @@ struct waf_fast {
     int *always;                 /* ids that are candidates for every value */
     size_t nalways;
     uint64_t *always_bits; /* the same as a bitset over the Hyperscan ids, made at the end of the build */
-    char **names;          /* marker names, interned: markers and skipAfter compare by pointer */
+    uint64_t trigger_masks[256]; /* per byte (see waf_transform_trigger_masks) */
+    char **kre_pats;             /* the distinct key regexes, by their text */
+    size_t nkre;
+    char **names; /* marker names, interned: markers and skipAfter compare by pointer */
     size_t nnames;
     uint32_t max_groups; /* largest capture count of the rx patterns */
     char *uncovered;     /* "id why\n" lines */
@@ -515,7 +521,8 @@ static void arena_reset(arena *a)
 typedef struct variant {
     const char *s;
     size_t len;
-    uint64_t *hits; /* bit per Hyperscan id; NULL until scanned */
+    uint64_t *hits;   /* bit per Hyperscan id; NULL until scanned */
+    int8_t sqli, xss; /* libinjection's answers, -1 until asked (variants of call values are reused) */
 } variant;
 
 /* A value as rules see it, with its transformed forms cached by chain. */
@@ -530,6 +537,8 @@ typedef struct value {
     int repeats;       /* a value that repeats across calls (names, headers, path): scans are cached */
     int cls;           /* C_ARGS, ...: which database scans it */
     uint64_t id_known, id_same; /* per transformation: whether it leaves the value as it is (memo) */
+    int id_bytes;               /* id_known holds what the value's byte set decides (see variant_of) */
+    struct call_name *cn;       /* ARGS and ARGS_NAMES values: the call's entry for the name, or NULL */
     int orig;                   /* the index of the variant that is the value itself; -1 none yet */
     variant *variants;
     size_t nvariants, capvariants;
@@ -564,6 +573,20 @@ typedef struct trace {
     size_t last_at, last_n; /* the last copy */
 } trace;
 
+/* A field name of the call's messages. Messages of one call carry the same names (the schema's), so
+ * each is judged once per call: its ARGS_NAMES value (variants, scans, libinjection answers) lives
+ * with the call, and which key regexes select it is remembered. Bounded: names beyond the first
+ * MAX_CALL_NAMES, or longer than MAX_CALL_NAME_LEN, are values of their message as before. */
+#define MAX_CALL_NAMES 64
+#define MAX_CALL_NAME_LEN 256
+
+typedef struct call_name {
+    value v;             /* the ARGS_NAMES value */
+    const char *arg_key; /* "ARGS:<name>" */
+    uint64_t hash;
+    uint64_t *kre; /* 2 x words bits: per key regex, whether known, then whether it matches */
+} call_name;
+
 struct waf_fast_call {
     const waf_fast *f;
     const waf_facts *facts;
@@ -595,6 +618,8 @@ struct waf_fast_call {
     int rec_bad, rec_matched;
     unsigned long traced; /* messages judged by the trace */
     pcre2_match_data *md;
+    call_name *names[MAX_CALL_NAMES];
+    size_t nnames;
 };
 
 typedef struct replay {
@@ -620,7 +645,7 @@ typedef struct replay {
     size_t mv_len[MAX_MATCHED];
     size_t nmv;
     /* the transaction's values */
-    value *args, *arg_names;
+    value *args, **arg_names; /* arg_names[i]: the ARGS_NAMES value of args[i] (maybe the call's) */
     size_t nargs;
     value body, body_len, combined;
     uint64_t *
@@ -653,6 +678,8 @@ static int value_init(replay *r, arena *a, value *v, const char *key, const char
     v->repeats = 0;
     v->cls = C_OTHER;
     v->id_known = v->id_same = 0;
+    v->id_bytes = 0;
+    v->cn = NULL;
     v->orig = -1;
     v->variants = NULL;
     v->nvariants = v->capvariants = 0;
@@ -685,7 +712,8 @@ static int scan_cached(replay *r, const value *v, variant *var, size_t words)
 {
     const waf_fast *f = r->f;
     const hs_database_t *db = f->db[v->cls];
-    int repeats = v->repeats;
+    /* an empty variant (base64Decode of plain text, say) is the same value whatever it came from */
+    int repeats = v->repeats || var->len == 0;
     waf_fast_scratch *sc = r->scratch;
     scan_slot *slot = NULL;
     uint64_t h = 0;
@@ -737,6 +765,18 @@ static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
         const fp_chain *c = &f->chains[ch];
         const char *cur = v->s;
         size_t len = v->len;
+        if (!v->id_bytes) {
+            /* one pass over the value's bytes decides every transformation whose trigger bytes
+             * it lacks (most, for most values); the rest are checked one by one below */
+            v->id_bytes = 1;
+            if (v->len > 0 && v->len <= WAF_TRANSFORM_MAX_LEN) {
+                uint64_t may_change = 0;
+                for (size_t i = 0; i < v->len; i++)
+                    may_change |= f->trigger_masks[(unsigned char)v->s[i]];
+                v->id_known |= ~may_change;
+                v->id_same |= ~may_change;
+            }
+        }
         for (size_t i = 0; i < c->n; i++) {
             /* while the value is still the original, whether a transformation changes it is
              * remembered across chains: most chains leave most values as they are */
@@ -779,6 +819,7 @@ static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
             n->s = cur;
             n->len = len;
             n->hits = NULL;
+            n->sqli = n->xss = -1;
             idx = (int)v->nvariants++;
             if (cur == v->s) v->orig = idx;
         }
@@ -1021,12 +1062,28 @@ static int op_eval(replay *r, const fp_rule *rule, const variant *var, const cha
         break;
     case OP_DETECTSQLI: {
         char fp[8];
-        m = libinjection_sqli(s, len, fp) != 0;
+        if (var && var->s == s && var->sqli >= 0) {
+            m = var->sqli;
+        } else {
+            m = libinjection_sqli(s, len, fp) != 0;
+            if (var && var->s == s) ((variant *)var)->sqli = (int8_t)m;
+        }
         if (m && rule->capture) return fallback(r, "capture of a libinjection fingerprint");
         break;
     }
     case OP_DETECTXSS:
-        m = libinjection_xss(s, len) != 0;
+        if (var && var->s == s && var->xss >= 0) {
+            m = var->xss;
+        } else if (!memchr(s, '<', len) && !memchr(s, '=', len)) {
+            /* libinjection's HTML5 tokenizer makes a tag, comment or doctype only after a '<', and
+             * an attribute value that follows an attribute name only after a '=': without either
+             * byte no token can be found dangerous (test_waf_xss_shortcut checks this on the
+             * library itself) */
+            m = 0;
+        } else {
+            m = libinjection_xss(s, len) != 0;
+            if (var && var->s == s) ((variant *)var)->xss = (int8_t)m;
+        }
         if (m && rule->capture) return fallback(r, "capture of a libinjection match");
         break;
     case OP_UNCONDITIONAL:
@@ -1066,13 +1123,27 @@ static int key_matches(replay *r, const fp_var *fv, const char *name, size_t len
     return ieq(fv->key, fv->key_len, name, len);
 }
 
+/* key_matches on a value's name, remembered for the call's names (see call_name). */
+static int key_matches_v(replay *r, const fp_var *fv, const value *v)
+{
+    call_name *cn = v->cn;
+    if (!fv->key_re || !cn || !cn->kre) return key_matches(r, fv, v->name, v->name_len);
+    size_t words = (r->f->nkre + 63) / 64, w = (size_t)fv->kre >> 6;
+    uint64_t bit = (uint64_t)1 << (fv->kre & 63);
+    if (cn->kre[w] & bit) return (cn->kre[words + w] & bit) != 0;
+    int m = key_matches(r, fv, v->name, v->name_len);
+    cn->kre[w] |= bit;
+    if (m) cn->kre[words + w] |= bit;
+    return m;
+}
+
 static int excluded(replay *r, const fp_rule *rule, const value *v)
 {
     for (size_t i = 0; i < rule->nvars; i++) {
         const fp_var *e = &rule->vars[i];
         if (!e->exclude) continue;
         if (e->key_re) {
-            if (key_matches(r, e, v->name, v->name_len)) return 1;
+            if (key_matches_v(r, e, v)) return 1;
         } else if (!strcmp(e->full, v->key)) {
             return 1;
         }
@@ -1177,7 +1248,7 @@ static int each_value(replay *r, const fp_rule *rule, const fp_var *fv, int *mat
         case V_ARGS:
         case V_ARGS_NAMES:
             for (size_t i = 0; i < r->nargs; i++)
-                n += key_matches(r, fv, r->args[i].name, r->args[i].name_len);
+                n += key_matches_v(r, fv, &r->args[i]);
             break;
         case V_REQUEST_HEADERS:
         case V_REQUEST_HEADERS_NAMES:
@@ -1212,13 +1283,12 @@ static int each_value(replay *r, const fp_rule *rule, const fp_var *fv, int *mat
     }
     switch (fv->kind) {
     case V_ARGS:
-    case V_ARGS_NAMES: {
-        value *set = fv->kind == V_ARGS ? r->args : r->arg_names;
-        for (size_t i = 0; i < r->nargs; i++)
-            if (key_matches(r, fv, set[i].name, set[i].name_len) && test_value(r, rule, &set[i], matched) < 0)
-                return -1;
+    case V_ARGS_NAMES:
+        for (size_t i = 0; i < r->nargs; i++) {
+            value *v = fv->kind == V_ARGS ? &r->args[i] : r->arg_names[i];
+            if (key_matches_v(r, fv, v) && test_value(r, rule, v, matched) < 0) return -1;
+        }
         return 0;
-    }
     case V_REQUEST_HEADERS:
     case V_REQUEST_HEADERS_NAMES: {
         value *set = fv->kind == V_REQUEST_HEADERS ? c->headers : c->header_names;
@@ -1350,7 +1420,7 @@ static int class_values(replay *r, int cls, value **list, size_t *n)
     case C_ARGS:
         for (size_t i = 0; i < r->nargs; i++) {
             list[k++] = &r->args[i];
-            list[k++] = &r->arg_names[i];
+            list[k++] = r->arg_names[i];
         }
         break;
     case C_HEADERS:
@@ -1806,6 +1876,46 @@ void waf_fast_call_free(waf_fast_call *c)
     free(c);
 }
 
+/* "ARGS:<name>" into key (name_len + 6 bytes) and "ARGS_NAMES:<name>" into nkey (name_len + 12). */
+static void names_key(char *key, char *nkey, const char *name, size_t len)
+{
+    memcpy(key, "ARGS:", 5);
+    memcpy(key + 5, name, len);
+    key[5 + len] = '\0';
+    memcpy(nkey, "ARGS_NAMES:", 11);
+    memcpy(nkey + 11, name, len);
+    nkey[11 + len] = '\0';
+}
+
+/* The call's entry for a field name, made on first sight; NULL when the call keeps no more names
+ * (or no memory): the name is then a value of its message. */
+static call_name *call_name_of(waf_fast_call *c, const char *name, size_t len)
+{
+    uint64_t h = hash_bytes(name, len);
+    for (size_t i = 0; i < c->nnames; i++) {
+        call_name *cn = c->names[i];
+        if (cn->hash == h && cn->v.name_len == len && !memcmp(cn->v.name, name, len)) return cn;
+    }
+    if (c->nnames == MAX_CALL_NAMES || len > MAX_CALL_NAME_LEN) return NULL;
+    size_t words = (c->f->nkre + 63) / 64;
+    call_name *cn = arena_alloc(&c->mem, sizeof *cn);
+    char *key = arena_alloc(&c->mem, len + 6), *nkey = arena_alloc(&c->mem, len + 12);
+    uint64_t *kre = words ? arena_alloc(&c->mem, 2 * words * sizeof *kre) : NULL;
+    if (!cn || !key || !nkey || (words && !kre)) return NULL;
+    names_key(key, nkey, name, len);
+    value_init(NULL, &c->mem, &cn->v, nkey, nkey + 11, len, key + 5, len);
+    cn->v.repeats = 1;
+    cn->v.call_level = 1;
+    cn->v.cls = C_ARGS;
+    cn->v.cn = cn;
+    cn->arg_key = key;
+    cn->hash = h;
+    if (kre) memset(kre, 0, 2 * words * sizeof *kre);
+    cn->kre = kre;
+    c->names[c->nnames++] = cn;
+    return cn;
+}
+
 static void replay_init(replay *r, waf_fast_call *c, waf_fast_scratch *scratch, arena *mem)
 {
     memset(r, 0, offsetof(replay, tx));
@@ -1817,7 +1927,8 @@ static void replay_init(replay *r, waf_fast_call *c, waf_fast_scratch *scratch, 
     r->json = 0;
     r->marker = NULL;
     r->skip = 0;
-    r->args = r->arg_names = NULL;
+    r->args = NULL;
+    r->arg_names = NULL;
     r->nargs = 0;
     r->mv_unknown = 0;
     r->numbuf[0][0] = r->numbuf[1][0] = '\0';
@@ -1885,7 +1996,8 @@ int waf_fast_judge(waf_fast_call *c, waf_fast_scratch *s, const waf_arg *args, s
     r->nargs = nargs;
     r->args = arena_alloc(&mem, (nargs + 1) * sizeof *r->args);
     r->arg_names = arena_alloc(&mem, (nargs + 1) * sizeof *r->arg_names);
-    if (!r->args || !r->arg_names) {
+    value *own_names = arena_alloc(&mem, (nargs + 1) * sizeof *own_names);
+    if (!r->args || !r->arg_names || !own_names) {
         *reason = "out of memory";
         goto out;
     }
@@ -1899,22 +2011,28 @@ int waf_fast_judge(waf_fast_call *c, waf_fast_scratch *s, const waf_arg *args, s
             *reason = "argument not UTF-8";
             goto out;
         }
-        char *key = arena_alloc(&mem, a->name_len + 6);
-        char *nkey = arena_alloc(&mem, a->name_len + 12);
-        if (!key || !nkey) {
-            *reason = "out of memory";
-            goto out;
+        call_name *cn = call_name_of(c, a->name, a->name_len);
+        const char *key;
+        if (cn) {
+            key = cn->arg_key;
+            r->arg_names[i] = &cn->v;
+        } else {
+            char *k = arena_alloc(&mem, a->name_len + 6);
+            char *nkey = arena_alloc(&mem, a->name_len + 12);
+            if (!k || !nkey) {
+                *reason = "out of memory";
+                goto out;
+            }
+            names_key(k, nkey, a->name, a->name_len);
+            value_init(r, &mem, &own_names[i], nkey, nkey + 11, a->name_len, k + 5, a->name_len);
+            own_names[i].repeats = 1; /* field names come from the schema */
+            own_names[i].cls = C_ARGS;
+            r->arg_names[i] = &own_names[i];
+            key = k;
         }
-        memcpy(key, "ARGS:", 5);
-        memcpy(key + 5, a->name, a->name_len);
-        key[5 + a->name_len] = '\0';
-        memcpy(nkey, "ARGS_NAMES:", 11);
-        memcpy(nkey + 11, a->name, a->name_len);
-        nkey[11 + a->name_len] = '\0';
         value_init(r, &mem, &r->args[i], key, key + 5, a->name_len, a->value, a->value_len);
-        value_init(r, &mem, &r->arg_names[i], nkey, nkey + 11, a->name_len, key + 5, a->name_len);
-        r->arg_names[i].repeats = 1; /* field names come from the schema */
-        r->args[i].cls = r->arg_names[i].cls = C_ARGS;
+        r->args[i].cls = C_ARGS;
+        r->args[i].cn = cn;
         combined += a->name_len + a->value_len;
     }
     value_init(r, &mem, &r->body, "REQUEST_BODY", "REQUEST_BODY", 12, body ? body : "", body ? body_len : 0);
@@ -2314,6 +2432,18 @@ static int compile_op(builder *b, fp_rule *r, const sl_rule *sr)
     return 0;
 }
 
+/* The index of a key regex among the distinct ones (by text: the same regex selects the same names). */
+static int kre_intern(waf_fast *f, const char *pat)
+{
+    for (size_t i = 0; i < f->nkre; i++)
+        if (!strcmp(f->kre_pats[i], pat)) return (int)i;
+    char **p = realloc(f->kre_pats, (f->nkre + 1) * sizeof *p);
+    if (!p) return -1;
+    f->kre_pats = p;
+    if (!(p[f->nkre] = strdup(pat))) return -1;
+    return (int)f->nkre++;
+}
+
 static int compile_var(builder *b, fp_rule *r, fp_var *v, const sl_var *sv)
 {
     v->kind = V_UNSUPPORTED;
@@ -2335,6 +2465,10 @@ static int compile_var(builder *b, fp_rule *r, fp_var *v, const sl_var *sv)
             char *pat = xstrndup(sv->key + 1, kl >= 2 ? kl - 2 : 0);
             if (!pat) return -1;
             v->key_re = compile_re(pat, 1); /* libmodsecurity's variable regexes ignore case */
+            if ((v->kre = kre_intern(b->f, pat)) < 0) {
+                free(pat);
+                return -1;
+            }
             /* "^header_name_": letters, digits, '_' and '-' after the anchor are a literal prefix
              * (caseless, as the regex) every matching name starts with; MULTILINE's ^ could also
              * match after a newline, so names with one always go to PCRE (see key_matches) */
@@ -2756,6 +2890,9 @@ void waf_fast_free(waf_fast *f)
     for (size_t i = 0; i < f->nnames; i++)
         free(f->names[i]);
     free(f->names);
+    for (size_t i = 0; i < f->nkre; i++)
+        free(f->kre_pats[i]);
+    free(f->kre_pats);
     free(f->uncovered);
     free(f);
 }
@@ -3059,6 +3196,7 @@ waf_fast *waf_fast_build(const waf_source *src, size_t nsrc, int paranoia, waf_f
     if (!f->always_bits) goto oom;
     for (size_t i = 0; i < f->nalways; i++)
         f->always_bits[f->always[i] >> 6] |= (uint64_t)1 << (f->always[i] & 63);
+    waf_transform_trigger_masks(f->trigger_masks);
     for (size_t i = 0; i < b.npats; i++)
         free(b.pats[i]);
     free(b.pats);

@@ -16,7 +16,7 @@
 #include <strings.h>
 
 /* Sizes up to which every int-typed index in libmodsecurity's code stays in range. */
-#define WT_MAX_LEN ((size_t)INT_MAX / 8)
+#define WT_MAX_LEN WAF_TRANSFORM_MAX_LEN
 
 static const struct {
     const char *name;
@@ -1292,5 +1292,75 @@ int waf_transform_identity(waf_transform_id t, const char *cin, size_t len)
         return 1;
     default:
         return 0;
+    }
+}
+
+/* Whether byte c, wherever it stands in a value, can make waf_transform_identity(t) say "changed":
+ * each case lists every byte that function's case tests for (pairs and first/last-byte tests count
+ * each byte they look at). */
+static int wt_trigger(waf_transform_id t, unsigned char c)
+{
+    switch (t) {
+    case WT_NONE:
+        return 0;
+    case WT_LOWERCASE:
+        return c >= 'A' && c <= 'Z';
+    case WT_UPPERCASE:
+        return c >= 'a' && c <= 'z';
+    case WT_URLDECODE:
+    case WT_URLDECODEUNI:
+        return c == '%' || c == '+';
+    case WT_HTMLENTITYDECODE:
+        return c == '&';
+    case WT_JSDECODE:
+    case WT_ESCAPESEQDECODE:
+        return c == '\\';
+    case WT_CSSDECODE:
+        return c == '\\' || c == 0;
+    case WT_REMOVENULLS:
+    case WT_REPLACENULLS:
+        return c == 0;
+    case WT_REMOVEWHITESPACE:
+        return wt_isspace_uchar(c) || c == 0xa0 || c == 0xc2;
+    case WT_COMPRESSWHITESPACE:
+        return wt_isspace_char(c);
+    case WT_CMDLINE:
+        return c == '"' || c == '\'' || c == '\\' || c == '^' || c == ',' || c == ';' || c == '\t' ||
+               c == '\r' || c == '\n' || c == ' ' ||
+               (c != '/' && c != '(' && (unsigned char)tolower((int)(signed char)c) != c);
+    case WT_REPLACECOMMENTS:
+        return c == '/';
+    case WT_REMOVECOMMENTS:
+        return c == '#' || c == '-' || c == '/';
+    case WT_REMOVECOMMENTSCHAR:
+        return c == '#' || c == '-' || c == '/' || c == '*';
+    case WT_NORMALISEPATH:
+        return c == '/' || c == '.';
+    case WT_NORMALISEPATHWIN:
+        return c == '/' || c == '\\' || c == '.';
+    case WT_UTF8TOUNICODE:
+        return c == 0 || c >= 0x80;
+    case WT_TRIM:
+    case WT_TRIMLEFT:
+    case WT_TRIMRIGHT:
+        return wt_isspace_uchar(c);
+    case WT_URLENCODE:
+        return !(c == '*' || (c >= '0' && c <= '9') || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'));
+    case WT_PARITYEVEN7BIT:
+    case WT_PARITYODD7BIT:
+        return wt_parity(c, t == WT_PARITYEVEN7BIT) != c;
+    case WT_PARITYZERO7BIT:
+        return (c & 0x80) != 0;
+    default:
+        return 1;
+    }
+}
+
+void waf_transform_trigger_masks(uint64_t masks[256])
+{
+    for (unsigned c = 0; c < 256; c++) {
+        masks[c] = 0;
+        for (int t = 0; t < WT_COUNT; t++)
+            if (wt_trigger((waf_transform_id)t, (unsigned char)c)) masks[c] |= (uint64_t)1 << t;
     }
 }

@@ -4,7 +4,9 @@
 #ifndef PC_WAF_TRANSFORM_H
 #define PC_WAF_TRANSFORM_H
 
+#include <limits.h>
 #include <stddef.h>
+#include <stdint.h>
 
 typedef enum {
     WT_UNKNOWN = -1, /* not a transformation this file knows: rules using it cannot be covered */
@@ -66,5 +68,15 @@ size_t waf_transform_apply(waf_transform_id t, const char *in, size_t len, char 
 /* 1 when t leaves every input of `len` bytes at in unchanged, computed cheaply (a byte scan) so
  * the fast path can skip the copy; 0 when it may change it (then use waf_transform_apply). */
 int waf_transform_identity(waf_transform_id t, const char *in, size_t len);
+
+/* Per byte value, the transformations (bit 1 << t) for which that byte is a trigger: a value of
+ * 1..WAF_TRANSFORM_MAX_LEN bytes none of which triggers t is one waf_transform_identity(t) calls
+ * unchanged. ORing the masks of a value's bytes, once, decides every transformation whose triggers
+ * it lacks without scanning the value again. A transformation that changes most values (length,
+ * md5, base64Decode, ...) has every byte as a trigger. */
+void waf_transform_trigger_masks(uint64_t masks[256]);
+
+/* The longest value the trigger rule holds for (waf_transform_identity refuses longer ones). */
+#define WAF_TRANSFORM_MAX_LEN ((size_t)INT_MAX / 8)
 
 #endif
