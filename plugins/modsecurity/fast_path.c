@@ -324,6 +324,7 @@ typedef struct fp_rule {
 typedef struct fp_chain {
     waf_transform_id *t;
     size_t n;
+    uint64_t mask; /* bit 1 << t of each of its transformations */
 } fp_chain;
 
 _Static_assert(WT_COUNT <= 64, "a value's transformation memo is one 64-bit word");
@@ -584,7 +585,8 @@ typedef struct call_name {
     value v;             /* the ARGS_NAMES value */
     const char *arg_key; /* "ARGS:<name>" */
     uint64_t hash;
-    uint64_t *kre; /* 2 x words bits: per key regex, whether known, then whether it matches */
+    uint64_t *kre;      /* 2 x words bits: per key regex, whether known, then whether it matches */
+    uint64_t *clean_at; /* per step of the call's trace: tested there without a match (trace_check) */
 } call_name;
 
 struct waf_fast_call {
@@ -620,6 +622,12 @@ struct waf_fast_call {
     pcre2_match_data *md;
     call_name *names[MAX_CALL_NAMES];
     size_t nnames;
+    /* The names of the last message, when all are the call's: per chain, the OR of their hits
+     * after it (name_agg_ok[ch]), made once while the messages keep the same names. */
+    call_name *agg_names[MAX_CALL_NAMES];
+    size_t nagg_names;
+    uint64_t **name_agg;
+    unsigned char *name_agg_ok;
 };
 
 typedef struct replay {
@@ -647,6 +655,8 @@ typedef struct replay {
     /* the transaction's values */
     value *args, **arg_names; /* arg_names[i]: the ARGS_NAMES value of args[i] (maybe the call's) */
     size_t nargs;
+    long step;    /* in trace_check: the trace step being checked; -1 otherwise */
+    int name_agg; /* the message's names are the call's agg_names (see no_candidate) */
     value body, body_len, combined;
     uint64_t *
         *agg; /* [class * nchains + chain]: the OR of the hits of the class's values; NULL until needed */
@@ -777,7 +787,9 @@ static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
                 v->id_same |= ~may_change;
             }
         }
-        for (size_t i = 0; i < c->n; i++) {
+        /* every transformation of the chain known to leave the value as it is: the original */
+        size_t from = (c->mask & v->id_known & v->id_same) == c->mask ? c->n : 0;
+        for (size_t i = from; i < c->n; i++) {
             /* while the value is still the original, whether a transformation changes it is
              * remembered across chains: most chains leave most values as they are */
             if (cur == v->s) {
@@ -1286,7 +1298,17 @@ static int each_value(replay *r, const fp_rule *rule, const fp_var *fv, int *mat
     case V_ARGS_NAMES:
         for (size_t i = 0; i < r->nargs; i++) {
             value *v = fv->kind == V_ARGS ? &r->args[i] : r->arg_names[i];
-            if (key_matches_v(r, fv, v) && test_value(r, rule, v, matched) < 0) return -1;
+            if (!key_matches_v(r, fv, v)) continue;
+            /* a name of the call tested clean at this trace step in an earlier message: the same
+             * bytes under the same rule and exclusions, so clean again */
+            uint64_t *memo = fv->kind == V_ARGS_NAMES && r->step >= 0 && v->cn ? v->cn->clean_at : NULL;
+            if (memo && (memo[r->step >> 6] & ((uint64_t)1 << (r->step & 63)))) continue;
+            int m = 0;
+            if (test_value(r, rule, v, &m) < 0) return -1;
+            if (m)
+                *matched = 1;
+            else if (memo)
+                memo[r->step >> 6] |= (uint64_t)1 << (r->step & 63);
         }
         return 0;
     case V_REQUEST_HEADERS:
@@ -1420,7 +1442,7 @@ static int class_values(replay *r, int cls, value **list, size_t *n)
     case C_ARGS:
         for (size_t i = 0; i < r->nargs; i++) {
             list[k++] = &r->args[i];
-            list[k++] = r->arg_names[i];
+            if (!r->name_agg) list[k++] = r->arg_names[i];
         }
         break;
     case C_HEADERS:
@@ -1438,6 +1460,31 @@ static int class_values(replay *r, int cls, value **list, size_t *n)
         break;
     }
     *n = k;
+    return 0;
+}
+
+/* ORs into agg the hits of the message's names (the call's agg_names) after chain ch, made once
+ * per chain while messages keep the same names. 0, 1 when a name has no hits (no database: every
+ * value is a candidate), -1 fallback. */
+static int names_agg(replay *r, int ch, uint64_t *agg, size_t words)
+{
+    waf_fast_call *c = r->c;
+    if (!c->name_agg_ok[ch]) {
+        uint64_t *na = c->name_agg[ch];
+        if (!na && !(na = c->name_agg[ch] = arena_alloc(&c->mem, words * sizeof *na)))
+            return fallback(r, "out of memory");
+        memset(na, 0, words * sizeof *na);
+        for (size_t i = 0; i < c->nagg_names; i++) {
+            variant *var = variant_of(r, &c->mem, &c->agg_names[i]->v, ch, 1);
+            if (!var) return -1;
+            if (!var->hits) return 1;
+            for (size_t w = 0; w < words; w++)
+                na[w] |= var->hits[w];
+        }
+        c->name_agg_ok[ch] = 1;
+    }
+    for (size_t w = 0; w < words; w++)
+        agg[w] |= c->name_agg[ch][w];
     return 0;
 }
 
@@ -1466,6 +1513,11 @@ static int no_candidate(replay *r, const fp_rule *rule, unsigned classes)
             if (!list || !agg) return fallback(r, "out of memory");
             memset(agg, 0, words * sizeof *agg);
             class_values(r, cls, list, &n);
+            if (cls == C_ARGS && r->name_agg) {
+                int rc = names_agg(r, rule->chain_id, agg, words);
+                if (rc < 0) return -1;
+                if (rc) return 0;
+            }
             for (size_t i = 0; i < n; i++) {
                 value *v = list[i];
                 variant *var = variant_of(r, v->call_level ? &r->c->mem : r->mem, v, rule->chain_id, 1);
@@ -1538,10 +1590,18 @@ static int record(replay *r, const fp_rule *rule)
  * matched, -1 a fallback reason; for 1 and -1, the message is replayed in full. */
 static int trace_check(replay *r)
 {
-    const trace *t = &r->c->trace;
+    waf_fast_call *c = r->c;
+    const trace *t = &c->trace;
     r->phase = 2;
+    size_t words = (t->n + 63) / 64;
+    for (size_t i = 0; i < r->nargs; i++) {
+        call_name *cn = r->arg_names[i]->cn;
+        if (cn && !cn->clean_at && (cn->clean_at = arena_alloc(&c->mem, words * sizeof *cn->clean_at)))
+            memset(cn->clean_at, 0, words * sizeof *cn->clean_at);
+    }
     for (size_t i = 0; i < t->n; i++) {
         const trace_step *st = &t->steps[i];
+        r->step = (long)i;
         const fp_rule *rule = st->rule;
         if (st->nrm) memcpy(r->rm, t->rm + st->rm_at, st->nrm * sizeof *r->rm);
         r->nrm = st->nrm;
@@ -1912,6 +1972,7 @@ static call_name *call_name_of(waf_fast_call *c, const char *name, size_t len)
     cn->hash = h;
     if (kre) memset(kre, 0, 2 * words * sizeof *kre);
     cn->kre = kre;
+    cn->clean_at = NULL;
     c->names[c->nnames++] = cn;
     return cn;
 }
@@ -1930,6 +1991,8 @@ static void replay_init(replay *r, waf_fast_call *c, waf_fast_scratch *scratch, 
     r->args = NULL;
     r->arg_names = NULL;
     r->nargs = 0;
+    r->step = -1;
+    r->name_agg = 0;
     r->mv_unknown = 0;
     r->numbuf[0][0] = r->numbuf[1][0] = '\0';
     /* phase 1: no body yet (REQUEST_BODY and the sizes are unset, as in libmodsecurity) */
@@ -2035,6 +2098,35 @@ int waf_fast_judge(waf_fast_call *c, waf_fast_scratch *s, const waf_arg *args, s
         r->args[i].cn = cn;
         combined += a->name_len + a->value_len;
     }
+    /* the messages of a call mostly carry the same names: their aggregated hits are kept */
+    if (nargs && nargs <= MAX_CALL_NAMES && f->nchains) {
+        int all_call = 1;
+        for (size_t i = 0; i < nargs && all_call; i++)
+            all_call = r->arg_names[i]->cn != NULL;
+        if (all_call && !c->name_agg) {
+            c->name_agg = arena_alloc(&c->mem, f->nchains * sizeof *c->name_agg);
+            c->name_agg_ok = arena_alloc(&c->mem, f->nchains);
+            if (c->name_agg && c->name_agg_ok) {
+                memset(c->name_agg, 0, f->nchains * sizeof *c->name_agg);
+                memset(c->name_agg_ok, 0, f->nchains);
+            } else {
+                c->name_agg = NULL;
+                all_call = 0;
+            }
+        }
+        if (all_call) {
+            int same = c->nagg_names == nargs;
+            for (size_t i = 0; i < nargs && same; i++)
+                same = c->agg_names[i] == r->arg_names[i]->cn;
+            if (!same) {
+                for (size_t i = 0; i < nargs; i++)
+                    c->agg_names[i] = r->arg_names[i]->cn;
+                c->nagg_names = nargs;
+                memset(c->name_agg_ok, 0, f->nchains);
+            }
+            r->name_agg = 1;
+        }
+    }
     value_init(r, &mem, &r->body, "REQUEST_BODY", "REQUEST_BODY", 12, body ? body : "", body ? body_len : 0);
     r->body.cls = C_BODY;
     if (body_len) snprintf(r->numbuf[0], sizeof r->numbuf[0], "%zu", body_len);
@@ -2044,7 +2136,9 @@ int waf_fast_judge(waf_fast_call *c, waf_fast_scratch *s, const waf_arg *args, s
     value_init(r, &mem, &r->combined, "ARGS_COMBINED_SIZE", "ARGS_COMBINED_SIZE", 18, r->numbuf[1],
                strlen(r->numbuf[1]));
     if (c->have_trace) {
-        if (trace_check(r) == 0) {
+        int traced = trace_check(r);
+        r->step = -1;
+        if (traced == 0) {
             c->traced++;
             rv = WAF_FAST_CLEAN;
             goto out;
@@ -2123,6 +2217,9 @@ static int chain_intern(waf_fast *f, const waf_transform_id *t, size_t n)
     c[f->nchains].t = malloc((n + 1) * sizeof *t);
     if (!c[f->nchains].t) return -1;
     if (n) memcpy(c[f->nchains].t, t, n * sizeof *t);
+    c[f->nchains].mask = 0;
+    for (size_t i = 0; i < n; i++)
+        c[f->nchains].mask |= (uint64_t)1 << (t[i] & 63);
     return (int)f->nchains++;
 }
 

@@ -19,10 +19,11 @@
  *     --shrink          shrink every mismatching case to a minimal one (fewer headers, fields
  *                       and bytes) and print it as a case
  *     --engine-only     run even when the fast path could not be built (engine verdicts only)
- *     --second-message  judge every case as the second message of its call (as in a stream): a
- *                       benign first message with the same fields goes first, so the case is judged
- *                       by the trace it left; a case the trace calls clean is also judged in a call
- *                       of its own, and a different verdict is a failure ("trace differs")
+ *     --second-message  judge every case as a later message of its call (as in a stream): two
+ *                       benign messages with the same fields go first, so the case is judged by the
+ *                       trace the first left and the field names the second remembered; a case the
+ *                       trace calls clean is also judged in a call of its own, and a different
+ *                       verdict is a failure ("trace differs")
  *     --min-traced N    with --second-message: fail when fewer than N cases were decided by the
  *                       trace (the path under test was not exercised)
  *

@@ -16,10 +16,11 @@ typedef struct waf_pair_env {
     waf_conf *conf;
     const waf_profile *profile; /* the default zone's */
     waf_fast_scratch *scratch;
-    /* Judge each request as the second message of its call, as in a stream: a first message with
-     * the same field paths and benign values goes first, and when it is clean the fast path judges
-     * the request through the trace it left (see fast_path.h). The request is then judged again in
-     * a call of its own, and the two fast verdicts compared (trace_differs). */
+    /* Judge each request as a later message of its call, as in a stream: two messages with the
+     * same field paths and benign values go first, and when they are clean the fast path judges
+     * the request through the trace the first left and what the second remembered of the call's
+     * field names (see fast_path.h). The request is then judged again in a call of its own, and
+     * the two fast verdicts compared (trace_differs). */
     int second_message;
 } waf_pair_env;
 
