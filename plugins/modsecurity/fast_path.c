@@ -338,8 +338,13 @@ struct waf_fast {
     size_t nchains;
     size_t npats;                /* Hyperscan ids */
     hs_database_t *db[NCLASSES]; /* NULL: no pattern for that class */
-    int db_owned;                /* built without a waf_fast_dbs: this fast path frees them */
-    int *always;                 /* ids that are candidates for every value */
+    /* [class * nchains + chain]: the class's patterns of the rules that read values after that
+     * chain, for variants other than the value itself (most rules read those through no other
+     * chain); NULL where that is the class's whole database or empty */
+    hs_database_t **chain_db;
+    int *pat_chain_lo, *pat_chain_hi; /* per Hyperscan id: the chains its rule reads values after */
+    int db_owned;                     /* built without a waf_fast_dbs: this fast path frees them */
+    int *always;                      /* ids that are candidates for every value */
     size_t nalways;
     uint64_t *always_bits; /* the same as a bitset over the Hyperscan ids, made at the end of the build */
     uint64_t trigger_masks[256]; /* per byte (see waf_transform_trigger_masks) */
@@ -524,6 +529,9 @@ typedef struct variant {
     size_t len;
     uint64_t *hits;   /* bit per Hyperscan id; NULL until scanned */
     int8_t sqli, xss; /* libinjection's answers, -1 until asked (variants of call values are reused) */
+    int8_t full;      /* scanned with the class's whole database */
+    uint8_t nscanned; /* ... or with the chain databases of these chains (hits valid for their ids) */
+    int16_t scanned[8];
 } variant;
 
 /* A value as rules see it, with its transformed forms cached by chain. */
@@ -716,12 +724,10 @@ static uint64_t hash_bytes(const char *s, size_t n)
     return h;
 }
 
-/* Scans a variant into var->hits (already holding the always-candidates), through the worker's
- * cache when the value repeats across calls. 0, or -1 when Hyperscan fails. */
-static int scan_cached(replay *r, const value *v, variant *var, size_t words)
+/* Scans a variant with db, ORing into var->hits (which holds the always-candidates), through the
+ * worker's cache when the value repeats across calls. 0, or -1 when Hyperscan fails. */
+static int scan_cached(replay *r, const value *v, variant *var, size_t words, const hs_database_t *db)
 {
-    const waf_fast *f = r->f;
-    const hs_database_t *db = f->db[v->cls];
     /* an empty variant (base64Decode of plain text, say) is the same value whatever it came from */
     int repeats = v->repeats || var->len == 0;
     waf_fast_scratch *sc = r->scratch;
@@ -832,18 +838,37 @@ static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
             n->len = len;
             n->hits = NULL;
             n->sqli = n->xss = -1;
+            n->full = 0;
+            n->nscanned = 0;
             idx = (int)v->nvariants++;
             if (cur == v->s) v->orig = idx;
         }
         v->by_chain[ch] = (int16_t)idx;
     }
     variant *var = &v->variants[idx];
-    if (need_scan && !var->hits && f->db[v->cls]) {
+    if (need_scan && !var->full && f->db[v->cls]) {
         size_t words = (f->npats + 63) / 64;
-        var->hits = arena_alloc(a, words * sizeof *var->hits);
-        if (!var->hits) return fallback(r, "out of memory"), NULL;
-        memcpy(var->hits, f->always_bits, words * sizeof *var->hits);
-        if (scan_cached(r, v, var, words) < 0) return fallback(r, "scan failed"), NULL;
+        if (!var->hits) {
+            if (!(var->hits = arena_alloc(a, words * sizeof *var->hits)))
+                return fallback(r, "out of memory"), NULL;
+            memcpy(var->hits, f->always_bits, words * sizeof *var->hits);
+        }
+        /* A transformed variant is read through few chains: each scans it with its own small
+         * database (hits valid for that chain's ids), until a ninth asks for the whole one. The
+         * value itself, read through most chains, is scanned with the whole database. */
+        const hs_database_t *cdb =
+            var->s != v->s ? f->chain_db[(size_t)v->cls * f->nchains + (size_t)ch] : NULL;
+        int done = 0;
+        for (size_t i = 0; cdb && i < var->nscanned; i++)
+            done |= var->scanned[i] == ch;
+        if (done) return var;
+        if (cdb && var->nscanned < sizeof var->scanned / sizeof *var->scanned) {
+            if (scan_cached(r, v, var, words, cdb) < 0) return fallback(r, "scan failed"), NULL;
+            var->scanned[var->nscanned++] = (int16_t)ch;
+        } else {
+            if (scan_cached(r, v, var, words, f->db[v->cls]) < 0) return fallback(r, "scan failed"), NULL;
+            var->full = 1;
+        }
     }
     return var;
 }
@@ -2454,6 +2479,20 @@ static pcre2_code *compile_re(const char *pat, int caseless)
     return re;
 }
 
+/* A new Hyperscan id for rule r's pattern, with the chains r reads values after (multiMatch: every
+ * prefix of its chain, interned just before it). -1 out of memory. */
+static int new_pat(waf_fast *f, const fp_rule *r)
+{
+    int *lo = realloc(f->pat_chain_lo, (f->npats + 1) * sizeof *lo);
+    if (lo) f->pat_chain_lo = lo;
+    int *hi = realloc(f->pat_chain_hi, (f->npats + 1) * sizeof *hi);
+    if (hi) f->pat_chain_hi = hi;
+    if (!lo || !hi) return -1;
+    lo[f->npats] = r->multimatch ? r->chain_id - (int)f->chains[r->chain_id].n : r->chain_id;
+    hi[f->npats] = r->chain_id;
+    return (int)f->npats++;
+}
+
 static int compile_op(builder *b, fp_rule *r, const sl_rule *sr)
 {
     waf_fast *f = b->f;
@@ -2493,7 +2532,7 @@ static int compile_op(builder *b, fp_rule *r, const sl_rule *sr)
         uint32_t groups = 0;
         pcre2_pattern_info(op->re, PCRE2_INFO_CAPTURECOUNT, &groups);
         if (groups > f->max_groups) f->max_groups = groups;
-        op->pat = (int)f->npats++;
+        if ((op->pat = new_pat(f, r)) < 0) return -1;
         char *e = strdup(param);
         if (!e) return -1;
         /* A rule tagged for a paranoia level above the set's is skipped by the CRS's own level
@@ -2508,7 +2547,7 @@ static int compile_op(builder *b, fp_rule *r, const sl_rule *sr)
         return add_pat(b, e, flags, (unsigned)op->pat);
     }
     case OP_PM:
-        op->pat = (int)f->npats++;
+        if ((op->pat = new_pat(f, r)) < 0) return -1;
         if (b->paranoia && b->cur_level > b->paranoia) return add_always(f, op->pat); /* as for @rx */
         return from_file ? parse_pm_file(b, param, sr->file, op->pat) : parse_pm_words(b, param, op->pat);
     case OP_IPMATCH:
@@ -2982,6 +3021,11 @@ void waf_fast_free(waf_fast *f)
     free(f->chains);
     for (int c = 0; c < NCLASSES && f->db_owned; c++)
         if (f->db[c]) hs_free_database(f->db[c]);
+    for (size_t i = 0; f->chain_db && f->db_owned && i < NCLASSES * f->nchains; i++)
+        if (f->chain_db[i]) hs_free_database(f->chain_db[i]);
+    free(f->chain_db);
+    free(f->pat_chain_lo);
+    free(f->pat_chain_hi);
     free(f->always);
     free(f->always_bits);
     for (size_t i = 0; i < f->nnames; i++)
@@ -3227,6 +3271,45 @@ static hs_database_t *db_get(waf_fast_dbs *d, builder *b, char *err, size_t errl
     return db; /* no shared set: the fast path owns it */
 }
 
+/* The chain databases (see waf_fast.chain_db), after the class databases. 0, or -1 with err. */
+static int build_chain_dbs(waf_fast *f, const builder *b, waf_fast_dbs *dbs, char *err, size_t errlen)
+{
+    if (!(f->chain_db = calloc(NCLASSES * f->nchains + 1, sizeof *f->chain_db))) {
+        errf(err, errlen, "out of memory");
+        return -1;
+    }
+    builder sub = *b;
+    sub.pats = malloc((b->npats + 1) * sizeof *sub.pats);
+    sub.flags = malloc((b->npats + 1) * sizeof *sub.flags);
+    sub.ids = malloc((b->npats + 1) * sizeof *sub.ids);
+    int ok = sub.pats && sub.flags && sub.ids;
+    for (int c = 0; ok && c < NCLASSES; c++) {
+        size_t in_class = 0;
+        for (size_t i = 0; i < b->npats; i++)
+            in_class += (b->classes[i] & (1u << c)) != 0;
+        for (size_t ch = 0; ok && in_class && ch < f->nchains; ch++) {
+            sub.npats = 0;
+            sub.cur_classes = (unsigned)c;
+            for (size_t i = 0; i < b->npats; i++) {
+                unsigned id = b->ids[i];
+                if ((b->classes[i] & (1u << c)) && f->pat_chain_lo[id] <= (int)ch &&
+                    (int)ch <= f->pat_chain_hi[id]) {
+                    sub.pats[sub.npats] = b->pats[i];
+                    sub.flags[sub.npats] = b->flags[i];
+                    sub.ids[sub.npats++] = id;
+                }
+            }
+            if (sub.npats && sub.npats < in_class)
+                ok = (f->chain_db[(size_t)c * f->nchains + ch] = db_get(dbs, &sub, err, errlen)) != NULL;
+        }
+    }
+    free(sub.pats);
+    free(sub.flags);
+    free(sub.ids);
+    if (!ok && !err[0]) errf(err, errlen, "out of memory");
+    return ok ? 0 : -1;
+}
+
 waf_fast *waf_fast_build(const waf_source *src, size_t nsrc, int paranoia, waf_fast_dbs *dbs, char *err,
                          size_t errlen)
 {
@@ -3289,6 +3372,7 @@ waf_fast *waf_fast_build(const waf_source *src, size_t nsrc, int paranoia, waf_f
             goto fail;
         }
     }
+    if (build_chain_dbs(f, &b, dbs, err, errlen) < 0) goto fail;
     f->always_bits = calloc((f->npats + 63) / 64 + 1, sizeof *f->always_bits);
     if (!f->always_bits) goto oom;
     for (size_t i = 0; i < f->nalways; i++)
@@ -3327,6 +3411,8 @@ int waf_fast_scratch_fit(const waf_fast *f, waf_fast_scratch **s)
     if (!*s && !(*s = calloc(1, sizeof **s))) return -1;
     for (int c = 0; c < NCLASSES; c++)
         if (f->db[c] && hs_alloc_scratch(f->db[c], &(*s)->hs) != HS_SUCCESS) return -1;
+    for (size_t i = 0; f->chain_db && i < NCLASSES * f->nchains; i++)
+        if (f->chain_db[i] && hs_alloc_scratch(f->chain_db[i], &(*s)->hs) != HS_SUCCESS) return -1;
     return 0;
 }
 
