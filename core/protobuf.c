@@ -552,7 +552,7 @@ int pc__pb_decode(const pc_pb_msgdesc *type, const uint8_t *data, size_t len, co
     ri->pub.nfields = c.n;
     ri->pub.type = type;
     *out = &ri->pub;
-    pc__errf(err, errlen, "%s", ""); /* drop what failed speculative parses left there */
+    if (err && errlen) err[0] = '\0'; /* drop what failed speculative parses left there */
     return PC_PB_OK;
 }
 
