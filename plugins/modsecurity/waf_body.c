@@ -100,6 +100,10 @@ static int is_control(uint8_t c)
 int waf_is_utf8(const uint8_t *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
+        if (s[i] < 0x80) { /* most text is ASCII: one byte at a time, without the decoder */
+            i++;
+            continue;
+        }
         size_t k = utf8_len(s + i, n - i);
         if (!k) return 0;
         i += k;
@@ -110,6 +114,11 @@ int waf_is_utf8(const uint8_t *s, size_t n)
 int waf_is_text(const uint8_t *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
+        if (s[i] < 0x80) {
+            if (is_control(s[i])) return 0;
+            i++;
+            continue;
+        }
         size_t k = utf8_len(s + i, n - i);
         if (!k || (k == 1 && is_control(s[i]))) return 0;
         i += k;
