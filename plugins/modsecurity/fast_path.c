@@ -1114,7 +1114,7 @@ static int op_eval(replay *r, const fp_rule *rule, const variant *var, const cha
         } else if (!memchr(s, '<', len) && !memchr(s, '=', len)) {
             /* libinjection's HTML5 tokenizer makes a tag, comment or doctype only after a '<', and
              * an attribute value that follows an attribute name only after a '=': without either
-             * byte no token can be found dangerous (test_waf_xss_shortcut checks this on the
+             * byte no token can be found dangerous (test_waf_shortcuts checks this on the
              * library itself) */
             m = 0;
         } else {
