@@ -10,8 +10,10 @@ score is below 30 and the signal names both stacks. The access log carries each 
 expect_clients lets its expected stack in, refuses another known stack and leaves an unknown
 fingerprint at the neutral score."""
 
+import os
 import socket
 import ssl
+import subprocess
 
 import grpc
 import hpack
@@ -156,6 +158,37 @@ def test_expect_clients(st):
     finally:
         ch.close()
     assert err is None, err
+
+
+def test_capture_script_reproduces_shipped_signatures(st):
+    """scripts/fingerprint-capture, the documented procedure, run on this edge's access log: for the
+    clients called above it prints the rules stacks.rules ships, and they load."""
+    shipped = {}
+    with open(os.path.join(pclib.SOURCE_DIR, "rules", "bots", "stacks.rules")) as f:
+        for line in f:
+            w = line.split()
+            if w and w[0] == "fingerprint":
+                shipped.setdefault(w[5], set()).add(tuple(w[1:6]))
+    for ua, stack, kind, score in (("grpc-node-js/", "grpc-js", "grpc_library", "60"),
+                                   ("grpc-go/1.33", "grpc-go", "grpc_library", "60"),
+                                   ("curl/", "curl", "http_library", "20")):
+        r = subprocess.run([pclib.PYTHON, os.path.join(pclib.SOURCE_DIR, "scripts", "fingerprint-capture"), "--log",
+                            st.proxy.out_path, "--user-agent", ua, "--stack", stack, "--kind", kind, "--score", score,
+                            "--product", ua.split("/")[0]], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           timeout=30, text=True)
+        assert r.returncode == 0, r.stderr
+        rules = [l.split() for l in r.stdout.splitlines() if l.startswith("fingerprint ")]
+        captured = {tuple(w[1:6]) for w in rules}
+        # grpc-go's User-Agent also came from the spoofing grpc-go client: same connection stack.
+        assert captured == shipped[stack], f"{stack}: captured {sorted(captured)}, shipped {sorted(shipped[stack])}"
+        rules_dir = os.path.join(st.dir, f"captured-{stack}")
+        os.makedirs(rules_dir, exist_ok=True)
+        with open(os.path.join(rules_dir, "zz-local.rules"), "w") as f:
+            f.write(r.stdout)
+        cfg = {"plugins": [{"name": "bot", "config": {"rules": rules_dir}}]}
+        check = pclib.run_check(st.write_config(dict(st.cfg, **cfg), name=f"check-{stack}.yaml"))
+        assert check.returncode == 0 and f"rules {rules_dir}" in check.stderr + check.stdout, \
+            (check.returncode, check.stdout, check.stderr)
 
 
 if __name__ == "__main__":
