@@ -11,6 +11,7 @@ expect_clients lets its expected stack in, refuses another known stack and leave
 fingerprint at the neutral score."""
 
 import os
+import re
 import socket
 import ssl
 import subprocess
@@ -45,8 +46,6 @@ TOOLS = {"curl", "h2load", "python-h2"}
 def setup():
     st = pclib.Stack("bot-stacks")
     st.versions = clients.prepare()
-    for name, version in st.versions.items():
-        pclib.log(f"{name}: {version}")
     st.start_origin("echo")
     bot = {"zones": {"mobile": {"block_below": 30, "expect_clients": ["grpc-go", "grpc-java"]}}}
     zones = pclib.default_zones("echo") + [zone_conf("mobile", ["mobile.example.com"], "echo")]
@@ -72,7 +71,7 @@ def one_call(st, client, kind, ua, authority="example.com"):
     return log_line(st, path)
 
 
-def test_client_stack_matrix(st):
+def test_client_stack_matrix(st, capsys):
     rows, problems = [], []
     for client, (stack, own, spoof, spoof_stack) in MATRIX.items():
         if own == "desktop":
@@ -101,13 +100,17 @@ def test_client_stack_matrix(st):
                 want = f"ua_stack_mismatch:{spoof_stack}/{stack}"
                 if score >= 30 or want not in signals:
                     problems.append(f"{client} claiming {spoof_stack}: {score} {signals}, want < 30 with {want}")
-    pclib.log("\nclient     UA     score class             signals  |  User-Agent sent")
-    for client, kind, sent, score, cls, signals, ja4, h2fp in rows:
-        pclib.log(f"{client:10} {kind:6} {score:5} {cls:17} {signals}  |  {sent}")
-    pclib.log("")
-    for client in MATRIX:
-        ja4, h2fp = next((r[6], r[7]) for r in rows if r[0] == client)
-        pclib.log(f"{client:10} JA4 {ja4}  HTTP/2 {h2fp}")
+    # Shown whether the test passes or not (pytest would keep it for failures only).
+    with capsys.disabled():
+        pclib.log("\n\nclient     UA     score class             signals  |  User-Agent sent")
+        for client, kind, sent, score, cls, signals, ja4, h2fp in rows:
+            pclib.log(f"{client:10} {kind:6} {score:5} {cls:17} {signals}  |  {sent}")
+        pclib.log("")
+        for client in MATRIX:
+            ja4, h2fp = next((r[6], r[7]) for r in rows if r[0] == client)
+            pclib.log(f"{client:10} JA4 {ja4}  HTTP/2 {h2fp}")
+        for name, version in st.versions.items():
+            pclib.log(f"{name:10} {version}")
     assert not problems, "\n".join(problems)
 
 
@@ -158,6 +161,16 @@ def test_expect_clients(st):
     finally:
         ch.close()
     assert err is None, err
+
+
+def test_expect_clients_names_declared_stacks(st):
+    for value, want in (("[grpc-go, grpc-gp]", 'unknown client stack "grpc-gp" (the rules declare: grpc-core '),
+                        ("grpc-go", "expected a list of client stacks")):
+        bot = {"zones": {"mobile": {"expect_clients": ["grpc-go", "grpc-gp"] if "[" in value else value}}}
+        path = st.write_config(dict(st.cfg, plugins=[{"name": "bot", "config": bot}]), name="bad-expect.yaml")
+        r = pclib.run_check(path)
+        assert r.returncode != 0, r.stderr
+        assert re.search(re.escape(path) + r":\d+:\d+: .*expect_clients: " + re.escape(want), r.stderr), r.stderr
 
 
 def test_capture_script_reproduces_shipped_signatures(st):
