@@ -1,6 +1,6 @@
 """Real client stacks, each making one call through the edge with a User-Agent of the caller's choice:
 gRPC C-core (Python grpcio, and C++ libgrpc++ through a small GenericStub client), grpc-go (Debian's
-golang-google-grpc-dev, built offline with Debian's Go), grpc-js (@grpc/grpc-js on Node, pinned, installed
+golang-google-grpc-dev, built offline with Debian's Go) and Go's net/http, grpc-js (@grpc/grpc-js on Node, pinned, installed
 with npm into the build tree), Chromium headless, curl, h2load and Python h2 over ssl. The compiled
 clients and the npm package are built once into <build>/stack-clients/ and reused while their sources are
 unchanged. `STACK_CLIENTS` maps each client's name to its stack (as rules/bots/stacks.rules names it)."""
@@ -23,7 +23,8 @@ CLIENTS_DIR = os.path.join(BUILD_DIR, "stack-clients")
 SOURCES = os.path.join(HERE, "clients")
 
 # client name -> the stack its fingerprints belong to
-STACK_CLIENTS = {"grpcio": "grpc-core", "grpc-c++": "grpc-core", "grpc-go": "grpc-go", "grpc-js": "grpc-js",
+STACK_CLIENTS = {"grpcio": "grpc-core", "grpc-c++": "grpc-core", "grpc-go": "grpc-go", "go-http": "go-http",
+                 "grpc-js": "grpc-js",
                  "chromium": "chromium", "curl": "curl", "h2load": "nghttp2", "python-h2": "python"}
 
 
@@ -39,8 +40,8 @@ def _run(args, env=None, timeout=300):
     return r.stdout.decode(errors="replace")
 
 
-def _build_go():
-    src, out = os.path.join(SOURCES, "grpc_go_client.go"), os.path.join(CLIENTS_DIR, "grpc_go_client")
+def _build_go(name="grpc_go_client"):
+    src, out = os.path.join(SOURCES, name + ".go"), os.path.join(CLIENTS_DIR, name)
     if _stale(out, src):
         os.makedirs(CLIENTS_DIR, exist_ok=True)
         # Debian's Go packages in GOPATH mode: no module download, no network.
@@ -73,6 +74,7 @@ def _install_grpc_js():
 def prepare():
     """Builds and installs what the clients need; returns the tool versions, for the record."""
     _build_go()
+    _build_go("go_http_client")
     _build_cpp()
     _install_grpc_js()
     versions = {
@@ -80,6 +82,7 @@ def prepare():
         "grpc-c++": _run(["pkg-config", "--modversion", "grpc++"]).strip(),
         "grpc-go": _run(["dpkg-query", "-W", "-f=${Version}", "golang-google-grpc-dev"]).strip() + " (go " +
         _run(["go", "env", "GOVERSION"]).strip() + ")",
+        "go-http": "net/http of go " + _run(["go", "env", "GOVERSION"]).strip(),
         "grpc-js": GRPC_JS_VERSION + " (node " + _run(["node", "--version"]).strip() + ")",
         "chromium": _run([chromium_binary(), "--version"]).strip().splitlines()[-1],
         "curl": _run(["curl", "--version"]).splitlines()[0],
@@ -125,6 +128,9 @@ def call(name, port, ca, authority, path, ua=None, timeout=10, logged=None):
     elif name == "grpc-go":
         _run([_build_go(), "-addr", f"127.0.0.1:{port}", "-ca", ca, "-authority", authority, "-method", path,
               "-timeout", f"{t}s"] + (["-ua", ua] if ua else []), timeout=t + 5)
+    elif name == "go-http":
+        _run([_build_go("go_http_client"), "-addr", f"127.0.0.1:{port}", "-ca", ca, "-authority", authority,
+              "-path", path, "-timeout", f"{t}s"] + (["-ua", ua] if ua else []), timeout=t + 5)
     elif name == "grpc-js":
         env = dict(os.environ, NODE_PATH=_install_grpc_js())
         _run(["node", os.path.join(SOURCES, "grpc_js_client.js"), f"127.0.0.1:{port}", ca, authority, path] +
