@@ -4,6 +4,9 @@
  * plugins, Lua and the access log read what it publishes; a zone can deny calls below a threshold,
  * applied once every plugin saw the headers (on_request_ready), to the score as Lua left it.
  *
+ * The User-Agent's client stacks are checked against the stacks the fingerprints belong to (stacks.c), and a
+ * zone may name the stacks it expects (expect_clients).
+ *
  * Behaviour (request rate, error ratio) is counted per client in a table the process's workers share
  * (table.c); with `store: {type: redis}` also in Redis, for every edge of a fleet (fleet.c), each worker
  * sending its counts every 100 ms so that no request waits for Redis.
