@@ -174,6 +174,8 @@ void pc__access_log_write(pc_stream *st)
     put_str(g, st->rq.method);
     KEY(g, "path");
     put_str(g, st->rq.path);
+    KEY(g, "user_agent"); /* so a client claiming another's stack can be followed up */
+    put_str(g, pc__headers_get(&st->rq.headers, "user-agent"));
     const char *svc, *meth;
     size_t sl, ml;
     bool split = st->rq.is_grpc && pc__grpc_split_path(st->rq.path, &svc, &sl, &meth, &ml) == 0;

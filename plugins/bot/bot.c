@@ -4,6 +4,9 @@
  * plugins, Lua and the access log read what it publishes; a zone can deny calls below a threshold,
  * applied once every plugin saw the headers (on_request_ready), to the score as Lua left it.
  *
+ * The User-Agent's client stacks are checked against the stacks the fingerprints belong to (stacks.c), and a
+ * zone may name the stacks it expects (expect_clients).
+ *
  * Behaviour (request rate, error ratio) is counted per client in a table the process's workers share
  * (table.c); with `store: {type: redis}` also in Redis, for every edge of a fleet (fleet.c), each worker
  * sending its counts every 100 ms so that no request waits for Redis.
@@ -22,7 +25,7 @@
  *       error_codes: [5, 7, 16]         # gRPC statuses counted as errors (plain HTTP: 401, 403, 404)
  *       store: { type: redis, address: "127.0.0.1:6379", secret_file: bot.secret }   # default local
  *       zones:
- *         example.com: { block_below: 30, allow_verified: true }
+ *         example.com: { block_below: 30, allow_verified: true, expect_clients: [grpc-go, grpc-java] }
  */
 #include <errno.h>
 #include <portcullis/plugin.h>
@@ -48,6 +51,8 @@ typedef struct zone_conf {
     char *name;
     int block_below; /* 0: never block */
     bool allow_verified;
+    char **expect; /* expect_clients: stack names, NULL: any client */
+    size_t nexpect;
 } zone_conf;
 
 /* Immutable after init: read by every worker without locks. */
@@ -92,8 +97,12 @@ static void conf_free(bot_conf *c)
     bot_rules_free(&c->rules);
     bot_table_free(c->table);
     free(c->header);
-    for (size_t i = 0; i < c->nzones; i++)
+    for (size_t i = 0; i < c->nzones; i++) {
         free(c->zones[i].name);
+        for (size_t j = 0; j < c->zones[i].nexpect; j++)
+            free(c->zones[i].expect[j]);
+        free(c->zones[i].expect);
+    }
     free(c->zones);
     free(c);
 }
@@ -196,14 +205,44 @@ static int load_rules(const cfg *k, bot_conf *c, const pc_config_node *config, c
     return 0;
 }
 
+/* expect_clients: [grpc-go, grpc-java]: names of stacks the rules declare. */
+static int load_expect(const cfg *k, const bot_conf *c, zone_conf *zc, const pc_config_node *m)
+{
+    const pc_host *h = k->h;
+    const pc_config_node *n = h->config_get(m, "expect_clients");
+    if (!n) return 0;
+    size_t len = h->config_len(n);
+    if (h->config_string(n) || (len > 0 && h->config_key(n, 0)))
+        return bad(k, n, "expect_clients", "expected a list of client stacks, e.g. [grpc-go, grpc-java]");
+    if (!len) return 0;
+    if (!(zc->expect = calloc(len, sizeof *zc->expect))) return bad(k, n, "expect_clients", "out of memory");
+    for (size_t i = 0; i < len; i++) {
+        const pc_config_node *it = h->config_at(n, i);
+        const char *s = h->config_string(it);
+        if (!s || bot_rules_stack(&c->rules, s, strlen(s)) < 0) {
+            char what[1024];
+            int at = snprintf(what, sizeof what,
+                              "unknown client stack \"%s\" (the rules declare:", s ? s : "(not a name)");
+            for (size_t j = 0; j < c->rules.nstacks && at > 0 && (size_t)at < sizeof what; j++)
+                at += snprintf(what + at, sizeof what - (size_t)at, " %s", c->rules.stacks[j].name);
+            if (at > 0 && (size_t)at < sizeof what) snprintf(what + at, sizeof what - (size_t)at, ")");
+            return bad(k, it, "expect_clients", what);
+        }
+        if (!(zc->expect[zc->nexpect] = strdup(s))) return bad(k, it, "expect_clients", "out of memory");
+        zc->nexpect++;
+    }
+    return 0;
+}
+
 static int load_zones(const cfg *k, bot_conf *c, const pc_config_node *config)
 {
-    static const char *const zkeys[] = {"block_below", "allow_verified", NULL};
+    static const char *const zkeys[] = {"block_below", "allow_verified", "expect_clients", NULL};
     const pc_config_node *z = k->h->config_get(config, "zones");
     if (!z) return 0;
     size_t n = k->h->config_len(z);
     if (n > 0 && !k->h->config_key(z, 0))
-        return bad(k, z, "zones", "expected a map of zone name to { block_below, allow_verified }");
+        return bad(k, z, "zones",
+                   "expected a map of zone name to { block_below, allow_verified, expect_clients }");
     c->zones = calloc(n ? n : 1, sizeof *c->zones);
     if (!c->zones) return bad(k, z, "zones", "out of memory");
     for (size_t i = 0; i < n; i++) {
@@ -214,7 +253,7 @@ static int load_zones(const cfg *k, bot_conf *c, const pc_config_node *config)
         unsigned long v = 0;
         if (!zc->name || check_keys(k, m, zkeys, "a bot zone") < 0 ||
             get_uint(k, m, "block_below", 0, 99, &v) < 0 ||
-            get_bool(k, m, "allow_verified", &zc->allow_verified) < 0)
+            get_bool(k, m, "allow_verified", &zc->allow_verified) < 0 || load_expect(k, c, zc, m) < 0)
             return -1;
         zc->block_below = (int)v;
     }
@@ -311,7 +350,7 @@ static const pc_conf_key config_keys[] = {
     {.key = "error_codes",
      .type = PC_CONF_LIST,
      .doc = "gRPC status codes that count as errors (default [5, 7, 16])"},
-    {.key = "zones", .type = PC_CONF_MAP, .doc = "per zone: block_below, allow_verified"},
+    {.key = "zones", .type = PC_CONF_MAP, .doc = "per zone: block_below, allow_verified, expect_clients"},
     {.key = "store",
      .type = PC_CONF_MAP,
      .doc = "where behaviour is counted: {type: local} (default, per process) or {type: redis, address, "
@@ -355,9 +394,9 @@ static int init(const pc_host *host, const void *handle, const pc_config_node *c
         return -1;
     }
     host->log(handle, PC_PLUGIN_LOG_INFO,
-              "rules %s%s: %zu fingerprints, %zu user-agent rules, %zu verified bots", dir,
+              "rules %s%s: %zu fingerprints, %zu user-agent rules, %zu verified bots, %zu client stacks", dir,
               config && host->config_get(config, "rules") ? "" : " (shipped)", c->rules.nfps, c->rules.nuas,
-              c->rules.nver);
+              c->rules.nver, c->rules.nstacks);
     if (c->store.type == RL_STORE_REDIS)
         /* Whatever on_error says: a client's score only ever falls back to this process's counts. */
         host->log(
@@ -424,6 +463,11 @@ static int on_request_headers(pc_request *r, void *ctx, void *state)
     in.ja3_hash = h->request_info(r, "tls.ja3_hash");
     in.h2fp = h->request_info(r, "h2.fingerprint");
     in.user_agent = h->header_get(r, "user-agent");
+    const zone_conf *z = zone_of(c, h->request_info(r, "zone"));
+    if (z) {
+        in.expect = (const char *const *)z->expect;
+        in.nexpect = z->nexpect;
+    }
     uint8_t addr[16], key[16];
     const char *ip = h->request_info(r, "client.ip");
     if (ip && bot_parse_ip(ip, addr) == 0) {

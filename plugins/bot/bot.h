@@ -46,7 +46,16 @@ typedef struct bot_verified {
     size_t nnets;
 } bot_verified;
 
+/* A client stack (a gRPC or HTTP/2 implementation) and the User-Agent products it writes. */
+typedef struct bot_stack {
+    char *name; /* e.g. "grpc-core"; fingerprint labels name it */
+    char **products;
+    size_t nproducts;
+} bot_stack;
+
 typedef struct bot_rules {
+    bot_stack *stacks;
+    size_t nstacks, capstacks;
     bot_fp *fps;
     size_t nfps, capfps;
     bot_ua *uas;
@@ -63,6 +72,8 @@ typedef struct bot_rules {
 #define BOT_RULES_MAX_UAS 4096
 #define BOT_RULES_MAX_VERIFIED 1024
 #define BOT_RULES_MAX_NETS 256 /* per verified bot */
+#define BOT_RULES_MAX_STACKS 256
+#define BOT_RULES_MAX_PRODUCTS 64 /* per stack */
 
 /* The directory of the shipped rules: `installed` if it is a directory, else `source` (empty: none), into
  * out. 0, or -1 with both paths tried in err. */
@@ -82,6 +93,30 @@ const bot_ua *bot_rules_ua(const bot_rules *r, const char *ua);
 /* The first verified bot whose pattern matches ua, or NULL. */
 const bot_verified *bot_rules_verified(const bot_rules *r, const char *ua);
 bool bot_net_match(const bot_net *nets, size_t n, const uint8_t addr[16]);
+
+/* ---- client stacks (stacks.c) ---- */
+
+/* A product named in a User-Agent: "grpc-go" of "grpc-go/1.60.1". Points into the User-Agent. */
+typedef struct bot_product {
+    const char *p;
+    size_t n;
+} bot_product;
+
+#define BOT_UA_MAX_PRODUCTS 16 /* read from one User-Agent */
+#define BOT_UA_MAX_STACKS 8
+
+/* The products of ua in the order written, comments ("(linux; chttp2)") skipped: at most max, from its
+ * first 512 bytes. */
+size_t bot_ua_products(const char *ua, bot_product *out, size_t max);
+/* The stack (index into r->stacks) whose `stack` rule lists the product (case-insensitive), or -1. */
+int bot_rules_product_stack(const bot_rules *r, const char *p, size_t n);
+/* The stack of that name, or -1. */
+int bot_rules_stack(const bot_rules *r, const char *name, size_t n);
+/* The stacks ua names, each once, in the order written. */
+size_t bot_ua_stacks(const bot_rules *r, const char *ua, int *out, size_t max);
+/* Whether the fingerprint's label names a declared stack; whether stack is one of those it names. */
+bool bot_fp_is_stack(const bot_rules *r, const bot_fp *f);
+bool bot_fp_in_stack(const bot_fp *f, const char *stack);
 
 /* "1.2.3.4" or an IPv6 address into 16 bytes (IPv4 mapped). 0 or -1. */
 int bot_parse_ip(const char *s, uint8_t out[16]);
@@ -216,6 +251,8 @@ typedef struct bot_input {
     const uint8_t *addr;               /* 16 bytes, NULL when unknown */
     double rate;                       /* requests in the rate window, this one included */
     double done, errors;               /* in the error window */
+    const char *const *expect;         /* the zone's expect_clients (stack names), NULL: any */
+    size_t nexpect;
 } bot_input;
 
 typedef struct bot_verdict {

@@ -3,6 +3,7 @@
  *   fingerprint <ja4|ja3|h2> <value> <kind> <score> <label>
  *   useragent   <kind> <label> <pattern...>
  *   verified    <label> <cidr>[,<cidr>...] <pattern...>
+ *   stack       <name> <user-agent product>...
  *
  * kind: browser | grpc_library | http_library | automated. Patterns are case-insensitive substrings of the
  * User-Agent, "^" anchors one at the start. Blank lines and lines starting with '#' are ignored. Files are
@@ -81,17 +82,23 @@ static char *tok_dup(tok t)
     return s;
 }
 
-/* Labels end up in the signal list and metrics labels: keep them to one plain token. */
-static bool label_ok(tok t)
+/* Labels end up in the signal list and metrics labels: keep them to one plain token. A fingerprint's label
+ * may join the stacks it belongs to with '+' (plus). */
+static bool label_chars_ok(tok t, bool plus)
 {
     if (t.n == 0 || t.n > 64) return false;
     for (size_t i = 0; i < t.n; i++) {
         char c = t.p[i];
         if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-              c == '-' || c == '_'))
+              c == '-' || c == '_' || (plus && c == '+' && i > 0 && i + 1 < t.n && t.p[i - 1] != '+')))
             return false;
     }
     return true;
+}
+
+static bool label_ok(tok t)
+{
+    return label_chars_ok(t, false);
 }
 
 static bool value_ok(int type, tok t)
@@ -224,9 +231,11 @@ static int line_fingerprint(bot_rules *r, const char *p, const char *end, const 
     long s = strtol(num, &e, 10);
     if (!num[0] || *e || s < 1 || s > 99)
         return rule_error(err, errlen, name, ln, "score must be a number from 1 to 99");
-    if (!label_ok(label) || rest(p, end).n)
-        return rule_error(err, errlen, name, ln,
-                          "expected one label of letters, digits, '.', '-', '_' at the end");
+    if (!label_chars_ok(label, true) || rest(p, end).n)
+        return rule_error(
+            err, errlen, name, ln,
+            "expected one label of letters, digits, '.', '-', '_' (stacks joined by '+') at the "
+            "end");
     if (grow((void **)&r->fps, &r->capfps, r->nfps, sizeof *r->fps, BOT_RULES_MAX_FPS) < 0)
         return rule_error(err, errlen, name, ln, "more than %u fingerprints", BOT_RULES_MAX_FPS);
     bot_fp *f = &r->fps[r->nfps];
@@ -261,6 +270,49 @@ static int line_useragent(bot_rules *r, const char *p, const char *end, const ch
     memset(u, 0, sizeof *u);
     r->nuas++;
     return ua_set(u, k, label, pat) < 0 ? rule_error(err, errlen, name, ln, "out of memory") : 0;
+}
+
+/* stack <name> <product>...: a later line for the same stack adds products; a product belongs to one stack.
+ */
+static int line_stack(bot_rules *r, const char *p, const char *end, const char *name, unsigned ln, char *err,
+                      size_t errlen)
+{
+    tok sname = next_tok(&p, end);
+    if (!label_ok(sname))
+        return rule_error(err, errlen, name, ln,
+                          "expected a stack name of letters, digits, '.', '-', '_' after \"stack\"");
+    int si = bot_rules_stack(r, sname.p, sname.n);
+    if (si < 0) {
+        if (grow((void **)&r->stacks, &r->capstacks, r->nstacks, sizeof *r->stacks, BOT_RULES_MAX_STACKS) < 0)
+            return rule_error(err, errlen, name, ln, "more than %u stacks", BOT_RULES_MAX_STACKS);
+        bot_stack *st = &r->stacks[r->nstacks];
+        memset(st, 0, sizeof *st);
+        if (!(st->name = tok_dup(sname)) ||
+            !(st->products = calloc(BOT_RULES_MAX_PRODUCTS, sizeof *st->products))) {
+            free(st->name);
+            return rule_error(err, errlen, name, ln, "out of memory");
+        }
+        si = (int)r->nstacks++;
+    }
+    bot_stack *st = &r->stacks[si];
+    for (tok t = next_tok(&p, end); t.n; t = next_tok(&p, end)) {
+        if (t.n > 64 || memchr(t.p, '/', t.n) || memchr(t.p, '(', t.n) || memchr(t.p, ')', t.n))
+            return rule_error(err, errlen, name, ln,
+                              "bad product \"%.*s\" (a User-Agent product name, without '/', '(' or ')')",
+                              t.n > 64 ? 64 : (int)t.n, t.p);
+        int other = bot_rules_product_stack(r, t.p, t.n);
+        if (other == si) continue;
+        if (other >= 0)
+            return rule_error(err, errlen, name, ln, "product \"%.*s\" already belongs to stack %s", (int)t.n,
+                              t.p, r->stacks[other].name);
+        if (st->nproducts == BOT_RULES_MAX_PRODUCTS)
+            return rule_error(err, errlen, name, ln, "more than %u products in stack %s",
+                              BOT_RULES_MAX_PRODUCTS, st->name);
+        if (!(st->products[st->nproducts] = tok_dup(t)))
+            return rule_error(err, errlen, name, ln, "out of memory");
+        st->nproducts++;
+    }
+    return 0;
 }
 
 static int line_verified(bot_rules *r, const char *p, const char *end, const char *name, unsigned ln,
@@ -319,8 +371,11 @@ int bot_rules_load_text(bot_rules *r, const char *name, const char *text, size_t
             rv = line_useragent(r, q, le, name, ln, err, errlen);
         else if (tok_is(what, "verified"))
             rv = line_verified(r, q, le, name, ln, err, errlen);
+        else if (tok_is(what, "stack"))
+            rv = line_stack(r, q, le, name, ln, err, errlen);
         else
-            rv = rule_error(err, errlen, name, ln, "unknown rule \"%.*s\" (fingerprint, useragent, verified)",
+            rv = rule_error(err, errlen, name, ln,
+                            "unknown rule \"%.*s\" (fingerprint, useragent, verified, stack)",
                             what.n > 40 ? 40 : (int)what.n, what.p);
         if (rv < 0) return -1;
         p = nl ? nl + 1 : end;
@@ -472,6 +527,13 @@ void bot_rules_free(bot_rules *r)
         free(r->ver[i].ua.label);
         free(r->ver[i].nets);
     }
+    for (size_t i = 0; i < r->nstacks; i++) {
+        for (size_t j = 0; j < r->stacks[i].nproducts; j++)
+            free(r->stacks[i].products[j]);
+        free(r->stacks[i].products);
+        free(r->stacks[i].name);
+    }
+    free(r->stacks);
     free(r->fps);
     free(r->uas);
     free(r->ver);

@@ -9,9 +9,11 @@
 
 #include "bot.h"
 
-#define BASE_UNKNOWN 50       /* no fingerprint known: no opinion */
-#define PENALTY_NO_UA 10      /* every real client library sends one */
-#define CAP_UA_FP_MISMATCH 10 /* a browser UA over a library's TLS/HTTP2 stack, or the reverse */
+#define BASE_UNKNOWN 50          /* no fingerprint known: no opinion */
+#define PENALTY_NO_UA 10         /* every real client library sends one */
+#define CAP_UA_FP_MISMATCH 10    /* a browser UA over a library's TLS/HTTP2 stack, or the reverse */
+#define CAP_UA_STACK_MISMATCH 10 /* a UA naming one stack over another stack's fingerprint */
+#define CAP_UNEXPECTED 20        /* a known stack the zone does not expect (expect_clients) */
 #define CAP_TLS_H2_MISMATCH 15
 #define CAP_TOOL 29          /* curl, python-requests ...: honest automation */
 #define CAP_AUTOMATED_UA 15  /* crawlers, headless browsers, scanners that say so */
@@ -50,6 +52,38 @@ static int cap(int score, int c)
 static bool library(int kind)
 {
     return kind == BOT_KIND_GRPC || kind == BOT_KIND_LIBRARY || kind == BOT_KIND_AUTOMATED;
+}
+
+/* The stacks the User-Agent names against the stacks the fingerprints belong to, and against the zone's
+ * expected clients. Only fingerprints whose label names a declared stack take part: an unknown fingerprint
+ * says nothing about the client's stack. */
+static void stack_checks(const bot_rules *r, const bot_input *in, const bot_fp *tls, const bot_fp *h2, sig *g,
+                         int *score)
+{
+    const bot_fp *fps[2] = {bot_fp_is_stack(r, tls) ? tls : NULL, bot_fp_is_stack(r, h2) ? h2 : NULL};
+    int uas[BOT_UA_MAX_STACKS];
+    size_t nua = bot_ua_stacks(r, in->user_agent, uas, BOT_UA_MAX_STACKS);
+    /* Every stack the UA names must be one the fingerprints belong to; one signal, for the first that is
+     * not (the TLS fingerprint's before the HTTP/2 one's). */
+    bool mismatch = false;
+    for (size_t f = 0; f < 2 && !mismatch; f++)
+        for (size_t i = 0; fps[f] && i < nua && !mismatch; i++)
+            if (!bot_fp_in_stack(fps[f], r->stacks[uas[i]].name)) {
+                add(g, "ua_stack_mismatch:%s/%s", r->stacks[uas[i]].name, fps[f]->label);
+                *score = cap(*score, CAP_UA_STACK_MISMATCH);
+                mismatch = true;
+            }
+    if (!in->nexpect) return;
+    for (size_t f = 0; f < 2; f++) {
+        bool expected = !fps[f];
+        for (size_t i = 0; !expected && i < in->nexpect; i++)
+            expected = bot_fp_in_stack(fps[f], in->expect[i]);
+        if (!expected) {
+            add(g, "unexpected_client:%s", fps[f]->label);
+            *score = cap(*score, CAP_UNEXPECTED);
+            return;
+        }
+    }
 }
 
 void bot_evaluate(const bot_rules *r, const bot_params *p, const bot_input *in, bot_verdict *out)
@@ -99,6 +133,8 @@ void bot_evaluate(const bot_rules *r, const bot_params *p, const bot_input *in, 
         if (u->kind == BOT_KIND_LIBRARY) score = cap(score, CAP_TOOL);
         if (u->kind == BOT_KIND_AUTOMATED) score = cap(score, CAP_AUTOMATED_UA);
     }
+
+    stack_checks(r, in, tls, h2, &g, &score);
 
     const bot_verified *v = bot_rules_verified(r, ua);
     if (v && in->addr && bot_net_match(v->nets, v->nnets, in->addr)) {

@@ -18,7 +18,7 @@ from pclib import origin_conf
 
 SCALE = pclib.TIME_SCALE
 LOADED = re.compile(r"plugin bot: rules (\S+) \(shipped\): (\d+) fingerprints, (\d+) user-agent rules, "
-                    r"(\d+) verified bots")
+                    r"(\d+) verified bots, (\d+) client stacks")
 
 
 def setup():
@@ -58,7 +58,7 @@ def curl(st, path, ua=None, interface="127.0.0.1"):
 
 def count_rules(directory):
     """Lines of each kind in the *.rules files of directory."""
-    counts = {"fingerprint": 0, "useragent": 0, "verified": 0}
+    counts = {"fingerprint": 0, "useragent": 0, "verified": 0, "stack": 0}
     for path in glob.glob(os.path.join(directory, "*.rules")):
         with open(path) as f:
             for line in f:
@@ -95,6 +95,7 @@ def test_log_names_the_shipped_rules(st):
     want = count_rules(directory)
     assert want["useragent"] > 0 and want["verified"] > 0 and want["fingerprint"] > 0, (directory, want)
     assert (nuas, nver) == (want["useragent"], want["verified"]), (m.group(0), want)
+    assert 0 < int(m.group(5)) <= want["stack"], (m.group(0), want)
     assert 0 < nfps <= want["fingerprint"], (m.group(0), want)
 
 
@@ -164,8 +165,8 @@ def test_missing_shipped_rules_refuse_to_load(st):
     source = os.path.join(st.dir, "nowhere", "src", "rules", "bots")
     plugins = os.path.join(pclib.SOURCE_DIR, "plugins")
     # The plugin's sources, and the store library it shares with the ratelimit plugin (plugins/CMakeLists.txt).
-    srcs = [os.path.join(plugins, "bot", f) for f in ("bot.c", "rules.c", "clients.c", "score.c", "table.c",
-                                                      "fleet_cache.c", "fleet.c")]
+    srcs = [os.path.join(plugins, "bot", f) for f in ("bot.c", "rules.c", "stacks.c", "clients.c", "score.c",
+                                                      "table.c", "fleet_cache.c", "fleet.c")]
     srcs += [os.path.join(plugins, "store", f) for f in ("store_config.c", "redis_store.c")]
     libs = subprocess.run(["pkg-config", "--cflags", "--libs", "hiredis", "libuv", "libcrypto"],
                           stdout=subprocess.PIPE, text=True, check=True).stdout.split()

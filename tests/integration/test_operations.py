@@ -23,9 +23,9 @@ SCALE = pclib.TIME_SCALE
 
 RELOADED = "configuration reloaded"
 REFUSED = "reload refused"
-ACCESS_KEYS = {"time", "client", "sni", "alpn", "tls_version", "zone", "authority", "method", "path", "grpc_service",
-               "grpc_method", "status", "grpc_status", "request_bytes", "response_bytes", "request_messages",
-               "response_messages", "duration_ms", "upstream", "reason"}
+ACCESS_KEYS = {"time", "client", "sni", "alpn", "tls_version", "zone", "authority", "method", "path", "user_agent",
+               "grpc_service", "grpc_method", "status", "grpc_status", "request_bytes", "response_bytes",
+               "request_messages", "response_messages", "duration_ms", "upstream", "reason"}
 
 
 def setup():

@@ -21,6 +21,7 @@
 #include "../../plugins/bot/fleet_cache.c"
 #include "../../plugins/bot/rules.c"
 #include "../../plugins/bot/score.c"
+#include "../../plugins/bot/stacks.c"
 #include "../../plugins/bot/table.c"
 
 static void v4(uint32_t a, uint8_t out[16])
@@ -499,7 +500,7 @@ static void test_shipped_rules_load(void **state)
     for (size_t i = 0; i < 2; i++) {
         const bot_fp *f = bot_rules_fp(&r, BOT_FP_H2, grpcio[i]);
         assert_non_null(f);
-        assert_string_equal(f->label, "grpcio");
+        assert_string_equal(f->label, "grpc-core");
         assert_int_equal(f->kind, BOT_KIND_GRPC);
     }
     bot_rules_free(&r);
@@ -694,6 +695,226 @@ static void test_score_behaviour(void **state)
     bot_rules_free(&r);
 }
 
+/* ---- client stacks ---- */
+
+static const char stacks_sample[] =
+    "stack grpc-core grpc-c grpc-c++ grpc-python\n"
+    "stack grpc-go grpc-go\n"
+    "stack grpc-java grpc-java-okhttp grpc-java-netty\n"
+    "stack chromium Chrome HeadlessChrome\n"
+    "stack firefox Firefox\n"
+    "stack go-http Go-http-client\n"
+    "fingerprint ja4 t13d0812gp_48922242edce_b14c9c0b5032 grpc_library 60 grpc-core\n"
+    "fingerprint h2 2:0;3:0;4:4194303;5:4194303;6:8192;65027:1|00|0|p,a,m,s grpc_library 60 grpc-core\n"
+    "fingerprint ja4 t13d1910h2_9dc949149365_97f8aa674fd9 grpc_library 60 grpc-go+go-http\n"
+    "fingerprint h2 |00|0|m,s,p,a grpc_library 60 grpc-go\n"
+    "fingerprint ja4 t13d1517h2_8daaf6152771_cb7bf5808d99 browser 70 chromium\n"
+    "fingerprint ja4 t13d3111h2_e8f1e7e78f70_1f22a2ca17c4 http_library 15 s_client\n"
+    "useragent grpc_library grpc-go ^grpc-go/\n"
+    "useragent grpc_library grpc-python ^grpc-python\n"
+    "useragent browser browser ^Mozilla/5.0\n";
+
+static bot_rules stack_rules(void)
+{
+    bot_rules r = {0};
+    char err[256];
+    if (bot_rules_load_text(&r, "stacks.rules", stacks_sample, sizeof stacks_sample - 1, err, sizeof err) < 0)
+        fail_msg("%s", err);
+    bot_rules_finish(&r);
+    return r;
+}
+
+static void products_are(const char *ua, const char *want)
+{
+    bot_product p[BOT_UA_MAX_PRODUCTS];
+    size_t n = bot_ua_products(ua, p, BOT_UA_MAX_PRODUCTS);
+    char got[512] = "";
+    for (size_t i = 0; i < n; i++)
+        snprintf(got + strlen(got), sizeof got - strlen(got), "%s%.*s", i ? "," : "", (int)p[i].n, p[i].p);
+    if (strcmp(got, want)) fail_msg("%s: products \"%s\", want \"%s\"", ua, got, want);
+}
+
+static void test_ua_products_in_order(void **state)
+{
+    (void)state;
+    products_are("grpc-python/1.51.1 grpc-c/29.0.0 (linux; chttp2)", "grpc-python,grpc-c");
+    /* grpcio and grpc-c++ put the application's product among their own: read as written. */
+    products_are("grpc-go/1.60.1 grpc-python/1.51.1 grpc-c/29.0.0 (linux; chttp2)",
+                 "grpc-go,grpc-python,grpc-c");
+    products_are("grpc-c++/1.51.1 myapp/2 grpc-c/29.0.0 (linux; chttp2)", "grpc-c++,myapp,grpc-c");
+    products_are("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 "
+                 "Safari/537.36",
+                 "Mozilla,AppleWebKit,Chrome,Safari");
+    products_are("h2load nghttp2/1.52.0", "h2load,nghttp2");
+    products_are("grpc-dotnet/2.57.0 (.NET 8.0.0; CLR 8.0.0; net8.0; linux; x64)", "grpc-dotnet");
+    /* Nested and unbalanced comments, separators only, empty names. */
+    products_are("a/1 (x (y) z) b/2 ) c", "a,b,c");
+    products_are("a/1 (never closed b/2", "a");
+    products_are("  //  / ", "");
+    products_are("", "");
+    bot_product p[BOT_UA_MAX_PRODUCTS];
+    assert_int_equal(bot_ua_products(NULL, p, BOT_UA_MAX_PRODUCTS), 0);
+    /* Bounded: at most max products, and only the first 512 bytes are read. */
+    char many[2048] = "";
+    for (int i = 0; i < 100; i++)
+        snprintf(many + strlen(many), sizeof many - strlen(many), "p%d/1 ", i);
+    assert_int_equal(bot_ua_products(many, p, BOT_UA_MAX_PRODUCTS), BOT_UA_MAX_PRODUCTS);
+    char late[1024];
+    memset(late, ' ', sizeof late);
+    memcpy(late + 600, "grpc-go/1", 9);
+    late[sizeof late - 1] = '\0';
+    assert_int_equal(bot_ua_products(late, p, BOT_UA_MAX_PRODUCTS), 0);
+}
+
+static void test_ua_stacks(void **state)
+{
+    (void)state;
+    bot_rules r = stack_rules();
+    assert_int_equal(r.nstacks, 6);
+    int s[BOT_UA_MAX_STACKS];
+    /* grpc-python and grpc-c are one stack: named once. Case does not matter. */
+    assert_int_equal(bot_ua_stacks(&r, "GRPC-Python/1.51.1 grpc-c/29.0.0 (linux; chttp2)", s, 8), 1);
+    assert_string_equal(r.stacks[s[0]].name, "grpc-core");
+    assert_int_equal(bot_ua_stacks(&r, "grpc-go/1.60.1 myapp/1 grpc-python/1.51.1 grpc-c/29.0.0", s, 8), 2);
+    assert_string_equal(r.stacks[s[0]].name, "grpc-go");
+    assert_string_equal(r.stacks[s[1]].name, "grpc-core");
+    assert_int_equal(bot_ua_stacks(&r, "myapp/1.0 (grpc-go/1.0)", s, 8), 0); /* in a comment */
+    assert_int_equal(bot_ua_stacks(&r, NULL, s, 8), 0);
+    assert_int_equal(bot_rules_stack(&r, "grpc-java", 9), 2);
+    assert_int_equal(bot_rules_stack(&r, "grpc-jav", 8), -1);
+    const bot_fp *go = bot_rules_fp(&r, BOT_FP_JA4, "t13d1910h2_9dc949149365_97f8aa674fd9");
+    assert_true(bot_fp_is_stack(&r, go));
+    assert_true(bot_fp_in_stack(go, "grpc-go") && bot_fp_in_stack(go, "go-http"));
+    assert_false(bot_fp_in_stack(go, "grpc") || bot_fp_in_stack(go, "go") || bot_fp_in_stack(go, "grpc-go+"));
+    assert_false(bot_fp_is_stack(&r, bot_rules_fp(&r, BOT_FP_JA4, "t13d3111h2_e8f1e7e78f70_1f22a2ca17c4")));
+    bot_rules_free(&r);
+}
+
+static void test_stack_rule_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *want;
+    } cases[] = {
+        {"stack\n", "x.rules:1: expected a stack name"},
+        {"stack a+b x\n", "x.rules:1: expected a stack name"},
+        {"stack a x/1\n", "x.rules:1: bad product \"x/1\""},
+        {"stack a x(\n", "x.rules:1: bad product \"x(\""},
+        {"stack a grpc-go\nstack b GRPC-GO\n", "x.rules:2: product \"GRPC-GO\" already belongs to stack a"},
+        {"fingerprint ja4 t13d_x_y browser 50 a++b\n", "x.rules:1: expected one label"},
+        {"fingerprint ja4 t13d_x_y browser 50 +a\n", "x.rules:1: expected one label"},
+        {"fingerprint ja4 t13d_x_y browser 50 a+\n", "x.rules:1: expected one label"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        bot_rules r = {0};
+        char err[256] = "";
+        int rv = bot_rules_load_text(&r, "x.rules", cases[i].text, strlen(cases[i].text), err, sizeof err);
+        if (rv != -1 || strncmp(err, cases[i].want, strlen(cases[i].want)) != 0)
+            fail_msg("case %zu: rv %d, err \"%s\", want \"%s\"", i, rv, err, cases[i].want);
+        bot_rules_free(&r);
+    }
+    /* A later line for a stack adds products; repeating one is harmless. */
+    bot_rules r = {0};
+    char err[256];
+    const char t[] = "stack a p1\nstack a p2 p1\n";
+    assert_int_equal(bot_rules_load_text(&r, "x.rules", t, sizeof t - 1, err, sizeof err), 0);
+    assert_int_equal(r.nstacks, 1);
+    assert_int_equal(r.stacks[0].nproducts, 2);
+    assert_int_equal(bot_rules_product_stack(&r, "P2", 2), 0);
+    bot_rules_free(&r);
+}
+
+static void test_score_ua_stack_mismatch(void **state)
+{
+    (void)state;
+    bot_rules r = stack_rules();
+    const char *core = "t13d0812gp_48922242edce_b14c9c0b5032", *go = "t13d1910h2_9dc949149365_97f8aa674fd9";
+    /* Honest: grpcio as itself, with an application's product in front, and grpc-go as itself. */
+    bot_verdict v =
+        eval(&r, (bot_input){.ja4 = core, .user_agent = "grpc-python/1.51.1 grpc-c/29.0.0 (linux)"});
+    assert_int_equal(v.score, 60);
+    assert_null(strstr(v.signals, "mismatch"));
+    v = eval(&r,
+             (bot_input){.ja4 = core, .user_agent = "myapp/2.0 grpc-python/1.51.1 grpc-c/29.0.0 (linux)"});
+    assert_int_equal(v.score, 60);
+    v = eval(&r, (bot_input){.ja4 = go, .h2fp = "|00|0|m,s,p,a", .user_agent = "grpc-go/1.33.3"});
+    assert_int_equal(v.score, 60);
+    assert_string_equal(v.signals, "fp:grpc-go+go-http,ua:grpc-go");
+    /* grpcio claiming grpc-go (it appends its own products): the first stack that does not fit is named. */
+    v = eval(&r, (bot_input){.ja4 = core,
+                             .user_agent = "grpc-go/1.60.1 grpc-python/1.51.1 grpc-c/29.0.0 (linux)"});
+    assert_true(v.score < 30);
+    assert_string_equal(v.class, "likely_automated");
+    assert_string_equal(v.signals, "fp:grpc-core,ua:grpc-go,ua_stack_mismatch:grpc-go/grpc-core");
+    /* Only the HTTP/2 fingerprint known: it decides. */
+    v = eval(&r, (bot_input){.h2fp = "2:0;3:0;4:4194303;5:4194303;6:8192;65027:1|00|0|p,a,m,s",
+                             .user_agent = "grpc-java-okhttp/1.58.0"});
+    assert_true(v.score < 30);
+    assert_non_null(strstr(v.signals, "ua_stack_mismatch:grpc-java/grpc-core"));
+    /* Go's TLS over grpc-core's HTTP/2 frames, claiming grpc-go: the HTTP/2 fingerprint gives it away. */
+    v = eval(&r, (bot_input){.ja4 = go,
+                             .h2fp = "2:0;3:0;4:4194303;5:4194303;6:8192;65027:1|00|0|p,a,m,s",
+                             .user_agent = "grpc-go/1.60.1"});
+    assert_non_null(strstr(v.signals, "ua_stack_mismatch:grpc-go/grpc-core"));
+    /* A fingerprint shared by two stacks fits both. */
+    v = eval(&r, (bot_input){.ja4 = go, .user_agent = "Go-http-client/2.0"});
+    assert_null(strstr(v.signals, "ua_stack_mismatch"));
+    /* Firefox's User-Agent over Chromium's TLS. */
+    v = eval(&r, (bot_input){.ja4 = "t13d1517h2_8daaf6152771_cb7bf5808d99",
+                             .user_agent =
+                                 "Mozilla/5.0 (X11; Linux x86_64; rv:120.0) Gecko/20100101 Firefox/120.0"});
+    assert_true(v.score < 30);
+    assert_non_null(strstr(v.signals, "ua_stack_mismatch:firefox/chromium"));
+    /* Nothing to compare: an unknown fingerprint, a label that names no stack, a UA naming no stack. */
+    const char *none[][2] = {{"t13d0000h2_aaaaaaaaaaaa_bbbbbbbbbbbb", "grpc-go/1.60.1"},
+                             {"t13d3111h2_e8f1e7e78f70_1f22a2ca17c4", "grpc-go/1.60.1"},
+                             {core, "myapp/1.0"}};
+    for (size_t i = 0; i < 3; i++) {
+        v = eval(&r, (bot_input){.ja4 = none[i][0], .user_agent = none[i][1]});
+        if (strstr(v.signals, "stack")) fail_msg("case %zu: %s", i, v.signals);
+    }
+    bot_rules_free(&r);
+}
+
+static void test_score_expect_clients(void **state)
+{
+    (void)state;
+    bot_rules r = stack_rules();
+    const char *const expect[] = {"grpc-go", "grpc-java"};
+    bot_input in = {.ja4 = "t13d1910h2_9dc949149365_97f8aa674fd9",
+                    .h2fp = "|00|0|m,s,p,a",
+                    .user_agent = "grpc-go/1.33.3",
+                    .expect = expect,
+                    .nexpect = 2};
+    assert_int_equal(eval(&r, in).score, 60); /* expected */
+    /* Another known stack, honest about itself: lowered. */
+    in.ja4 = "t13d0812gp_48922242edce_b14c9c0b5032";
+    in.h2fp = NULL;
+    in.user_agent = "grpc-python/1.51.1 grpc-c/29.0.0";
+    bot_verdict v = eval(&r, in);
+    assert_true(v.score < 30);
+    assert_string_equal(v.signals, "fp:grpc-core,ua:grpc-python,unexpected_client:grpc-core");
+    /* Expected TLS, another stack's HTTP/2 frames: lowered too. */
+    in.ja4 = "t13d1910h2_9dc949149365_97f8aa674fd9";
+    in.h2fp = "2:0;3:0;4:4194303;5:4194303;6:8192;65027:1|00|0|p,a,m,s";
+    in.user_agent = NULL;
+    assert_non_null(strstr(eval(&r, in).signals, "unexpected_client:grpc-core"));
+    /* Unknown fingerprints keep the neutral score; so does a fingerprint that names no stack. */
+    in.ja4 = "t13d0000h2_aaaaaaaaaaaa_bbbbbbbbbbbb";
+    in.h2fp = "1:1|00|0|m,s,p,a";
+    in.user_agent = "myapp/1.0";
+    v = eval(&r, in);
+    assert_int_equal(v.score, 50);
+    assert_null(strstr(v.signals, "unexpected"));
+    in.ja4 = "t13d3111h2_e8f1e7e78f70_1f22a2ca17c4";
+    assert_null(strstr(eval(&r, in).signals, "unexpected"));
+    /* No list: any client. */
+    in.ja4 = "t13d0812gp_48922242edce_b14c9c0b5032";
+    in.nexpect = 0;
+    assert_int_equal(eval(&r, in).score, 60);
+    bot_rules_free(&r);
+}
+
 static void test_signals_never_overflow(void **state)
 {
     (void)state;
@@ -746,6 +967,11 @@ int main(void)
         cmocka_unit_test(test_score_known_bad_is_1),
         cmocka_unit_test(test_score_verified_bot),
         cmocka_unit_test(test_score_behaviour),
+        cmocka_unit_test(test_ua_products_in_order),
+        cmocka_unit_test(test_ua_stacks),
+        cmocka_unit_test(test_stack_rule_errors),
+        cmocka_unit_test(test_score_ua_stack_mismatch),
+        cmocka_unit_test(test_score_expect_clients),
         cmocka_unit_test(test_signals_never_overflow),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,6 +9,8 @@
     proxy      Proxy: `portcullis run`, and what its exit says
     redis      Redis: a real redis-server on a free loopback port
     stack      Stack: what a test file's setup() builds and its tests get as `st`
+    stack_clients  real gRPC / HTTP/2 client stacks (grpcio, C++, grpc-go, grpc-js, Chromium, curl, h2load,
+               Python h2), each making one call with a chosen User-Agent (import pclib.stack_clients)
     channels   grpcio channels to the proxy, rpc_error, describe
     grpcwire   gRPC message framing and request headers, b64, sha256
     h2client   h2_request: one request on the h2 library
