@@ -1,0 +1,290 @@
+#!/usr/bin/python3
+"""gRPC-Web at the edge, on the wire: binary and -text calls translated to native gRPC for the
+origin and answered as gRPC-Web (messages, then the trailers as a 0x80 frame), streaming, origin
+errors and edge errors (WAF, malformed gRPC-Web) as gRPC statuses, CORS preflight and origin
+checks, HTTP/1.1 over TLS (curl), and the access log's protocol field. The browser and Node
+clients are in test_grpc_web_clients.py."""
+
+import base64
+import json
+import os
+import subprocess
+import urllib.parse
+
+import pclib
+from pclib import origin_conf, zone_conf
+
+UNARY = "/demo.Echo/Unary"
+REPEAT = "/demo.Echo/Repeat"
+APP = "https://app.test"
+CRS = "/usr/share/modsecurity-crs"
+
+
+def note_descriptor_set(path):
+    """demo/web.proto: message demo.Note {string text = 1; int32 n = 2}, and demo.Echo's Unary and
+    Repeat taking and returning it; written as a FileDescriptorSet (the edge's descriptors, and the
+    browser's schema)."""
+    from google.protobuf import descriptor_pb2
+    from google.protobuf.descriptor import FieldDescriptor as FD
+
+    fds = descriptor_pb2.FileDescriptorSet()
+    f = fds.file.add(name="demo/web.proto", package="demo", syntax="proto3")
+    note = f.message_type.add(name="Note")
+    note.field.add(name="text", number=1, type=FD.TYPE_STRING, label=FD.LABEL_OPTIONAL, json_name="text")
+    note.field.add(name="n", number=2, type=FD.TYPE_INT32, label=FD.LABEL_OPTIONAL, json_name="n")
+    svc = f.service.add(name="Echo")
+    svc.method.add(name="Unary", input_type=".demo.Note", output_type=".demo.Note")
+    svc.method.add(name="Repeat", input_type=".demo.Note", output_type=".demo.Note", server_streaming=True)
+    with open(path, "wb") as out:
+        out.write(fds.SerializeToString())
+    return path
+
+
+def note(text, n=0):
+    """demo.Note on the wire, by hand: the test does not trust the edge's decoder to check it."""
+    t = text.encode()
+    out = b"\x0a" + bytes([len(t)]) + t if len(t) < 128 else b"\x0a" + bytes([len(t) & 0x7f | 0x80, len(t) >> 7]) + t
+    return out + (b"\x10" + bytes([n]) if n else b"")
+
+
+def web_zones(origin="echo"):
+    cors = {"origins": [APP, "http://127.0.0.1"], "max_age_s": 120,
+            "allow_headers": ["x-repeat", "x-fail-code", "x-fail-message"], "expose_headers": ["x-origin-headers"]}
+    return [
+        zone_conf("example.com", ["example.com", "localhost"], origin, grpc_web=True, cors=cors),
+        zone_conf("noweb", ["noweb.example.com"], origin),
+    ]
+
+
+def setup():
+    st = pclib.Stack("grpcweb")
+    st.echo = st.start_origin("echo")
+    st.desc = note_descriptor_set(os.path.join(st.dir, "web.pb"))
+    plugins = [{"name": "modsecurity", "config": {"crs": CRS, "paranoia": 1, "anomaly_threshold": 5,
+                                                  "mode": "block"}}]
+    st.start_proxy([origin_conf("echo", st.echo.port)], web_zones(),
+                   extra={"plugins": plugins, "descriptors": [st.desc], "workers": 1})
+    return st
+
+
+def web_headers(authority="example.com", path=UNARY, ctype="application/grpc-web+proto", extra=()):
+    return [(":method", "POST"), (":scheme", "https"), (":authority", authority), (":path", path),
+            ("content-type", ctype), ("x-grpc-web", "1"), ("accept", ctype)] + list(extra)
+
+
+def call(st, body_chunks, authority="example.com", path=UNARY, text=False, extra=()):
+    ctype = "application/grpc-web-text" if text else "application/grpc-web+proto"
+    return pclib.h2_request(st.tls_port, web_headers(authority, path, ctype, extra), body_chunks,
+                            ca=st.certs["ca"], server_name="example.com", timeout=10 * pclib.TIME_SCALE)
+
+
+def b64_stream_decode(data):
+    """base64 whose padding may end any chunk: decoded quad by quad."""
+    data = data.replace(b"\r", b"").replace(b"\n", b"")
+    assert len(data) % 4 == 0, f"base64 body of {len(data)} characters"
+    out = b""
+    start = 0
+    for i in range(4, len(data) + 1, 4):
+        if b"=" in data[i - 4:i]:
+            out += base64.b64decode(data[start:i])
+            start = i
+    return out + base64.b64decode(data[start:])
+
+
+def web_frames(body):
+    """gRPC-Web body -> (messages, trailers dict, bytes after the trailer frame)."""
+    msgs, trailers, i = [], None, 0
+    while i + 5 <= len(body):
+        flag, n = body[i], int.from_bytes(body[i + 1:i + 5], "big")
+        payload = body[i + 5:i + 5 + n]
+        assert len(payload) == n, f"truncated frame in answer {body!r}"
+        i += 5 + n
+        if flag & 0x80:
+            trailers = {}
+            for line in payload.decode().split("\r\n"):
+                if line:
+                    k, v = line.split(": ", 1)
+                    trailers[k] = v
+            break
+        msgs.append(payload)
+    return msgs, trailers, body[i:]
+
+
+def answer(r, text=False):
+    headers = dict(r.headers)
+    body = b64_stream_decode(bytes(r.data)) if text else bytes(r.data)
+    msgs, trailers, rest = web_frames(body)
+    return headers, msgs, trailers, rest
+
+
+def origin_calls(st, method):
+    return st.echo.stats()["calls"].get(method, 0)
+
+
+def check_ok(r, msgs_expected, text=False):
+    headers, msgs, trailers, rest = answer(r, text)
+    want_type = "application/grpc-web-text" if text else "application/grpc-web+proto"
+    assert headers.get(":status") == b"200", r
+    assert headers.get("content-type") == want_type.encode(), headers
+    assert len(r.header_blocks) == 1, f"HTTP trailers sent to a gRPC-Web client: {r.header_blocks}"
+    assert msgs == msgs_expected, msgs
+    assert trailers is not None and trailers.get("grpc-status") == "0", trailers
+    assert rest == b""
+
+
+def test_unary_binary(st):
+    msg = note("hello web", 7)
+    r = call(st, [pclib.grpc_frame(msg)])
+    check_ok(r, [msg])
+
+
+def test_unary_text_chunks_padded_apart(st):
+    # The frame split in two, each piece base64'd on its own: padding in the middle of the body.
+    msg = note("text mode works", 3)
+    frame = pclib.grpc_frame(msg)
+    chunks = [base64.b64encode(frame[:4]), base64.b64encode(frame[4:9]), base64.b64encode(frame[9:])]
+    assert any(c.endswith(b"=") for c in chunks[:-1])
+    r = call(st, chunks, text=True)
+    check_ok(r, [msg], text=True)
+
+
+def test_server_stream_binary_and_text(st):
+    msg = note("again", 1)
+    for text in (False, True):
+        body = pclib.grpc_frame(msg)
+        r = call(st, [base64.b64encode(body) if text else body], path=REPEAT, text=text,
+                 extra=[("x-repeat", "5")])
+        check_ok(r, [msg] * 5, text=text)
+
+
+def test_origin_error_trailers_only_and_after_messages(st):
+    reason = "order 42 not found: ünïcode ✓"
+    for repeat in ("0", "2"):
+        for text in (False, True):
+            body = pclib.grpc_frame(note("x"))
+            r = call(st, [base64.b64encode(body) if text else body], path=REPEAT, text=text,
+                     extra=[("x-repeat", repeat), ("x-fail-code", "5"), ("x-fail-message", reason)])
+            headers, msgs, trailers, rest = answer(r, text)
+            assert headers.get(":status") == b"200", r
+            assert len(msgs) == int(repeat)
+            assert trailers and trailers["grpc-status"] == "5", (repeat, text, trailers)
+            assert urllib.parse.unquote(trailers["grpc-message"]) == reason, trailers
+            assert rest == b"" and len(r.header_blocks) == 1
+
+
+def test_waf_attack_in_field_denied(st):
+    before = origin_calls(st, "Unary")
+    for text in (False, True):
+        body = pclib.grpc_frame(note("1' UNION SELECT password FROM users --"))
+        r = call(st, [base64.b64encode(body) if text else body], text=text)
+        headers, msgs, trailers, _ = answer(r, text)
+        assert headers.get(":status") == b"200" and msgs == [], r
+        assert trailers and trailers["grpc-status"] == "7", trailers
+    assert origin_calls(st, "Unary") == before
+
+
+def test_malformed_grpc_web_refused_before_the_origin(st):
+    before = origin_calls(st, "Unary")
+    good = pclib.grpc_frame(note("fine"))
+    cases = [
+        ("bad base64", [b"AAAA$$$$"], True, "invalid base64"),
+        ("base64 cut short", [base64.b64encode(good)[:-1]], True, "base64"),
+        ("truncated frame", [good[:-2]], False, "ended inside a message"),
+        ("truncated frame, text", [base64.b64encode(good[:-2])], True, "ended inside a message"),
+        ("trailer frame in a request", [pclib.grpc_frame(b"grpc-status: 0\r\n", flag=0x80)], False, "0x80"),
+    ]
+    for label, chunks, text, words in cases:
+        r = call(st, chunks, text=text)
+        headers, msgs, trailers, _ = answer(r, text)
+        assert headers.get(":status") == b"200", (label, r)
+        assert trailers and trailers["grpc-status"] == "13", (label, trailers)
+        assert words in urllib.parse.unquote(trailers.get("grpc-message", "")), (label, trailers)
+    assert origin_calls(st, "Unary") == before
+
+
+def test_zone_without_grpc_web_refuses_it(st):
+    r = call(st, [pclib.grpc_frame(note("x"))], authority="noweb.example.com")
+    assert dict(r.headers).get(":status") == b"415", r
+    assert b"gRPC-Web is disabled" in bytes(r.data)
+
+
+def curl(st, *args):
+    cmd = ["curl", "-sS", "--max-time", "10", "--cacert", st.certs["ca"], "--resolve",
+           f"example.com:{st.tls_port}:127.0.0.1", "-D", "-", "-o", "/dev/null"] + list(args)
+    out = subprocess.run(cmd, capture_output=True, timeout=20)
+    assert out.returncode == 0, out.stderr.decode()
+    lines = out.stdout.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    return status, {k.lower(): v for k, _, v in (l.partition(": ") for l in lines[1:] if ": " in l)}
+
+
+def test_cors_preflight_at_the_edge(st):
+    before = st.echo.stats()["calls"]
+    for version in ("--http2", "--http1.1"):
+        status, h = curl(st, version, "-X", "OPTIONS", f"https://example.com:{st.tls_port}{UNARY}",
+                         "-H", f"Origin: {APP}", "-H", "Access-Control-Request-Method: POST",
+                         "-H", "Access-Control-Request-Headers: content-type,x-grpc-web,x-repeat")
+        assert status == 200, (version, status, h)
+        assert h.get("access-control-allow-origin") == APP, h
+        assert "POST" in h.get("access-control-allow-methods", "")
+        allow = h.get("access-control-allow-headers", "")
+        assert "x-grpc-web" in allow and "x-repeat" in allow and "content-type" in allow, allow
+        assert h.get("access-control-max-age") == "120"
+        status, h = curl(st, version, "-X", "OPTIONS", f"https://example.com:{st.tls_port}{UNARY}",
+                         "-H", "Origin: https://evil.test", "-H", "Access-Control-Request-Method: POST")
+        assert status == 403 and "access-control-allow-origin" not in h, (version, status, h)
+    assert st.echo.stats()["calls"] == before  # preflights never reach the origin
+
+
+def test_cors_headers_on_answers_and_origins_refused(st):
+    r = call(st, [pclib.grpc_frame(note("hi"))], extra=[("origin", APP)])
+    headers = dict(r.headers)
+    assert headers.get("access-control-allow-origin") == APP.encode(), headers
+    expose = headers.get("access-control-expose-headers", b"").decode()
+    assert "grpc-status" in expose and "grpc-message" in expose and "x-origin-headers" in expose, expose
+    before = origin_calls(st, "Unary")
+    r = call(st, [pclib.grpc_frame(note("hi"))], extra=[("origin", "https://evil.test")])
+    _, msgs, trailers, _ = answer(r)
+    assert trailers and trailers["grpc-status"] == "7" and "not allowed" in trailers.get("grpc-message", "")
+    assert origin_calls(st, "Unary") == before
+
+
+def test_http1_over_tls(st):
+    # curl --http1.1: ALPN http/1.1, a chunked streaming answer, the trailer frame in the body.
+    msg = note("over http/1.1", 9)
+    body_path = os.path.join(st.dir, "h1body.bin")
+    with open(body_path, "wb") as f:
+        f.write(pclib.grpc_frame(msg))
+    out_path = os.path.join(st.dir, "h1out.bin")
+    cmd = ["curl", "-sS", "--http1.1", "--max-time", "10", "--cacert", st.certs["ca"], "--resolve",
+           f"example.com:{st.tls_port}:127.0.0.1", "-D", "-", "-o", out_path, "-X", "POST",
+           "-H", "content-type: application/grpc-web+proto", "-H", "x-grpc-web: 1", "-H", "x-repeat: 3",
+           "--data-binary", f"@{body_path}", f"https://example.com:{st.tls_port}{REPEAT}"]
+    out = subprocess.run(cmd, capture_output=True, timeout=20)
+    assert out.returncode == 0, out.stderr.decode()
+    head = out.stdout.decode("latin-1").lower()
+    assert head.startswith("http/1.1 200"), head
+    assert "content-type: application/grpc-web+proto" in head and "transfer-encoding: chunked" in head, head
+    msgs, trailers, rest = web_frames(open(out_path, "rb").read())
+    assert msgs == [msg] * 3 and trailers and trailers["grpc-status"] == "0" and rest == b"", (msgs, trailers)
+    # Native gRPC has no business on HTTP/1.1.
+    cmd = cmd[:cmd.index("-H")] + ["-H", "content-type: application/grpc", "--data-binary", f"@{body_path}",
+                                   f"https://example.com:{st.tls_port}{UNARY}"]
+    out = subprocess.run(cmd, capture_output=True, timeout=20)
+    assert out.stdout.decode("latin-1").startswith("HTTP/1.1 415"), out.stdout
+
+
+def test_access_log_marks_grpc_web(st):
+    r = call(st, [pclib.grpc_frame(note("logged"))], extra=[("x-request-tag", "weblog")])
+    assert dict(r.headers).get(":status") == b"200"
+
+    def entries():
+        return [e for e in pclib.read_json_lines(st.proxy.out_path) if e.get("protocol") == "grpc-web"
+                and e.get("grpc_method") == "Unary" and e.get("grpc_status") == 0]
+    assert pclib.wait_until(lambda: entries(), timeout=5), "no access log entry with protocol grpc-web"
+    native = [e for e in pclib.read_json_lines(st.proxy.out_path) if e.get("protocol") == "grpc"]
+    assert native == []  # every call here was gRPC-Web
+
+
+if __name__ == "__main__":
+    pclib.main(globals())
