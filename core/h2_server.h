@@ -1,5 +1,5 @@
-/* A client connection: TLS (ALPN h2) or h2c, an nghttp2 server session, its streams and its
- * phase timers (handshake, headers, idle). */
+/* A client connection: TLS (ALPN h2, or http/1.1 for gRPC-Web) or h2c, an nghttp2 server session, its streams
+ * and its phase timers (handshake, headers, idle). */
 #ifndef PC_H2_SERVER_H
 #define PC_H2_SERVER_H
 
@@ -33,6 +33,8 @@ struct pc_h2conn {
     uint64_t glitch_window_start;
     uint64_t useful;  /* HEADERS and DATA frames, both ways */
     uint64_t control; /* PING and WINDOW_UPDATE frames received while streams were open */
+    bool http1;       /* ALPN chose http/1.1 (gRPC-Web only) */
+    struct pc_h1 *h1; /* that HTTP/1.1 carried into sess (h1_server.h); NULL for HTTP/2 */
     pc_h2conn *prev, *next;
 };
 
