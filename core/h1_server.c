@@ -32,6 +32,7 @@ struct pc_h1 {
     size_t header_bytes;
     int32_t sid;   /* its stream on cli; 0: none */
     bool refused;  /* answered here (415, 400): its body is read and dropped */
+    bool answered; /* its answer is complete (maybe before its body: the rest is read and dropped) */
     bool busy;     /* a request is in flight: the parser waits */
     bool body_end; /* the request body is complete */
     uint8_t *body;
@@ -188,7 +189,7 @@ static int on_headers_complete(http_parser *p)
 static int on_body(http_parser *p, const char *at, size_t n)
 {
     pc_h1 *h = p->data;
-    if (h->refused) return 0;
+    if (h->refused || h->answered) return 0;
     if (h->body_len + n > H1_MAX_BUFFERED) {
         if (h->body_pos) {
             memmove(h->body, h->body + h->body_pos, h->body_len - h->body_pos);
@@ -212,6 +213,21 @@ static int on_body(http_parser *p, const char *at, size_t n)
     return 0;
 }
 
+/* The exchange is over both ways: ready for the next request. */
+static void exchange_done(pc_h1 *h)
+{
+    h->sid = 0;
+    h->busy = h->refused = h->answered = false;
+    h->resp_started = h->resp_chunked = false;
+    h->body_end = false;
+    h->body_len = h->body_pos = 0;
+    h->header_bytes = 0;
+    pc__headers_free(&h->fields);
+    free(h->url);
+    h->url = NULL;
+    h->url_len = 0;
+}
+
 static int on_message_complete(http_parser *p)
 {
     pc_h1 *h = p->data;
@@ -221,14 +237,11 @@ static int on_message_complete(http_parser *p)
             h, 415, "Unsupported Media Type",
             "HTTP/1.1 carries gRPC-Web only (application/grpc-web, +proto, -text); use HTTP/2 for the rest",
             !h->keep_alive);
-        h->busy = false;
-        h->refused = false;
-        h->header_bytes = 0;
-        pc__headers_free(&h->fields);
-        free(h->url);
-        h->url = NULL;
-        h->url_len = 0;
-        h->body_end = false;
+        exchange_done(h);
+        return 0;
+    }
+    if (h->answered) { /* the answer came before the end of the body */
+        exchange_done(h);
         return 0;
     }
     if (h->sid) nghttp2_session_resume_data(h->cli, h->sid);
@@ -324,17 +337,13 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code,
         h->failed = true;
         pc__transport_close(&h->c->t, true);
     }
-    h->sid = 0;
-    h->busy = false;
-    h->resume = true;
-    h->resp_started = h->resp_chunked = false;
-    h->body_end = false;
-    h->body_len = h->body_pos = 0;
-    h->header_bytes = 0;
-    pc__headers_free(&h->fields);
-    free(h->url);
-    h->url = NULL;
-    h->url_len = 0;
+    if (h->body_end) {
+        exchange_done(h);
+        h->resume = true; /* the parser waits at the end of the request */
+    } else {
+        h->answered = true; /* the parser reads the rest of the body and drops it */
+        h->sid = 0;
+    }
     return 0;
 }
 

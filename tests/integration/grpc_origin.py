@@ -13,8 +13,8 @@ parameters are JSON:
                 server_stream_message(i, s) (deterministic, so a client can check each one).
   Bidi          echoes each message as it arrives.
   Repeat        server streaming, any message type: sends the request back x-repeat times (request
-                metadata, default 3), then fails with x-fail-code and x-fail-message when those
-                are given (trailers-only when x-repeat is 0).
+                metadata, default 3), then fails with x-fail-code and x-fail-message (percent-
+                decoded) when those are given (trailers-only when x-repeat is 0).
   Fail          request {"code": 7 | "PERMISSION_DENIED", "message": "...", "details": "text" or
                 "details_b64": "...", "trailers": {"k": "v"}, "send_headers": false}; fails the
                 call with that status. details go in trailing metadata grpc-status-details-bin;
@@ -43,6 +43,7 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
 from concurrent import futures
 
 import grpc
@@ -212,7 +213,8 @@ def repeat(request, context):
         yield request
     call.finish()
     if "x-fail-code" in md:
-        context.abort(status_code(md["x-fail-code"]), md.get("x-fail-message", ""))
+        # Percent-decoded: browsers can only send ASCII header values.
+        context.abort(status_code(md["x-fail-code"]), urllib.parse.unquote(md.get("x-fail-message", "")))
 
 
 def bidi(request_iterator, context):
