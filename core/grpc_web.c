@@ -13,6 +13,7 @@
 #include "grpc_status.h"
 #include "h2_server.h"
 #include "log.h"
+#include "metrics.h"
 #include "stream.h"
 
 struct pc_grpc_web {
@@ -128,6 +129,7 @@ int pc__grpc_web_admit(pc_stream *st)
         snprintf(w->ctype, sizeof w->ctype, "%s+proto",
                  text ? "application/grpc-web-text" : "application/grpc-web");
     st->web = w;
+    pc__metrics_grpc_web(st->worker->metrics, z->name);
     /* Native gRPC towards the origin: the plugins see exactly what a gRPC client would have sent. The
      * body length changes in -text mode, so no content-length goes on. */
     if (pc__request_header_set(r, "content-type", proto ? "application/grpc+proto" : "application/grpc") <

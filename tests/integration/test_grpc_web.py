@@ -62,8 +62,11 @@ def setup():
     st.desc = note_descriptor_set(os.path.join(st.dir, "web.pb"))
     plugins = [{"name": "modsecurity", "config": {"crs": CRS, "paranoia": 1, "anomaly_threshold": 5,
                                                   "mode": "block"}}]
+    st.admin_port = pclib.free_port()
     st.start_proxy([origin_conf("echo", st.echo.port)], web_zones(),
-                   extra={"plugins": plugins, "descriptors": [st.desc], "workers": 1})
+                   extra={"plugins": plugins, "descriptors": [st.desc], "workers": 1,
+                          "admin": {"address": f"127.0.0.1:{st.admin_port}"}})
+    pclib.wait_port(st.admin_port, st.proxy.proc, what="admin endpoint")
     return st
 
 
@@ -291,6 +294,17 @@ def test_access_log_marks_grpc_web(st):
     assert pclib.wait_until(lambda: entries(), timeout=5), "no access log entry with protocol grpc-web"
     native = [e for e in pclib.read_json_lines(st.proxy.out_path) if e.get("protocol") == "grpc"]
     assert native == []  # every call here was gRPC-Web
+
+
+def test_metrics_count_grpc_web(st):
+    before = pclib.metric_sum(pclib.scrape_metrics(st.admin_port), "pc_grpc_web_requests_total", zone="example.com")
+    for _ in range(3):
+        call(st, [pclib.grpc_frame(note("counted"))])
+    samples = pclib.scrape_metrics(st.admin_port)
+    after = pclib.metric_sum(samples, "pc_grpc_web_requests_total", zone="example.com")
+    assert after == (before or 0) + 3, (before, after)
+    # The same calls are gRPC calls in the request counters, by method and status.
+    assert pclib.metric_sum(samples, "pc_requests_total", zone="example.com", method=UNARY, grpc_status="OK") >= 3
 
 
 if __name__ == "__main__":
