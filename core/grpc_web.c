@@ -28,6 +28,13 @@ struct pc_grpc_web {
     bool eof; /* the trailer frame is in out: the end follows it */
 };
 
+pc_grpc_web *pc__grpc_web_new(bool text)
+{
+    pc_grpc_web *w = calloc(1, sizeof *w);
+    if (w) w->text = text;
+    return w;
+}
+
 int pc__grpc_web_content_type(const char *v, bool *text)
 {
     static const char p[] = "application/grpc-web";
@@ -115,12 +122,11 @@ int pc__grpc_web_admit(pc_stream *st)
         pc__stream_fail(st, PC_GRPC_UNIMPLEMENTED, 415, "grpc_web_disabled", msg);
         return 1;
     }
-    pc_grpc_web *w = calloc(1, sizeof *w);
+    pc_grpc_web *w = pc__grpc_web_new(text);
     if (!w) {
         pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
         return 1;
     }
-    w->text = text;
     const char *ct = r->content_type;
     const char *sub = ct + strlen("application/grpc-web") + (text ? 5 : 0);
     snprintf(w->ctype, sizeof w->ctype, "%s", text ? "application/grpc-web-text" : "application/grpc-web");

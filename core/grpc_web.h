@@ -15,6 +15,9 @@
 typedef struct pc_stream pc_stream;
 typedef struct pc_grpc_web pc_grpc_web;
 
+/* A call's translation state; text: application/grpc-web-text. NULL when out of memory. */
+pc_grpc_web *pc__grpc_web_new(bool text);
+
 /* 1 when the content-type names gRPC-Web; *text tells the base64 form. */
 int pc__grpc_web_content_type(const char *v, bool *text);
 
