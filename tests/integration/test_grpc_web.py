@@ -47,6 +47,22 @@ def note(text, n=0):
     return out + (b"\x10" + bytes([n]) if n else b"")
 
 
+# A Lua rule on the decoded message of a gRPC call: it must see gRPC-Web calls the same way.
+LUA_RULE = """
+return {
+  {
+    name = "unlucky notes",
+    match = "*/demo.Echo/Unary",
+    on_message = function(req, msg)
+      if tonumber(msg.fields["n"] or 0) == 13 then
+        return req:deny("FAILED_PRECONDITION", "unlucky note " .. (msg.fields["text"] or "?"))
+      end
+    end,
+  },
+}
+"""
+
+
 def web_zones(origin="echo"):
     cors = {"origins": [APP, "http://127.0.0.1"], "max_age_s": 120,
             "allow_headers": ["x-repeat", "x-fail-code", "x-fail-message"], "expose_headers": ["x-origin-headers"]}
@@ -60,8 +76,13 @@ def setup():
     st = pclib.Stack("grpcweb")
     st.echo = st.start_origin("echo")
     st.desc = note_descriptor_set(os.path.join(st.dir, "web.pb"))
+    lua_dir = os.path.join(st.dir, "lua")
+    os.makedirs(lua_dir)
+    with open(os.path.join(lua_dir, "10-web.lua"), "w") as f:
+        f.write(LUA_RULE)
     plugins = [{"name": "modsecurity", "config": {"crs": CRS, "paranoia": 1, "anomaly_threshold": 5,
-                                                  "mode": "block"}}]
+                                                  "mode": "block"}},
+               {"name": "lua", "config": {"dir": lua_dir}}]
     st.admin_port = pclib.free_port()
     st.start_proxy([origin_conf("echo", st.echo.port)], web_zones(),
                    extra={"plugins": plugins, "descriptors": [st.desc], "workers": 1,
@@ -183,6 +204,17 @@ def test_waf_attack_in_field_denied(st):
         headers, msgs, trailers, _ = answer(r, text)
         assert headers.get(":status") == b"200" and msgs == [], r
         assert trailers and trailers["grpc-status"] == "7", trailers
+    assert origin_calls(st, "Unary") == before
+
+
+def test_lua_rule_sees_fields(st):
+    before = origin_calls(st, "Unary")
+    for text in (False, True):
+        body = pclib.grpc_frame(note("friday", 13))
+        r = call(st, [base64.b64encode(body) if text else body], text=text)
+        _, msgs, trailers, _ = answer(r, text)
+        assert msgs == [] and trailers and trailers["grpc-status"] == "9", trailers
+        assert urllib.parse.unquote(trailers["grpc-message"]) == "unlucky note friday", trailers
     assert origin_calls(st, "Unary") == before
 
 
