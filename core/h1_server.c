@@ -40,6 +40,8 @@ struct pc_h1 {
     bool keep_alive;
     /* the answer */
     bool resp_started, resp_chunked;
+    char *head; /* the answer's status line and header lines, written at once */
+    size_t head_len;
     size_t unacked; /* answer bytes written to the socket and not yet given back as window */
     /* input that arrived while a request was in flight */
     uint8_t *pending;
@@ -124,7 +126,8 @@ static int on_value(http_parser *p, const char *at, size_t n)
 static bool hop_by_hop(const nghttp2_nv *nv)
 {
     static const char *const drop[] = {
-        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te", "host"};
+        "connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "te",
+        "host",       "expect"};
     for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
         if (nv->namelen == strlen(drop[i]) && !memcmp(nv->name, drop[i], nv->namelen)) return true;
     return false;
@@ -164,6 +167,8 @@ static int on_headers_complete(http_parser *p)
         h->refused = true;
         return 0;
     }
+    const char *expect = pc__headers_get(&h->fields, "expect");
+    if (expect && !strcasecmp(expect, "100-continue")) write_str(h, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     const char *host = pc__headers_get(&h->fields, "host");
     nghttp2_nv *nva = calloc(h->fields.n + 4, sizeof *nva);
     if (!nva) return -1;
@@ -268,22 +273,19 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     pc_h1 *h = ud;
     /* Response trailers: gRPC-Web carries them in the body, HTTP/1.1 browsers read none. */
     if (f->headers.cat != NGHTTP2_HCAT_RESPONSE || h->resp_started) return 0;
-    char line[64];
+    int rv = 0;
     if (nlen == 7 && !memcmp(name, ":status", 7)) {
+        char line[64];
         int n = snprintf(line, sizeof line, "HTTP/1.1 %.*s %s\r\n", (int)(vlen > 3 ? 3 : vlen), value,
                          vlen == 3 && value[0] == '2' ? "OK" : "Status");
-        write_str(h, line, (size_t)n);
-        return 0;
+        rv = grow(&h->head, &h->head_len, line, (size_t)n);
+    } else if (nlen && name[0] != ':') {
+        rv = grow(&h->head, &h->head_len, (const char *)name, nlen) < 0 ||
+             grow(&h->head, &h->head_len, ": ", 2) < 0 ||
+             grow(&h->head, &h->head_len, (const char *)value, vlen) < 0 ||
+             grow(&h->head, &h->head_len, "\r\n", 2) < 0;
     }
-    if (nlen && name[0] == ':') return 0;
-    uint8_t *buf = malloc(nlen + vlen + 4);
-    if (!buf) return NGHTTP2_ERR_CALLBACK_FAILURE;
-    memcpy(buf, name, nlen);
-    memcpy(buf + nlen, ": ", 2);
-    memcpy(buf + nlen + 2, value, vlen);
-    memcpy(buf + nlen + 2 + vlen, "\r\n", 2);
-    pc__transport_write(&h->c->t, buf, nlen + vlen + 4);
-    return 0;
+    return rv ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
@@ -298,7 +300,10 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     int n = snprintf(tail, sizeof tail, "%s%s\r\n",
                      end ? "content-length: 0\r\n" : "transfer-encoding: chunked\r\n",
                      h->keep_alive ? "" : "connection: close\r\n");
-    write_str(h, tail, (size_t)n);
+    if (grow(&h->head, &h->head_len, tail, (size_t)n) < 0) return NGHTTP2_ERR_CALLBACK_FAILURE;
+    pc__transport_write(&h->c->t, (uint8_t *)h->head, h->head_len); /* takes the buffer */
+    h->head = NULL;
+    h->head_len = 0;
     return 0;
 }
 
@@ -475,6 +480,7 @@ void pc__h1_free(pc_h1 *h)
     if (h->cli) nghttp2_session_del(h->cli);
     pc__headers_free(&h->fields);
     free(h->url);
+    free(h->head);
     free(h->name);
     free(h->value);
     free(h->body);

@@ -304,6 +304,17 @@ def test_http1_over_tls(st):
     assert "content-type: application/grpc-web+proto" in head and "transfer-encoding: chunked" in head, head
     msgs, trailers, rest = web_frames(open(out_path, "rb").read())
     assert msgs == [msg] * 3 and trailers and trailers["grpc-status"] == "0" and rest == b"", (msgs, trailers)
+    # A client that asks "Expect: 100-continue" gets it.
+    big = note("b" * 3000)
+    with open(body_path, "wb") as f:
+        f.write(pclib.grpc_frame(big))
+    out = subprocess.run(cmd[:-1] + ["-H", "Expect: 100-continue", f"https://example.com:{st.tls_port}{UNARY}"],
+                         capture_output=True, timeout=20)
+    assert out.returncode == 0, out.stderr.decode()
+    head = out.stdout.decode("latin-1")
+    assert head.startswith("HTTP/1.1 100 Continue") and "HTTP/1.1 200" in head, head
+    msgs, trailers, rest = web_frames(open(out_path, "rb").read())
+    assert msgs == [big] and trailers["grpc-status"] == "0", trailers
     # Native gRPC has no business on HTTP/1.1.
     cmd = cmd[:cmd.index("-H")] + ["-H", "content-type: application/grpc", "--data-binary", f"@{body_path}",
                                    f"https://example.com:{st.tls_port}{UNARY}"]
