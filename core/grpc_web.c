@@ -298,6 +298,7 @@ static int out_reserve(pc_grpc_web *w, size_t more)
  * it as it comes, so a streamed message is never held back for the next one). */
 static int out_put(pc_grpc_web *w, const uint8_t *p, size_t len)
 {
+    if (len == 0) return 0;
     if (out_reserve(w, w->text ? (len + 2) / 3 * 4 + 1 : len) < 0) return -1;
     if (w->text)
         w->out_len += (size_t)EVP_EncodeBlock(w->out + w->out_len, p, (int)len);
@@ -343,7 +344,7 @@ static ssize_t emit(pc_grpc_web *w, uint8_t *buf, size_t len, uint32_t *flags)
 {
     size_t n = w->out_len - w->out_pos;
     if (n > len) n = len;
-    memcpy(buf, w->out + w->out_pos, n);
+    if (n) memcpy(buf, w->out + w->out_pos, n);
     w->out_pos += n;
     if (w->out_pos == w->out_len && w->eof) *flags |= NGHTTP2_DATA_FLAG_EOF;
     if (n == 0 && !(*flags & NGHTTP2_DATA_FLAG_EOF)) return NGHTTP2_ERR_DEFERRED;

@@ -142,7 +142,7 @@ static ssize_t read_body(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t l
     pc_h1 *h = ud;
     size_t n = h->body_len - h->body_pos;
     if (n > len) n = len;
-    memcpy(buf, h->body + h->body_pos, n);
+    if (n) memcpy(buf, h->body + h->body_pos, n);
     h->body_pos += n;
     if (h->body_pos == h->body_len) h->body_pos = h->body_len = 0;
     if (h->body_len == 0 && h->body_end)
