@@ -106,38 +106,24 @@ static int preflight(pc_stream *st, const pc_cors_conf *c, const char *origin)
 
 /* ---- the request ---- */
 
-int pc__grpc_web_admit(pc_stream *st)
+int pc__grpc_web_detect(pc_stream *st)
 {
     pc_request *r = &st->rq;
-    const pc_zone_conf *z = r->zone;
-    const char *origin = pc__headers_get(&r->headers, "origin");
-    if (z->cors.on && r->method && !strcmp(r->method, "OPTIONS") &&
-        pc__headers_find(&r->headers, "access-control-request-method"))
-        return preflight(st, &z->cors, origin);
     bool text;
     if (!pc__grpc_web_content_type(r->content_type, &text)) return 0;
-    if (!z->grpc_web) {
-        char msg[320];
-        snprintf(msg, sizeof msg, "gRPC-Web is disabled for zone %s", z->name);
-        pc__stream_fail(st, PC_GRPC_UNIMPLEMENTED, 415, "grpc_web_disabled", msg);
-        return 1;
-    }
     pc_grpc_web *w = pc__grpc_web_new(text);
     if (!w) {
         pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 503, "out_of_memory", "out of memory");
         return 1;
     }
-    const char *ct = r->content_type;
-    const char *sub = ct + strlen("application/grpc-web") + (text ? 5 : 0);
-    snprintf(w->ctype, sizeof w->ctype, "%s", text ? "application/grpc-web-text" : "application/grpc-web");
+    const char *sub = r->content_type + strlen("application/grpc-web") + (text ? 5 : 0);
     bool proto = !strncasecmp(sub, "+proto", 6);
-    if (proto)
-        snprintf(w->ctype, sizeof w->ctype, "%s+proto",
-                 text ? "application/grpc-web-text" : "application/grpc-web");
+    snprintf(w->ctype, sizeof w->ctype, "%s%s", text ? "application/grpc-web-text" : "application/grpc-web",
+             proto ? "+proto" : "");
     st->web = w;
-    pc__metrics_grpc_web(st->worker->metrics, z->name);
     /* Native gRPC towards the origin: the plugins see exactly what a gRPC client would have sent. The
-     * body length changes in -text mode, so no content-length goes on. */
+     * body length changes in -text mode, so no content-length goes on. From here on the edge's own
+     * answers are gRPC-Web too, whatever refuses the call. */
     if (pc__request_header_set(r, "content-type", proto ? "application/grpc+proto" : "application/grpc") <
             0 ||
         pc__request_header_set(r, "te", "trailers") < 0 ||
@@ -147,6 +133,27 @@ int pc__grpc_web_admit(pc_stream *st)
     }
     r->content_type = pc__headers_get(&r->headers, "content-type");
     r->is_grpc = true;
+    return 0;
+}
+
+int pc__grpc_web_admit(pc_stream *st)
+{
+    pc_request *r = &st->rq;
+    const pc_zone_conf *z = r->zone;
+    const char *origin = pc__headers_get(&r->headers, "origin");
+    if (!st->web) {
+        if (z->cors.on && r->method && !strcmp(r->method, "OPTIONS") &&
+            pc__headers_find(&r->headers, "access-control-request-method"))
+            return preflight(st, &z->cors, origin);
+        return 0;
+    }
+    if (!z->grpc_web) {
+        char msg[320];
+        snprintf(msg, sizeof msg, "gRPC-Web is disabled for zone %s", z->name);
+        pc__stream_fail(st, PC_GRPC_UNIMPLEMENTED, 415, "grpc_web_disabled", msg);
+        return 1;
+    }
+    pc__metrics_grpc_web(st->worker->metrics, z->name);
     if (origin && z->cors.on) {
         if (!origin_allowed(&z->cors, origin)) {
             char msg[320];

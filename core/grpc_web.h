@@ -21,9 +21,11 @@ pc_grpc_web *pc__grpc_web_new(bool text);
 /* 1 when the content-type names gRPC-Web; *text tells the base64 form. */
 int pc__grpc_web_content_type(const char *v, bool *text);
 
-/* The request headers are read and the zone chosen: answers a CORS preflight, refuses gRPC-Web where
- * the zone does not take it or a browser origin CORS does not allow, and otherwise rewrites a
- * gRPC-Web request into a native gRPC one (st->web set). 1: answered, stop; 0: go on. */
+/* The request is built: a gRPC-Web request is rewritten into a native gRPC one (st->web set), so
+ * that every answer from here on, the edge's own included, is gRPC-Web. 1: answered, stop; 0: go on. */
+int pc__grpc_web_detect(pc_stream *st);
+/* The zone is chosen: answers a CORS preflight, refuses gRPC-Web where the zone does not take it or
+ * a browser origin CORS does not allow. 1: answered, stop; 0: go on. */
 int pc__grpc_web_admit(pc_stream *st);
 
 /* Request body bytes of a gRPC-Web stream: *data and *len become the native bytes (decoded from base64 in

@@ -674,6 +674,7 @@ void pc__stream_request_ready(pc_stream *st)
     pc__request_init(&st->rq, &st->req_headers, st->gen, st->client ? st->client->conn_info : NULL,
                      &stream_ops, st);
     pc_request *r = &st->rq;
+    if (pc__grpc_web_detect(st)) return;
     if (st->headers_too_large) {
         pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 431, "headers_too_large",
                         "request headers too large");

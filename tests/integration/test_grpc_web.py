@@ -237,10 +237,16 @@ def test_malformed_grpc_web_refused_before_the_origin(st):
     assert origin_calls(st, "Unary") == before
 
 
-def test_zone_without_grpc_web_refuses_it(st):
-    r = call(st, [pclib.grpc_frame(note("x"))], authority="noweb.example.com")
-    assert dict(r.headers).get(":status") == b"415", r
-    assert b"gRPC-Web is disabled" in bytes(r.data)
+def test_edge_refusals_are_grpc_web_too(st):
+    # A zone without grpc_web, a host no zone serves: refused before the origin, as gRPC-Web answers.
+    for authority, code, words in (("noweb.example.com", "12", "gRPC-Web is disabled for zone noweb"),
+                                   ("unknown.test", "5", 'no zone serves host "unknown.test"')):
+        r = call(st, [pclib.grpc_frame(note("x"))], authority=authority)
+        headers, msgs, trailers, _ = answer(r)
+        assert headers.get(":status") == b"200", r
+        assert headers.get("content-type") == b"application/grpc-web+proto", headers
+        assert trailers and trailers["grpc-status"] == code, (authority, trailers)
+        assert words in urllib.parse.unquote(trailers["grpc-message"]), trailers
 
 
 def curl(st, *args):
