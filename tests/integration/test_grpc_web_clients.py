@@ -130,10 +130,12 @@ def test_node_binary_over_http2_and_http1(st):
     assert {"h2", "http/1.1"} <= alpns, alpns
 
 
-def test_browser_binary_and_text(st):
+def browser_run(st, *flags):
+    """The page in chromium; its results, checked. The edge's access log lines for its calls."""
+    seen = len(pclib.read_json_lines(st.proxy.out_path))
     before = st.echo.stats()["calls"]["Unary"]
     url = f"{st.page_origin}/index.html?edge=https://example.com:{st.tls_port}"
-    out = node("run_page.mjs", url, "MAP example.com 127.0.0.1", spki_sha256(st.certs["edge"]), timeout=90)
+    out = node("run_page.mjs", url, "MAP example.com 127.0.0.1", spki_sha256(st.certs["edge"]), *flags, timeout=90)
     res = out["results"]
     assert "failed" not in res, (res, out["console"])
     check_binary(res["binary"], "chromium, connect-web (binary)")
@@ -145,9 +147,24 @@ def test_browser_binary_and_text(st):
         text["origin_error"]
     assert text["origin_error"].get("message") == REASON, text["origin_error"]
     assert st.echo.stats()["calls"]["Unary"] == before + 2
-    # The browser's calls: gRPC-Web in the log, its text-mode ones too, with the page's origin allowed.
-    log = [e for e in pclib.read_json_lines(st.proxy.out_path) if e.get("protocol") == "grpc-web"]
+    log = pclib.read_json_lines(st.proxy.out_path)[seen:]
+    # Its calls are gRPC-Web; its preflights (cross-origin, custom headers) answered at the edge.
+    preflights = [e for e in log if e.get("method") == "OPTIONS"]
+    assert preflights and all(e.get("reason") == "cors_preflight" and e.get("status") == 200 for e in preflights)
+    assert all(e.get("protocol") == "grpc-web" for e in log if e.get("method") != "OPTIONS"), log
     assert any(e.get("grpc_method") == "Repeat" and e.get("grpc_status") == NOT_FOUND for e in log)
+    return log
+
+
+def test_browser_binary_and_text(st):
+    log = browser_run(st)
+    assert {e["alpn"] for e in log} == {"h2"}
+
+
+def test_browser_over_http1(st):
+    # The same page with chromium's HTTP/2 off: ALPN http/1.1, preflights and chunked answers.
+    log = browser_run(st, "--disable-http2")
+    assert {e["alpn"] for e in log} == {"http/1.1"}, {e["alpn"] for e in log}
 
 
 if __name__ == "__main__":
