@@ -29,6 +29,7 @@ struct pc_h1 {
     char *name, *value;
     size_t name_len, value_len;
     bool in_value;
+    bool in_headers; /* counted in the connection's pending header blocks (its header timeout) */
     size_t header_bytes;
     int32_t sid;   /* its stream on cli; 0: none */
     bool refused;  /* answered here (415, 400): its body is read and dropped */
@@ -102,6 +103,14 @@ static int too_large(pc_h1 *h, size_t n)
     return h->header_bytes > h->c->gen->cfg->limits.max_header_list_bytes;
 }
 
+static int on_message_begin(http_parser *p)
+{
+    pc_h1 *h = p->data;
+    h->in_headers = true;
+    pc__h2conn_headers_pending(h->c, 1);
+    return 0;
+}
+
 static int on_url(http_parser *p, const char *at, size_t n)
 {
     pc_h1 *h = p->data;
@@ -155,6 +164,10 @@ static ssize_t read_body(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t l
 static int on_headers_complete(http_parser *p)
 {
     pc_h1 *h = p->data;
+    if (h->in_headers) {
+        h->in_headers = false;
+        pc__h2conn_headers_pending(h->c, -1);
+    }
     if (h->in_value && commit_field(h) < 0) return -1;
     h->in_value = false;
     h->busy = true;
@@ -255,6 +268,7 @@ static int on_message_complete(http_parser *p)
 }
 
 static const http_parser_settings parser_settings = {
+    .on_message_begin = on_message_begin,
     .on_url = on_url,
     .on_header_field = on_field,
     .on_header_value = on_value,

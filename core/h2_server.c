@@ -53,6 +53,12 @@ static void conn_flush(pc_flushable *f)
         pc__h2_output(&c->t, c->sess);
 }
 
+void pc__h2conn_headers_pending(pc_h2conn *c, int delta)
+{
+    c->headers_pending += delta;
+    update_timer(c);
+}
+
 void pc__h2conn_schedule(pc_h2conn *c)
 {
     pc__worker_schedule(c->worker, &c->fl);

@@ -40,6 +40,8 @@ struct pc_h2conn {
 
 void pc__h2conn_accept(pc_worker *w, uv_stream_t *listener, size_t index);
 void pc__h2conn_schedule(pc_h2conn *c);
+/* A request header block started (+1) or ended (-1) outside nghttp2 (HTTP/1.1): the header timeout. */
+void pc__h2conn_headers_pending(pc_h2conn *c, int delta);
 /* Graceful shutdown: GOAWAY, let open streams finish. */
 void pc__h2conn_drain(pc_h2conn *c);
 void pc__h2conn_unlink_stream(pc_h2conn *c, pc_stream *st);

@@ -86,6 +86,7 @@ def setup():
     st.admin_port = pclib.free_port()
     st.start_proxy([origin_conf("echo", st.echo.port)], web_zones(),
                    extra={"plugins": plugins, "descriptors": [st.desc], "workers": 1,
+                          "limits": {"header_timeout_ms": 1500},
                           "admin": {"address": f"127.0.0.1:{st.admin_port}"}})
     pclib.wait_port(st.admin_port, st.proxy.proc, what="admin endpoint")
     return st
@@ -331,6 +332,31 @@ def test_http1_over_tls(st):
                           f"noweb.example.com:{st.tls_port}:127.0.0.1", f"https://noweb.example.com:{st.tls_port}/"],
                          capture_output=True, timeout=20)
     assert out.returncode != 0 and b"no application protocol" in out.stderr, out
+
+
+def test_http1_header_timeout(st):
+    # HTTP/1.1 headers that never finish: closed after limits.header_timeout_ms, as on HTTP/2.
+    import socket
+    import ssl
+    import time
+
+    ctx = ssl.create_default_context(cafile=st.certs["ca"])
+    ctx.set_alpn_protocols(["http/1.1"])
+    raw = socket.create_connection(("127.0.0.1", st.tls_port), timeout=10)
+    sock = ctx.wrap_socket(raw, server_hostname="example.com")
+    try:
+        assert sock.selected_alpn_protocol() == "http/1.1"
+        sock.sendall(b"POST /demo.Echo/Unary HTTP/1.1\r\nHost: example.com\r\ncontent-type: appl")
+        start = time.monotonic()
+        sock.settimeout(10 * pclib.TIME_SCALE)
+        try:
+            got = sock.recv(1024)
+        except (ConnectionResetError, ssl.SSLError):
+            got = b""
+        assert got == b"", got
+        assert time.monotonic() - start < 8 * pclib.TIME_SCALE, "not closed by the header timeout"
+    finally:
+        sock.close()
 
 
 def test_access_log_marks_grpc_web(st):
