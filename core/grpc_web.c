@@ -271,6 +271,8 @@ int pc__grpc_web_submit_response(pc_stream *st, const nghttp2_nv *nva, size_t n,
             out[k].value = (uint8_t *)w->ctype;
             out[k++].valuelen = strlen(w->ctype);
             typed = true;
+        } else if (name_is(&nva[i], "content-length")) {
+            continue; /* the body is re-framed (and in -text mode re-encoded) */
         } else if (!has_body && is_trailer_field(&nva[i])) {
             pc__headers_add(&st->trailers, nva[i].name, nva[i].namelen, nva[i].value, nva[i].valuelen);
         } else {
