@@ -14,8 +14,10 @@
 #include "grpc_web.h"
 #include "h2_server.h"
 #include "log.h"
+#include "zone_select.h"
 
-/* Request body bytes buffered ahead of the HTTP/2 side, and pipelined bytes, at most. */
+/* Pipelined bytes, and request body bytes buffered ahead of the HTTP/2 side, at most (a body: at
+ * least one whole message of its zone, which the stream would hold anyway). */
 #define H1_MAX_BUFFERED (1u << 20)
 
 struct pc_h1 {
@@ -36,6 +38,7 @@ struct pc_h1 {
     bool answered; /* its answer is complete (maybe before its body: the rest is read and dropped) */
     bool busy;     /* a request is in flight: the parser waits */
     bool body_end; /* the request body is complete */
+    size_t body_max;
     uint8_t *body;
     size_t body_len, body_pos, body_cap;
     bool keep_alive;
@@ -183,6 +186,10 @@ static int on_headers_complete(http_parser *p)
     const char *expect = pc__headers_get(&h->fields, "expect");
     if (expect && !strcasecmp(expect, "100-continue")) write_str(h, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     const char *host = pc__headers_get(&h->fields, "host");
+    char hostname[256];
+    const pc_zone_conf *z = host ? pc__zone_select(h->c->gen->cfg, host, hostname, sizeof hostname) : NULL;
+    h->body_max = H1_MAX_BUFFERED;
+    if (z && z->max_message_bytes + 65536 > h->body_max) h->body_max = z->max_message_bytes + 65536;
     nghttp2_nv *nva = calloc(h->fields.n + 4, sizeof *nva);
     if (!nva) return -1;
     size_t k = 0;
@@ -208,13 +215,13 @@ static int on_body(http_parser *p, const char *at, size_t n)
 {
     pc_h1 *h = p->data;
     if (h->refused || h->answered) return 0;
-    if (h->body_len + n > H1_MAX_BUFFERED) {
+    if (h->body_len + n > h->body_max) {
         if (h->body_pos) {
             memmove(h->body, h->body + h->body_pos, h->body_len - h->body_pos);
             h->body_len -= h->body_pos;
             h->body_pos = 0;
         }
-        if (h->body_len + n > H1_MAX_BUFFERED) return -1;
+        if (h->body_len + n > h->body_max) return -1;
     }
     if (h->body_len + n > h->body_cap) {
         size_t cap = h->body_cap ? h->body_cap : 16384;
