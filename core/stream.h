@@ -73,9 +73,8 @@ struct pc_stream {
     pc_stream *qnext; /* in pool's pending queue */
     bool queued;
 
-    pc_request rq;           /* what the chain judges: built once the header block is complete */
-    struct pc_grpc_web *web; /* a gRPC-Web call, translated at the edge (grpc_web.h); NULL otherwise */
-    pc_headers req_headers;  /* the header block while it arrives (then the request's) */
+    pc_request rq;          /* what the chain judges: built once the header block is complete */
+    pc_headers req_headers; /* the header block while it arrives (then the request's) */
 
     /* request direction */
     pc_req_state req_state;
@@ -144,6 +143,8 @@ struct pc_stream {
     const char *edge_reason;
     char remote_status[4];
     char info_status[12]; /* request_info "grpc_status" of the edge's answer */
+
+    struct pc_grpc_web *web; /* a gRPC-Web call, translated at the edge (grpc_web.h); NULL otherwise */
 };
 
 /* The state setters: 0, or -1 (logged, state unchanged) for a transition the pipe does not make. */
