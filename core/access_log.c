@@ -170,6 +170,8 @@ void pc__access_log_write(pc_stream *st)
     put_str(g, st->rq.zone ? st->rq.zone->name : NULL);
     KEY(g, "authority");
     put_str(g, st->rq.authority ? st->rq.authority : st->rq.host_header);
+    KEY(g, "protocol");
+    put_str(g, st->web ? "grpc-web" : st->rq.is_grpc ? "grpc" : "http");
     KEY(g, "method");
     put_str(g, st->rq.method);
     KEY(g, "path");

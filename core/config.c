@@ -709,10 +709,92 @@ static const char *check_host(char *h)
     return valid_name(name, strlen(name)) ? NULL : "expected a host name";
 }
 
+/* A web origin as browsers send it in `Origin`: scheme "://" host [":" port], nothing after. */
+static bool valid_web_origin(const char *o)
+{
+    const char *h = !strncmp(o, "https://", 8) ? o + 8 : !strncmp(o, "http://", 7) ? o + 7 : NULL;
+    if (!h || !*h) return false;
+    for (; *h; h++)
+        if (!((*h >= 'a' && *h <= 'z') || (*h >= '0' && *h <= '9') || strchr(".-:[]", *h))) return false;
+    return true;
+}
+
+/* A list of header names, joined with ", " for the CORS answers. */
+static int header_list(ctx *c, const pc_yaml_node *map, const char *path, const char *key, char **out)
+{
+    const pc_yaml_node *n = pc__yaml_get(map, key);
+    if (!n) return 0;
+    char kp[PATHLEN], hp[PATHLEN], d[128];
+    join(kp, path, key);
+    if (want(c, n, PC_YAML_SEQ, kp) < 0) return -1;
+    size_t len = 1;
+    for (size_t k = 0; k < n->n; k++) {
+        const char *v;
+        joini(hp, kp, k);
+        if (get_str(c, n->items[k], hp, &v) < 0) return -1;
+        for (const char *p = v; *p; p++)
+            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                  strchr("-_.", *p)))
+                return fail(c, n->items[k], "%s: expected a header name, got %s", hp,
+                            show(d, sizeof d, v, strlen(v)));
+        len += strlen(v) + 2;
+    }
+    if (n->n == 0) return 0;
+    if (!(*out = calloc(1, len))) return oom(c, n);
+    for (size_t k = 0; k < n->n; k++) {
+        if (k) strcat(*out, ", ");
+        for (const char *p = n->items[k]->scalar; *p; p++) /* lower case, as HTTP/2 sends names */
+            strncat(*out, &(char){(char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p)}, 1);
+    }
+    return 0;
+}
+
+static int load_cors(ctx *c, pc_cors_conf *cors, const pc_yaml_node *map, const char *path)
+{
+    static const char *const keys[] = {"origins",       "max_age_s",         "expose_headers",
+                                       "allow_headers", "allow_credentials", NULL};
+    char kp[PATHLEN], hp[PATHLEN], d[128];
+    if (want(c, map, PC_YAML_MAP, path) < 0 || check_keys(c, map, path, keys) < 0) return -1;
+    cors->on = true;
+    cors->max_age_s = 600;
+    const pc_yaml_node *os = required(c, map, path, "origins");
+    join(kp, path, "origins");
+    if (!os || want(c, os, PC_YAML_SEQ, kp) < 0) return -1;
+    if (os->n == 0) return fail(c, os, "%s: expected at least one origin (or \"*\")", kp);
+    if (!(cors->origins = calloc(os->n, sizeof *cors->origins))) return oom(c, os);
+    for (size_t k = 0; k < os->n; k++) {
+        joini(hp, kp, k);
+        if (dup_str(c, os->items[k], hp, &cors->origins[k]) < 0) return -1;
+        cors->norigins++;
+        char *o = cors->origins[k];
+        for (char *p = o; *p; p++)
+            if (*p >= 'A' && *p <= 'Z') *p = (char)(*p + 32);
+        size_t ol = strlen(o);
+        if (ol > 8 && o[ol - 1] == '/') o[--ol] = '\0'; /* "https://app.example/" as often written */
+        if (strcmp(o, "*") && !valid_web_origin(o))
+            return fail(c, os->items[k],
+                        "%s: expected \"*\" or an origin like https://app.example.com, got %s", hp,
+                        show(d, sizeof d, o, ol));
+    }
+    if (opt_u32(c, map, path, "max_age_s", " of seconds", 0, 86400, &cors->max_age_s) < 0 ||
+        header_list(c, map, path, "expose_headers", &cors->expose_headers) < 0 ||
+        header_list(c, map, path, "allow_headers", &cors->allow_headers) < 0 ||
+        opt_bool(c, map, path, "allow_credentials", &cors->allow_credentials) < 0)
+        return -1;
+    if (cors->allow_credentials)
+        for (size_t k = 0; k < cors->norigins; k++)
+            if (!strcmp(cors->origins[k], "*"))
+                return fail(c, os->items[k],
+                            "%s[%zu]: \"*\" cannot be used with allow_credentials: true "
+                            "(browsers refuse it); list the origins",
+                            kp, k);
+    return 0;
+}
+
 static int load_zone(ctx *c, pc_zone_conf *z, size_t i, const pc_yaml_node *sec)
 {
-    static const char *const keys[] = {"name",    "hosts", "origin", "grpc", "max_message_bytes",
-                                       "plugins", NULL};
+    static const char *const keys[] = {
+        "name", "hosts", "origin", "grpc", "grpc_web", "cors", "max_message_bytes", "plugins", NULL};
     entry e;
     char kp[PATHLEN], d[128];
     if (get_entry(c, sec, "zones", c->zones_keyed, i, keys, &e, &z->name) < 0) return -1;
@@ -761,6 +843,11 @@ static int load_zone(ctx *c, pc_zone_conf *z, size_t i, const pc_yaml_node *sec)
         if (get_uint(c, n, kp, " of bytes", 1, 1u << 30, &z->max_message_bytes) < 0) return -1;
     }
     if (opt_bool(c, e.map, e.path, "grpc", &z->grpc) < 0) return -1;
+    if (opt_bool(c, e.map, e.path, "grpc_web", &z->grpc_web) < 0) return -1;
+    if ((n = pc__yaml_get(e.map, "cors"))) {
+        join(kp, e.path, "cors");
+        if (load_cors(c, &z->cors, n, kp) < 0) return -1;
+    }
     /* The zone's own chain: names of plugins from the top-level list, checked when they load. */
     if ((n = pc__yaml_get(e.map, "plugins"))) {
         join(kp, e.path, "plugins");
@@ -1141,6 +1228,11 @@ void pc__config_free(pc_config *cfg)
             free(z->plugins[k]);
         free(z->plugins);
         free(z->plugin_nodes);
+        for (size_t k = 0; k < z->cors.norigins; k++)
+            free(z->cors.origins[k]);
+        free(z->cors.origins);
+        free(z->cors.expose_headers);
+        free(z->cors.allow_headers);
         free(z->name);
         free(z->origin);
     }

@@ -55,13 +55,26 @@ typedef struct pc_plugin_conf {
     bool on_error_continue;     /* on_error: continue (default deny: fail closed) */
 } pc_plugin_conf;
 
+/* A zone's `cors` map: which web origins may call it from a browser (gRPC-Web). */
+typedef struct pc_cors_conf {
+    bool on;        /* the map is present */
+    char **origins; /* exact "scheme://host[:port]" values, or "*" */
+    size_t norigins;
+    uint32_t max_age_s;     /* preflight cache lifetime, default 600 */
+    char *expose_headers;   /* the user's listed response headers, comma-joined; NULL none */
+    char *allow_headers;    /* request headers allowed beyond the gRPC-Web ones, comma-joined; NULL none */
+    bool allow_credentials; /* default false */
+} pc_cors_conf;
+
 typedef struct pc_zone_conf {
     char *name;
     char **hosts; /* exact names or "*.suffix" wildcards, lower-case */
     size_t nhosts;
-    char *origin;               /* origin name as written */
-    size_t origin_index;        /* resolved index into pc_config.origins */
-    bool grpc;                  /* default true */
+    char *origin;        /* origin name as written */
+    size_t origin_index; /* resolved index into pc_config.origins */
+    bool grpc;           /* default true */
+    bool grpc_web;       /* gRPC-Web calls translated at the edge, default false */
+    pc_cors_conf cors;
     uint64_t max_message_bytes; /* default 4194304 */
     bool has_plugins;           /* `plugins:` given: this zone runs only the named plugins, in order */
     char **plugins;

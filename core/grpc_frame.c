@@ -194,7 +194,8 @@ static int fail(pc_grpc_framer *f, int rc)
 static int check_prefix(pc_grpc_framer *f, const uint8_t *p, char *err, size_t errlen)
 {
     if (p[0] > 1) {
-        pc__errf(err, errlen, "invalid gRPC frame flag 0x%02x", p[0]);
+        pc__errf(err, errlen, "invalid gRPC frame flag 0x%02x%s", p[0],
+                 p[0] == 0x80 ? " (a gRPC-Web trailer frame, which only answers carry)" : "");
         return PC_GRPC_FRAME_MALFORMED;
     }
     if (p[0] == 1 && f->encoding == PC_GRPC_ENC_IDENTITY) {

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "h1_server.h"
 #include "h2_output.h"
 #include "client_limit.h"
 #include "fingerprint.h"
@@ -46,7 +47,16 @@ static void conn_flush(pc_flushable *f)
         for (pc_stream *st = c->streams; st; st = st->cnext)
             pc__stream_client_reset_due(st);
     }
-    pc__h2_output(&c->t, c->sess);
+    if (c->h1)
+        pc__h1_flush(c);
+    else
+        pc__h2_output(&c->t, c->sess);
+}
+
+void pc__h2conn_headers_pending(pc_h2conn *c, int delta)
+{
+    c->headers_pending += delta;
+    update_timer(c);
 }
 
 void pc__h2conn_schedule(pc_h2conn *c)
@@ -289,7 +299,7 @@ static int fill_conn_info(pc_h2conn *c)
     cs->info.client_ip = cs->ip;
     cs->info.client_port = (uint16_t)atoi(cs->port);
     cs->info.tls = c->tls;
-    cs->info.alpn = c->tls ? "h2" : "h2c";
+    cs->info.alpn = c->http1 ? "http/1.1" : c->tls ? "h2" : "h2c";
     if (c->tls) {
         const char *sni = pc__tls_sni(c->t.ssl);
         if (sni) {
@@ -315,7 +325,10 @@ static void t_ready(pc_transport *t)
         const unsigned char *alpn;
         unsigned alen;
         SSL_get0_alpn_selected(t->ssl, &alpn, &alen);
-        if (alen != 2 || memcmp(alpn, "h2", 2) != 0) {
+        /* http/1.1 only where a zone takes gRPC-Web: the TLS layer offered it only then. */
+        if (alen == 8 && !memcmp(alpn, "http/1.1", 8)) {
+            c->http1 = true;
+        } else if (alen != 2 || memcmp(alpn, "h2", 2) != 0) {
             pc_log_info("tls: client %s did not negotiate h2: closed", t->peer);
             pc__transport_close(t, true);
             return;
@@ -350,6 +363,10 @@ static void t_ready(pc_transport *t)
     c->glitch_tokens = l->glitch_limit;
     c->glitch_window_start = uv_now(&c->worker->loop);
     update_timer(c);
+    if (c->http1 && pc__h1_start(c) < 0) {
+        pc__transport_close(t, false);
+        return;
+    }
     pc__h2conn_schedule(c);
 }
 
@@ -383,6 +400,10 @@ static int t_read(pc_transport *t, const uint8_t *data, size_t len)
 {
     pc_h2conn *c = (pc_h2conn *)t;
     if (!c->sess) return 0;
+    if (c->h1) {
+        fingerprint_read(c, data, 0); /* the TLS fingerprints; there are no HTTP/2 frames to read */
+        return pc__h1_read(c, data, len);
+    }
     fingerprint_read(c, data, len);
     ssize_t n = nghttp2_session_mem_recv(c->sess, data, len);
     if (n < 0) {
@@ -431,6 +452,7 @@ static void t_closed(pc_transport *t)
         pc__stream_client_closed(st, NGHTTP2_CANCEL);
     }
     if (c->sess) nghttp2_session_del(c->sess);
+    pc__h1_free(c->h1);
     pc__conn_shared_release(c->conn_info);
     if (c->client_counted) pc__client_release((struct sockaddr *)&c->peer_addr);
     pc__gen_release(c->gen);

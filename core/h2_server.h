@@ -1,5 +1,5 @@
-/* A client connection: TLS (ALPN h2) or h2c, an nghttp2 server session, its streams and its
- * phase timers (handshake, headers, idle). */
+/* A client connection: TLS (ALPN h2, or http/1.1 for gRPC-Web) or h2c, an nghttp2 server session, its streams
+ * and its phase timers (handshake, headers, idle). */
 #ifndef PC_H2_SERVER_H
 #define PC_H2_SERVER_H
 
@@ -33,11 +33,15 @@ struct pc_h2conn {
     uint64_t glitch_window_start;
     uint64_t useful;  /* HEADERS and DATA frames, both ways */
     uint64_t control; /* PING and WINDOW_UPDATE frames received while streams were open */
+    bool http1;       /* ALPN chose http/1.1 (gRPC-Web only) */
+    struct pc_h1 *h1; /* that HTTP/1.1 carried into sess (h1_server.h); NULL for HTTP/2 */
     pc_h2conn *prev, *next;
 };
 
 void pc__h2conn_accept(pc_worker *w, uv_stream_t *listener, size_t index);
 void pc__h2conn_schedule(pc_h2conn *c);
+/* A request header block started (+1) or ended (-1) outside nghttp2 (HTTP/1.1): the header timeout. */
+void pc__h2conn_headers_pending(pc_h2conn *c, int delta);
 /* Graceful shutdown: GOAWAY, let open streams finish. */
 void pc__h2conn_drain(pc_h2conn *c);
 void pc__h2conn_unlink_stream(pc_h2conn *c, pc_stream *st);

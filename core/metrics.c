@@ -46,8 +46,8 @@ struct pc_metrics {
     unsigned long long conns_total;
     series *s;
     size_t ns;
-    named reasons[MAX_NAMED], upstream[MAX_NAMED];
-    size_t nreasons, nupstream;
+    named reasons[MAX_NAMED], upstream[MAX_NAMED], web[MAX_NAMED];
+    size_t nreasons, nupstream, nweb;
     unsigned long long buckets[NBUCKETS + 1];
     double sum;
     unsigned long long hist_count;
@@ -73,6 +73,8 @@ void pc__metrics_free(pc_metrics *m)
         free(m->reasons[i].name);
     for (size_t i = 0; i < m->nupstream; i++)
         free(m->upstream[i].name);
+    for (size_t i = 0; i < m->nweb; i++)
+        free(m->web[i].name);
     for (size_t i = 0; i < m->nps; i++) {
         free(m->ps[i].name);
         free(m->ps[i].zone);
@@ -219,6 +221,13 @@ void pc__metrics_request(pc_metrics *m, const char *zone, const char *method, in
     pthread_mutex_unlock(&m->lock);
 }
 
+void pc__metrics_grpc_web(pc_metrics *m, const char *zone)
+{
+    pthread_mutex_lock(&m->lock);
+    bump_named(m->web, &m->nweb, zone ? zone : "", 1);
+    pthread_mutex_unlock(&m->lock);
+}
+
 typedef struct out {
     char *buf;
     size_t len, cap;
@@ -318,6 +327,8 @@ char *pc__metrics_render(pc_metrics *const *ms, size_t n)
             bump_named(agg.reasons, &agg.nreasons, ms[w]->reasons[i].name, ms[w]->reasons[i].count);
         for (size_t i = 0; i < ms[w]->nupstream; i++)
             bump_named(agg.upstream, &agg.nupstream, ms[w]->upstream[i].name, ms[w]->upstream[i].count);
+        for (size_t i = 0; i < ms[w]->nweb; i++)
+            bump_named(agg.web, &agg.nweb, ms[w]->web[i].name, ms[w]->web[i].count);
         for (size_t b = 0; b <= NBUCKETS; b++)
             agg.buckets[b] += ms[w]->buckets[b];
         for (size_t i = 0; i < ms[w]->nps; i++) {
@@ -352,6 +363,11 @@ char *pc__metrics_render(pc_metrics *const *ms, size_t n)
     for (size_t i = 0; i < agg.nreasons; i++)
         put(&o, "pc_edge_errors_total{reason=\"%s\"} %llu\n", esc(agg.reasons[i].name, e1, sizeof e1),
             agg.reasons[i].count);
+    put(&o, "# HELP pc_grpc_web_requests_total gRPC-Web calls translated at the edge, by zone (also counted "
+            "in pc_requests_total).\n# TYPE pc_grpc_web_requests_total counter\n");
+    for (size_t i = 0; i < agg.nweb; i++)
+        put(&o, "pc_grpc_web_requests_total{zone=\"%s\"} %llu\n", esc(agg.web[i].name, e1, sizeof e1),
+            agg.web[i].count);
     put(&o, "# HELP pc_upstream_connect_failures_total Failed connection attempts to origin servers.\n"
             "# TYPE pc_upstream_connect_failures_total counter\n");
     for (size_t i = 0; i < agg.nupstream; i++)
@@ -409,5 +425,7 @@ char *pc__metrics_render(pc_metrics *const *ms, size_t n)
         free(agg.reasons[i].name);
     for (size_t i = 0; i < agg.nupstream; i++)
         free(agg.upstream[i].name);
+    for (size_t i = 0; i < agg.nweb; i++)
+        free(agg.web[i].name);
     return o.buf;
 }

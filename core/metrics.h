@@ -20,6 +20,8 @@ void pc__metrics_upstream_failure(pc_metrics *m, const char *origin);
 void pc__metrics_request(pc_metrics *m, const char *zone, const char *method, int grpc_status,
                          const char *reason, double seconds);
 
+/* A gRPC-Web call admitted in zone (grpc_web.c). */
+void pc__metrics_grpc_web(pc_metrics *m, const char *zone);
 /* Plugin metrics: a counter by (name, zone, label) and a 0-100 histogram by (name, zone). */
 void pc__metrics_plugin_count(pc_metrics *m, const char *name, const char *zone, const char *label,
                               uint64_t n);

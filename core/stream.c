@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "grpc_status.h"
+#include "grpc_web.h"
 #include "h2_server.h"
 #include "access_log.h"
 #include "client_limit.h"
@@ -247,6 +248,7 @@ static void maybe_free(pc_stream *st)
     if (r->is_grpc) pc__grpc_framer_free(&st->framer);
     if (st->resp_framer_on) pc__grpc_framer_free(&st->resp_framer);
     pc__request_free(r);
+    pc__grpc_web_free(st->web);
     pc__headers_free(&st->req_headers);
     pc__headers_free(&st->resp);
     pc__headers_free(&st->trailers);
@@ -320,6 +322,13 @@ static bool client_writable(pc_stream *st)
     return st->client && !st->client_closed && st->client->sess;
 }
 
+/* A gRPC-Web call answers in its own form (grpc_web.h). */
+static int submit_response(pc_stream *st, const nghttp2_nv *nva, size_t n, const nghttp2_data_provider *prd)
+{
+    if (st->web) return pc__grpc_web_submit_response(st, nva, n, prd != NULL);
+    return nghttp2_submit_response(st->client->sess, st->sid, nva, n, prd);
+}
+
 static void cancel_origin(pc_stream *st, bool flush_first)
 {
     if (st->queued || st->up) pc__pool_cancel(st, flush_first || st->rst_after_flush);
@@ -365,7 +374,7 @@ void pc__stream_fail(pc_stream *st, int grpc_status, int http_status, const char
                                       NV("grpc-message", enc, strlen(enc))};
             size_t n = with_extra(st, nva, 4);
             pc__stream_set_resp_state(st, PC_RESP_ENDED);
-            nghttp2_submit_response(s, st->sid, nva, n, NULL);
+            submit_response(st, nva, n, NULL);
         } else {
             /* Response already started: end it with trailers after what was sent. */
             pc__headers_free(&st->trailers);
@@ -665,6 +674,7 @@ void pc__stream_request_ready(pc_stream *st)
     pc__request_init(&st->rq, &st->req_headers, st->gen, st->client ? st->client->conn_info : NULL,
                      &stream_ops, st);
     pc_request *r = &st->rq;
+    if (pc__grpc_web_detect(st)) return;
     if (st->headers_too_large) {
         pc__stream_fail(st, PC_GRPC_RESOURCE_EXHAUSTED, 431, "headers_too_large",
                         "request headers too large");
@@ -681,6 +691,7 @@ void pc__stream_request_ready(pc_stream *st)
         pc__stream_fail(st, PC_GRPC_NOT_FOUND, 421, "no_zone", msg);
         return;
     }
+    if (pc__grpc_web_admit(st)) return;
     if (r->is_grpc && !r->zone->grpc) {
         char msg[320];
         snprintf(msg, sizeof msg, "gRPC is disabled for zone %s", r->zone->name);
@@ -826,6 +837,19 @@ static void resume(pc_stream *st, int verdict)
 
 void pc__stream_req_data(pc_stream *st, const uint8_t *data, size_t len)
 {
+    if (st->web && !st->resp_done && !st->up_closed) {
+        /* The chain and the origin see the native bytes; base64's overhead is acknowledged at once. */
+        size_t wire = len;
+        char err[256];
+        if (pc__grpc_web_request_data(st->web, &data, &len, err, sizeof err) < 0) {
+            st->req_bytes += wire;
+            ack_client(st, wire);
+            pc__stream_fail(st, PC_GRPC_INTERNAL, 400, "malformed_grpc_web", err);
+            return;
+        }
+        st->req_bytes += wire - len;
+        ack_client(st, wire - len);
+    }
     st->req_bytes += len;
     if (st->resp_done || st->up_closed || !st->rq.zone) {
         ack_client(st, len); /* answered already: drain and drop */
@@ -860,6 +884,11 @@ void pc__stream_req_end(pc_stream *st)
 {
     st->client_eof = true;
     if (st->resp_done || st->up_closed || !st->rq.zone) return;
+    char err[256];
+    if (st->web && pc__grpc_web_request_end(st->web, err, sizeof err) < 0) {
+        pc__stream_fail(st, PC_GRPC_INTERNAL, 400, "malformed_grpc_web", err);
+        return;
+    }
     request_end(st);
 }
 
@@ -986,12 +1015,12 @@ void pc__stream_resp_headers_done(pc_stream *st, bool end_stream)
     if (end_stream) {
         /* Trailers-Only from the origin: passed on as one HEADERS frame, unchanged. */
         pc__stream_set_resp_state(st, PC_RESP_ENDED);
-        nghttp2_submit_response(st->client->sess, st->sid, nva, n, NULL);
+        submit_response(st, nva, n, NULL);
         stop_deadline(st);
     } else {
         pc__stream_set_resp_state(st, PC_RESP_BODY);
         nghttp2_data_provider prd = {.source.ptr = st, .read_callback = pc__stream_read_response};
-        nghttp2_submit_response(st->client->sess, st->sid, nva, n, &prd);
+        submit_response(st, nva, n, &prd);
     }
     release_nva(nva, buf);
     pc__h2conn_schedule(st->client);
@@ -1157,7 +1186,7 @@ ssize_t pc__stream_read_response(nghttp2_session *s, int32_t sid, uint8_t *buf, 
     if (st->resp_deferred && resp_held_bytes(st) < QUEUE_LOW_WATER) release_origin(st);
     if (st->resp_q.size == 0 && st->resp_state == PC_RESP_ENDED) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
-        if (st->trailers.n > 0) {
+        if (st->trailers.n > 0 && !st->web) { /* gRPC-Web: the trailers go in the body */
             size_t tn;
             nghttp2_nv buf[16];
             nghttp2_nv *nva = forwardable(&st->trailers, NULL, buf, 16, &tn);

@@ -143,6 +143,8 @@ struct pc_stream {
     const char *edge_reason;
     char remote_status[4];
     char info_status[12]; /* request_info "grpc_status" of the edge's answer */
+
+    struct pc_grpc_web *web; /* a gRPC-Web call, translated at the edge (grpc_web.h); NULL otherwise */
 };
 
 /* The state setters: 0, or -1 (logged, state unchanged) for a transition the pipe does not make. */

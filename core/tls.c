@@ -1,5 +1,6 @@
 /* Front TLS: one SSL_CTX per certificate; the client-hello callback reads SNI and ALPN from the
- * raw hello, refuses clients that cannot speak h2 with no_application_protocol, switches to the
+ * raw hello, refuses clients that cannot speak h2 with no_application_protocol (HTTP/1.1 is taken
+ * for zones that take gRPC-Web), switches to the
  * context whose certificate names the requested host, and asks for a client certificate when the
  * zone of that host routes to an origin whose access policy is mtls. */
 #include "tls.h"
@@ -48,11 +49,33 @@ int pc__tls_name_match(const char *pattern, const char *name)
     return 0;
 }
 
+/* HTTP/1.1 is for gRPC-Web only: offered when the zone the SNI names takes gRPC-Web, or, without SNI,
+ * when any zone does. */
+static bool h1_allowed(const pc_config *cfg, SSL *ssl)
+{
+    const char *sni = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (sni) {
+        const pc_zone_conf *z = pc__zone_find(cfg, sni, strlen(sni));
+        return z && z->grpc_web;
+    }
+    for (size_t i = 0; i < cfg->nzones; i++)
+        if (cfg->zones[i].grpc_web) return true;
+    return false;
+}
+
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
                        unsigned int inlen, void *arg)
 {
-    (void)arg;
+    const pc_tls_server *s = arg;
     unsigned char *sel;
+    static const unsigned char alpn_h1[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+    if (SSL_select_next_proto(&sel, outlen, alpn_h2, sizeof alpn_h2, in, inlen) != OPENSSL_NPN_NEGOTIATED &&
+        s && h1_allowed(s->cfg, ssl) &&
+        SSL_select_next_proto(&sel, outlen, alpn_h1, sizeof alpn_h1, in, inlen) == OPENSSL_NPN_NEGOTIATED &&
+        *outlen == 8) {
+        *out = sel;
+        return SSL_TLSEXT_ERR_OK;
+    }
     if (SSL_select_next_proto(&sel, outlen, alpn_h2, sizeof alpn_h2, in, inlen) != OPENSSL_NPN_NEGOTIATED ||
         *outlen != 2 || memcmp(sel, "h2", 2) != 0) {
         pc_transport *t = SSL_get_app_data(ssl);
@@ -208,7 +231,7 @@ static SSL_CTX *server_ctx(pc_tls_server *s, const pc_cert_conf *c, char *err, s
         SSL_CTX_free(ctx);
         return NULL;
     }
-    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, NULL);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select, s);
     SSL_CTX_set_client_hello_cb(ctx, client_hello, s);
     return ctx;
 }

@@ -12,6 +12,9 @@ parameters are JSON:
   ServerStream  request {"count": n, "size": s}; yields n messages, message i being
                 server_stream_message(i, s) (deterministic, so a client can check each one).
   Bidi          echoes each message as it arrives.
+  Repeat        server streaming, any message type: sends the request back x-repeat times (request
+                metadata, default 3), then fails with x-fail-code and x-fail-message (percent-
+                decoded) when those are given (trailers-only when x-repeat is 0).
   Fail          request {"code": 7 | "PERMISSION_DENIED", "message": "...", "details": "text" or
                 "details_b64": "...", "trailers": {"k": "v"}, "send_headers": false}; fails the
                 call with that status. details go in trailing metadata grpc-status-details-bin;
@@ -40,12 +43,13 @@ import signal
 import sys
 import threading
 import time
+import urllib.parse
 from concurrent import futures
 
 import grpc
 
 SERVICE = "demo.Echo"
-METHODS = ("Unary", "ClientStream", "ServerStream", "Bidi", "Fail", "Sleep", "Stats")
+METHODS = ("Unary", "ClientStream", "ServerStream", "Bidi", "Fail", "Sleep", "Stats", "Repeat")
 
 
 def server_stream_message(i, size):
@@ -201,6 +205,18 @@ def server_stream(request, context):
     call.finish()
 
 
+def repeat(request, context):
+    call = Call("Repeat", context)
+    call.message()
+    md = dict(context.invocation_metadata())
+    for _ in range(int(md.get("x-repeat", "3"))):
+        yield request
+    call.finish()
+    if "x-fail-code" in md:
+        # Percent-decoded: browsers can only send ASCII header values.
+        context.abort(status_code(md["x-fail-code"]), urllib.parse.unquote(md.get("x-fail-message", "")))
+
+
 def bidi(request_iterator, context):
     call = Call("Bidi", context)
     for message in request_iterator:
@@ -269,6 +285,7 @@ def handler():
             "Fail": grpc.unary_unary_rpc_method_handler(fail),
             "Sleep": grpc.unary_unary_rpc_method_handler(sleep),
             "Stats": grpc.unary_unary_rpc_method_handler(stats),
+            "Repeat": grpc.unary_stream_rpc_method_handler(repeat),
         },
     )
 

@@ -358,7 +358,7 @@ static void test_unknown_keys(void **state)
     snprintf(text, sizeof text, "%s    \"bad key\": 1\n", minimal);
     expect_error(text,
                  "conf.yaml:10:5: zones[0].\"bad key\": unknown key (valid keys: name, hosts, origin, grpc, "
-                 "max_message_bytes, plugins)");
+                 "grpc_web, cors, max_message_bytes, plugins)");
 }
 
 static void test_duplicate_key(void **state)
@@ -739,6 +739,55 @@ static void test_missing_file(void **state)
     pc__config_free(NULL);
 }
 
+static void test_grpc_web_cors(void **state)
+{
+    (void)state;
+    char text[1024];
+    pc_config *cfg = load_ok(minimal);
+    assert_false(cfg->zones[0].grpc_web);
+    assert_false(cfg->zones[0].cors.on);
+    pc__config_free(cfg);
+    snprintf(text, sizeof text,
+             "%s    grpc_web: true\n"
+             "    cors:\n"
+             "      origins: [\"https://App.Example/\", \"http://127.0.0.1:8000\"]\n"
+             "      expose_headers: [X-Cost, x-trace]\n"
+             "      allow_headers: [x-tenant]\n"
+             "      allow_credentials: true\n",
+             minimal);
+    cfg = load_ok(text);
+    const pc_cors_conf *c = &cfg->zones[0].cors;
+    assert_true(cfg->zones[0].grpc_web);
+    assert_true(c->on);
+    assert_int_equal(c->norigins, 2);
+    assert_string_equal(c->origins[0], "https://app.example"); /* lower case, no trailing slash */
+    assert_string_equal(c->origins[1], "http://127.0.0.1:8000");
+    assert_int_equal(c->max_age_s, 600);
+    assert_string_equal(c->expose_headers, "x-cost, x-trace");
+    assert_string_equal(c->allow_headers, "x-tenant");
+    assert_true(c->allow_credentials);
+    pc__config_free(cfg);
+
+    snprintf(text, sizeof text, "%s    cors: { origins: [\"app.example\"] }\n", minimal);
+    expect_error(text, "conf.yaml:10:23: zones[0].cors.origins[0]: expected \"*\" or an origin like "
+                       "https://app.example.com, got \"app.example\"");
+    snprintf(text, sizeof text, "%s    cors: { max_age_s: 5 }\n", minimal);
+    expect_error(text, "conf.yaml:10:5: zones[0].cors: missing required key \"origins\"");
+    snprintf(text, sizeof text, "%s    cors: { origins: [\"*\"], allow_credentials: true }\n", minimal);
+    expect_error(text,
+                 "conf.yaml:10:23: zones[0].cors.origins[0]: \"*\" cannot be used with allow_credentials: "
+                 "true (browsers refuse it); list the origins");
+    snprintf(text, sizeof text, "%s    cors: { origins: [\"*\"], expose_headers: [\"x y\"] }\n", minimal);
+    expect_error(text,
+                 "conf.yaml:10:46: zones[0].cors.expose_headers[0]: expected a header name, got \"x y\"");
+    snprintf(text, sizeof text, "%s    grpc_web: maybe\n", minimal);
+    cfg = (pc_config *)1;
+    char err[1024] = "";
+    write_file("conf.yaml", text);
+    assert_int_equal(pc__config_load("conf.yaml", &cfg, err, sizeof err), -1);
+    assert_non_null(strstr(err, "zones[0].grpc_web"));
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -746,7 +795,7 @@ int main(void)
         T(test_full_config),      T(test_defaults),      T(test_keyed_form),   T(test_unknown_keys),
         T(test_duplicate_key),    T(test_wrong_types),   T(test_missing_keys), T(test_bad_addresses),
         T(test_origin_reference), T(test_missing_files), T(test_zone_hosts),   T(test_warnings),
-        T(test_zone_find),        T(test_load_buffer),   T(test_missing_file),
+        T(test_zone_find),        T(test_load_buffer),   T(test_missing_file), T(test_grpc_web_cors),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);

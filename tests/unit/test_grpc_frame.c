@@ -449,7 +449,8 @@ static void test_bad_flag(void **state)
                    "invalid gRPC frame flag 0x07");
     expect_failure(PC_GRPC_ENC_GZIP, 2, (const uint8_t *)"abc", 3, PC_GRPC_FRAME_MALFORMED,
                    "invalid gRPC frame flag 0x02");
-    expect_failure(PC_GRPC_ENC_GZIP, 0x80, NULL, 0, PC_GRPC_FRAME_MALFORMED, "invalid gRPC frame flag 0x80");
+    expect_failure(PC_GRPC_ENC_GZIP, 0x80, NULL, 0, PC_GRPC_FRAME_MALFORMED,
+                   "invalid gRPC frame flag 0x80 (a gRPC-Web trailer frame, which only answers carry)");
 }
 
 static void test_compressed_without_encoding(void **state)
