@@ -291,6 +291,13 @@ def main():
         check(code == 0, f"edge exit {code} after SIGTERM:\n{edge_log()}")
         log("SIGTERM: STOPPING=1, exit 0")
 
+        # logrotate as the timer runs it: the log renamed, a new one made for the service's user.
+        in_root(root, "logrotate -f /etc/logrotate.d/portcullis")
+        rot = in_root(root, "cd /var/log/portcullis && ls && stat -c '%n %U:%G %a %s' access.log && wc -l < access.log.1")
+        check(rot.stdout.split() == ["access.log", "access.log.1", "access.log", "portcullis:adm", "640", "0", "3"],
+              f"after logrotate:\n{rot.stdout}")
+        log("logrotate: rotated, new file portcullis:adm 0640")
+
         in_root(root, "apt-get purge -y portcullis >/dev/null")
         left = in_root(root, "ls -d /etc/portcullis /var/log/portcullis /usr/bin/portcullis 2>/dev/null || true").stdout
         check(left.strip() == "", f"left after purge: {left}")
