@@ -122,7 +122,7 @@ def test_every_panel_query_has_series(st):
     ]
     zones = pclib.default_zones("echo") + [zone_conf(n, [n], "echo") for n in ("limited.test", "bots.test", "detect.test")] + [
         zone_conf("down.test", ["down.test"], "down")]
-    cfg_extra = {"admin": {"address": f"127.0.0.1:{admin_port}"}, "plugins": plugins, "workers": 2}
+    cfg_extra = {"admin": {"address": f"127.0.0.1:{admin_port}"}, "plugins": plugins, "workers": 1}
     st.cfg = pclib.make_config(tls_port=tls_port, h2c_port=h2c_port, zones=zones, extra=cfg_extra,
                                origins=[origin_conf("echo", st.echo.port), origin_conf("down", down_port)])
     path = st.write_config(st.cfg, name="dashboard.yaml")

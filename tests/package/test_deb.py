@@ -199,6 +199,10 @@ def main():
         check(ver.stdout.strip() == "", f"systemd-analyze verify printed:\n{ver.stdout}")
         lr = in_root(root, "logrotate -d /etc/logrotate.d/portcullis 2>&1")
         check("error" not in lr.stdout.lower(), f"logrotate -d:\n{lr.stdout}")
+        # The shipped Lua examples test offline as installed (their descriptors included).
+        lua = "/usr/share/portcullis/rules/lua"
+        rt = in_root(root, f"portcullis rules test -c {lua}/rules-test.yaml {lua}/cases.yaml 2>&1", ok=False)
+        check(rt.returncode == 0, f"rules test on the installed examples: exit {rt.returncode}\n{rt.stdout[-2000:]}")
         log("conffiles, user, man page, check, systemd-analyze verify, logrotate -d: ok")
 
         # The plugin SDK: pkg-config finds the header; the example plugin builds against it alone and
