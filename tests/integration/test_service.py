@@ -305,12 +305,13 @@ def test_logrotate_under_load_loses_no_line(st):
             n = rotated
             assert pclib.wait_until(lambda: edge.stderr().count("access log reopened") >= n, 5), \
                 edge.stderr()[-2000:]
-            time.sleep(0.1)
+            time.sleep(0.05)
         reader.join(120 * pclib.TIME_SCALE)
         assert done, "h2load did not finish"
         report = done[0]
         assert load.returncode == 0, f"h2load exited {load.returncode}:\n{report}"
         assert f"requests: {total} total, {total} started, {total} done, {total} succeeded" in report, report
+        pclib.log(next((x.strip() for x in report.splitlines() if x.startswith("finished in")), report))
         assert rotated == rotations, f"the load ended after {rotated} rotations: make it longer\n{report}"
     finally:
         code = edge.stop()
