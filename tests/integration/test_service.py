@@ -337,3 +337,40 @@ def test_logrotate_under_load_loses_no_line(st):
     assert len(ids) == total, f"{len(ids)} access-log lines for {total} calls (files {files})"
     assert len(set(ids)) == total, "an access-log line appears twice"
     assert all(e["grpc_status"] == 0 and e["path"] == UNARY for e in lines)
+
+
+def test_failed_reopen_keeps_writing_the_old_file(st):
+    """SIGUSR1 when the log's path cannot be opened (its directory moved away): the error is logged
+    and lines keep going to the file already open; once the path works again, the next SIGUSR1
+    switches to it. No call is without its line."""
+    h2c_port = pclib.free_port()
+    log_dir = os.path.join(st.dir, "reopen-logs")
+    os.makedirs(log_dir)
+    access = os.path.join(log_dir, "access.log")
+    cfg = base_config(st, None, h2c_port, extra={"log": {"access": access, "level": "info"}})
+    notify = NotifySocket(st.dir)
+    edge = Edge(st, "reopen", cfg, notify)
+    try:
+        notify.receive(30)
+        ch = st.h2c_channel("example.com", port=h2c_port)
+        assert ch.unary_unary(UNARY)(b"one", timeout=10) == b"one"
+        moved = log_dir + ".moved"
+        os.rename(log_dir, moved)
+        edge.proc.send_signal(signal.SIGUSR1)
+        assert pclib.wait_until(lambda: "SIGUSR1: access log" in edge.stderr() and "No such file" in edge.stderr(), 5), \
+            edge.stderr()[-2000:]
+        assert ch.unary_unary(UNARY)(b"two", timeout=10) == b"two"
+        os.makedirs(log_dir)
+        edge.proc.send_signal(signal.SIGUSR1)
+        assert pclib.wait_until(lambda: "access log reopened" in edge.stderr(), 5), edge.stderr()[-2000:]
+        assert ch.unary_unary(UNARY)(b"three", timeout=10) == b"three"
+    finally:
+        for c in st.channels:
+            c.close()
+        st.channels.clear()
+        code = edge.stop()
+        notify.close()
+    assert code == 0, edge.stderr()[-2000:]
+    old = [e["request_bytes"] for e in pclib.read_json_lines(os.path.join(moved, "access.log"))]
+    new = [e["request_bytes"] for e in pclib.read_json_lines(access)]
+    assert old == [5 + 3, 5 + 3] and new == [5 + 5], (old, new)
