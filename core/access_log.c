@@ -59,10 +59,11 @@ int pc__access_log_reopen(char *err, size_t errlen)
     int cur = atomic_load(&log_fd);
     if (!log_path || cur < 0) return 0;
     int fd = open_path(log_path, err, errlen);
-    if (fd < 0) return -1;
-    dup2(fd, cur);
+    if (fd < 0) return -1; /* lines keep going to the file as it was: none is lost */
+    int rv = dup2(fd, cur) < 0 ? -1 : 0;
+    if (rv < 0) snprintf(err, errlen, "access log %s: %s", log_path, strerror(errno));
     close(fd);
-    return 0;
+    return rv;
 }
 
 void pc__access_log_close(void)

@@ -1,6 +1,7 @@
 /* The portcullis command: run, check, --version, --help. The main thread loads the config,
  * builds the shared read-only state (TLS contexts, resolved origins), starts the workers and
  * then only waits for signals. */
+#include <errno.h>
 #include <malloc.h>
 #include <netdb.h>
 #include <signal.h>
@@ -17,6 +18,7 @@
 #include "log.h"
 #include "plugin_loader.h"
 #include "rules_test.h"
+#include "sd_notify.h"
 #include "tls.h"
 #include "version.h"
 #include "worker.h"
@@ -217,10 +219,8 @@ static bool same_listeners(const pc_config *a, const pc_config *b)
     return true;
 }
 
-static void on_sighup(uv_signal_t *h, int signum)
+static void reload(run_state *rs)
 {
-    (void)signum;
-    run_state *rs = h->data;
     collect(rs);
     char err[1024];
     pc_config *cfg = NULL;
@@ -262,6 +262,15 @@ static void on_sighup(uv_signal_t *h, int signum)
                 rs->path);
 }
 
+/* The service manager sees the reload begin and end, refused or not: either way the edge serves. */
+static void on_sighup(uv_signal_t *h, int signum)
+{
+    (void)signum;
+    pc__sd_notify_reloading();
+    reload(h->data);
+    pc__sd_notify("READY=1");
+}
+
 static void on_sigusr1(uv_signal_t *h, int signum)
 {
     (void)h;
@@ -289,6 +298,7 @@ static void on_signal(uv_signal_t *h, int signum)
         _exit(1);
     }
     pc_log_info("%s: draining connections", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    pc__sd_notify("STOPPING=1");
     pc__admin_stop(rs->admin);
     rs->admin = NULL;
     uv_close((uv_handle_t *)&rs->sighup, NULL);
@@ -374,6 +384,8 @@ static int cmd_run(const char *path)
         else
             pc_log_info("admin listening on %s (/metrics, /healthz)", cfg->admin_address);
     }
+    /* Every listener is bound and listening (connections queue until the workers accept them). */
+    if (pc__sd_notify("READY=1") < 0) pc_log_warn("NOTIFY_SOCKET: %s", strerror(errno));
     uv_run(loop, UV_RUN_DEFAULT);
     for (size_t i = 0; i < n; i++)
         pc__worker_join(&workers[i]);

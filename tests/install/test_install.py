@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """`cmake --install` into a temporary DESTDIR installs all of rules/ (bots, waf, lua) and the example
-configuration under <datadir>/portcullis/, the same files as the source tree, in the layout the plugins
+configuration under <datadir>/portcullis/ (with the descriptors it names) and portcullis(8), the same
+files as the source tree, in the layout the plugins
 look in: the directories compiled into pc-bot.so (rules/bots) and pc-modsecurity.so (rules/waf) as their
 installed defaults exist in what was installed, and the example configuration's relative rules paths
 resolve there.
@@ -116,6 +117,12 @@ def main():
                         resolved += 1
         check(resolved >= 2, f"the example configuration names {resolved} relative rules paths, expected the "
               "bot and lua ones")
+        # The descriptors the example configuration names are installed with it.
+        for d in doc.get("descriptors") or []:
+            target = os.path.normpath(os.path.join(os.path.dirname(conf), d))
+            check(os.path.isfile(target), f"descriptors: {d} does not resolve in the install ({target})")
+        man = os.path.join(share, "..", "man", "man8", "portcullis.8.gz")
+        check(os.path.isfile(man), f"the man page was not installed at {os.path.normpath(man)}")
         print("PASS: rules/ (bots, waf, lua) and conf/portcullis.yaml installed under "
               f"{share[len(dest):]}", flush=True)
     finally:
