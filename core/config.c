@@ -741,11 +741,16 @@ static int header_list(ctx *c, const pc_yaml_node *map, const char *path, const 
     }
     if (n->n == 0) return 0;
     if (!(*out = calloc(1, len))) return oom(c, n);
+    char *o = *out;
     for (size_t k = 0; k < n->n; k++) {
-        if (k) strcat(*out, ", ");
+        if (k) {
+            *o++ = ',';
+            *o++ = ' ';
+        }
         for (const char *p = n->items[k]->scalar; *p; p++) /* lower case, as HTTP/2 sends names */
-            strncat(*out, &(char){(char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p)}, 1);
+            *o++ = (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
     }
+    *o = '\0';
     return 0;
 }
 
