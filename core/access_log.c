@@ -75,7 +75,7 @@ void pc__access_log_close(void)
 
 /* Each line is written straight into the worker's batch buffer (json_out.h), from the request's
  * fields: no object tree, no allocation, no printf. */
-#define KEY(g, k) pc__json_key(g, (k), sizeof(k) - 1)
+#define KEY(g, k) PC_JSON_KEY(g, k) /* k: a literal that needs no escaping */
 
 static void put_str(pc_json *g, const char *v)
 {

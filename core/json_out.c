@@ -111,6 +111,13 @@ void pc__json_key(pc_json *j, const char *key, size_t len)
     j->first = true; /* the value follows without a comma */
 }
 
+void pc__json_key_raw(pc_json *j, const char *quoted, size_t len)
+{
+    if (!j->first) put_c(j, ',');
+    put(j, quoted, len);
+    j->first = true;
+}
+
 void pc__json_str(pc_json *j, const char *s, size_t len)
 {
     string(j, s, len);

@@ -22,6 +22,9 @@ void pc__json_open(pc_json *j);  /* { */
 void pc__json_close(pc_json *j); /* } */
 /* A member's key (escaped), with the comma before it when needed and the colon after it. */
 void pc__json_key(pc_json *j, const char *key, size_t len);
+/* A key that needs no escaping, given already quoted with its colon (PC_JSON_KEY builds it). */
+void pc__json_key_raw(pc_json *j, const char *quoted, size_t len);
+#define PC_JSON_KEY(j, k) pc__json_key_raw(j, "\"" k "\":", sizeof(k) + 2)
 void pc__json_str(pc_json *j, const char *s, size_t len);
 void pc__json_null(pc_json *j);
 void pc__json_bool(pc_json *j, bool v);

@@ -79,7 +79,7 @@ static void test_object_like_yajl(void **state)
 
     pc__json_open(&j);
     yajl_gen_map_open(g);
-    pc__json_key(&j, "time", 4);
+    PC_JSON_KEY(&j, "time");
     yajl_gen_string(g, (const unsigned char *)"time", 4);
     pc__json_str(&j, "2026-12-05T10:00:00.123Z", 24);
     yajl_gen_string(g, (const unsigned char *)"2026-12-05T10:00:00.123Z", 24);
@@ -117,7 +117,7 @@ static void test_object_like_yajl(void **state)
     yajl_gen_bool(g, 0);
     pc__json_close(&j);
     yajl_gen_map_close(g);
-    pc__json_key(&j, "after", 5);
+    PC_JSON_KEY(&j, "after");
     yajl_gen_string(g, (const unsigned char *)"after", 5);
     pc__json_str(&j, "x", 1);
     yajl_gen_string(g, (const unsigned char *)"x", 1);
