@@ -934,10 +934,18 @@ void pc__stream_up_attached(pc_stream *st)
 
 static bool is_hop_by_hop(const nghttp2_nv *nv)
 {
-    static const char *const drop[] = {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                                       "upgrade"};
+#define NAME(s)                                                                                              \
+    {                                                                                                        \
+        (s), sizeof(s) - 1                                                                                   \
+    } /* a literal and its length: no strlen per field */
+    static const struct {
+        const char *name;
+        size_t len;
+    } drop[] = {NAME("connection"), NAME("keep-alive"), NAME("proxy-connection"), NAME("transfer-encoding"),
+                NAME("upgrade")};
+#undef NAME
     for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
-        if (nv->namelen == strlen(drop[i]) && memcmp(nv->name, drop[i], nv->namelen) == 0) return true;
+        if (nv->namelen == drop[i].len && memcmp(nv->name, drop[i].name, nv->namelen) == 0) return true;
     return false;
 }
 
