@@ -131,7 +131,7 @@ static void put_client(pc_json *g, const pc_conn_info *ci)
     size_t iplen = ci->client_ip ? strlen(ci->client_ip) : 0;
     if (iplen > (size_t)(p - buf)) iplen = (size_t)(p - buf);
     p -= iplen;
-    memcpy(p, ci->client_ip, iplen);
+    if (iplen) memcpy(p, ci->client_ip, iplen);
     pc__json_str(g, p, (size_t)(buf + sizeof buf - p));
 }
 
