@@ -15,9 +15,9 @@
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
-#include <yajl/yajl_gen.h>
 
 #include "chain.h"
+#include "json_out.h"
 #include "stream.h"
 #include "worker.h"
 
@@ -74,36 +74,31 @@ void pc__access_log_close(void)
     log_path = NULL;
 }
 
-/* Each line is written by a yajl generator that the worker keeps and reuses, straight from the
- * request's fields: no object tree, no allocation per value. */
-#define KEY(g, k) yajl_gen_string(g, (const unsigned char *)(k), sizeof(k) - 1)
+/* Each line is written straight into the worker's batch buffer (json_out.h), from the request's
+ * fields: no object tree, no allocation, no printf. */
+#define KEY(g, k) PC_JSON_KEY(g, k) /* k: a literal that needs no escaping */
 
-static void put_str(yajl_gen g, const char *v)
+static void put_str(pc_json *g, const char *v)
 {
     if (v)
-        yajl_gen_string(g, (const unsigned char *)v, strlen(v));
+        pc__json_str(g, v, strlen(v));
     else
-        yajl_gen_null(g);
+        pc__json_null(g);
 }
 
-static void put_strn(yajl_gen g, const char *v, size_t len)
+static void put_strn(pc_json *g, const char *v, size_t len)
 {
-    yajl_gen_string(g, (const unsigned char *)v, len);
+    pc__json_str(g, v, len);
 }
 
-/* Decimal integers formatted here: yajl's own goes through printf. */
-static void put_uint(yajl_gen g, uint64_t v)
+static void put_uint(pc_json *g, uint64_t v)
 {
-    char buf[24], *p = buf + sizeof buf;
-    do
-        *--p = (char)('0' + v % 10);
-    while ((v /= 10));
-    yajl_gen_number(g, p, (size_t)(buf + sizeof buf - p));
+    pc__json_uint(g, v);
 }
 
 /* The date part is formatted once a second per worker: glibc's gmtime_r takes a process-wide
  * lock (tzset_lock) that every worker would otherwise contend for on every line. */
-static void put_time(yajl_gen g, pc_worker *w)
+static void put_time(pc_json *g, pc_worker *w)
 {
     struct timeval tv;
     gettimeofday(&tv, NULL);
@@ -122,45 +117,37 @@ static void put_time(yajl_gen g, pc_worker *w)
     ts[n++] = (char)('0' + ms / 10 % 10);
     ts[n++] = (char)('0' + ms % 10);
     ts[n++] = 'Z';
-    yajl_gen_string(g, (const unsigned char *)ts, n);
+    pc__json_str(g, ts, n);
 }
 
-static yajl_gen worker_gen(pc_worker *w)
+/* "ip:port" of the client, as a string. */
+static void put_client(pc_json *g, const pc_conn_info *ci)
 {
-    if (!w->log_gen) {
-        yajl_gen g = yajl_gen_alloc(NULL);
-        if (!g) return NULL;
-        yajl_gen_config(g, yajl_gen_beautify, 0);
-        w->log_gen = g;
-    }
-    return w->log_gen;
+    char buf[80], *p = buf + sizeof buf;
+    unsigned port = ci->client_port;
+    do
+        *--p = (char)('0' + port % 10);
+    while ((port /= 10));
+    *--p = ':';
+    size_t iplen = ci->client_ip ? strlen(ci->client_ip) : 0;
+    if (iplen > (size_t)(p - buf)) iplen = (size_t)(p - buf);
+    p -= iplen;
+    if (iplen) memcpy(p, ci->client_ip, iplen);
+    pc__json_str(g, p, (size_t)(buf + sizeof buf - p));
 }
 
-void pc__access_log_worker_free(pc_worker *w)
+/* The record of one call, as one JSON object. */
+static void format_record(pc_json *g, pc_stream *st)
 {
-    if (w->log_gen) yajl_gen_free(w->log_gen);
-    w->log_gen = NULL;
-}
-
-void pc__access_log_write(pc_stream *st)
-{
-    int fd = atomic_load(&log_fd);
-    if (fd < 0) return;
     pc_worker *w = st->worker;
-    yajl_gen g = worker_gen(w);
-    if (!g) return;
-    yajl_gen_reset(g, NULL);
-    yajl_gen_clear(g);
-    yajl_gen_map_open(g);
+    pc__json_open(g);
     KEY(g, "time");
     put_time(g, w);
     KEY(g, "request_id");
     put_str(g, pc__request_id(&st->rq));
     const pc_conn_info *ci = st->rq.conn ? &st->rq.conn->info : NULL;
-    char client[80] = "";
-    if (ci) snprintf(client, sizeof client, "%s:%u", ci->client_ip, ci->client_port);
     KEY(g, "client");
-    put_str(g, ci ? client : NULL);
+    ci ? put_client(g, ci) : pc__json_null(g);
     KEY(g, "sni");
     put_str(g, ci ? ci->sni : NULL);
     KEY(g, "alpn");
@@ -183,14 +170,14 @@ void pc__access_log_write(pc_stream *st)
     size_t sl, ml;
     bool split = st->rq.is_grpc && pc__grpc_split_path(st->rq.path, &svc, &sl, &meth, &ml) == 0;
     KEY(g, "grpc_service");
-    split ? put_strn(g, svc, sl) : (void)yajl_gen_null(g);
+    split ? put_strn(g, svc, sl) : pc__json_null(g);
     KEY(g, "grpc_method");
-    split ? put_strn(g, meth, ml) : (void)yajl_gen_null(g);
+    split ? put_strn(g, meth, ml) : pc__json_null(g);
     KEY(g, "status");
-    st->http_status ? put_uint(g, (uint64_t)st->http_status) : (void)yajl_gen_null(g);
+    st->http_status ? put_uint(g, (uint64_t)st->http_status) : pc__json_null(g);
     int gs = pc__stream_grpc_status(st);
     KEY(g, "grpc_status");
-    gs >= 0 ? put_uint(g, (uint64_t)gs) : (void)yajl_gen_null(g);
+    gs >= 0 ? put_uint(g, (uint64_t)gs) : pc__json_null(g);
     KEY(g, "request_bytes");
     put_uint(g, st->req_bytes);
     KEY(g, "response_bytes");
@@ -199,40 +186,49 @@ void pc__access_log_write(pc_stream *st)
     put_uint(g, st->req_msgs);
     KEY(g, "response_messages");
     put_uint(g, st->resp_msgs);
-    double ms = (double)(uv_hrtime() - st->start_ns) / 1e6;
-    char msbuf[32];
-    int msl = snprintf(msbuf, sizeof msbuf, "%.3f", ms); /* microsecond resolution, without float noise */
-    KEY(g, "duration_ms");
-    yajl_gen_number(g, msbuf, (size_t)msl);
+    KEY(g, "duration_ms"); /* microsecond resolution, without float noise */
+    pc__json_ms(g, uv_hrtime() - st->start_ns);
     KEY(g, "upstream");
     put_str(g, st->upstream_addr[0] ? st->upstream_addr : NULL);
     KEY(g, "reason");
     put_str(g, st->edge_reason);
     if (st->rq.npub) {
         KEY(g, "plugins"); /* keys are unique: publishing again replaces the value */
-        yajl_gen_map_open(g);
+        pc__json_open(g);
         for (size_t i = 0; i < st->rq.npub; i++) {
             const pc_published *p = &st->rq.pub[i];
-            put_str(g, p->key);
+            pc__json_key(g, p->key, strlen(p->key));
             if (p->type == PC_VALUE_INT || p->type == PC_VALUE_NUMBER)
-                yajl_gen_number(g, p->text, strlen(p->text)); /* typed: a number, not "60" */
+                pc__json_number(g, p->text, strlen(p->text)); /* typed: a number, not "60" */
             else if (p->type == PC_VALUE_BOOL)
-                yajl_gen_bool(g, p->i != 0);
+                pc__json_bool(g, p->i != 0);
             else
                 put_str(g, p->text);
         }
-        yajl_gen_map_close(g);
+        pc__json_close(g);
     }
-    yajl_gen_map_close(g);
-    const unsigned char *s;
-    size_t len;
-    if (yajl_gen_get_buf(g, &s, &len) != yajl_gen_status_ok) return;
-    if (w->loglen + len + 1 > sizeof w->logbuf) pc__access_log_flush(w);
-    if (len + 1 <= sizeof w->logbuf) {
-        memcpy(w->logbuf + w->loglen, s, len);
-        w->loglen += len;
-        w->logbuf[w->loglen++] = '\n';
-        pc__worker_wake(w);
+    pc__json_close(g);
+}
+
+/* Formatted in place at the end of the worker's batch; a line that does not fit the rest of it
+ * is formatted again after the batch went out (one that does not fit an empty batch is dropped). */
+void pc__access_log_write(pc_stream *st)
+{
+    int fd = atomic_load(&log_fd);
+    if (fd < 0) return;
+    pc_worker *w = st->worker;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        pc_json g;
+        pc__json_init(&g, w->logbuf + w->loglen, sizeof w->logbuf - w->loglen - 1);
+        format_record(&g, st);
+        if (!g.overflow) {
+            w->loglen += g.len;
+            w->logbuf[w->loglen++] = '\n';
+            pc__worker_wake(w);
+            return;
+        }
+        if (w->loglen == 0) return;
+        pc__access_log_flush(w);
     }
 }
 

@@ -1,4 +1,4 @@
-/* Access log: one JSON object per line per request (yajl's generator), to stdout, stderr or a file.
+/* Access log: one JSON object per line per request (json_out.h), to stdout, stderr or a file.
  * The file is reopened on SIGUSR1 for rotation. */
 #ifndef PC_ACCESS_LOG_H
 #define PC_ACCESS_LOG_H
@@ -15,7 +15,5 @@ void pc__access_log_write(pc_stream *st);
 /* Lines are gathered per worker and written after each loop turn (and when the buffer fills). */
 struct pc_worker;
 void pc__access_log_flush(struct pc_worker *w);
-/* The worker's line generator, at the worker's end. */
-void pc__access_log_worker_free(struct pc_worker *w);
 
 #endif

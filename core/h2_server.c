@@ -39,9 +39,23 @@ static void update_timer(pc_h2conn *c)
     pc__transport_timer(&c->t, ms);
 }
 
+/* The phase timer follows the streams' comings and goings once per loop turn, not per stream: a
+ * header block that arrives whole never arms the header timer (each arming and stopping is a
+ * timer-heap operation). */
+static void timer_due(pc_h2conn *c)
+{
+    if (c->t.closing) {
+        update_timer(c);
+        return;
+    }
+    c->timer_dirty = true;
+    if (!c->flushing) pc__h2conn_schedule(c);
+}
+
 static void conn_flush(pc_flushable *f)
 {
     pc_h2conn *c = (pc_h2conn *)((char *)f - offsetof(pc_h2conn, fl));
+    c->flushing = true;
     if (c->pending_resets) {
         c->pending_resets = 0;
         for (pc_stream *st = c->streams; st; st = st->cnext)
@@ -51,6 +65,11 @@ static void conn_flush(pc_flushable *f)
         pc__h1_flush(c);
     else
         pc__h2_output(&c->t, c->sess);
+    c->flushing = false;
+    if (c->timer_dirty) {
+        c->timer_dirty = false;
+        update_timer(c);
+    }
 }
 
 void pc__h2conn_headers_pending(pc_h2conn *c, int delta)
@@ -74,7 +93,7 @@ void pc__h2conn_unlink_stream(pc_h2conn *c, pc_stream *st)
     st->cprev = st->cnext = NULL;
     st->client = NULL;
     c->nstreams--;
-    update_timer(c);
+    timer_due(c);
 }
 
 /* ---- nghttp2 callbacks ---- */
@@ -94,7 +113,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *ud
     pc__metrics_stream(c->worker->metrics, 1);
     c->headers_pending++;
     nghttp2_session_set_stream_user_data(s, f->hd.stream_id, st);
-    update_timer(c);
+    timer_due(c);
     return 0;
 }
 
@@ -120,7 +139,7 @@ static void headers_finished(pc_h2conn *c, pc_stream *st)
     if (st->in_headers) {
         st->in_headers = false;
         c->headers_pending--;
-        update_timer(c);
+        timer_due(c);
     }
 }
 

@@ -21,6 +21,8 @@ struct pc_h2conn {
     size_t nstreams;
     int headers_pending;
     int timer_mode;
+    bool timer_dirty; /* streams came or went: the phase timer is set again after this turn's output */
+    bool flushing;    /* inside conn_flush, which sets the timer at its end */
     bool goaway_sent;
     size_t pending_resets; /* streams whose origin reset waits for their data to go out */
     pc_conn_shared *conn_info;

@@ -9,7 +9,10 @@
 #include <nghttp2/nghttp2.h>
 #include <stddef.h>
 
-#define PC_MEMPOOL_CLASSES 64 /* sizes 16, 32, ... 1024 */
+/* Sizes 16, 32, ... 1024 (16-byte steps), then 1280, 1536, ... 4096 (256-byte steps): a request's
+ * stream state (about 1.3 KiB) and nghttp2's larger per-stream blocks come from the cache too. */
+#define PC_MEMPOOL_SMALL 64
+#define PC_MEMPOOL_CLASSES (PC_MEMPOOL_SMALL + 12)
 
 typedef struct pc_mempool {
     void *free[PC_MEMPOOL_CLASSES];

@@ -175,10 +175,20 @@ static void account_held(pc_stream *st)
     pc__h2conn_schedule(st->client);
 }
 
+/* atoi's reading of the value (leading blanks, a sign, digits), without going through strtol. */
 static int status_of(const pc_headers *h)
 {
     const nghttp2_nv *nv = pc__headers_find(h, "grpc-status");
-    return nv ? atoi((const char *)nv->value) : -1;
+    if (!nv) return -1;
+    const char *p = (const char *)nv->value;
+    while (*p == ' ' || (*p >= '\t' && *p <= '\r'))
+        p++;
+    bool neg = *p == '-';
+    if (*p == '-' || *p == '+') p++;
+    int v = 0;
+    for (; *p >= '0' && *p <= '9' && v < 100000000; p++)
+        v = v * 10 + (*p - '0');
+    return neg ? -v : v;
 }
 
 int pc__stream_grpc_status(const pc_stream *st)
@@ -953,10 +963,18 @@ void pc__stream_up_attached(pc_stream *st)
 
 static bool is_hop_by_hop(const nghttp2_nv *nv)
 {
-    static const char *const drop[] = {"connection", "keep-alive", "proxy-connection", "transfer-encoding",
-                                       "upgrade"};
+#define NAME(s)                                                                                              \
+    {                                                                                                        \
+        (s), sizeof(s) - 1                                                                                   \
+    } /* a literal and its length: no strlen per field */
+    static const struct {
+        const char *name;
+        size_t len;
+    } drop[] = {NAME("connection"), NAME("keep-alive"), NAME("proxy-connection"), NAME("transfer-encoding"),
+                NAME("upgrade")};
+#undef NAME
     for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
-        if (nv->namelen == strlen(drop[i]) && memcmp(nv->name, drop[i], nv->namelen) == 0) return true;
+        if (nv->namelen == drop[i].len && memcmp(nv->name, drop[i].name, nv->namelen) == 0) return true;
     return false;
 }
 
@@ -994,8 +1012,15 @@ void pc__stream_resp_headers_done(pc_stream *st, bool end_stream)
     }
     for (size_t i = 0; i < n; i++)
         if (nva[i].namelen == 7 && memcmp(nva[i].name, ":status", 7) == 0) {
-            snprintf(st->remote_status, sizeof st->remote_status, "%.*s", (int)nva[i].valuelen, nva[i].value);
-            st->http_status = atoi(st->remote_status);
+            /* nghttp2 let only a 3-digit :status through; copied and read without printf */
+            size_t vl =
+                nva[i].valuelen < sizeof st->remote_status ? nva[i].valuelen : sizeof st->remote_status - 1;
+            memcpy(st->remote_status, nva[i].value, vl);
+            st->remote_status[vl] = '\0';
+            int code = 0;
+            for (size_t k = 0; k < vl && nva[i].value[k] >= '0' && nva[i].value[k] <= '9'; k++)
+                code = code * 10 + (nva[i].value[k] - '0');
+            st->http_status = code;
         }
     if (pc__chain_response_headers(&st->rq) || (end_stream && pc__chain_response_trailers(&st->rq))) {
         release_nva(nva, buf);

@@ -94,20 +94,41 @@ static int raw_write(pc_transport *t, uint8_t *buf, size_t len)
     return 0;
 }
 
-/* Move whatever OpenSSL produced into a socket write. */
+/* Send bytes the caller keeps. With nothing queued the socket takes them straight away
+ * (uv_try_write: no copy, no write request, and no change to the epoll set, which a completed
+ * uv_write costs); what it does not take now is copied and queued behind, in order. An error is
+ * left to the queued write, which reports it through write_done like any other. */
+static int send_bytes(pc_transport *t, const uint8_t *data, size_t len)
+{
+    size_t off = 0;
+    if (t->write_pending == 0) {
+        uv_buf_t b = uv_buf_init((char *)data, (unsigned)len);
+        int n = uv_try_write((uv_stream_t *)&t->tcp, &b, 1);
+        if (n > 0) off = (size_t)n;
+        if (off == len) {
+            t->last_write_done = uv_now(t->tcp.loop);
+            return 0;
+        }
+    }
+    uint8_t *copy = malloc(len - off);
+    if (!copy) return -1;
+    memcpy(copy, data + off, len - off);
+    return raw_write(t, copy, len - off);
+}
+
+/* Move whatever OpenSSL produced into the socket, through the worker's scratch buffer. */
 static int flush_tls(pc_transport *t)
 {
     BIO *wbio = SSL_get_wbio(t->ssl);
-    size_t pending = BIO_ctrl_pending(wbio);
-    if (pending == 0) return 0;
-    uint8_t *buf = malloc(pending);
-    if (!buf) return -1;
-    int n = BIO_read(wbio, buf, (int)pending);
-    if (n <= 0) {
-        free(buf);
-        return 0;
+    uint8_t *buf = t->worker->tlsout;
+    for (;;) {
+        size_t pending = BIO_ctrl_pending(wbio);
+        if (pending == 0) return 0;
+        int n = BIO_read(wbio, buf,
+                         (int)(pending < sizeof t->worker->tlsout ? pending : sizeof t->worker->tlsout));
+        if (n <= 0) return 0;
+        if (send_bytes(t, buf, (size_t)n) < 0) return -1;
     }
-    return raw_write(t, buf, (size_t)n);
 }
 
 const char *pc__transport_tls_error(pc_transport *t, char *buf, size_t len)
@@ -368,10 +389,7 @@ int pc__transport_write_copy(pc_transport *t, const uint8_t *data, size_t len)
         if (SSL_write(t->ssl, data, (int)len) <= 0) return -1;
         rv = flush_tls(t);
     } else {
-        uint8_t *copy = malloc(len);
-        if (!copy) return -1;
-        memcpy(copy, data, len);
-        rv = raw_write(t, copy, len);
+        rv = send_bytes(t, data, len);
     }
     after_write(t, rv);
     return rv;
@@ -391,7 +409,8 @@ int pc__transport_write(pc_transport *t, uint8_t *buf, size_t len)
         if (n <= 0) return -1;
         rv = flush_tls(t);
     } else {
-        rv = raw_write(t, buf, len);
+        rv = send_bytes(t, buf, len);
+        free(buf);
     }
     after_write(t, rv);
     return rv;

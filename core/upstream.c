@@ -347,21 +347,37 @@ static pc_upconn *connect_server(pc_server *srv)
 
 /* ---- request submission ---- */
 
-static bool skip_request_header(const nghttp2_nv *nv)
+/* Fields not passed on as they came: 0 when the field goes on; the ones rewritten below are
+ * told apart (te, x-forwarded-for), so the list is walked once. */
+enum { FIELD_KEEP = 0, FIELD_DROP, FIELD_TE, FIELD_XFF };
+
+static int classify_request_header(const nghttp2_nv *nv)
 {
-#define NAME(s) (s), sizeof(s) - 1 /* a literal and its length, compared without strlen */
+#define NAME(s, k)                                                                                           \
+    {                                                                                                        \
+        (s), sizeof(s) - 1, (k)                                                                              \
+    } /* a literal and its length, compared without strlen */
     static const struct {
         const char *name;
         size_t len;
-    } drop[] = {{NAME("connection")},        {NAME("keep-alive")},        {NAME("proxy-connection")},
-                {NAME("transfer-encoding")}, {NAME("upgrade")},           {NAME("host")},
-                {NAME("grpc-timeout")},      {NAME("x-forwarded-proto")}, {NAME("te")},
-                {NAME("x-forwarded-for")},   {NAME("http2-settings")}};
+        int kind;
+    } drop[] = {NAME("connection", FIELD_DROP),
+                NAME("keep-alive", FIELD_DROP),
+                NAME("proxy-connection", FIELD_DROP),
+                NAME("transfer-encoding", FIELD_DROP),
+                NAME("upgrade", FIELD_DROP),
+                NAME("host", FIELD_DROP),
+                NAME("grpc-timeout", FIELD_DROP),
+                NAME("x-forwarded-proto", FIELD_DROP),
+                NAME("te", FIELD_TE),
+                NAME("x-forwarded-for", FIELD_XFF),
+                NAME("http2-settings", FIELD_DROP)};
 #undef NAME
-    if (nv->namelen > 0 && nv->name[0] == ':') return true;
+    if (nv->namelen > 0 && nv->name[0] == ':') return FIELD_DROP;
     for (size_t i = 0; i < sizeof drop / sizeof drop[0]; i++)
-        if (nv->namelen == drop[i].len && memcmp(nv->name, drop[i].name, nv->namelen) == 0) return true;
-    return false;
+        if (nv->namelen == drop[i].len && memcmp(nv->name, drop[i].name, nv->namelen) == 0)
+            return drop[i].kind;
+    return FIELD_KEEP;
 }
 
 #define NV(n, v, vl) ((nghttp2_nv){(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), NGHTTP2_NV_FLAG_NONE})
@@ -380,15 +396,22 @@ static int submit(pc_upconn *u, pc_stream *st)
     nva[n++] = p->ctx ? NV(":scheme", "https", 5) : NV(":scheme", "http", 4);
     if (authority) nva[n++] = NV(":authority", authority, strlen(authority));
     nva[n++] = NV(":path", r->path, strlen(r->path));
-    for (size_t i = 0; i < h->n; i++)
-        if (!skip_request_header(&h->nv[i])) nva[n++] = h->nv[i];
-    const nghttp2_nv *te = pc__headers_find(h, "te");
+    /* te and x-forwarded-for: the first of each, as a lookup by name would find it */
+    const nghttp2_nv *te = NULL, *prev = NULL;
+    for (size_t i = 0; i < h->n; i++) {
+        int kind = classify_request_header(&h->nv[i]);
+        if (kind == FIELD_KEEP)
+            nva[n++] = h->nv[i];
+        else if (kind == FIELD_TE && !te)
+            te = &h->nv[i];
+        else if (kind == FIELD_XFF && !prev)
+            prev = &h->nv[i];
+    }
     if (te && te->valuelen == 8 && strncasecmp((const char *)te->value, "trailers", 8) == 0)
         nva[n++] = NV("te", "trailers", 8);
     /* x-forwarded-for: the client's chain, then the address we saw. */
     char xff[1024];
     const char *ip = r->conn ? r->conn->ip : "";
-    const nghttp2_nv *prev = pc__headers_find(h, "x-forwarded-for");
     if (prev) {
         int xl = snprintf(xff, sizeof xff, "%.*s, %s", (int)prev->valuelen, prev->value, ip);
         if (xl >= (int)sizeof xff) xl = (int)sizeof xff - 1;

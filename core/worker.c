@@ -322,7 +322,6 @@ void pc__worker_join(pc_worker *w)
 {
     uv_thread_join(&w->thread);
     pc__access_log_flush(w);
-    pc__access_log_worker_free(w);
     pc__gen_release(w->gen);
     w->gen = NULL;
     uv_run(&w->loop, UV_RUN_NOWAIT);

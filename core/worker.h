@@ -76,9 +76,9 @@ struct pc_worker {
     uint8_t readbuf[65536];
     uint8_t tlsbuf[65536];
     uint8_t outbuf[65536]; /* HTTP/2 output gathered before a write */
+    uint8_t tlsout[67584]; /* TLS records of one gathered write (64 KiB and the records' overhead) */
     char logbuf[65536];    /* access log lines not yet written */
     size_t loglen;
-    void *log_gen;      /* the access log's JSON generator (yajl_gen), made on first use */
     long long log_sec;  /* the second log_stamp shows, -1 before the first line */
     char log_stamp[24]; /* "YYYY-MM-DDTHH:MM:SS" */
 };
