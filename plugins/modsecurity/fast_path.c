@@ -342,6 +342,9 @@ struct waf_fast {
      * chain, for variants other than the value itself (most rules read those through no other
      * chain); NULL where that is the class's whole database or empty */
     hs_database_t **chain_db;
+    /* The arguments' patterns split for scanning a message's values in one buffer (see
+     * scan_args_together): those whose matches in a value are matches in the buffer, and the rest */
+    hs_database_t *together_db, *apart_db;
     int *pat_chain_lo, *pat_chain_hi; /* per Hyperscan id: the chains its rule reads values after */
     int db_owned;                     /* built without a waf_fast_dbs: this fast path frees them */
     int *always;                      /* ids that are candidates for every value */
@@ -665,6 +668,7 @@ typedef struct replay {
     size_t nargs;
     long step;    /* in trace_check: the trace step being checked; -1 otherwise */
     int name_agg; /* the message's names are the call's agg_names (see no_candidate) */
+    int together; /* the message's argument values were scanned together (scan_args_together) */
     value body, body_len, combined;
     uint64_t *
         *agg; /* [class * nchains + chain]: the OR of the hits of the class's values; NULL until needed */
@@ -765,6 +769,62 @@ static int scan_cached(replay *r, const value *v, variant *var, size_t words, co
     return 0;
 }
 
+static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan);
+
+/* The message's argument values (each as it is, not transformed) scanned in one buffer, one per
+ * line: a scan costs mostly its start, whatever the length. Every value gets the hits of the
+ * whole buffer, a superset of its own: a bit only makes PCRE look at the value. No hit is lost:
+ * the patterns in together_db have no assertion that tells a value's start or end from a newline
+ * (they are compiled MULTILINE, so ^ and $ hold next to the separating newline as at a value's
+ * ends; \b and \B see the newline as the non-word character a value's end is; no \A, \z, \Z,
+ * \G, lookaround or option change), and SINGLEMATCH still reports a pattern that matches anywhere.
+ * The other patterns (apart_db) are scanned value by value. 0, or -1 with a fallback reason. */
+static int scan_args_together(replay *r)
+{
+    const waf_fast *f = r->f;
+    size_t words = (f->npats + 63) / 64, total = 0, n = 0;
+    r->together = 1;
+    variant **vars = arena_alloc(r->mem, (r->nargs + 1) * sizeof *vars);
+    uint64_t *u = arena_alloc(r->mem, words * sizeof *u);
+    if (!vars || !u) return fallback(r, "out of memory");
+    memset(u, 0, words * sizeof *u);
+    for (size_t i = 0; i < r->nargs; i++) {
+        value *v = &r->args[i];
+        if (!v->len) continue;
+        variant *var = variant_of(r, r->mem, v, 0, 0); /* chain 0 is the empty chain: the value */
+        if (!var) return -1;
+        if (var->full || var->s != v->s) continue;
+        vars[n++] = var;
+        total += var->len + 1;
+    }
+    if (!n) return 0;
+    char *buf = arena_alloc(r->mem, total);
+    if (!buf) return fallback(r, "out of memory");
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        memcpy(buf + at, vars[i]->s, vars[i]->len);
+        at += vars[i]->len;
+        buf[at++] = '\n';
+    }
+    if (hs_scan(f->together_db, buf, (unsigned)(total - 1), 0, r->scratch->hs, scan_cb, u) != HS_SUCCESS)
+        return fallback(r, "scan failed");
+    for (size_t i = 0; i < n; i++) {
+        variant *var = vars[i];
+        if (!var->hits) {
+            if (!(var->hits = arena_alloc(r->mem, words * sizeof *var->hits)))
+                return fallback(r, "out of memory");
+            memcpy(var->hits, f->always_bits, words * sizeof *var->hits);
+        }
+        for (size_t w = 0; w < words; w++)
+            var->hits[w] |= u[w];
+        if (f->apart_db && hs_scan(f->apart_db, var->s, (unsigned)var->len, 0, r->scratch->hs, scan_cb,
+                                   var->hits) != HS_SUCCESS)
+            return fallback(r, "scan failed");
+        var->full = 1;
+    }
+    return 0;
+}
+
 /* The variant of v after chain `ch` (arena memory), scanned; NULL with r->reason on fallback. */
 static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
 {
@@ -852,6 +912,11 @@ static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
             if (!(var->hits = arena_alloc(a, words * sizeof *var->hits)))
                 return fallback(r, "out of memory"), NULL;
             memcpy(var->hits, f->always_bits, words * sizeof *var->hits);
+        }
+        if (var->s == v->s && v->cls == C_ARGS && f->together_db && !r->together && v >= r->args &&
+            v < r->args + r->nargs && v->len) {
+            if (scan_args_together(r) < 0) return NULL;
+            if (var->full) return var;
         }
         /* A transformed variant is read through few chains: each scans it with its own small
          * database (hits valid for that chain's ids), until a ninth asks for the whole one. The
@@ -2018,6 +2083,7 @@ static void replay_init(replay *r, waf_fast_call *c, waf_fast_scratch *scratch, 
     r->nargs = 0;
     r->step = -1;
     r->name_agg = 0;
+    r->together = 0;
     r->mv_unknown = 0;
     r->numbuf[0][0] = r->numbuf[1][0] = '\0';
     /* phase 1: no body yet (REQUEST_BODY and the sizes are unset, as in libmodsecurity) */
@@ -3024,6 +3090,8 @@ void waf_fast_free(waf_fast *f)
     for (size_t i = 0; f->chain_db && f->db_owned && i < NCLASSES * f->nchains; i++)
         if (f->chain_db[i]) hs_free_database(f->chain_db[i]);
     free(f->chain_db);
+    if (f->db_owned && f->together_db) hs_free_database(f->together_db);
+    if (f->db_owned && f->apart_db) hs_free_database(f->apart_db);
     free(f->pat_chain_lo);
     free(f->pat_chain_hi);
     free(f->always);
@@ -3271,6 +3339,57 @@ static hs_database_t *db_get(waf_fast_dbs *d, builder *b, char *err, size_t errl
     return db; /* no shared set: the fast path owns it */
 }
 
+/* Whether a pattern's matches inside a value are matches inside a buffer of values one per line
+ * (see scan_args_together): compiled MULTILINE (or a literal, which has no assertion), and no
+ * assertion that sees past a value's ends otherwise: no \A \z \Z \G, and no group but (?:...),
+ * (?i) and (?i:...) (lookarounds, option changes and the rest are left to apart_db). */
+static int together_safe(const char *pat, unsigned flags)
+{
+    int literal = !(flags & ~(unsigned)(HS_FLAG_CASELESS | HS_FLAG_SINGLEMATCH));
+    if (!literal && !(flags & HS_FLAG_MULTILINE)) return 0;
+    for (const char *p = pat; *p; p++) {
+        if (p[0] == '\\' && p[1]) {
+            if (strchr("AzZG", p[1])) return 0;
+            p++;
+            continue;
+        }
+        if (p[0] == '(' && p[1] == '?' && !(p[2] == ':' || (p[2] == 'i' && (p[3] == ':' || p[3] == ')'))))
+            return 0;
+    }
+    return 1;
+}
+
+/* The databases scan_args_together uses, for the arguments' class. 0, or -1 with err. */
+static int build_together_dbs(waf_fast *f, const builder *b, waf_fast_dbs *dbs, char *err, size_t errlen)
+{
+    builder sub[2] = {*b, *b};
+    int ok = 1;
+    for (int k = 0; k < 2; k++) {
+        sub[k].pats = malloc((b->npats + 1) * sizeof *sub[k].pats);
+        sub[k].flags = malloc((b->npats + 1) * sizeof *sub[k].flags);
+        sub[k].ids = malloc((b->npats + 1) * sizeof *sub[k].ids);
+        sub[k].npats = 0;
+        sub[k].cur_classes = (unsigned)C_ARGS | (0x100u << k); /* their own cache keys */
+        ok = ok && sub[k].pats && sub[k].flags && sub[k].ids;
+    }
+    for (size_t i = 0; ok && i < b->npats; i++) {
+        if (!(b->classes[i] & (1u << C_ARGS))) continue;
+        builder *d = &sub[together_safe(b->pats[i], b->flags[i]) ? 0 : 1];
+        d->pats[d->npats] = b->pats[i];
+        d->flags[d->npats] = b->flags[i];
+        d->ids[d->npats++] = b->ids[i];
+    }
+    if (ok && sub[0].npats) ok = (f->together_db = db_get(dbs, &sub[0], err, errlen)) != NULL;
+    if (ok && sub[0].npats && sub[1].npats) ok = (f->apart_db = db_get(dbs, &sub[1], err, errlen)) != NULL;
+    for (int k = 0; k < 2; k++) {
+        free(sub[k].pats);
+        free(sub[k].flags);
+        free(sub[k].ids);
+    }
+    if (!ok && !err[0]) errf(err, errlen, "out of memory");
+    return ok ? 0 : -1;
+}
+
 /* The chain databases (see waf_fast.chain_db), after the class databases. 0, or -1 with err. */
 static int build_chain_dbs(waf_fast *f, const builder *b, waf_fast_dbs *dbs, char *err, size_t errlen)
 {
@@ -3372,7 +3491,8 @@ waf_fast *waf_fast_build(const waf_source *src, size_t nsrc, int paranoia, waf_f
             goto fail;
         }
     }
-    if (build_chain_dbs(f, &b, dbs, err, errlen) < 0) goto fail;
+    if (build_chain_dbs(f, &b, dbs, err, errlen) < 0 || build_together_dbs(f, &b, dbs, err, errlen) < 0)
+        goto fail;
     f->always_bits = calloc((f->npats + 63) / 64 + 1, sizeof *f->always_bits);
     if (!f->always_bits) goto oom;
     for (size_t i = 0; i < f->nalways; i++)
@@ -3413,6 +3533,8 @@ int waf_fast_scratch_fit(const waf_fast *f, waf_fast_scratch **s)
         if (f->db[c] && hs_alloc_scratch(f->db[c], &(*s)->hs) != HS_SUCCESS) return -1;
     for (size_t i = 0; f->chain_db && i < NCLASSES * f->nchains; i++)
         if (f->chain_db[i] && hs_alloc_scratch(f->chain_db[i], &(*s)->hs) != HS_SUCCESS) return -1;
+    if (f->together_db && hs_alloc_scratch(f->together_db, &(*s)->hs) != HS_SUCCESS) return -1;
+    if (f->apart_db && hs_alloc_scratch(f->apart_db, &(*s)->hs) != HS_SUCCESS) return -1;
     return 0;
 }
 
