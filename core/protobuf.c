@@ -356,6 +356,22 @@ static int emit(dctx *c, const wfield *w, uint16_t depth, size_t path_off, const
     return 0;
 }
 
+/* n in decimal into buf (at least 11 bytes), NUL-terminated; its length. Field numbers of unknown
+ * fields name their paths ("1.3"): printf would cost more than the rest of a small message. */
+static size_t u32_dec(char *buf, uint32_t n)
+{
+    char tmp[10];
+    size_t k = 0;
+    do {
+        tmp[k++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    for (size_t i = 0; i < k; i++)
+        buf[i] = tmp[k - 1 - i];
+    buf[k] = '\0';
+    return k;
+}
+
 static int decode_msg(dctx *c, const pc_pb_msgdesc *md, const uint8_t *p, const uint8_t *end, unsigned depth,
                       size_t poff, size_t plen);
 
@@ -466,9 +482,9 @@ static int decode_msg(dctx *c, const pc_pb_msgdesc *md, const uint8_t *p, const 
         }
         char num[16];
         const char *comp = fd ? fd->name : num;
-        if (!fd) snprintf(num, sizeof num, "%u", w.number);
+        size_t clen = fd ? strlen(comp) : u32_dec(num, w.number);
         size_t off, len, idx;
-        if ((rc = path_add(c, poff, plen, comp, strlen(comp), &off, &len))) return rc;
+        if ((rc = path_add(c, poff, plen, comp, clen, &off, &len))) return rc;
         if (packed) {
             if ((rc = decode_packed(c, &w, fd, depth, off))) return rc;
             continue;
