@@ -343,8 +343,9 @@ struct waf_fast {
      * chain); NULL where that is the class's whole database or empty */
     hs_database_t **chain_db;
     /* The arguments' patterns split for scanning a message's values in one buffer (see
-     * scan_args_together): those whose matches in a value are matches in the buffer, and the rest */
-    hs_database_t *together_db, *apart_db;
+     * scan_args_together): without anchors (values separated by NUL bytes), with ^ or $ (separated
+     * by newlines), and the rest (scanned value by value) */
+    hs_database_t *together_db, *lines_db, *apart_db;
     int *pat_chain_lo, *pat_chain_hi; /* per Hyperscan id: the chains its rule reads values after */
     int db_owned;                     /* built without a waf_fast_dbs: this fast path frees them */
     int *always;                      /* ids that are candidates for every value */
@@ -771,14 +772,18 @@ static int scan_cached(replay *r, const value *v, variant *var, size_t words, co
 
 static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan);
 
-/* The message's argument values (each as it is, not transformed) scanned in one buffer, one per
- * line: a scan costs mostly its start, whatever the length. Every value gets the hits of the
- * whole buffer, a superset of its own: a bit only makes PCRE look at the value. No hit is lost:
- * the patterns in together_db have no assertion that tells a value's start or end from a newline
- * (they are compiled MULTILINE, so ^ and $ hold next to the separating newline as at a value's
- * ends; \b and \B see the newline as the non-word character a value's end is; no \A, \z, \Z,
- * \G, lookaround or option change), and SINGLEMATCH still reports a pattern that matches anywhere.
- * The other patterns (apart_db) are scanned value by value. 0, or -1 with a fallback reason. */
+/* The message's argument values (each as it is, not transformed) scanned in one buffer: a scan
+ * costs mostly its start, whatever the length. Every value gets the hits of the whole buffer, a
+ * superset of its own: a bit only makes PCRE look at the value. No hit is lost: each pattern in
+ * these databases matches inside a value only where it matches inside the buffer.
+ *  - together_db: no ^, $, \A, \z, \Z, \G, lookaround or option change, so nothing in them sees
+ *    past a value's ends but \b and \B, for which the separating NUL byte is the non-word
+ *    character a value's end is;
+ *  - lines_db: the same with ^ or $, compiled MULTILINE: separated by newlines, a value's ends are
+ *    where ^ and $ hold;
+ *  - SINGLEMATCH still reports a pattern that matches anywhere.
+ * The rest (apart_db) is scanned value by value. A separator inside a match only adds hits. 0, or
+ * -1 with a fallback reason. */
 static int scan_args_together(replay *r)
 {
     const waf_fast *f = r->f;
@@ -804,10 +809,18 @@ static int scan_args_together(replay *r)
     for (size_t i = 0; i < n; i++) {
         memcpy(buf + at, vars[i]->s, vars[i]->len);
         at += vars[i]->len;
-        buf[at++] = '\n';
+        buf[at++] = '\0';
     }
     if (hs_scan(f->together_db, buf, (unsigned)(total - 1), 0, r->scratch->hs, scan_cb, u) != HS_SUCCESS)
         return fallback(r, "scan failed");
+    if (f->lines_db) {
+        for (size_t i = 0, at2 = 0; i + 1 < n; i++) {
+            at2 += vars[i]->len;
+            buf[at2++] = '\n';
+        }
+        if (hs_scan(f->lines_db, buf, (unsigned)(total - 1), 0, r->scratch->hs, scan_cb, u) != HS_SUCCESS)
+            return fallback(r, "scan failed");
+    }
     for (size_t i = 0; i < n; i++) {
         variant *var = vars[i];
         if (!var->hits) {
@@ -3092,6 +3105,7 @@ void waf_fast_free(waf_fast *f)
     free(f->chain_db);
     if (f->db_owned && f->together_db) hs_free_database(f->together_db);
     if (f->db_owned && f->apart_db) hs_free_database(f->apart_db);
+    if (f->db_owned && f->lines_db) hs_free_database(f->lines_db);
     free(f->pat_chain_lo);
     free(f->pat_chain_hi);
     free(f->always);
@@ -3339,10 +3353,9 @@ static hs_database_t *db_get(waf_fast_dbs *d, builder *b, char *err, size_t errl
     return db; /* no shared set: the fast path owns it */
 }
 
-/* Whether a pattern's matches inside a value are matches inside a buffer of values one per line
- * (see scan_args_together): compiled MULTILINE (or a literal, which has no assertion), and no
- * assertion that sees past a value's ends otherwise: no \A \z \Z \G, and no group but (?:...),
- * (?i) and (?i:...) (lookarounds, option changes and the rest are left to apart_db). */
+/* Whether a pattern may be scanned in a buffer of several values (see scan_args_together):
+ * compiled MULTILINE (or a literal, which has no assertion), no \A \z \Z \G, and no group but
+ * (?:...), (?i) and (?i:...) (lookarounds, option changes and the rest are left to apart_db). */
 static int together_safe(const char *pat, unsigned flags)
 {
     int literal = !(flags & ~(unsigned)(HS_FLAG_CASELESS | HS_FLAG_SINGLEMATCH));
@@ -3359,12 +3372,30 @@ static int together_safe(const char *pat, unsigned flags)
     return 1;
 }
 
+/* Whether a together_safe pattern has an anchor: any $, and any ^ but one right after an unescaped
+ * [ (a negated class). Erring on "anchored" only moves a pattern to lines_db, which is right for
+ * both kinds. */
+static int anchored(const char *pat)
+{
+    int after_open = 0;
+    for (const char *p = pat; *p; p++) {
+        if (p[0] == '\\' && p[1]) {
+            p++;
+            after_open = 0;
+            continue;
+        }
+        if (*p == '$' || (*p == '^' && !after_open)) return 1;
+        after_open = *p == '[';
+    }
+    return 0;
+}
+
 /* The databases scan_args_together uses, for the arguments' class. 0, or -1 with err. */
 static int build_together_dbs(waf_fast *f, const builder *b, waf_fast_dbs *dbs, char *err, size_t errlen)
 {
-    builder sub[2] = {*b, *b};
+    builder sub[3] = {*b, *b, *b};
     int ok = 1;
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
         sub[k].pats = malloc((b->npats + 1) * sizeof *sub[k].pats);
         sub[k].flags = malloc((b->npats + 1) * sizeof *sub[k].flags);
         sub[k].ids = malloc((b->npats + 1) * sizeof *sub[k].ids);
@@ -3374,14 +3405,16 @@ static int build_together_dbs(waf_fast *f, const builder *b, waf_fast_dbs *dbs, 
     }
     for (size_t i = 0; ok && i < b->npats; i++) {
         if (!(b->classes[i] & (1u << C_ARGS))) continue;
-        builder *d = &sub[together_safe(b->pats[i], b->flags[i]) ? 0 : 1];
+        builder *d = &sub[!together_safe(b->pats[i], b->flags[i]) ? 2 : anchored(b->pats[i]) ? 1 : 0];
         d->pats[d->npats] = b->pats[i];
         d->flags[d->npats] = b->flags[i];
         d->ids[d->npats++] = b->ids[i];
     }
+    /* together_db is the mark that the split exists: without it, values are scanned one by one */
     if (ok && sub[0].npats) ok = (f->together_db = db_get(dbs, &sub[0], err, errlen)) != NULL;
-    if (ok && sub[0].npats && sub[1].npats) ok = (f->apart_db = db_get(dbs, &sub[1], err, errlen)) != NULL;
-    for (int k = 0; k < 2; k++) {
+    if (ok && sub[0].npats && sub[1].npats) ok = (f->lines_db = db_get(dbs, &sub[1], err, errlen)) != NULL;
+    if (ok && sub[0].npats && sub[2].npats) ok = (f->apart_db = db_get(dbs, &sub[2], err, errlen)) != NULL;
+    for (int k = 0; k < 3; k++) {
         free(sub[k].pats);
         free(sub[k].flags);
         free(sub[k].ids);
@@ -3535,6 +3568,7 @@ int waf_fast_scratch_fit(const waf_fast *f, waf_fast_scratch **s)
         if (f->chain_db[i] && hs_alloc_scratch(f->chain_db[i], &(*s)->hs) != HS_SUCCESS) return -1;
     if (f->together_db && hs_alloc_scratch(f->together_db, &(*s)->hs) != HS_SUCCESS) return -1;
     if (f->apart_db && hs_alloc_scratch(f->apart_db, &(*s)->hs) != HS_SUCCESS) return -1;
+    if (f->lines_db && hs_alloc_scratch(f->lines_db, &(*s)->hs) != HS_SUCCESS) return -1;
     return 0;
 }
 
