@@ -3353,6 +3353,33 @@ static hs_database_t *db_get(waf_fast_dbs *d, builder *b, char *err, size_t errl
     return db; /* no shared set: the fast path owns it */
 }
 
+/* A builder for a selection of b's patterns (none yet), whose database is cached under `key`:
+ * 0, or -1 out of memory (sub_free it either way). The patterns stay b's. */
+static int sub_new(builder *sub, const builder *b, unsigned key)
+{
+    *sub = *b;
+    sub->pats = malloc((b->npats + 1) * sizeof *sub->pats);
+    sub->flags = malloc((b->npats + 1) * sizeof *sub->flags);
+    sub->ids = malloc((b->npats + 1) * sizeof *sub->ids);
+    sub->npats = 0;
+    sub->cur_classes = key;
+    return sub->pats && sub->flags && sub->ids ? 0 : -1;
+}
+
+static void sub_add(builder *sub, const builder *b, size_t i)
+{
+    sub->pats[sub->npats] = b->pats[i];
+    sub->flags[sub->npats] = b->flags[i];
+    sub->ids[sub->npats++] = b->ids[i];
+}
+
+static void sub_free(builder *sub)
+{
+    free(sub->pats);
+    free(sub->flags);
+    free(sub->ids);
+}
+
 /* Whether a pattern may be scanned in a buffer of several values (see scan_args_together):
  * compiled MULTILINE (or a literal, which has no assertion), no \A \z \Z \G, and no group but
  * (?:...), (?i) and (?i:...) (lookarounds, option changes and the rest are left to apart_db). */
@@ -3393,32 +3420,19 @@ static int anchored(const char *pat)
 /* The databases scan_args_together uses, for the arguments' class. 0, or -1 with err. */
 static int build_together_dbs(waf_fast *f, const builder *b, waf_fast_dbs *dbs, char *err, size_t errlen)
 {
-    builder sub[3] = {*b, *b, *b};
+    builder sub[3];
     int ok = 1;
-    for (int k = 0; k < 3; k++) {
-        sub[k].pats = malloc((b->npats + 1) * sizeof *sub[k].pats);
-        sub[k].flags = malloc((b->npats + 1) * sizeof *sub[k].flags);
-        sub[k].ids = malloc((b->npats + 1) * sizeof *sub[k].ids);
-        sub[k].npats = 0;
-        sub[k].cur_classes = (unsigned)C_ARGS | (0x100u << k); /* their own cache keys */
-        ok = ok && sub[k].pats && sub[k].flags && sub[k].ids;
-    }
-    for (size_t i = 0; ok && i < b->npats; i++) {
-        if (!(b->classes[i] & (1u << C_ARGS))) continue;
-        builder *d = &sub[!together_safe(b->pats[i], b->flags[i]) ? 2 : anchored(b->pats[i]) ? 1 : 0];
-        d->pats[d->npats] = b->pats[i];
-        d->flags[d->npats] = b->flags[i];
-        d->ids[d->npats++] = b->ids[i];
-    }
+    for (int k = 0; k < 3; k++) /* their own cache keys */
+        ok = sub_new(&sub[k], b, (unsigned)C_ARGS | (0x100u << k)) == 0 && ok;
+    for (size_t i = 0; ok && i < b->npats; i++)
+        if (b->classes[i] & (1u << C_ARGS))
+            sub_add(&sub[!together_safe(b->pats[i], b->flags[i]) ? 2 : anchored(b->pats[i]) ? 1 : 0], b, i);
     /* together_db is the mark that the split exists: without it, values are scanned one by one */
     if (ok && sub[0].npats) ok = (f->together_db = db_get(dbs, &sub[0], err, errlen)) != NULL;
     if (ok && sub[0].npats && sub[1].npats) ok = (f->lines_db = db_get(dbs, &sub[1], err, errlen)) != NULL;
     if (ok && sub[0].npats && sub[2].npats) ok = (f->apart_db = db_get(dbs, &sub[2], err, errlen)) != NULL;
-    for (int k = 0; k < 3; k++) {
-        free(sub[k].pats);
-        free(sub[k].flags);
-        free(sub[k].ids);
-    }
+    for (int k = 0; k < 3; k++)
+        sub_free(&sub[k]);
     if (!ok && !err[0]) errf(err, errlen, "out of memory");
     return ok ? 0 : -1;
 }
@@ -3430,11 +3444,8 @@ static int build_chain_dbs(waf_fast *f, const builder *b, waf_fast_dbs *dbs, cha
         errf(err, errlen, "out of memory");
         return -1;
     }
-    builder sub = *b;
-    sub.pats = malloc((b->npats + 1) * sizeof *sub.pats);
-    sub.flags = malloc((b->npats + 1) * sizeof *sub.flags);
-    sub.ids = malloc((b->npats + 1) * sizeof *sub.ids);
-    int ok = sub.pats && sub.flags && sub.ids;
+    builder sub;
+    int ok = sub_new(&sub, b, 0) == 0;
     for (int c = 0; ok && c < NCLASSES; c++) {
         size_t in_class = 0;
         for (size_t i = 0; i < b->npats; i++)
@@ -3445,19 +3456,14 @@ static int build_chain_dbs(waf_fast *f, const builder *b, waf_fast_dbs *dbs, cha
             for (size_t i = 0; i < b->npats; i++) {
                 unsigned id = b->ids[i];
                 if ((b->classes[i] & (1u << c)) && f->pat_chain_lo[id] <= (int)ch &&
-                    (int)ch <= f->pat_chain_hi[id]) {
-                    sub.pats[sub.npats] = b->pats[i];
-                    sub.flags[sub.npats] = b->flags[i];
-                    sub.ids[sub.npats++] = id;
-                }
+                    (int)ch <= f->pat_chain_hi[id])
+                    sub_add(&sub, b, i);
             }
             if (sub.npats && sub.npats < in_class)
                 ok = (f->chain_db[(size_t)c * f->nchains + ch] = db_get(dbs, &sub, err, errlen)) != NULL;
         }
     }
-    free(sub.pats);
-    free(sub.flags);
-    free(sub.ids);
+    sub_free(&sub);
     if (!ok && !err[0]) errf(err, errlen, "out of memory");
     return ok ? 0 : -1;
 }
@@ -3502,23 +3508,12 @@ waf_fast *waf_fast_build(const waf_source *src, size_t nsrc, int paranoia, waf_f
     }
     f->db_owned = dbs == NULL;
     for (int c = 0; c < NCLASSES; c++) {
-        builder sub = b;
-        sub.pats = malloc((b.npats + 1) * sizeof *sub.pats);
-        sub.flags = malloc((b.npats + 1) * sizeof *sub.flags);
-        sub.ids = malloc((b.npats + 1) * sizeof *sub.ids);
-        sub.npats = 0;
-        sub.cur_classes = (unsigned)c; /* in the cache key */
-        int ok = sub.pats && sub.flags && sub.ids;
+        builder sub;
+        int ok = sub_new(&sub, &b, (unsigned)c) == 0;
         for (size_t i = 0; ok && i < b.npats; i++)
-            if (b.classes[i] & (1u << c)) {
-                sub.pats[sub.npats] = b.pats[i];
-                sub.flags[sub.npats] = b.flags[i];
-                sub.ids[sub.npats++] = b.ids[i];
-            }
+            if (b.classes[i] & (1u << c)) sub_add(&sub, &b, i);
         if (ok && sub.npats) ok = (f->db[c] = db_get(dbs, &sub, err, errlen)) != NULL;
-        free(sub.pats);
-        free(sub.flags);
-        free(sub.ids);
+        sub_free(&sub);
         if (!ok) {
             if (!err[0]) errf(err, errlen, "out of memory");
             goto fail;
