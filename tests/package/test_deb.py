@@ -11,7 +11,8 @@ exit 0). Last, `apt purge` removes it.
 The root comes from debootstrap (minbase, plus systemd and logrotate, which the checks run), made
 once and kept in CACHE/root with the .debs apt fetched in CACHE/archives; each run lays an overlay of
 its own on it, so every run starts from the same fresh root.
-Needs root (debootstrap, chroot, namespaces) and Debian's mirror (the only network it uses).
+Needs root, through sudo when run as a user (debootstrap, chroot, namespaces), and Debian's mirror
+(the only network it uses).
 
 Usage: test_deb.py DEB CACHE_DIR SOURCE_DIR"""
 
@@ -153,7 +154,10 @@ def main():
     if len(sys.argv) != 4:
         fail(__doc__)
     deb, CACHE, source = (os.path.abspath(a) for a in sys.argv[1:])
-    check(os.getuid() == 0, "needs root: debootstrap, chroot and namespaces")
+    if os.getuid() != 0 and shutil.which("sudo"):
+        # As scripts/bootstrap does: root through sudo when the tests run as a user.
+        os.execvp("sudo", ["sudo", "--preserve-env", sys.executable, *sys.argv])
+    check(os.getuid() == 0, "needs root (or sudo): debootstrap, chroot and namespaces")
     if os.environ.get("PC_DEB_MOUNT_NS") != str(os.getpid()):
         # Again in a mount namespace of its own (unshare execs, so the pid stays).
         os.environ["PC_DEB_MOUNT_NS"] = str(os.getpid())
