@@ -199,6 +199,23 @@ int pc__stream_grpc_status(const pc_stream *st)
     return s >= 0 ? s : status_of(&st->resp);
 }
 
+/* One line on where a call stands, for the log when a drain has to cut it. */
+void pc__stream_describe(const pc_stream *st, char *buf, size_t len)
+{
+    snprintf(buf, len,
+             "stream %d %s: request %s, response %s%s%s%s%s%s%s, %zu bytes for the origin, "
+             "origin %s",
+             (int)st->sid, st->rq.path ? st->rq.path : "-", pc__req_state_name(st->req_state),
+             pc__resp_state_name(st->resp_state), st->client_eof ? ", client ended" : "",
+             st->resp_done ? ", answered" : "", st->req_pause ? ", request paused" : "",
+             st->resp_pause ? ", response paused" : "", st->works ? ", plugin work running" : "",
+             st->rst_after_flush ? ", origin reset after flush" : "", st->req_q.size,
+             st->queued      ? "queued"
+             : st->up        ? "attached"
+             : st->up_closed ? "closed"
+                             : "none");
+}
+
 void pc__stream_release(pc_stream *st)
 {
     maybe_free(st);

@@ -606,11 +606,15 @@ pc_pool *pc__pool_new(pc_worker *w, pc_gen *g, size_t origin_index)
     return p;
 }
 
-void pc__pool_close_idle(pc_pool *p)
+void pc__pool_close(pc_pool *p, bool idle_only)
 {
+    /* Streams still waiting would open a new connection once these are gone. */
+    if (!idle_only)
+        while (p->qhead)
+            fail_queue(p);
     for (size_t i = 0; i < p->nservers; i++)
         for (pc_upconn *u = p->servers[i].conns; u; u = u->next)
-            if (u->nstreams == 0) pc__transport_close(&u->t, false);
+            if (!idle_only || u->nstreams == 0) pc__transport_close(&u->t, false);
 }
 
 static bool pool_has_conns(const pc_pool *p)

@@ -33,8 +33,9 @@ void pc__pool_submit(pc_pool *p, pc_stream *st);
  * flush_first: deliver the request bytes already allowed before the reset. */
 void pc__pool_cancel(pc_stream *st, bool flush_first);
 void pc__upconn_schedule(pc_upconn *u);
-/* Close idle connections (drain). */
-void pc__pool_close_idle(pc_pool *p);
+/* Close the connections without streams (a reload), or every connection (a worker that has no
+ * clients left: a stream still open on the origin side has nobody to answer). */
+void pc__pool_close(pc_pool *p, bool idle_only);
 const char *pc__pool_origin_name(pc_pool *p);
 
 #endif

@@ -186,7 +186,7 @@ static void on_reload(uv_async_t *a)
     w->gen = g;
     /* Streams in flight keep the old generation until they end. */
     for (size_t i = 0; i < old->cfg->norigins; i++)
-        pc__pool_close_idle(old->pools[i]);
+        pc__pool_close(old->pools[i], true);
     pc__gen_release(old);
 }
 
@@ -204,7 +204,7 @@ void pc__worker_reload(pc_worker *w, pc_runtime *rt)
 static void finish(pc_worker *w)
 {
     for (size_t i = 0; i < w->gen->cfg->norigins; i++)
-        pc__pool_close_idle(w->gen->pools[i]);
+        pc__pool_close(w->gen->pools[i], false);
     if (!uv_is_closing((uv_handle_t *)&w->idle)) {
         uv_close((uv_handle_t *)&w->idle, handle_closed);
         uv_close((uv_handle_t *)&w->check, handle_closed);
@@ -236,8 +236,15 @@ static void on_drain_timeout(uv_timer_t *t)
 {
     pc_worker *w = t->data;
     pc_log_warn("worker %d: drain timeout: closing %llu connections", w->id, (unsigned long long)w->nconns);
-    for (pc_h2conn *c = w->conns; c; c = c->next)
+    for (pc_h2conn *c = w->conns; c; c = c->next) {
+        unsigned shown = 0;
+        for (pc_stream *st = c->streams; st && shown < 8; st = st->cnext, shown++) {
+            char what[512];
+            pc__stream_describe(st, what, sizeof what);
+            pc_log_warn("worker %d: drain timeout: client %s: %s", w->id, c->t.peer, what);
+        }
         pc__transport_close(&c->t, false);
+    }
 }
 
 static void on_stop(uv_async_t *a)

@@ -357,6 +357,10 @@ def test_drain_timeout_cuts_long_calls(st):
         assert code is not None, "still running 4 s after SIGINT with drain_timeout_ms 500"
         assert code == 0, f"exit code {code}:\n{r.stderr()[-3000:]}"
         assert 0.4 <= took <= 2.5 * SCALE, f"exited {took:.2f} s after SIGINT with drain_timeout_ms 500"
+        # The log says which call was cut and where it stood.
+        cut = re.search(r"drain timeout: client \S+: stream \d+ " + re.escape(SLEEP) +
+                        r": request ENDED, response (\w+).*origin (\w+)", r.stderr())
+        assert cut and cut.group(2) == "attached", f"no line naming the cut call:\n{r.stderr()[-3000:]}"
         err = call.exception(timeout=10 * SCALE)
         assert err is not None, "a 5 s call completed although the drain timeout was 500 ms"
 

@@ -39,8 +39,22 @@ def spawn(args, stdout=None, stderr=None, stdin=subprocess.DEVNULL, env=None, cw
     return proc
 
 
-def stop_process(proc, timeout=10.0):
-    """SIGTERM, then SIGKILL after `timeout` s. Returns the exit code (negative: signal)."""
+def stacks(pid):
+    """Every thread's stack of a live process (gdb in batch mode), or why there are none."""
+    gdb = shutil.which("gdb")
+    if not gdb:
+        return "(no gdb: no stacks)"
+    try:
+        r = subprocess.run([gdb, "-p", str(pid), "-batch", "-nx", "-ex", "thread apply all bt 30"],
+                           stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
+        return r.stdout[-20000:] or r.stderr[-2000:]
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"(gdb failed: {e})"
+
+
+def stop_process(proc, timeout=10.0, on_hang=None):
+    """SIGTERM, then SIGKILL after `timeout` s. Returns the exit code (negative: signal). A process
+    still running at the deadline is passed to on_hang(proc) first (e.g. to record its stacks)."""
     if proc.poll() is None:
         try:
             proc.send_signal(signal.SIGTERM)
@@ -49,6 +63,8 @@ def stop_process(proc, timeout=10.0):
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            if on_hang is not None:
+                on_hang(proc)
             proc.kill()
             proc.wait()
     with _lock:

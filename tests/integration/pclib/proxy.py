@@ -4,10 +4,10 @@
 import os
 import signal
 
-from .env import BINARY
+from .env import BINARY, log
 from .logs import tail
 from .net import wait_port
-from .processes import spawn, stop_process
+from .processes import spawn, stacks, stop_process
 
 
 class Proxy:
@@ -38,13 +38,18 @@ class Proxy:
     def stop(self):
         """Stop with SIGTERM; returns a problem description, or None when it exited cleanly."""
         died_before = self.proc.poll() is not None
-        code = stop_process(self.proc, timeout=15)
+        hung = []
+        code = stop_process(self.proc, timeout=15, on_hang=lambda proc: hung.append(stacks(proc.pid)))
         self.out.close()
         self.err.close()
         self.exit_code = code
         problems = []
         if died_before:
             problems.append(f"{self.name} had exited on its own (code {code})")
+        elif hung:
+            log(f"--- {self.name} still running 15 s after SIGTERM; its stacks ---\n{hung[0]}\n"
+                f"--- its stderr ---\n{tail(self.err_path, 40)}")
+            problems.append(f"{self.name} did not exit within 15 s of SIGTERM (stacks and stderr printed above)")
         elif code not in (0, -signal.SIGTERM):
             problems.append(f"{self.name} exited with code {code} after SIGTERM")
         stderr = tail(self.err_path, 100000)
