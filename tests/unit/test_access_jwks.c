@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 #include <json-c/json.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -23,25 +25,18 @@ typedef struct fixture {
 
 static void path_in(const fixture *fx, const char *name, char *out, size_t len)
 {
-    snprintf(out, len, "%s/%s", fx->dir, name);
+    tmpdir_path(fx->dir, name, out, len);
 }
 
 static void write_key(const fixture *fx, const char *name, EVP_PKEY *k)
 {
-    char path[512];
-    path_in(fx, name, path, sizeof path);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL), 1);
-    fclose(f);
+    tmpdir_write_key(fx->dir, name, k);
 }
 
 static int setup(void **state)
 {
     fixture *fx = calloc(1, sizeof *fx);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(fx->dir, sizeof fx->dir, "%s/pc_jwks_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(fx->dir)) return -1;
+    if (tmpdir_make(fx->dir, sizeof fx->dir, "jwks") < 0) return -1;
     EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     write_key(fx, "vouch-ec.pem", k);
     EVP_PKEY_free(k);
@@ -61,9 +56,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *fx = *state;
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
-    int rc = system(cmd);
+    int rc = tmpdir_remove(fx->dir);
     free(fx);
     return rc;
 }

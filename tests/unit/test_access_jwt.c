@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 #include <json-c/json.h>
 #include <openssl/bn.h>
 #include <openssl/ec.h>
@@ -27,25 +29,12 @@ typedef struct fixture {
 
 static void path_in(const fixture *fx, const char *name, char *out, size_t len)
 {
-    snprintf(out, len, "%s/%s", fx->dir, name);
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    assert_int_equal(fclose(f), 0);
+    tmpdir_path(fx->dir, name, out, len);
 }
 
 static void write_key(const fixture *fx, const char *name, EVP_PKEY *k)
 {
-    char path[512];
-    path_in(fx, name, path, sizeof path);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL), 1);
-    fclose(f);
+    tmpdir_write_key(fx->dir, name, k);
 }
 
 /* The public JWK of a signer, with its kid, as JSON text (malloc'd). */
@@ -75,9 +64,7 @@ static unsigned char *es256_der(const unsigned char *sig, size_t len, size_t *de
 static int setup(void **state)
 {
     fixture *fx = calloc(1, sizeof *fx);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(fx->dir, sizeof fx->dir, "%s/pc_access_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(fx->dir)) return -1;
+    if (tmpdir_make(fx->dir, sizeof fx->dir, "access") < 0) return -1;
     EVP_PKEY *rsa = EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048);
     EVP_PKEY *ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     if (!rsa || !ec) return -1;
@@ -94,7 +81,7 @@ static int setup(void **state)
     char *a = jwk_json(&fx->rsa), *b = jwk_json(&fx->ec), *doc;
     if (asprintf(&doc, "{\"keys\":[%s,%s]}", a, b) < 0) return -1;
     path_in(fx, "jwks.json", path, sizeof path);
-    write_file(path, doc);
+    write_text(path, doc);
     free(a);
     free(b);
     free(doc);
@@ -109,9 +96,7 @@ static int teardown(void **state)
     pc__access_signer_free(&fx->rsa);
     pc__access_signer_free(&fx->ec);
     pc__access_jwks_free(&fx->jwks);
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
-    int rc = system(cmd);
+    int rc = tmpdir_remove(fx->dir);
     free(fx);
     return rc;
 }
@@ -327,7 +312,7 @@ static void test_jwks_errors(void **state)
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         pc_access_jwks ks;
-        write_file(path, cases[i].doc);
+        write_text(path, cases[i].doc);
         assert_int_equal(pc__access_jwks_load(path, &ks, err, sizeof err), -1);
         if (!strstr(err, cases[i].why)) fail_msg("%s: %s", cases[i].doc, err);
     }

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 #include <openssl/pem.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
@@ -23,27 +25,17 @@ typedef struct fixture {
 
 static void path_in(const fixture *fx, const char *name, char *out, size_t len)
 {
-    snprintf(out, len, "%s/%s", fx->dir, name);
+    tmpdir_path(fx->dir, name, out, len);
 }
 
 static void write_file(const fixture *fx, const char *name, const char *text)
 {
-    char path[512];
-    path_in(fx, name, path, sizeof path);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    assert_int_equal(fclose(f), 0);
+    tmpdir_write(fx->dir, name, text);
 }
 
 static void write_key(const fixture *fx, const char *name, EVP_PKEY *k)
 {
-    char path[512];
-    path_in(fx, name, path, sizeof path);
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    assert_int_equal(PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL), 1);
-    fclose(f);
+    tmpdir_write_key(fx->dir, name, k);
 }
 
 /* A self-signed certificate, a CA or not. */
@@ -79,9 +71,7 @@ static void write_cert(const fixture *fx, const char *name, bool ca)
 static int setup(void **state)
 {
     fixture *fx = calloc(1, sizeof *fx);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(fx->dir, sizeof fx->dir, "%s/pc_acccheck_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(fx->dir)) return -1;
+    if (tmpdir_make(fx->dir, sizeof fx->dir, "acccheck") < 0) return -1;
     write_cert(fx, "ca.pem", true);
     write_cert(fx, "leaf.pem", false);
     EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
@@ -108,9 +98,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *fx = *state;
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
-    int rc = system(cmd);
+    int rc = tmpdir_remove(fx->dir);
     free(fx);
     return rc;
 }

@@ -6,6 +6,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include "tmpdir.h"
+
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
@@ -20,23 +22,13 @@ typedef struct fixture {
 
 static void path_in(const fixture *fx, const char *name, char *out, size_t len)
 {
-    snprintf(out, len, "%s/%s", fx->dir, name);
-}
-
-static void write_file(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    assert_non_null(f);
-    fputs(text, f);
-    assert_int_equal(fclose(f), 0);
+    tmpdir_path(fx->dir, name, out, len);
 }
 
 static int setup(void **state)
 {
     fixture *fx = calloc(1, sizeof *fx);
-    const char *tmp = getenv("TMPDIR");
-    snprintf(fx->dir, sizeof fx->dir, "%s/pc_tokens_XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(fx->dir)) return -1;
+    if (tmpdir_make(fx->dir, sizeof fx->dir, "tokens") < 0) return -1;
     *state = fx;
     return 0;
 }
@@ -44,9 +36,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     fixture *fx = *state;
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
-    int rc = system(cmd);
+    int rc = tmpdir_remove(fx->dir);
     free(fx);
     return rc;
 }
@@ -69,7 +59,7 @@ static void test_tokens(void **state)
              "- {id: svc-b, salt: \"00112233445566778899aabbccddeeff\", hash: \"scrypt:1024:8:1:%s\"}\n",
              salthex, hex, hex);
     path_in(fx, "tokens.yaml", path, sizeof path);
-    write_file(path, text);
+    write_text(path, text);
     pc_access_tokens ts;
     assert_int_equal(pc__access_tokens_load(path, &ts, err, sizeof err), 0);
     assert_int_equal(ts.n, 2);
@@ -102,7 +92,7 @@ static void test_tokens(void **state)
         {"- {id: a\n", "YAML"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        write_file(path, bad[i].text);
+        write_text(path, bad[i].text);
         assert_int_equal(pc__access_tokens_load(path, &ts, err, sizeof err), -1);
         if (!strstr(err, bad[i].why) && !(strstr(bad[i].why, "YAML") && strstr(err, path)))
             fail_msg("%s -> %s (want %s)", bad[i].text, err, bad[i].why);
@@ -111,7 +101,7 @@ static void test_tokens(void **state)
              "- {id: a, salt: \"0011223344556677\", hash: \"pbkdf2-sha256:1000:%s\"}\n"
              "- {id: a, salt: \"0011223344556677\", hash: \"pbkdf2-sha256:1000:%s\"}\n",
              hex, hex);
-    write_file(path, text);
+    write_text(path, text);
     assert_int_equal(pc__access_tokens_load(path, &ts, err, sizeof err), -1);
     assert_non_null(strstr(err, ":2:3: id is listed twice"));
 }
