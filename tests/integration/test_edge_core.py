@@ -610,11 +610,6 @@ def test_slow_reader_backpressure_bounds_memory(st):
     """10 MiB server stream to a client that stops reading after its first 64 KiB window: the edge
     stops reading the origin (its RSS stays flat, the origin's handler cannot finish); reading in
     1 MiB gulps afterwards gets all of it, intact."""
-    import h2.config
-    import h2.connection
-    import h2.events
-    import h2.settings
-
     origin = st.origins["echo"]
     pid = st.proxy.proc.pid
     count, size = 160, 64 * 1024
@@ -624,46 +619,14 @@ def test_slow_reader_backpressure_bounds_memory(st):
     rss0 = vmrss_kib(pid)
     origin.stats(reset=True)
 
-    sock = socket.create_connection(("127.0.0.1", st.h2c_port), timeout=10)
-    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+    r = pclib.SlowReader(st.h2c_port, pclib.grpc_request_headers("example.com", SERVER_STREAM, scheme="http"),
+                         pclib.grpc_frame(json.dumps({"count": count, "size": size}).encode()))
     try:
-        conn.initiate_connection()  # default windows: 65535 per stream and for the connection
-        sid = conn.get_next_available_stream_id()
-        conn.send_headers(sid, pclib.grpc_request_headers("example.com", SERVER_STREAM, scheme="http"))
-        conn.send_data(sid, pclib.grpc_frame(json.dumps({"count": count, "size": size}).encode()), end_stream=True)
-        sock.sendall(conn.data_to_send())
-        state = {"data": bytearray(), "unacked": 0, "headers": [], "ended": False, "reset": None}
-
-        def pump(timeout):
-            sock.settimeout(timeout)
-            try:
-                chunk = sock.recv(1 << 16)
-            except socket.timeout:
-                return False
-            assert chunk, f"edge closed the connection after {len(state['data'])} bytes"
-            for ev in conn.receive_data(chunk):
-                if isinstance(ev, h2.events.DataReceived):
-                    state["data"] += ev.data
-                    state["unacked"] += ev.flow_controlled_length
-                elif isinstance(ev, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
-                    state["headers"].append(dict(ev.headers))
-                elif isinstance(ev, h2.events.StreamEnded):
-                    state["ended"] = True
-                elif isinstance(ev, h2.events.StreamReset):
-                    state["reset"] = ev.error_code
-            out = conn.data_to_send()
-            if out:
-                sock.sendall(out)
-            return True
-
         # Read without granting any window until nothing more comes, then hold still for 1 s.
-        t_end = time.monotonic() + 10
-        while pump(0.5) and time.monotonic() < t_end:
-            pass
-        stalled_at = len(state["data"])
+        stalled_at = r.stall()
         assert stalled_at <= 65535 + 5, f"received {stalled_at} bytes beyond a 65535-byte window"
         time.sleep(1.0)
-        pump(0.05)
+        r.pump(0.05)
         rss1 = vmrss_kib(pid)
         stats = origin.stats()
         assert stats["calls"]["ServerStream"] == 1, stats["calls"]
@@ -675,21 +638,14 @@ def test_slow_reader_backpressure_bounds_memory(st):
         # Now read in 1 MiB gulps (one WINDOW_UPDATE per gulp), slowly.
         peak = rss1
         t_end = time.monotonic() + 60 * SCALE
-        while not state["ended"] and state["reset"] is None and time.monotonic() < t_end:
-            if state["unacked"]:
-                conn.acknowledge_received_data(state["unacked"], sid)
-                state["unacked"] = 0
-            conn.increment_flow_control_window(MiB)
-            conn.increment_flow_control_window(MiB, stream_id=sid)
-            sock.sendall(conn.data_to_send())
-            target = len(state["data"]) + MiB
-            while len(state["data"]) < target and not state["ended"] and pump(2.0):
-                pass
+        while not r.ended and r.reset is None and time.monotonic() < t_end:
+            r.grant(MiB)
             peak = max(peak, vmrss_kib(pid))
             time.sleep(0.05)
-        assert state["ended"], f"stream did not end (reset {state['reset']}, {len(state['data'])} bytes)"
+        assert r.ended, f"stream did not end (reset {r.reset}, {len(r.data)} bytes)"
     finally:
-        sock.close()
+        r.close()
+    state = {"data": r.data, "headers": r.header_blocks}
     msgs, rest = pclib.grpc_messages(bytes(state["data"]))
     assert len(msgs) == count and not rest, f"{len(msgs)} of {count} messages, {len(rest)} bytes left over"
     bad = [i for i, m in enumerate(msgs) if m != server_stream_message(i, size)]

@@ -41,7 +41,7 @@ from .config import (config_style, config_text, default_zones, make_config, orig
 from .env import (BINARY, BUILD_DIR, GEN_CERTS, HERE, MAX_MESSAGE, ORIGIN_SCRIPT, PYTHON, SOURCE_DIR, TEST_TIMEOUT,
                   TIME_SCALE, log, wait_until)
 from .grpcwire import b64, grpc_frame, grpc_messages, grpc_request_headers, sha256
-from .h2client import H2Result, h2_request, h2c_unary_calls
+from .h2client import H2Result, SlowReader, h2_request, h2c_unary_calls
 from .load import HonestClient
 from .logs import json_lines_matching, read_json_lines, request_seq, tail
 from .memory import RssWatch, binary_sanitized, proc_status_kib, rss_mib

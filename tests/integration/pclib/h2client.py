@@ -224,3 +224,73 @@ def h2c_unary_calls(port, n, source, ua, authority="example.com", gap=0.0):
     finally:
         sock.close()
     return statuses
+
+
+class SlowReader:
+    """One h2c stream read by hand, to hold an edge back with HTTP/2 flow control: pump() takes what
+    arrives without granting window; grant(n) acknowledges what was read and opens n more bytes for
+    the stream and the connection."""
+
+    def __init__(self, port, headers, body):
+        import h2.config
+        import h2.connection
+
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True, header_encoding=None))
+        self.data = bytearray()
+        self.header_blocks = []  # response headers, then trailers: dicts of bytes
+        self.unacked = 0
+        self.ended = False
+        self.reset = None
+        self.conn.initiate_connection()  # default windows: 65535 per stream and for the connection
+        self.sid = self.conn.get_next_available_stream_id()
+        self.conn.send_headers(self.sid, headers)
+        self.conn.send_data(self.sid, body, end_stream=True)
+        self.sock.sendall(self.conn.data_to_send())
+
+    def pump(self, timeout):
+        """Reads what arrives within timeout s; False when nothing did."""
+        import h2.events
+
+        self.sock.settimeout(timeout)
+        try:
+            chunk = self.sock.recv(1 << 16)
+        except socket.timeout:
+            return False
+        assert chunk, f"edge closed the connection after {len(self.data)} bytes"
+        for ev in self.conn.receive_data(chunk):
+            if isinstance(ev, h2.events.DataReceived):
+                self.data += ev.data
+                self.unacked += ev.flow_controlled_length
+            elif isinstance(ev, (h2.events.ResponseReceived, h2.events.TrailersReceived)):
+                self.header_blocks.append(dict(ev.headers))
+            elif isinstance(ev, h2.events.StreamEnded):
+                self.ended = True
+            elif isinstance(ev, h2.events.StreamReset):
+                self.reset = ev.error_code
+        out = self.conn.data_to_send()
+        if out:
+            self.sock.sendall(out)
+        return True
+
+    def stall(self, limit=10):
+        """Reads without granting window until nothing more comes (at most limit s); bytes read."""
+        t_end = time.monotonic() + limit
+        while self.pump(0.5) and time.monotonic() < t_end:
+            pass
+        return len(self.data)
+
+    def grant(self, n):
+        """Acknowledges what was read, opens n more bytes, and reads until they came or the stream ended."""
+        if self.unacked:
+            self.conn.acknowledge_received_data(self.unacked, self.sid)
+            self.unacked = 0
+        self.conn.increment_flow_control_window(n)
+        self.conn.increment_flow_control_window(n, stream_id=self.sid)
+        self.sock.sendall(self.conn.data_to_send())
+        target = len(self.data) + n
+        while len(self.data) < target and not self.ended and self.pump(2.0):
+            pass
+
+    def close(self):
+        self.sock.close()
