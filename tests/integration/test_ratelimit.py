@@ -290,6 +290,34 @@ def test_shaped_message_that_waits_too_long_ends_the_call(st):
     st.stop_edges(p)
 
 
+def test_stop_with_allowed_bytes_waiting_for_a_stalled_origin(st):
+    """A message refused behind a large one the origin has not taken yet: the allowed bytes wait for
+    the origin's window before its stream is reset. Once no client is left, SIGTERM does not wait for
+    an origin that takes nothing (before, the edge never exited)."""
+    stub = st.start_stub(take_no_data=True)
+    origins = [origin_conf("stalled", stub.port)]
+    zones = [zone_conf("example.com", ["example.com"], "stalled")]
+    rule = {"name": "tight", "methods": [BIDI], "messages_per_s": 1, "burst": 1, "max_delay_ms": 200}
+    p = st.start_edge("stalled-origin", [{"name": "ratelimit", "config": {"rules": [rule]}}], origins, zones,
+                      workers=1)
+    ch = channel(st, p.port)
+    err = rpc_error(lambda: list(ch.stream_stream(BIDI)(iter([b"x" * (256 << 10), b"y"]), timeout=10)))
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, describe(err)
+    assert pclib.wait_until(lambda: stub.requests and stub.requests[0]["data"] >= 60000), stub.requests
+    time.sleep(0.3)
+    assert stub.requests[0]["reset"] is None and stub.requests[0]["data"] < 256 << 10, \
+        f"the origin took its window's worth and no more: {stub.requests[0]}"
+    for c in st.channels:
+        c.close()
+    st.channels.clear()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    problem = p.stop()
+    took = time.monotonic() - t0
+    assert problem is None, problem
+    assert took < 3 * SCALE, f"exited {took:.1f} s after SIGTERM with no client left"
+
+
 def test_config_errors(st):
     def check(name, config, expected):
         cfg = pclib.make_config(h2c_port=pclib.free_port(), origins=st.origins_conf, zones=st.zones_conf,

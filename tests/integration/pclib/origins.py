@@ -175,10 +175,11 @@ class StubH2Origin(LoopbackServer):
     """An h2c server that records each request (headers, body bytes, resets) and by default never
     answers: for deadlines the edge must enforce itself and cancellations it must pass on."""
 
-    def __init__(self, respond=None, keep_body=False, respond_on_end=False):
+    def __init__(self, respond=None, keep_body=False, respond_on_end=False, take_no_data=False):
         self.respond = respond  # callable(conn, stream_id, headers) or None to hang
         self.respond_on_end = respond_on_end  # call respond once the request ended, not at its headers
         self.keep_body = keep_body  # also keep each request's bytes (req["body"]), for grpc_messages()
+        self.take_no_data = take_no_data  # never give window back: the sender stalls after 64 KiB
         self.requests = []  # dicts: headers, data, ended, reset, t
         super().__init__()
 
@@ -217,7 +218,8 @@ class StubH2Origin(LoopbackServer):
                             streams[ev.stream_id]["data"] += len(ev.data)
                             if self.keep_body:
                                 streams[ev.stream_id]["body"] += ev.data
-                        conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                        if not self.take_no_data:
+                            conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
                     elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id in streams:
                         streams[ev.stream_id]["ended"] = True
                         if self.respond and self.respond_on_end:
