@@ -19,6 +19,9 @@
 /* Pipelined bytes, and request body bytes buffered ahead of the HTTP/2 side, at most (a body: at
  * least one whole message of its zone, which the stream would hold anyway). */
 #define H1_MAX_BUFFERED (1u << 20)
+/* Request body bytes waiting for the HTTP/2 side above which the socket is not read: the origin's
+ * flow control reaches the client as TCP back-pressure, as it does on HTTP/2. */
+#define H1_BODY_HIGH (256u * 1024)
 
 struct pc_h1 {
     pc_h2conn *c;
@@ -145,6 +148,16 @@ static bool hop_by_hop(const nghttp2_nv *nv)
     return false;
 }
 
+/* Reads the socket again once the body waiting for the HTTP/2 side is down to half the mark. */
+static void body_flow(pc_h1 *h)
+{
+    size_t waiting = h->body_len - h->body_pos;
+    if (waiting >= H1_BODY_HIGH)
+        pc__transport_hold_input(&h->c->t, true);
+    else if (waiting < H1_BODY_HIGH / 2)
+        pc__transport_hold_input(&h->c->t, false);
+}
+
 static ssize_t read_body(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
                          nghttp2_data_source *src, void *ud)
 {
@@ -157,6 +170,7 @@ static ssize_t read_body(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t l
     if (n) memcpy(buf, h->body + h->body_pos, n);
     h->body_pos += n;
     if (h->body_pos == h->body_len) h->body_pos = h->body_len = 0;
+    body_flow(h);
     if (h->body_len == 0 && h->body_end)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     else if (n == 0)
@@ -234,6 +248,7 @@ static int on_body(http_parser *p, const char *at, size_t n)
     }
     memcpy(h->body + h->body_len, at, n);
     h->body_len += n;
+    body_flow(h);
     if (h->sid) nghttp2_session_resume_data(h->cli, h->sid);
     return 0;
 }
@@ -246,6 +261,7 @@ static void exchange_done(pc_h1 *h)
     h->resp_started = h->resp_chunked = false;
     h->body_end = false;
     h->body_len = h->body_pos = 0;
+    body_flow(h);
     h->header_bytes = 0;
     pc__headers_free(&h->fields);
     free(h->url);
@@ -369,6 +385,8 @@ static int on_stream_close(nghttp2_session *s, int32_t sid, uint32_t error_code,
     } else {
         h->answered = true; /* the parser reads the rest of the body and drops it */
         h->sid = 0;
+        h->body_len = h->body_pos = 0;
+        body_flow(h);
     }
     return 0;
 }

@@ -65,7 +65,7 @@ static void write_done(uv_write_t *req, int status)
     if (t->write_pending < PC_TRANSPORT_HIGH_WATER / 2) {
         if (t->read_paused && t->reading) {
             t->read_paused = false;
-            resume_read(t);
+            if (!t->input_held) resume_read(t);
         }
         t->cbs->on_drain(t);
     }
@@ -378,6 +378,17 @@ static void after_write(pc_transport *t, int rv)
         t->read_paused = true;
         uv_read_stop((uv_stream_t *)&t->tcp);
     }
+}
+
+void pc__transport_hold_input(pc_transport *t, bool hold)
+{
+    if (hold == t->input_held) return;
+    t->input_held = hold;
+    if (!t->reading || t->read_paused || t->closing || t->close_when_flushed) return;
+    if (hold)
+        uv_read_stop((uv_stream_t *)&t->tcp);
+    else
+        resume_read(t);
 }
 
 int pc__transport_write_copy(pc_transport *t, const uint8_t *data, size_t len)

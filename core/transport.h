@@ -45,6 +45,7 @@ struct pc_transport {
     bool close_when_flushed;
     bool reading;
     bool read_paused; /* stopped reading because the peer is not reading our output */
+    bool input_held;  /* stopped reading because the owner cannot pass more input on yet */
     bool failed;
     char peer[64]; /* "ip:port" for logs */
 };
@@ -66,6 +67,9 @@ int pc__transport_write_copy(pc_transport *t, const uint8_t *data, size_t len);
 void pc__transport_close(pc_transport *t, bool graceful);
 /* (Re)arm the owner's timer; 0 stops it. */
 void pc__transport_timer(pc_transport *t, uint64_t ms);
+/* The owner stops (hold) or restarts reading the peer's input: back-pressure for input it cannot
+ * pass on yet. Independent of the pause for unread output. */
+void pc__transport_hold_input(pc_transport *t, bool hold);
 /* Last TLS/verification error text for logs and client-facing messages. */
 const char *pc__transport_tls_error(pc_transport *t, char *buf, size_t len);
 

@@ -69,6 +69,8 @@ def web_zones(origin="echo"):
     return [
         zone_conf("example.com", ["example.com", "localhost"], origin, grpc_web=True, cors=cors),
         zone_conf("noweb", ["noweb.example.com"], origin),
+        # an origin that takes no request bytes: back-pressure on an HTTP/1.1 upload
+        zone_conf("stalled", ["stalled.example.com"], "stalled", grpc_web=True, max_message_bytes=65536),
     ]
 
 
@@ -84,7 +86,8 @@ def setup():
                                                   "mode": "block"}},
                {"name": "lua", "config": {"dir": lua_dir}}]
     st.admin_port = pclib.free_port()
-    st.start_proxy([origin_conf("echo", st.echo.port)], web_zones(),
+    st.stalled = st.start_stub(take_no_data=True)
+    st.start_proxy([origin_conf("echo", st.echo.port), origin_conf("stalled", st.stalled.port)], web_zones(),
                    extra={"plugins": plugins, "descriptors": [st.desc], "workers": 1,
                           "limits": {"header_timeout_ms": 1500},
                           "admin": {"address": f"127.0.0.1:{st.admin_port}"}})
@@ -357,6 +360,80 @@ def test_http1_header_timeout(st):
         assert time.monotonic() - start < 8 * pclib.TIME_SCALE, "not closed by the header timeout"
     finally:
         sock.close()
+
+
+def test_http1_upload_held_back_by_the_origin(st):
+    """An HTTP/1.1 upload of 32 MiB of messages to an origin that takes none: the edge stops reading
+    the socket once 256 KiB wait for the origin, so the client's sending stalls while the connection
+    stays open (before, the edge read on and cut the connection at its buffer limit). When the call's
+    deadline ends it, the edge reads again and drops the rest, and the client gets the status."""
+    import socket
+    import ssl
+    import threading
+    import time
+
+    total = 32 << 20
+    msg = pclib.grpc_frame(note("u" * 16000))
+    count = total // len(msg)
+    ctx = ssl.create_default_context(cafile=st.certs["ca"])
+    ctx.set_alpn_protocols(["http/1.1"])
+    raw = socket.create_connection(("127.0.0.1", st.tls_port), timeout=60)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    sock = ctx.wrap_socket(raw, server_hostname="stalled.example.com")
+    sent = {"bytes": 0, "error": None}
+    timeout_s = int(10 * pclib.TIME_SCALE)
+
+    def upload():
+        try:
+            sock.sendall(b"POST /demo.Echo/Upload HTTP/1.1\r\nHost: stalled.example.com\r\n"
+                         b"content-type: application/grpc-web+proto\r\nx-grpc-web: 1\r\n"
+                         b"grpc-timeout: %dS\r\ncontent-length: %d\r\n\r\n" % (timeout_s, count * len(msg)))
+            for _ in range(count):
+                sock.sendall(msg)
+                sent["bytes"] += len(msg)
+        except OSError as e:
+            sent["error"] = e
+
+    sender = threading.Thread(target=upload, daemon=True)
+    try:
+        assert sock.selected_alpn_protocol() == "http/1.1"
+        rss0 = pclib.rss_mib(st.proxy.proc.pid)
+        start = time.monotonic()
+        sender.start()
+        assert pclib.wait_until(lambda: st.stalled.requests and st.stalled.requests[0]["data"] >= 60000,
+                                timeout=5), st.stalled.requests
+        # Sending stops making progress while the connection stays open.
+        prev = -1
+        while sent["bytes"] != prev and time.monotonic() - start < timeout_s - 2:
+            prev = sent["bytes"]
+            time.sleep(1.0)
+        assert sent["error"] is None, f"the edge cut the upload after {sent['bytes']} bytes: {sent['error']!r}"
+        assert sent["bytes"] == prev and sender.is_alive(), f"still sending after {sent['bytes']} bytes"
+        assert sent["bytes"] < total // 2, f"{sent['bytes']} bytes went in although the origin took none"
+        assert st.stalled.requests[0]["data"] <= 128 << 10, st.stalled.requests[0]
+        grew = pclib.rss_mib(st.proxy.proc.pid) - rss0
+        assert grew < 16, f"edge memory grew {grew:.1f} MiB while holding an upload back"
+        # The deadline ends the call: the rest of the body is read and dropped, the answer comes.
+        sender.join(60 * pclib.TIME_SCALE)
+        assert not sender.is_alive() and sent["error"] is None, (sent, "after the deadline")
+        assert sent["bytes"] == count * len(msg)
+        answer = b""
+        while not answer.endswith(b"0\r\n\r\n"):
+            chunk = sock.recv(65536)
+            assert chunk, f"connection closed after {answer!r}"
+            answer += chunk
+    finally:
+        sock.close()
+        raw.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200"), head
+    data, rest = b"", body
+    while rest:
+        size, _, rest = rest.partition(b"\r\n")
+        data, rest = data + rest[:int(size, 16)], rest[int(size, 16) + 2:]
+    msgs, trailers, _ = web_frames(data)
+    assert msgs == [] and trailers and trailers["grpc-status"] == "4", (msgs, trailers)
+    assert st.stalled.requests[0]["reset"] is not None, st.stalled.requests[0]
 
 
 def test_access_log_marks_grpc_web(st):
