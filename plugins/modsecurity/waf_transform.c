@@ -260,6 +260,14 @@ static size_t wt_htmlentitydecode(const unsigned char *in, size_t len, unsigned 
     return n;
 }
 
+/* The letter escapes of C and JavaScript (\a \b \f \n \r \t \v): the byte, or -1. */
+static int wt_c_escape(unsigned char c)
+{
+    static const char letters[] = "abfnrtv", bytes[] = "\a\b\f\n\r\t\v";
+    const char *p = memchr(letters, c, sizeof letters - 1);
+    return p ? bytes[p - letters] : -1;
+}
+
 static size_t wt_jsdecode(const unsigned char *in, size_t len, unsigned char *out)
 {
     size_t i = 0, n = 0;
@@ -289,33 +297,8 @@ static size_t wt_jsdecode(const unsigned char *in, size_t len, unsigned char *ou
             out[n++] = (unsigned char)v;
             i += 1 + j;
         } else if (i + 1 < len) {
-            unsigned char c = in[i + 1];
-            switch (c) {
-            case 'a':
-                c = '\a';
-                break;
-            case 'b':
-                c = '\b';
-                break;
-            case 'f':
-                c = '\f';
-                break;
-            case 'n':
-                c = '\n';
-                break;
-            case 'r':
-                c = '\r';
-                break;
-            case 't':
-                c = '\t';
-                break;
-            case 'v':
-                c = '\v';
-                break;
-            default:
-                break;
-            }
-            out[n++] = c;
+            int c = wt_c_escape(in[i + 1]);
+            out[n++] = (unsigned char)(c >= 0 ? c : in[i + 1]);
             i += 2;
         } else {
             out[n++] = in[i++]; /* a lone backslash at the end stays */
@@ -798,44 +781,8 @@ static size_t wt_escapeseqdecode(const unsigned char *in, size_t len, unsigned c
             out[n++] = in[i++];
             continue;
         }
-        int c = -1;
-        switch (in[i + 1]) {
-        case 'a':
-            c = '\a';
-            break;
-        case 'b':
-            c = '\b';
-            break;
-        case 'f':
-            c = '\f';
-            break;
-        case 'n':
-            c = '\n';
-            break;
-        case 'r':
-            c = '\r';
-            break;
-        case 't':
-            c = '\t';
-            break;
-        case 'v':
-            c = '\v';
-            break;
-        case '\\':
-            c = '\\';
-            break;
-        case '?':
-            c = '?';
-            break;
-        case '\'':
-            c = '\'';
-            break;
-        case '"':
-            c = '"';
-            break;
-        default:
-            break;
-        }
+        int c = wt_c_escape(in[i + 1]);
+        if (in[i + 1] == '\\' || in[i + 1] == '?' || in[i + 1] == '\'' || in[i + 1] == '"') c = in[i + 1];
         if (c != -1) {
             i += 2;
         } else if (in[i + 1] == 'x' || in[i + 1] == 'X') {
