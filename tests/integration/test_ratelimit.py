@@ -318,6 +318,41 @@ def test_stop_with_allowed_bytes_waiting_for_a_stalled_origin(st):
     assert took < 3 * SCALE, f"exited {took:.1f} s after SIGTERM with no client left"
 
 
+class SilentOrigin(pclib.LoopbackServer):
+    """Accepts connections and never speaks: no SETTINGS, so the edge's streams wait for it."""
+
+    def handle(self, c, n):
+        self.stopping.wait()
+
+
+def test_stop_with_a_refused_call_waiting_for_an_origin_connection(st):
+    """A call refused while it still waits for its origin connection (here one that never sends its
+    SETTINGS) keeps its allowed message queued for that origin. Once no client is left, SIGTERM ends
+    it at once: before, closing the unready connection made the pool open another for the queued
+    stream, and the edge waited for that connection's timeout."""
+    silent = SilentOrigin()
+    st.stubs.append(silent)
+    # A long connect timeout: the edge must not be waiting for it either.
+    origins = [origin_conf("silent", silent.port, connect_timeout_ms=20000)]
+    zones = [zone_conf("example.com", ["example.com"], "silent")]
+    rule = {"name": "tight", "methods": [BIDI], "messages_per_s": 1, "burst": 1, "max_delay_ms": 200}
+    p = st.start_edge("silent-origin", [{"name": "ratelimit", "config": {"rules": [rule]}}], origins, zones,
+                      workers=1)
+    ch = channel(st, p.port)
+    err = rpc_error(lambda: list(ch.stream_stream(BIDI)(iter([b"a", b"b"]), timeout=10)))
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, describe(err)
+    assert pclib.wait_until(lambda: len(silent.conns) >= 1), "the edge never connected to the origin"
+    for c in st.channels:
+        c.close()
+    st.channels.clear()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    problem = p.stop()
+    took = time.monotonic() - t0
+    assert problem is None, problem
+    assert took < 3 * SCALE, f"exited {took:.1f} s after SIGTERM with no client left"
+
+
 def test_config_errors(st):
     def check(name, config, expected):
         cfg = pclib.make_config(h2c_port=pclib.free_port(), origins=st.origins_conf, zones=st.zones_conf,
