@@ -24,6 +24,9 @@
 
 /* Below this many queued bytes, received data is acknowledged at once. */
 #define QUEUE_LOW_WATER 65536
+/* How long the messages a chain allowed before refusing one may wait for the origin to take them
+ * once the client is gone (then the origin stream is reset all the same). */
+#define ORIGIN_FLUSH_MS 5000
 
 static void maybe_free(pc_stream *st);
 static bool client_writable(pc_stream *st);
@@ -426,6 +429,15 @@ void pc__stream_fail(pc_stream *st, int grpc_status, int http_status, const char
         nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, st->sid, NGHTTP2_INTERNAL_ERROR);
     }
     pc__h2conn_schedule(st->client);
+}
+
+/* The client is gone and the origin has not taken the allowed messages in time: reset it now. */
+static void on_flush_limit(uv_timer_t *t)
+{
+    pc_stream *st = t->data;
+    stop_deadline(st);
+    pc__pool_cancel(st, false);
+    maybe_free(st);
 }
 
 static void on_deadline(uv_timer_t *t)
@@ -967,6 +979,14 @@ void pc__stream_client_closed(pc_stream *st, uint32_t error_code)
     if (c) pc__h2conn_unlink_stream(c, st);
     /* A client reset (or a finished call) ends the origin stream too. */
     cancel_origin(st, false);
+    /* Messages allowed before a refused one still go to the origin first, but an origin that takes
+     * none of them does not keep the stream (and its connection) for ever. */
+    if ((st->queued || st->up) && st->rst_after_flush && !st->deadline_timer &&
+        (st->deadline_timer = malloc(sizeof *st->deadline_timer))) {
+        uv_timer_init(&st->worker->loop, st->deadline_timer);
+        st->deadline_timer->data = st;
+        uv_timer_start(st->deadline_timer, on_flush_limit, ORIGIN_FLUSH_MS, 0);
+    }
     maybe_free(st);
 }
 

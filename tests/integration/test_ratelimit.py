@@ -318,6 +318,27 @@ def test_stop_with_allowed_bytes_waiting_for_a_stalled_origin(st):
     assert took < 3 * SCALE, f"exited {took:.1f} s after SIGTERM with no client left"
 
 
+def test_allowed_bytes_wait_for_a_stalled_origin_5_s_once_the_client_is_gone(st):
+    """The messages allowed before a refused one go to the origin before its stream is reset, but
+    once the client is gone an origin that takes none of them gets the reset after 5 s."""
+    stub = st.start_stub(take_no_data=True)
+    origins = [origin_conf("stalled", stub.port)]
+    zones = [zone_conf("example.com", ["example.com"], "stalled")]
+    rule = {"name": "tight", "methods": [BIDI], "messages_per_s": 1, "burst": 1, "max_delay_ms": 200}
+    p = st.start_edge("stalled-flush", [{"name": "ratelimit", "config": {"rules": [rule]}}], origins, zones,
+                      workers=1)
+    ch = channel(st, p.port)
+    err = rpc_error(lambda: list(ch.stream_stream(BIDI)(iter([b"x" * (256 << 10), b"y"]), timeout=10)))
+    gone = time.monotonic()  # the call is over on both sides: the client has left it
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, describe(err)
+    assert pclib.wait_until(lambda: stub.requests and stub.requests[0]["data"] >= 60000), stub.requests
+    assert pclib.wait_until(lambda: stub.requests[0]["reset"] is not None, timeout=15), stub.requests[0]
+    took = time.monotonic() - gone
+    assert stub.requests[0]["reset"] == 8, f"reset with code {stub.requests[0]['reset']}, not CANCEL"
+    assert 4.5 <= took <= 8 * SCALE, f"the origin stream was reset {took:.1f} s after the client left, not 5 s"
+    st.stop_edges(p)
+
+
 class SilentOrigin(pclib.LoopbackServer):
     """Accepts connections and never speaks: no SETTINGS, so the edge's streams wait for it."""
 
