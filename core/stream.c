@@ -255,6 +255,16 @@ static void stop_deadline(pc_stream *st)
     }
 }
 
+/* The stream's one timer (its deadline, or the flush limit once the client is gone); without
+ * memory for it, the stream goes without. */
+static void start_timer(pc_stream *st, uv_timer_cb cb, uint64_t ms)
+{
+    if (st->deadline_timer || !(st->deadline_timer = malloc(sizeof *st->deadline_timer))) return;
+    uv_timer_init(&st->worker->loop, st->deadline_timer);
+    st->deadline_timer->data = st;
+    uv_timer_start(st->deadline_timer, cb, ms, 0);
+}
+
 static void drop_held(pc_stream *st);
 static void body_free(pc_stream *st);
 
@@ -748,12 +758,7 @@ void pc__stream_request_ready(pc_stream *st)
                 return;
             }
             st->deadline_ms = (int64_t)uv_now(&st->worker->loop) + ms;
-            st->deadline_timer = malloc(sizeof *st->deadline_timer);
-            if (st->deadline_timer) {
-                uv_timer_init(&st->worker->loop, st->deadline_timer);
-                st->deadline_timer->data = st;
-                uv_timer_start(st->deadline_timer, on_deadline, (uint64_t)ms, 0);
-            }
+            start_timer(st, on_deadline, (uint64_t)ms);
         }
     }
     int rv = pc__chain_request_headers(r, 0);
@@ -981,12 +986,7 @@ void pc__stream_client_closed(pc_stream *st, uint32_t error_code)
     cancel_origin(st, false);
     /* Messages allowed before a refused one still go to the origin first, but an origin that takes
      * none of them does not keep the stream (and its connection) for ever. */
-    if ((st->queued || st->up) && st->rst_after_flush && !st->deadline_timer &&
-        (st->deadline_timer = malloc(sizeof *st->deadline_timer))) {
-        uv_timer_init(&st->worker->loop, st->deadline_timer);
-        st->deadline_timer->data = st;
-        uv_timer_start(st->deadline_timer, on_flush_limit, ORIGIN_FLUSH_MS, 0);
-    }
+    if ((st->queued || st->up) && st->rst_after_flush) start_timer(st, on_flush_limit, ORIGIN_FLUSH_MS);
     maybe_free(st);
 }
 

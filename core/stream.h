@@ -147,9 +147,9 @@ struct pc_stream {
     struct pc_grpc_web *web; /* a gRPC-Web call, translated at the edge (grpc_web.h); NULL otherwise */
 };
 
-/* The state setters: 0, or -1 (logged, state unchanged) for a transition the pipe does not make. */
 /* Where a call stands, in one line (logged when a drain cuts it). */
 void pc__stream_describe(const pc_stream *st, char *buf, size_t len);
+/* The state setters: 0, or -1 (logged, state unchanged) for a transition the pipe does not make. */
 int pc__stream_set_req_state(pc_stream *st, pc_req_state to);
 int pc__stream_set_resp_state(pc_stream *st, pc_resp_state to);
 bool pc__req_state_allowed(pc_req_state from, pc_req_state to);

@@ -629,11 +629,7 @@ void pc__pool_free(pc_pool *p)
     if (!p) return;
     /* No stream uses the pool any more: close its connections; the last one to close frees it. */
     p->dying = true;
-    while (p->qhead)
-        fail_queue(p);
-    for (size_t i = 0; i < p->nservers; i++)
-        for (pc_upconn *u = p->servers[i].conns; u; u = u->next)
-            pc__transport_close(&u->t, false);
+    pc__pool_close(p, false);
     if (!pool_has_conns(p)) {
         free(p->servers);
         free(p);
