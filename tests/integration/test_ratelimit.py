@@ -19,6 +19,8 @@ from pclib import describe, origin_conf, rpc_error, zone_conf
 SCALE = pclib.TIME_SCALE
 UNARY = "/demo.Echo/Unary"
 BIDI = "/demo.Echo/Bidi"
+# One message a second, none kept waiting more than 200 ms: a stream's second message is refused.
+TIGHT = {"name": "tight", "methods": [BIDI], "messages_per_s": 1, "burst": 1, "max_delay_ms": 200}
 
 
 def setup():
@@ -281,8 +283,7 @@ def test_stream_shaped_through_flow_control(st):
 
 
 def test_shaped_message_that_waits_too_long_ends_the_call(st):
-    rule = {"name": "tight", "methods": [BIDI], "messages_per_s": 1, "burst": 1, "max_delay_ms": 200}
-    p = edge(st, "too-long", {"rules": [rule]}, workers=1)
+    p = edge(st, "too-long", {"rules": [TIGHT]}, workers=1)
     ch = channel(st, p.port)
     err = rpc_error(lambda: list(ch.stream_stream(BIDI)(iter([b"a", b"b", b"c"]), timeout=10)))
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, describe(err)
@@ -290,23 +291,21 @@ def test_shaped_message_that_waits_too_long_ends_the_call(st):
     st.stop_edges(p)
 
 
-def test_stop_with_allowed_bytes_waiting_for_a_stalled_origin(st):
-    """A message refused behind a large one the origin has not taken yet: the allowed bytes wait for
-    the origin's window before its stream is reset. Once no client is left, SIGTERM does not wait for
-    an origin that takes nothing (before, the edge never exited)."""
-    stub = st.start_stub(take_no_data=True)
-    origins = [origin_conf("stalled", stub.port)]
-    zones = [zone_conf("example.com", ["example.com"], "stalled")]
-    rule = {"name": "tight", "methods": [BIDI], "messages_per_s": 1, "burst": 1, "max_delay_ms": 200}
-    p = st.start_edge("stalled-origin", [{"name": "ratelimit", "config": {"rules": [rule]}}], origins, zones,
+def refused_behind(st, name, origin, messages, **origin_opts):
+    """An edge (one worker, the `tight` rule) in front of `origin`, and one Bidi call whose second
+    message the rule refuses; returns the edge and when the call ended."""
+    p = st.start_edge(name, [{"name": "ratelimit", "config": {"rules": [TIGHT]}}],
+                      [origin_conf(name, origin.port, **origin_opts)], [zone_conf("example.com", ["example.com"], name)],
                       workers=1)
     ch = channel(st, p.port)
-    err = rpc_error(lambda: list(ch.stream_stream(BIDI)(iter([b"x" * (256 << 10), b"y"]), timeout=10)))
+    err = rpc_error(lambda: list(ch.stream_stream(BIDI)(iter(messages), timeout=10)))
+    ended = time.monotonic()  # the call is over on both sides: the client has left it
     assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, describe(err)
-    assert pclib.wait_until(lambda: stub.requests and stub.requests[0]["data"] >= 60000), stub.requests
-    time.sleep(0.3)
-    assert stub.requests[0]["reset"] is None and stub.requests[0]["data"] < 256 << 10, \
-        f"the origin took its window's worth and no more: {stub.requests[0]}"
+    return p, ended
+
+
+def stop_with_no_client_left(st, p):
+    """Closes the test's channels, then SIGTERM: the edge must exit cleanly and at once."""
     for c in st.channels:
         c.close()
     st.channels.clear()
@@ -318,19 +317,24 @@ def test_stop_with_allowed_bytes_waiting_for_a_stalled_origin(st):
     assert took < 3 * SCALE, f"exited {took:.1f} s after SIGTERM with no client left"
 
 
+def test_stop_with_allowed_bytes_waiting_for_a_stalled_origin(st):
+    """A message refused behind a large one the origin has not taken yet: the allowed bytes wait for
+    the origin's window before its stream is reset. Once no client is left, SIGTERM does not wait for
+    an origin that takes nothing (before, the edge never exited)."""
+    stub = st.start_stub(take_no_data=True)
+    p, _ = refused_behind(st, "stalled-origin", stub, [b"x" * (256 << 10), b"y"])
+    assert pclib.wait_until(lambda: stub.requests and stub.requests[0]["data"] >= 60000), stub.requests
+    time.sleep(0.3)
+    assert stub.requests[0]["reset"] is None and stub.requests[0]["data"] < 256 << 10, \
+        f"the origin took its window's worth and no more: {stub.requests[0]}"
+    stop_with_no_client_left(st, p)
+
+
 def test_allowed_bytes_wait_for_a_stalled_origin_5_s_once_the_client_is_gone(st):
     """The messages allowed before a refused one go to the origin before its stream is reset, but
     once the client is gone an origin that takes none of them gets the reset after 5 s."""
     stub = st.start_stub(take_no_data=True)
-    origins = [origin_conf("stalled", stub.port)]
-    zones = [zone_conf("example.com", ["example.com"], "stalled")]
-    rule = {"name": "tight", "methods": [BIDI], "messages_per_s": 1, "burst": 1, "max_delay_ms": 200}
-    p = st.start_edge("stalled-flush", [{"name": "ratelimit", "config": {"rules": [rule]}}], origins, zones,
-                      workers=1)
-    ch = channel(st, p.port)
-    err = rpc_error(lambda: list(ch.stream_stream(BIDI)(iter([b"x" * (256 << 10), b"y"]), timeout=10)))
-    gone = time.monotonic()  # the call is over on both sides: the client has left it
-    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, describe(err)
+    p, gone = refused_behind(st, "stalled-flush", stub, [b"x" * (256 << 10), b"y"])
     assert pclib.wait_until(lambda: stub.requests and stub.requests[0]["data"] >= 60000), stub.requests
     assert pclib.wait_until(lambda: stub.requests[0]["reset"] is not None, timeout=15), stub.requests[0]
     took = time.monotonic() - gone
@@ -354,24 +358,9 @@ def test_stop_with_a_refused_call_waiting_for_an_origin_connection(st):
     silent = SilentOrigin()
     st.stubs.append(silent)
     # A long connect timeout: the edge must not be waiting for it either.
-    origins = [origin_conf("silent", silent.port, connect_timeout_ms=20000)]
-    zones = [zone_conf("example.com", ["example.com"], "silent")]
-    rule = {"name": "tight", "methods": [BIDI], "messages_per_s": 1, "burst": 1, "max_delay_ms": 200}
-    p = st.start_edge("silent-origin", [{"name": "ratelimit", "config": {"rules": [rule]}}], origins, zones,
-                      workers=1)
-    ch = channel(st, p.port)
-    err = rpc_error(lambda: list(ch.stream_stream(BIDI)(iter([b"a", b"b"]), timeout=10)))
-    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, describe(err)
+    p, _ = refused_behind(st, "silent-origin", silent, [b"a", b"b"], connect_timeout_ms=20000)
     assert pclib.wait_until(lambda: len(silent.conns) >= 1), "the edge never connected to the origin"
-    for c in st.channels:
-        c.close()
-    st.channels.clear()
-    time.sleep(0.3)
-    t0 = time.monotonic()
-    problem = p.stop()
-    took = time.monotonic() - t0
-    assert problem is None, problem
-    assert took < 3 * SCALE, f"exited {took:.1f} s after SIGTERM with no client left"
+    stop_with_no_client_left(st, p)
 
 
 def test_config_errors(st):
