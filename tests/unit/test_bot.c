@@ -437,12 +437,27 @@ static void test_rules_later_entry_wins(void **state)
     bot_rules_free(&r);
 }
 
+/* Rules text that must fail to load, and the start of the error it must give. */
+typedef struct bad_rules {
+    const char *text, *want;
+} bad_rules;
+
+static void expect_rule_errors(const bad_rules *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        bot_rules r = {0};
+        char err[256] = "";
+        int rv = bot_rules_load_text(&r, "x.rules", cases[i].text, strlen(cases[i].text), err, sizeof err);
+        if (rv != -1 || strncmp(err, cases[i].want, strlen(cases[i].want)) != 0)
+            fail_msg("case %zu: rv %d, err \"%s\", want \"%s\"", i, rv, err, cases[i].want);
+        bot_rules_free(&r);
+    }
+}
+
 static void test_rules_errors_name_the_line(void **state)
 {
     (void)state;
-    static const struct {
-        const char *text, *want;
-    } cases[] = {
+    static const bad_rules cases[] = {
         {"\n\nfingerprint ja5 x browser 50 y\n", "x.rules:3: fingerprint type must be ja4, ja3 or h2"},
         {"fingerprint ja3 abc browser 50 y\n", "x.rules:1: malformed ja3 fingerprint"},
         {"fingerprint ja4 t13d_x_y robot 50 y\n", "x.rules:1: unknown kind \"robot\""},
@@ -456,14 +471,7 @@ static void test_rules_errors_name_the_line(void **state)
         {"verified g 10.0.0.0/8\n", "x.rules:1: missing user-agent pattern"},
         {"block everything\n", "x.rules:1: unknown rule \"block\""},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        bot_rules r = {0};
-        char err[256] = "";
-        int rv = bot_rules_load_text(&r, "x.rules", cases[i].text, strlen(cases[i].text), err, sizeof err);
-        if (rv != -1 || strncmp(err, cases[i].want, strlen(cases[i].want)) != 0)
-            fail_msg("case %zu: rv %d, err \"%s\", want \"%s\"", i, rv, err, cases[i].want);
-        bot_rules_free(&r);
-    }
+    expect_rule_errors(cases, sizeof cases / sizeof cases[0]);
     /* An overlong line and a NUL byte. */
     char *big = malloc(BOT_RULES_MAX_LINE + 10);
     memset(big, 'a', BOT_RULES_MAX_LINE + 9);
@@ -793,9 +801,7 @@ static void test_ua_stacks(void **state)
 static void test_stack_rule_errors(void **state)
 {
     (void)state;
-    static const struct {
-        const char *text, *want;
-    } cases[] = {
+    static const bad_rules cases[] = {
         {"stack\n", "x.rules:1: expected a stack name"},
         {"stack a+b x\n", "x.rules:1: expected a stack name"},
         {"stack a x/1\n", "x.rules:1: bad product \"x/1\""},
@@ -805,14 +811,7 @@ static void test_stack_rule_errors(void **state)
         {"fingerprint ja4 t13d_x_y browser 50 +a\n", "x.rules:1: expected one label"},
         {"fingerprint ja4 t13d_x_y browser 50 a+\n", "x.rules:1: expected one label"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        bot_rules r = {0};
-        char err[256] = "";
-        int rv = bot_rules_load_text(&r, "x.rules", cases[i].text, strlen(cases[i].text), err, sizeof err);
-        if (rv != -1 || strncmp(err, cases[i].want, strlen(cases[i].want)) != 0)
-            fail_msg("case %zu: rv %d, err \"%s\", want \"%s\"", i, rv, err, cases[i].want);
-        bot_rules_free(&r);
-    }
+    expect_rule_errors(cases, sizeof cases / sizeof cases[0]);
     /* A later line for a stack adds products; repeating one is harmless. */
     bot_rules r = {0};
     char err[256];
