@@ -433,7 +433,8 @@ def test_http1_upload_held_back_by_the_origin(st):
         data, rest = data + rest[:int(size, 16)], rest[int(size, 16) + 2:]
     msgs, trailers, _ = web_frames(data)
     assert msgs == [] and trailers and trailers["grpc-status"] == "4", (msgs, trailers)
-    assert st.stalled.requests[0]["reset"] is not None, st.stalled.requests[0]
+    # The origin's copy of the call is reset (it reaches the stub origin's own thread a moment later).
+    assert pclib.wait_until(lambda: st.stalled.requests[0]["reset"] is not None), st.stalled.requests[0]
 
 
 def test_access_log_marks_grpc_web(st):
