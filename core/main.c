@@ -186,6 +186,7 @@ typedef struct run_state {
     pc_worker *workers;
     size_t nworkers;
     int signals;
+    int exit_code;
     pc_admin *admin;
     uv_signal_t sigusr1;
     uv_signal_t sighup;
@@ -290,14 +291,10 @@ static void wait_workers(uv_timer_t *t)
     uv_stop(t->loop);
 }
 
-static void on_signal(uv_signal_t *h, int signum)
+/* Stop accepting, let every worker finish its calls, then leave the loop (and exit with code). */
+static void begin_drain(run_state *rs, int code)
 {
-    run_state *rs = h->data;
-    if (++rs->signals > 1) {
-        pc_log_warn("second signal: exiting now");
-        _exit(1);
-    }
-    pc_log_info("%s: draining connections", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    rs->exit_code = code;
     pc__sd_notify("STOPPING=1");
     pc__admin_stop(rs->admin);
     rs->admin = NULL;
@@ -307,6 +304,17 @@ static void on_signal(uv_signal_t *h, int signum)
         pc__worker_stop(&rs->workers[i]);
     /* Keep this loop running so a second signal is still heard; stop once every worker is done. */
     uv_timer_start(&rs->wait, wait_workers, 20, 20);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    run_state *rs = h->data;
+    if (++rs->signals > 1) {
+        pc_log_warn("second signal: exiting now");
+        _exit(1);
+    }
+    pc_log_info("%s: draining connections", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    begin_drain(rs, 0);
 }
 
 /* Plugins' slow work (host->queue_work: WAF transactions, token hashing) runs on libuv's thread
@@ -370,22 +378,27 @@ static int cmd_run(const char *path)
     }
     for (size_t i = 0; i < cfg->nlisten; i++)
         pc_log_info("listening on %s (%s)", cfg->listen[i].address, cfg->listen[i].tls ? "tls" : "h2c");
-    for (size_t i = 0; i < n; i++)
-        pc__worker_start(&workers[i]);
-    pc_log_info("portcullis %s started with %zu workers", PC_VERSION, n);
-
     pc_metrics **metrics = calloc(n, sizeof *metrics);
     for (size_t i = 0; metrics && i < n; i++)
         metrics[i] = workers[i].metrics;
+    /* Bound before the workers serve: an edge whose health checks and metrics cannot be reached
+     * has not started, as one whose listener cannot bind has not. */
+    bool admin_failed = false;
     if (cfg->admin_address && metrics) {
         rs.admin = pc__admin_start(loop, cfg->admin_host, cfg->admin_port, metrics, n, err, sizeof err);
-        if (!rs.admin)
-            pc_log_error("%s", err);
-        else
-            pc_log_info("admin listening on %s (/metrics, /healthz)", cfg->admin_address);
+        admin_failed = !rs.admin;
+        if (admin_failed) pc_log_error("%s: not starting", err);
     }
-    /* Every listener is bound and listening (connections queue until the workers accept them). */
-    if (pc__sd_notify("READY=1") < 0) pc_log_warn("NOTIFY_SOCKET: %s", strerror(errno));
+    for (size_t i = 0; i < n; i++)
+        pc__worker_start(&workers[i]);
+    if (admin_failed) {
+        begin_drain(&rs, 1); /* the workers only close their listeners and stop */
+    } else {
+        pc_log_info("portcullis %s started with %zu workers", PC_VERSION, n);
+        if (rs.admin) pc_log_info("admin listening on %s (/metrics, /healthz)", cfg->admin_address);
+        /* Every listener is bound and listening (connections queue until the workers accept them). */
+        if (pc__sd_notify("READY=1") < 0) pc_log_warn("NOTIFY_SOCKET: %s", strerror(errno));
+    }
     uv_run(loop, UV_RUN_DEFAULT);
     for (size_t i = 0; i < n; i++)
         pc__worker_join(&workers[i]);
@@ -401,7 +414,7 @@ static int cmd_run(const char *path)
     free(workers);
     runtime_release(rs.current);
     collect(&rs);
-    return 0;
+    return rs.exit_code;
 }
 
 /* Each worker thread allocates from its own glibc arena. With the default trim threshold, a

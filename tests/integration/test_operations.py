@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -563,6 +564,29 @@ def test_admin_healthz_and_unknown_path(st):
         # The admin port is not a gRPC listener.
         assert st.tls_channel().unary_unary(UNARY)(b"still", timeout=10) == b"still"
 
+
+
+def test_admin_port_taken_is_a_failed_start(st):
+    """An admin address that cannot be bound stops the start, as a listener's would: the edge says
+    which address and why, exits non-zero, and never reports itself started."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        cfg = pclib.make_config(tls_port=pclib.free_port(), h2c_port=None, origins=origins(st), zones=zones(),
+                                extra={"admin": {"address": f"127.0.0.1:{port}"}})
+        cfg_path = st.write_config(cfg, name="admin-taken.yaml")
+        err_path = os.path.join(st.dir, "admin-taken.stderr")
+        with open(err_path, "wb") as err:
+            proc = pclib.spawn([pclib.BINARY, "run", "-c", cfg_path], stdout=subprocess.DEVNULL, stderr=err)
+        try:
+            code = proc.wait(timeout=30)
+        finally:
+            pclib.stop_process(proc, timeout=15)
+        log = pclib.tail(err_path)
+        assert code == 1, f"exit {code}\n{log}"
+        assert f"admin: cannot listen on 127.0.0.1:{port}: address already in use: not starting" in log, log
+        assert "started with" not in log, log
 
 if __name__ == "__main__":
     pclib.main(__file__)  # pytest on this file
