@@ -33,6 +33,7 @@
 #include <unistd.h>
 #include <openssl/evp.h>
 
+#include "rx_split.h"
 #include "seclang.h"
 #include "waf_body.h"
 #include "waf_transform.h"
@@ -46,6 +47,15 @@ int libinjection_xss(const char *s, size_t slen);
 #define MAX_MATCHED 256 /* MATCHED_VARS kept (they accumulate until a rule does not match) */
 #define MAX_REMOVALS 64 /* ctl exclusions per transaction */
 #define MAX_VALUE (1 << 20)
+/* Expressions longer than RX_SPLIT_FROM are split for Hyperscan into pieces of at most
+ * RX_PIECE_LEN, at most RX_MAX_PIECES of them (see compile_op). Measured on the CRS: its Unix
+ * command list (932150, 5.9k) is too large for Hyperscan, and its prefilter flags plain text, so
+ * PCRE ran on every argument; split (about 20 pieces), it flags none. The other long ones (932100
+ * to 932115, 5.2k to 5.5k) have prefilters that already pass plain text: their pieces only cost
+ * scanning time. */
+#define RX_SPLIT_FROM 5800
+#define RX_PIECE_LEN 3000
+#define RX_MAX_PIECES 64
 
 /* ---- variables ---- */
 
@@ -555,7 +565,20 @@ typedef struct value {
     int orig;                   /* the index of the variant that is the value itself; -1 none yet */
     variant *variants;
     size_t nvariants, capvariants;
+    struct applied *applied; /* transformations applied to its forms, reused by every chain */
+    size_t napplied;
 } value;
+
+/* A transformation applied to one form of a value (the value itself, or an earlier output, known
+ * by its address): chains share most of their steps, each is made once per value. */
+#define MAX_APPLIED 24
+
+typedef struct applied {
+    const char *in;
+    int t;
+    const char *out; /* `in` when the transformation leaves it as it is; NULL: not exact */
+    size_t out_len;
+} applied;
 
 typedef struct txvar {
     char *key; /* "TX:<name>", the name in lower case (name = key + 3) */
@@ -627,6 +650,10 @@ struct waf_fast_call {
     /* phase 2's trace from a clean message (see trace_check) */
     int have_trace;
     trace trace;
+    /* the trace's pattern steps gathered by class and chain (see plan_candidates): built once */
+    int plan_built;
+    struct plan_pair *plan;
+    size_t nplan;
     int trace_never; /* a traced rule expands a macro: judge every message in full */
     trace rec;       /* the trace being recorded (of every state of a forked replay) */
     int rec_bad, rec_matched;
@@ -706,6 +733,8 @@ static int value_init(replay *r, arena *a, value *v, const char *key, const char
     v->orig = -1;
     v->variants = NULL;
     v->nvariants = v->capvariants = 0;
+    v->applied = NULL;
+    v->napplied = 0;
     (void)a;
     return 0;
 }
@@ -770,7 +799,7 @@ static int scan_cached(replay *r, const value *v, variant *var, size_t words, co
     return 0;
 }
 
-static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan);
+static inline variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan);
 
 /* The message's argument values (each as it is, not transformed) scanned in one buffer: a scan
  * costs mostly its start, whatever the length. Every value gets the hits of the whole buffer, a
@@ -839,7 +868,7 @@ static int scan_args_together(replay *r)
 }
 
 /* The variant of v after chain `ch` (arena memory), scanned; NULL with r->reason on fallback. */
-static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
+static variant *variant_make(replay *r, arena *a, value *v, int ch, int need_scan)
 {
     const waf_fast *f = r->f;
     if (!v->by_chain) {
@@ -878,19 +907,34 @@ static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
                     if (waf_transform_identity(c->t[i], cur, len)) v->id_same |= bit;
                 }
                 if (v->id_same & bit) continue;
-            } else if (waf_transform_identity(c->t[i], cur, len)) {
-                continue;
             }
-            size_t cap = waf_transform_max_out(c->t[i], len) + 1;
-            char *out = arena_alloc(a, cap);
-            if (!out) return fallback(r, "out of memory"), NULL;
-            size_t n = waf_transform_apply(c->t[i], cur, len, out);
-            if (n == (size_t)-1) {
+            applied made, *ap = NULL;
+            for (size_t k = 0; k < v->napplied && !ap; k++)
+                if (v->applied[k].in == cur && v->applied[k].t == (int)c->t[i]) ap = &v->applied[k];
+            if (!ap) {
+                made = (applied){cur, (int)c->t[i], cur, len};
+                /* the value itself is known to change (its memo above); a later form may not */
+                if (cur == v->s || !waf_transform_identity(c->t[i], cur, len)) {
+                    size_t cap = waf_transform_max_out(c->t[i], len) + 1;
+                    char *out = arena_alloc(a, cap);
+                    if (!out) return fallback(r, "out of memory"), NULL;
+                    size_t n = waf_transform_apply(c->t[i], cur, len, out);
+                    made.out = n == (size_t)-1 ? NULL : out;
+                    made.out_len = n;
+                }
+                ap = &made;
+                if (!v->applied) v->applied = arena_alloc(a, MAX_APPLIED * sizeof *v->applied);
+                if (v->applied && v->napplied < MAX_APPLIED) {
+                    v->applied[v->napplied] = made;
+                    ap = &v->applied[v->napplied++];
+                }
+            }
+            if (!ap->out) {
                 v->by_chain[ch] = -2;
                 return fallback(r, "transformation not exact for this value"), NULL;
             }
-            cur = out;
-            len = n;
+            cur = ap->out;
+            len = ap->out_len;
         }
         /* the same bytes as an earlier variant share it (and its scan, made below if not yet) */
         if (cur == v->s) idx = v->orig;
@@ -949,6 +993,17 @@ static variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
         }
     }
     return var;
+}
+
+/* variant_make for a variant made (and scanned, when asked) already, the common case: inline. */
+static inline variant *variant_of(replay *r, arena *a, value *v, int ch, int need_scan)
+{
+    int idx = v->by_chain ? v->by_chain[ch] : -1;
+    if (idx >= 0) {
+        variant *var = &v->variants[idx];
+        if (!need_scan || var->full || !r->f->db[v->cls]) return var;
+    }
+    return variant_make(r, a, v, ch, need_scan);
 }
 
 /* ---- TX ---- */
@@ -1586,21 +1641,52 @@ static int names_agg(replay *r, int ch, uint64_t *agg, size_t words)
         }
         c->name_agg_ok[ch] = 1;
     }
-    for (size_t w = 0; w < words; w++)
+    for (size_t w = 0; agg && w < words; w++)
         agg[w] |= c->name_agg[ch][w];
     return 0;
 }
 
-/* Whether no value a rule can read holds a candidate for its pattern: then the rule cannot match
- * and need not look at its values one by one. The hits of every value of a class after the rule's
- * transformations are ORed once per transaction; a superset of the rule's own targets (key filters
- * and exclusions only remove values), so a missing bit is proof. 1 no candidate, 0 maybe, -1
- * fallback. */
-static int no_candidate(replay *r, const fp_rule *rule, unsigned classes)
+/* The OR of the hits of every value of class cls after chain ch, made once per transaction (NULL
+ * and *rc 0 when a value has no hits: no database for the class, every value is a candidate; NULL
+ * and *rc -1 on fallback). */
+static const uint64_t *class_hits(replay *r, int cls, int ch, int *rc)
 {
     const waf_fast *f = r->f;
     size_t words = (f->npats + 63) / 64;
+    *rc = 0;
+    uint64_t **slot = &r->agg[(size_t)cls * f->nchains + (size_t)ch];
+    if (*slot) return *slot;
+    size_t cap = cls == C_ARGS ? 2 * r->nargs : cls == C_HEADERS ? 2 * r->c->nheaders : 16, n;
+    value **list = arena_alloc(r->mem, (cap + 1) * sizeof *list);
+    uint64_t *agg = arena_alloc(r->mem, words * sizeof *agg);
+    if (!list || !agg) return *rc = fallback(r, "out of memory"), NULL;
+    memset(agg, 0, words * sizeof *agg);
+    class_values(r, cls, list, &n);
+    if (cls == C_ARGS && r->name_agg) {
+        int none = names_agg(r, ch, agg, words);
+        if (none) return *rc = none < 0 ? -1 : 0, NULL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        value *v = list[i];
+        variant *var = variant_of(r, v->call_level ? &r->c->mem : r->mem, v, ch, 1);
+        if (!var) return *rc = -1, NULL;
+        if (!var->hits) return NULL;
+        for (size_t w = 0; w < words; w++)
+            agg[w] |= var->hits[w];
+    }
+    return *slot = agg;
+}
+
+/* Whether no value a rule can read holds a candidate for its pattern: then the rule cannot match
+ * and need not look at its values one by one. The hits of every value of a class after the rule's
+ * transformations (multiMatch: after each prefix of them, every form the operator sees) are ORed
+ * once per transaction; a superset of the rule's own targets (key filters and exclusions only
+ * remove values), so a missing bit is proof. 1 no candidate, 0 maybe, -1 fallback. */
+static int no_candidate(replay *r, const fp_rule *rule, unsigned classes)
+{
+    const waf_fast *f = r->f;
     int pat = rule->op.pat;
+    int first = rule->multimatch ? rule->chain_id - (int)f->chains[rule->chain_id].n : rule->chain_id;
     if (!r->agg) {
         r->agg = arena_alloc(r->mem, NCLASSES * f->nchains * sizeof *r->agg);
         if (!r->agg) return fallback(r, "out of memory");
@@ -1608,30 +1694,12 @@ static int no_candidate(replay *r, const fp_rule *rule, unsigned classes)
     }
     for (int cls = 0; cls < NCLASSES; cls++) {
         if (!(classes & (1u << cls))) continue;
-        uint64_t **slot = &r->agg[(size_t)cls * f->nchains + (size_t)rule->chain_id];
-        if (!*slot) {
-            size_t cap = cls == C_ARGS ? 2 * r->nargs : cls == C_HEADERS ? 2 * r->c->nheaders : 16, n;
-            value **list = arena_alloc(r->mem, (cap + 1) * sizeof *list);
-            uint64_t *agg = arena_alloc(r->mem, words * sizeof *agg);
-            if (!list || !agg) return fallback(r, "out of memory");
-            memset(agg, 0, words * sizeof *agg);
-            class_values(r, cls, list, &n);
-            if (cls == C_ARGS && r->name_agg) {
-                int rc = names_agg(r, rule->chain_id, agg, words);
-                if (rc < 0) return -1;
-                if (rc) return 0;
-            }
-            for (size_t i = 0; i < n; i++) {
-                value *v = list[i];
-                variant *var = variant_of(r, v->call_level ? &r->c->mem : r->mem, v, rule->chain_id, 1);
-                if (!var) return -1;
-                if (!var->hits) return 0; /* no database for the class: every value is a candidate */
-                for (size_t w = 0; w < words; w++)
-                    agg[w] |= var->hits[w];
-            }
-            *slot = agg;
+        for (int ch = first; ch <= rule->chain_id; ch++) {
+            int rc;
+            const uint64_t *hits = class_hits(r, cls, ch, &rc);
+            if (!hits) return rc;
+            if (hits[pat >> 6] & ((uint64_t)1 << (pat & 63))) return 0;
         }
-        if ((*slot)[pat >> 6] & ((uint64_t)1 << (pat & 63))) return 0;
     }
     return 1;
 }
@@ -1689,6 +1757,109 @@ static int record(replay *r, const fp_rule *rule)
 
 #define MESSAGE_CLASSES ((1u << C_ARGS) | (1u << C_BODY))
 
+/* The patterns the trace's pattern steps look for in one class of message values after one chain,
+ * as the words of the Hyperscan id bitset they fall in. */
+typedef struct plan_pair {
+    int cls, ch;
+    size_t nw;
+    uint32_t *w;    /* word indices */
+    uint64_t *mask; /* the pattern bits in each */
+} plan_pair;
+
+/* Gathers the trace's pattern steps (those no_candidate can rule out) by class and chain. A call
+ * without a plan (out of memory) checks step by step. */
+static void plan_build(waf_fast_call *c)
+{
+    const waf_fast *f = c->f;
+    const trace *t = &c->trace;
+    size_t words = (f->npats + 63) / 64, nslots = (size_t)NCLASSES * f->nchains;
+    c->plan_built = 1;
+    uint64_t *m = calloc(nslots * words + 1, sizeof *m);
+    if (!m) return;
+    for (size_t i = 0; i < t->n; i++) {
+        const fp_rule *rule = t->steps[i].rule;
+        unsigned classes = rule->agg_classes & MESSAGE_CLASSES;
+        if (!classes) continue;
+        int first = rule->multimatch ? rule->chain_id - (int)f->chains[rule->chain_id].n : rule->chain_id;
+        for (int cls = 0; cls < NCLASSES; cls++)
+            for (int ch = first; (classes & (1u << cls)) && ch <= rule->chain_id; ch++)
+                m[((size_t)cls * f->nchains + (size_t)ch) * words + (size_t)(rule->op.pat >> 6)] |=
+                    (uint64_t)1 << (rule->op.pat & 63);
+    }
+    size_t npairs = 0;
+    for (size_t k = 0; k < nslots; k++)
+        for (size_t w = 0; w < words; w++)
+            if (m[k * words + w]) {
+                npairs++;
+                break;
+            }
+    plan_pair *pl = arena_alloc(&c->mem, (npairs + 1) * sizeof *pl);
+    for (size_t k = 0, n = 0; pl && k < nslots; k++) {
+        const uint64_t *row = m + k * words;
+        size_t nw = 0;
+        for (size_t w = 0; w < words; w++)
+            nw += row[w] != 0;
+        if (!nw) continue;
+        plan_pair *p = &pl[n++];
+        p->cls = (int)(k / f->nchains);
+        p->ch = (int)(k % f->nchains);
+        p->nw = 0;
+        p->w = arena_alloc(&c->mem, nw * sizeof *p->w);
+        p->mask = arena_alloc(&c->mem, nw * sizeof *p->mask);
+        if (!p->w || !p->mask) {
+            pl = NULL;
+            break;
+        }
+        for (size_t w = 0; w < words; w++)
+            if (row[w]) {
+                p->w[p->nw] = (uint32_t)w;
+                p->mask[p->nw++] = row[w];
+            }
+    }
+    free(m);
+    c->plan = pl;
+    c->nplan = pl ? npairs : 0;
+}
+
+/* Whether some message value holds a candidate for a pattern step of the trace: the check
+ * no_candidate makes step by step, made once for all of them. 0 none (every pattern step is
+ * ruled out), 1 maybe (or no plan), -1 fallback. */
+static int plan_candidates(replay *r)
+{
+    waf_fast_call *c = r->c;
+    const waf_fast *f = r->f;
+    if (!c->plan_built) plan_build(c);
+    if (!c->plan) return 1;
+    size_t words = (f->npats + 63) / 64;
+    value **lists[NCLASSES] = {0};
+    size_t nlist[NCLASSES] = {0};
+    for (size_t k = 0; k < c->nplan; k++) {
+        const plan_pair *p = &c->plan[k];
+        if (!lists[p->cls]) {
+            if (!(lists[p->cls] = arena_alloc(r->mem, (2 * r->nargs + 17) * sizeof **lists)))
+                return fallback(r, "out of memory");
+            class_values(r, p->cls, lists[p->cls], &nlist[p->cls]);
+        }
+        value **list = lists[p->cls];
+        size_t n = nlist[p->cls];
+        if (p->cls == C_ARGS && r->name_agg) {
+            int rc = names_agg(r, p->ch, NULL, words);
+            if (rc) return rc;
+            for (size_t j = 0; j < p->nw; j++)
+                if (c->name_agg[p->ch][p->w[j]] & p->mask[j]) return 1;
+        }
+        for (size_t i = 0; i < n; i++) {
+            value *v = list[i];
+            variant *var = variant_of(r, v->call_level ? &c->mem : r->mem, v, p->ch, 1);
+            if (!var) return -1;
+            if (!var->hits) return 1; /* no database for the class: every value is a candidate */
+            for (size_t j = 0; j < p->nw; j++)
+                if (var->hits[p->w[j]] & p->mask[j]) return 1;
+        }
+    }
+    return 0;
+}
+
 /* The message values of r against the call's trace: 0 none matched (the message is clean), 1 one
  * matched, -1 a fallback reason; for 1 and -1, the message is replayed in full. */
 static int trace_check(replay *r)
@@ -1702,6 +1873,8 @@ static int trace_check(replay *r)
         if (cn && !cn->clean_at && (cn->clean_at = arena_alloc(&c->mem, words * sizeof *cn->clean_at)))
             memset(cn->clean_at, 0, words * sizeof *cn->clean_at);
     }
+    int candidates = plan_candidates(r);
+    if (candidates < 0) return -1;
     for (size_t i = 0; i < t->n; i++) {
         const trace_step *st = &t->steps[i];
         r->step = (long)i;
@@ -1711,6 +1884,7 @@ static int trace_check(replay *r)
         r->cur_rule = rule->id;
         /* a plain pattern: its message values (all of these classes) hold no candidate */
         if (rule->agg_classes & MESSAGE_CLASSES) {
+            if (!candidates) continue;
             int none = no_candidate(r, rule, rule->agg_classes & MESSAGE_CLASSES);
             if (none < 0) return -1;
             if (none) continue;
@@ -2080,6 +2254,20 @@ static call_name *call_name_of(waf_fast_call *c, const char *name, size_t len)
     return cn;
 }
 
+/* n in decimal into buf (at least 21 bytes), as "%zu" writes it: twice per message, without stdio. */
+static void decimal(char *buf, size_t n)
+{
+    char tmp[24];
+    size_t k = 0;
+    do {
+        tmp[k++] = (char)('0' + n % 10);
+        n /= 10;
+    } while (n);
+    for (size_t i = 0; i < k; i++)
+        buf[i] = tmp[k - 1 - i];
+    buf[k] = '\0';
+}
+
 static void replay_init(replay *r, waf_fast_call *c, waf_fast_scratch *scratch, arena *mem)
 {
     memset(r, 0, offsetof(replay, tx));
@@ -2233,10 +2421,10 @@ int waf_fast_judge(waf_fast_call *c, waf_fast_scratch *s, const waf_arg *args, s
     }
     value_init(r, &mem, &r->body, "REQUEST_BODY", "REQUEST_BODY", 12, body ? body : "", body ? body_len : 0);
     r->body.cls = C_BODY;
-    if (body_len) snprintf(r->numbuf[0], sizeof r->numbuf[0], "%zu", body_len);
+    if (body_len) decimal(r->numbuf[0], body_len);
     value_init(r, &mem, &r->body_len, "REQUEST_BODY_LENGTH", "REQUEST_BODY_LENGTH", 19, r->numbuf[0],
                strlen(r->numbuf[0]));
-    if (nargs) snprintf(r->numbuf[1], sizeof r->numbuf[1], "%zu", combined);
+    if (nargs) decimal(r->numbuf[1], combined);
     value_init(r, &mem, &r->combined, "ARGS_COMBINED_SIZE", "ARGS_COMBINED_SIZE", 18, r->numbuf[1],
                strlen(r->numbuf[1]));
     if (c->have_trace) {
@@ -2623,7 +2811,26 @@ static int compile_op(builder *b, fp_rule *r, const sl_rule *sr)
         }
         /* prefilter: may match more than PCRE, never less */
         unsigned flags = HS_FLAG_DOTALL | HS_FLAG_MULTILINE | HS_FLAG_SINGLEMATCH | HS_FLAG_PREFILTER;
-        return add_pat(b, e, flags, (unsigned)op->pat);
+        /* A long expression is too large for Hyperscan, or a prefilter that flags nearly every
+         * value: its alternation's branches, as pieces under one id, are neither (rx_split.c). */
+        char **pieces;
+        int n = strlen(param) > RX_SPLIT_FROM ? waf_rx_split(param, RX_PIECE_LEN, RX_MAX_PIECES, &pieces) : 0;
+        if (n < 0) {
+            free(e);
+            return -1;
+        }
+        if (n == 0) return add_pat(b, e, flags, (unsigned)op->pat);
+        free(e);
+        int rc = 0;
+        for (int i = 0; i < n; i++) {
+            if (rc == 0) {
+                rc = add_pat(b, pieces[i], flags, (unsigned)op->pat);
+            } else {
+                free(pieces[i]);
+            }
+        }
+        free(pieces);
+        return rc;
     }
     case OP_PM:
         if ((op->pat = new_pat(f, r)) < 0) return -1;
@@ -2994,8 +3201,8 @@ static fp_rule *compile_rule(builder *b, const sl_rule *sr, const sl_rule *head_
         }
         /* a plain pattern operator on values whose class is known: no_candidate can rule it out */
         int plain = (r->op.kind == OP_RX || r->op.kind == OP_PM) && r->op.pat >= 0 && !r->op.negated &&
-                    !r->op.param.has_macro && !r->multimatch && r->op.re != NULL;
-        if (r->op.kind == OP_PM) plain = r->op.pat >= 0 && !r->op.negated && !r->multimatch;
+                    !r->op.param.has_macro && r->op.re != NULL;
+        if (r->op.kind == OP_PM) plain = r->op.pat >= 0 && !r->op.negated;
         for (size_t i = 0; plain && i < r->nvars; i++) {
             const fp_var *v = &r->vars[i];
             if (v->exclude) continue;
