@@ -141,6 +141,17 @@ static int64_t as_s32(uint32_t x)
     return x <= INT32_MAX ? (int64_t)x : -(int64_t)(uint32_t)~x - 1;
 }
 
+/* Whether the 8 bytes at s are all printable ASCII (0x20 to 0x7e): no high bit, no byte below
+ * 0x20, none equal to 0x7f (the word tricks for "a byte less than n" and "a zero byte"). */
+static bool printable8(const uint8_t *s)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    uint64_t x, del;
+    memcpy(&x, s, 8);
+    del = x ^ (0x7f * ones);
+    return !(x & highs) && !((x - 0x20 * ones) & ~x & highs) && !((del - ones) & ~del & highs);
+}
+
 /* Strict UTF-8 (no overlongs, surrogates or values past U+10FFFF). *text tells whether it is also
  * free of control characters other than tab, LF and CR, i.e. reads as plain text. */
 static bool utf8_check(const uint8_t *s, size_t n, bool *text)
@@ -148,6 +159,10 @@ static bool utf8_check(const uint8_t *s, size_t n, bool *text)
     bool t = true;
     size_t i = 0;
     while (i < n) {
+        if (n - i >= 8 && printable8(s + i)) { /* most strings are plain ASCII text */
+            i += 8;
+            continue;
+        }
         uint8_t c = s[i];
         if (c < 0x80) {
             if ((c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f) t = false;

@@ -116,9 +116,23 @@ int waf_is_utf8(const uint8_t *s, size_t n)
     return 1;
 }
 
+/* No byte of the word at s is a control character or outside ASCII: 0x20 to 0x7e only. */
+static int printable_word(const uint8_t *s)
+{
+    const uint64_t ones = 0x0101010101010101ULL, high = 0x8080808080808080ULL;
+    uint64_t w, del;
+    memcpy(&w, s, sizeof w);
+    del = w ^ (0x7f * ones); /* a zero byte where w holds DEL */
+    return !(w & high) && !((w - 0x20 * ones) & ~w & high) && !((del - ones) & ~del & high);
+}
+
 int waf_is_text(const uint8_t *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
+        if (n - i >= 8 && printable_word(s + i)) {
+            i += 8;
+            continue;
+        }
         if (s[i] < 0x80) {
             if (is_control(s[i])) return 0;
             i++;

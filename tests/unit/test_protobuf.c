@@ -755,6 +755,32 @@ static void test_heuristics(void **state)
     pc__pb_result_free(r);
 }
 
+/* Text is told from a message byte by byte, eight at a time where they are plain ASCII: a value
+ * that parses as a message (field 13, varints) is a string when it reads as text, a message when
+ * one byte is a control character or DEL, wherever that byte sits. */
+static void test_text_at_every_position(void **state)
+{
+    (void)state;
+    char err[256];
+    for (size_t at = 1; at < 24; at += 2) {
+        for (unsigned c = 0; c < 0x80; c++) {
+            char v[24];
+            for (size_t i = 0; i < sizeof v; i += 2)
+                memcpy(v + i, "hi", 2); /* {13: 105} twelve times */
+            v[at] = (char)c;            /* the varint's value: still a message */
+            buf b = {NULL, 0};
+            put_len(&b, 1, v, sizeof v);
+            pc_pb_result *r;
+            assert_int_equal(pc__pb_decode(NULL, b.data, b.len, NULL, &r, err, sizeof err), PC_PB_OK);
+            int control = (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f;
+            if (r->fields[0].kind != (control ? PC_PB_MESSAGE : PC_PB_STRING))
+                fail_msg("byte 0x%02x at %zu: kind %d", c, at, (int)r->fields[0].kind);
+            pc__pb_result_free(r);
+            free(b.data);
+        }
+    }
+}
+
 /* Non-finite floats become strings; the result outlives the caller's buffer. */
 static void test_json_special(void **state)
 {
@@ -800,7 +826,8 @@ int main(void)
         cmocka_unit_test(test_descset_deep),   cmocka_unit_test(test_truncations),
         cmocka_unit_test(test_hostile),        cmocka_unit_test(test_depth),
         cmocka_unit_test(test_limits),         cmocka_unit_test(test_descriptor_mismatch),
-        cmocka_unit_test(test_heuristics),     cmocka_unit_test(test_json_special),
+        cmocka_unit_test(test_heuristics),     cmocka_unit_test(test_text_at_every_position),
+        cmocka_unit_test(test_json_special),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

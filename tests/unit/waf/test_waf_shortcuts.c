@@ -14,6 +14,7 @@
 
 #include <cmocka.h>
 
+#include "waf_body.h"
 #include "waf_transform.h"
 
 int libinjection_xss(const char *s, size_t slen);
@@ -149,11 +150,31 @@ static void test_xss_shortcut(void **state)
     assert_true(n > 200000);
 }
 
+/* waf_is_text and waf_is_utf8 pass plain ASCII eight bytes at a time: one byte of every value, at
+ * every position of both words, against the byte-by-byte answer. */
+static void test_text_words(void **state)
+{
+    (void)state;
+    for (size_t at = 0; at < 19; at++) {
+        for (unsigned c = 0; c < 256; c++) {
+            uint8_t v[19];
+            memset(v, 'a', sizeof v);
+            v[at] = (uint8_t)c;
+            int control = (c < 0x20 && c != '\t' && c != '\n' && c != '\r') || c == 0x7f;
+            /* a lone byte from 0x80 is never UTF-8 */
+            if (waf_is_text(v, sizeof v) != (c < 0x80 && !control))
+                fail_msg("waf_is_text: byte 0x%02x at %zu", c, at);
+            if (waf_is_utf8(v, sizeof v) != (c < 0x80)) fail_msg("waf_is_utf8: byte 0x%02x at %zu", c, at);
+        }
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_trigger_masks),
         cmocka_unit_test(test_xss_shortcut),
+        cmocka_unit_test(test_text_words),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
