@@ -1006,6 +1006,16 @@ static inline variant *variant_of(replay *r, arena *a, value *v, int ch, int nee
     return variant_make(r, a, v, ch, need_scan);
 }
 
+/* The value itself, scanned in full, when chain ch is known to leave it as it is (every one of the
+ * chain's transformations, by the value's memo): most chains, for most values. NULL otherwise. */
+static inline variant *as_is(const waf_fast *f, value *v, int ch)
+{
+    const fp_chain *c = &f->chains[ch];
+    if (v->orig < 0 || (c->mask & v->id_known & v->id_same) != c->mask) return NULL;
+    variant *var = &v->variants[v->orig];
+    return var->full ? var : NULL;
+}
+
 /* ---- TX ---- */
 
 static txvar *tx_find(replay *r, const char *name, size_t len)
@@ -1850,8 +1860,8 @@ static int plan_candidates(replay *r)
         }
         for (size_t i = 0; i < n; i++) {
             value *v = list[i];
-            variant *var = variant_of(r, v->call_level ? &c->mem : r->mem, v, p->ch, 1);
-            if (!var) return -1;
+            variant *var = as_is(f, v, p->ch);
+            if (!var && !(var = variant_of(r, v->call_level ? &c->mem : r->mem, v, p->ch, 1))) return -1;
             if (!var->hits) return 1; /* no database for the class: every value is a candidate */
             for (size_t j = 0; j < p->nw; j++)
                 if (var->hits[p->w[j]] & p->mask[j]) return 1;
