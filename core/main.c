@@ -253,6 +253,10 @@ static void reload(run_state *rs)
         pc_log_warn("SIGHUP: workers changed: takes effect at the next restart");
     if (strcmp(cfg->log.access, rs->current->cfg->log.access) != 0)
         pc_log_warn("SIGHUP: log.access changed: takes effect at the next restart");
+    const char *admin_was = rs->current->cfg->admin_address;
+    if ((cfg->admin_address != NULL) != (admin_was != NULL) ||
+        (admin_was && strcmp(cfg->admin_address, admin_was) != 0))
+        pc_log_warn("SIGHUP: admin.address changed: takes effect at the next restart");
     pc__log_set_level(cfg->log.level);
     for (size_t i = 0; i < rs->nworkers; i++)
         pc__worker_reload(&rs->workers[i], rt);

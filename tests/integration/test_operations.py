@@ -261,6 +261,20 @@ def test_reload_under_load(st):
         assert "no-such-origin" in refused_line, f"the refusal does not say what is wrong: {refused_line}"
 
 
+def test_reload_keeps_the_admin_address(st):
+    """The admin listener is bound once: a reload that moves it says so and keeps serving on the
+    address it has."""
+    with running(st, "readmin", admin=True) as r:
+        moved = pclib.free_port()
+        r.rewrite(dict(st.cfg, admin={"address": f"127.0.0.1:{moved}"}))
+        r.signal(signal.SIGHUP)
+        r.wait_count(RELOADED, 1)
+        assert r.count("admin.address changed: takes effect at the next restart") == 1, r.stderr()[-2000:]
+        status, body = pclib.http_get(r.admin_port, "/healthz")
+        assert status == 200 and body.strip() == "ok", (status, body)
+        assert not pclib.port_open(moved), "the moved admin address is served before a restart"
+
+
 def test_reload_refuses_listen_change(st):
     with running(st, "relisten") as r:
         cfg = dict(st.cfg, listen=st.cfg["listen"][:1])  # the h2c listener dropped
