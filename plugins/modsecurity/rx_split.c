@@ -13,8 +13,9 @@
  *  - no branch sets an option for the ones after it ((?:a(?i)b|c) also matches "C");
  *  - nothing refers to a group by number or name, or recurses (pieces lose the groups of the
  *    other branches): then the pattern is not split at all.
- * Atomic groups and lookbehinds around the group keep it: a piece finds, first, the match the whole
- * found first. */
+ * Positive lookarounds around the group keep it: an assertion holds where its pattern matches.
+ * Atomic groups and possessive quantifiers commit to a first match, so nothing in or under them is
+ * split, and neither is a pattern in extended mode ((?x): its comments are not parsed here). */
 
 #include "rx_split.h"
 
@@ -29,7 +30,7 @@ typedef struct group {
     size_t nbars, capbars;
     int splittable;  /* (?:, (, (?<name>, (?flags:, (?> ... */
     int repeated;    /* followed by *, + or {...} */
-    int negative;    /* (?! or (?<! */
+    int opaque;      /* (?! or (?<!, or atomic (?>: what holds inside does not distribute */
     int sets_option; /* holds a bare (?flags) at its own level or deeper */
 } group;
 
@@ -125,7 +126,8 @@ static int parse_groups(const char *s, size_t len, parse *p)
             group *g = &p->g[stack[--depth]];
             g->close = i;
             char q = i + 1 < len ? s[i + 1] : '\0';
-            g->repeated = q == '*' || q == '+' || q == '{';
+            /* a possessive ?+ commits like a repeat */
+            g->repeated = q == '*' || q == '+' || q == '{' || (q == '?' && i + 2 < len && s[i + 2] == '+');
             if (g->sets_option) p->g[stack[depth - 1]].sets_option = 1;
             i++;
             continue;
@@ -141,16 +143,17 @@ static int parse_groups(const char *s, size_t len, parse *p)
         if (left && *o == '*') return 0; /* (*VERB) */
         if (!left || *o != '?') {
             g.body = i + 1; /* capturing */
-        } else if (left >= 2 && (o[1] == ':' || o[1] == '>')) {
+        } else if (left >= 2 && o[1] == ':') {
             g.body = i + 3;
-        } else if (left >= 2 && (o[1] == '=' || o[1] == '!')) {
+        } else if (left >= 2 && (o[1] == '=' || o[1] == '!' || o[1] == '>')) {
+            /* an atomic group commits to its first match: (?>ab|a)b fails on "ab", (?>a)b does not */
             g.body = i + 3;
             g.splittable = 0;
-            g.negative = o[1] == '!';
+            g.opaque = o[1] != '=';
         } else if (left >= 3 && o[1] == '<' && (o[2] == '=' || o[2] == '!')) {
             g.body = i + 4;
             g.splittable = 0;
-            g.negative = o[2] == '!';
+            g.opaque = o[2] == '!';
         } else if (left >= 3 && (o[1] == '<' || (o[1] == 'P' && o[2] == '<') || o[1] == '\'')) {
             /* a named capture: its name ends with > or ' */
             const char *e = memchr(o + 2, o[1] == '\'' ? '\'' : '>', left - 2);
@@ -161,6 +164,7 @@ static int parse_groups(const char *s, size_t len, parse *p)
             while (k < left && is_flag(o[k]))
                 k++;
             if (k == 1 || k >= left || (o[k] != ':' && o[k] != ')')) return 0; /* (?|, (?(, (?R), (?#, ... */
+            if (memchr(o + 1, 'x', k - 1)) return 0; /* extended: # comments and spaces, not parsed here */
             if (o[k] == ')') {
                 /* a bare option setting: it lasts to the end of the group it is in, branches after
                  * it included */
@@ -189,7 +193,7 @@ static long best_group(const parse *p)
         int ok = 1;
         for (size_t a = 0; a < p->n && ok; a++) {
             const group *h = &p->g[a];
-            if (a != k && h->open <= g->open && g->close <= h->close) ok = !h->repeated && !h->negative;
+            if (a != k && h->open <= g->open && g->close <= h->close) ok = !h->repeated && !h->opaque;
         }
         if (ok && g->close - g->open >= best_span) {
             best = (long)k;

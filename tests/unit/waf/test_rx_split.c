@@ -261,19 +261,23 @@ static void refuses_where_it_would_be_wrong(void **state)
 {
     (void)state;
     static const char *const wrong[] = {
-        "(?:ab|cd)*e",        /* repeated: abcd matches, neither piece does */
-        "(?:x(?:ab|cd))+e",   /* repeated around it */
-        "(?:ab|cd){2}e",      /* counted */
-        "q(?!ab|cd)",         /* negated */
-        "q(?<!ab|cd)z",       /* negated behind */
-        "(?:a(?i)b|c)",       /* an option carried into the next branch */
-        "(a|b)x\\1",          /* a back reference */
-        "(?<n>a|b)\\k<n>",    /* a named one */
-        "(?|(a)|(b))",        /* branch reset */
-        "(?(1)a|b)",          /* a condition */
-        "(*UTF)(?:a|b)",      /* a verb */
-        "\\Q(a|b)\\E(?:c|d)", /* quoted text */
-        "(?:a|b",             /* unbalanced */
+        "(?:ab|cd)*e",         /* repeated: abcd matches, neither piece does */
+        "(?:x(?:ab|cd))+e",    /* repeated around it */
+        "(?:ab|cd){2}e",       /* counted */
+        "q(?!ab|cd)",          /* negated */
+        "q(?<!ab|cd)z",        /* negated behind */
+        "(?:a(?i)b|c)",        /* an option carried into the next branch */
+        "(a|b)x\\1",           /* a back reference */
+        "(?<n>a|b)\\k<n>",     /* a named one */
+        "(?|(a)|(b))",         /* branch reset */
+        "(?(1)a|b)",           /* a condition */
+        "(*UTF)(?:a|b)",       /* a verb */
+        "\\Q(a|b)\\E(?:c|d)",  /* quoted text */
+        "(?:a|b",              /* unbalanced */
+        "(?>ab|a)b",           /* atomic: fails on \"ab\", (?>a)b does not */
+        "(?>x(?:ab|a))b",      /* under an atomic group */
+        "(?:ab|a)?+b",         /* possessive */
+        "(?x)(?:a|b) # (c|d)", /* extended: a comment */
     };
     for (size_t i = 0; i < sizeof wrong / sizeof *wrong; i++) {
         char **p;
