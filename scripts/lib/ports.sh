@@ -25,13 +25,29 @@ wait_port() {
 }
 
 # free_ports N: N different free TCP ports on 127.0.0.1, on one line (bound at the same time, so
-# no two are the same). free_port: one.
+# no two are the same), picked outside the kernel's ephemeral range: a port it hands out for
+# bind(0) or an outgoing connection could be taken again before the server binds it.
+# free_port: one.
 free_ports() {
     /usr/bin/python3 -c '
-import socket, sys
-socks = [socket.socket() for _ in range(int(sys.argv[1]))]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
+import random, socket, sys
+try:
+    low, high = (int(v) for v in open("/proc/sys/net/ipv4/ip_local_port_range").read().split())
+except (OSError, ValueError):
+    low, high = 32768, 60999
+first, end = (10000, low) if low - 10000 >= 4096 else (high + 1, 65536)
+socks = []
+for _ in range(1000):
+    if len(socks) == int(sys.argv[1]):
+        break
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", random.randrange(first, end)))
+        socks.append(s)
+    except OSError:
+        s.close()
+if len(socks) < int(sys.argv[1]):
+    sys.exit(f"no {sys.argv[1]} free loopback ports in {first}..{end - 1}")
 print(*(s.getsockname()[1] for s in socks))' "$1"
 }
 free_port() { free_ports 1; }
