@@ -392,6 +392,13 @@ struct waf_fast_scratch {
 
 /* ---- small helpers ---- */
 
+/* The first chain whose output a rule's operator sees: its own, or for multiMatch the empty
+ * prefix of it (the chains of every prefix are interned just before the full one). */
+static int first_chain(const waf_fast *f, const fp_rule *r)
+{
+    return r->multimatch ? r->chain_id - (int)f->chains[r->chain_id].n : r->chain_id;
+}
+
 static void errf(char *err, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 static void errf(char *err, size_t len, const char *fmt, ...)
 {
@@ -1390,7 +1397,7 @@ static int test_value(replay *r, const fp_rule *rule, value *v, int *matched)
     const waf_fast *f = r->f;
     /* multiMatch: the value before any transformation, then after each that changed it; chains
      * for every prefix are interned next to the full one (see compile). */
-    int first = rule->multimatch ? rule->chain_id - (int)f->chains[rule->chain_id].n : rule->chain_id;
+    int first = first_chain(f, rule);
     const char *prev = NULL;
     size_t prevlen = 0;
     for (int ch = first; ch <= rule->chain_id; ch++) {
@@ -1599,6 +1606,12 @@ static int run_ctls(replay *r, const fp_rule *rule)
 }
 
 /* The values of a class that rules with a plain operator read, for the aggregated hits below. */
+/* Room for the values class_values lists for class cls. */
+static size_t class_capacity(const replay *r, int cls)
+{
+    return (cls == C_ARGS ? 2 * r->nargs : cls == C_HEADERS ? 2 * r->c->nheaders : 16) + 1;
+}
+
 static int class_values(replay *r, int cls, value **list, size_t *n)
 {
     waf_fast_call *c = r->c;
@@ -1666,8 +1679,8 @@ static const uint64_t *class_hits(replay *r, int cls, int ch, int *rc)
     *rc = 0;
     uint64_t **slot = &r->agg[(size_t)cls * f->nchains + (size_t)ch];
     if (*slot) return *slot;
-    size_t cap = cls == C_ARGS ? 2 * r->nargs : cls == C_HEADERS ? 2 * r->c->nheaders : 16, n;
-    value **list = arena_alloc(r->mem, (cap + 1) * sizeof *list);
+    size_t n;
+    value **list = arena_alloc(r->mem, class_capacity(r, cls) * sizeof *list);
     uint64_t *agg = arena_alloc(r->mem, words * sizeof *agg);
     if (!list || !agg) return *rc = fallback(r, "out of memory"), NULL;
     memset(agg, 0, words * sizeof *agg);
@@ -1696,7 +1709,7 @@ static int no_candidate(replay *r, const fp_rule *rule, unsigned classes)
 {
     const waf_fast *f = r->f;
     int pat = rule->op.pat;
-    int first = rule->multimatch ? rule->chain_id - (int)f->chains[rule->chain_id].n : rule->chain_id;
+    int first = first_chain(f, rule);
     if (!r->agg) {
         r->agg = arena_alloc(r->mem, NCLASSES * f->nchains * sizeof *r->agg);
         if (!r->agg) return fallback(r, "out of memory");
@@ -1790,7 +1803,7 @@ static void plan_build(waf_fast_call *c)
         const fp_rule *rule = t->steps[i].rule;
         unsigned classes = rule->agg_classes & MESSAGE_CLASSES;
         if (!classes) continue;
-        int first = rule->multimatch ? rule->chain_id - (int)f->chains[rule->chain_id].n : rule->chain_id;
+        int first = first_chain(f, rule);
         for (int cls = 0; cls < NCLASSES; cls++)
             for (int ch = first; (classes & (1u << cls)) && ch <= rule->chain_id; ch++)
                 m[((size_t)cls * f->nchains + (size_t)ch) * words + (size_t)(rule->op.pat >> 6)] |=
@@ -1846,7 +1859,7 @@ static int plan_candidates(replay *r)
     for (size_t k = 0; k < c->nplan; k++) {
         const plan_pair *p = &c->plan[k];
         if (!lists[p->cls]) {
-            if (!(lists[p->cls] = arena_alloc(r->mem, (2 * r->nargs + 17) * sizeof **lists)))
+            if (!(lists[p->cls] = arena_alloc(r->mem, class_capacity(r, p->cls) * sizeof **lists)))
                 return fallback(r, "out of memory");
             class_values(r, p->cls, lists[p->cls], &nlist[p->cls]);
         }
@@ -2765,7 +2778,7 @@ static int new_pat(waf_fast *f, const fp_rule *r)
     int *hi = realloc(f->pat_chain_hi, (f->npats + 1) * sizeof *hi);
     if (hi) f->pat_chain_hi = hi;
     if (!lo || !hi) return -1;
-    lo[f->npats] = r->multimatch ? r->chain_id - (int)f->chains[r->chain_id].n : r->chain_id;
+    lo[f->npats] = first_chain(f, r);
     hi[f->npats] = r->chain_id;
     return (int)f->npats++;
 }
